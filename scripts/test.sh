@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Quick start, command 2 (and what CI runs): install dependencies, build everything, run the
+# whole test suite (labels unit, cli, slow; mpi once the federation stage lands).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$(nproc)"
+ctest --preset release -j "$(nproc)" "$@"

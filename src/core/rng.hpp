@@ -1,0 +1,121 @@
+// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11). Every draw is a pure
+// function of (key, counter): streams are keyed by (seed, purpose) and indexed by counters
+// such as (round, client, step, position), so results never depend on thread or rank layout.
+// There is deliberately no stateful global generator anywhere in pfcr.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+
+namespace pfcr {
+
+using PhiloxCounter = std::array<uint32_t, 4>;
+using PhiloxKey = std::array<uint32_t, 2>;
+
+// One Philox4x32-10 block: 128 random bits for one (counter, key).
+inline PhiloxCounter philox4x32(PhiloxCounter ctr, PhiloxKey key) {
+    constexpr uint32_t m0 = 0xD2511F53u, m1 = 0xCD9E8D57u;
+    constexpr uint32_t w0 = 0x9E3779B9u, w1 = 0xBB67AE85u;
+    for (int round = 0; round < 10; ++round) {
+        const uint64_t p0 = uint64_t(m0) * ctr[0];
+        const uint64_t p1 = uint64_t(m1) * ctr[2];
+        ctr = {uint32_t(p1 >> 32) ^ ctr[1] ^ key[0], uint32_t(p1), uint32_t(p0 >> 32) ^ ctr[3] ^ key[1],
+               uint32_t(p0)};
+        key[0] += w0;
+        key[1] += w1;
+    }
+    return ctr;
+}
+
+// Named purposes keep streams of different uses independent even with equal counters.
+enum class RngPurpose : uint32_t {
+    featurizer_projection = 1,
+    synth = 2,
+    quantizer = 3,
+    init = 4,
+    shuffle = 5,
+    dropout = 6,
+    sampling = 7,
+    privacy = 8,
+};
+
+// splitmix64 finaliser: mixes a 64-bit value into a well-spread 64-bit value.
+inline uint64_t mix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// A keyed stream: key = (seed, purpose), counter = (a, b, c, index). Draw i of stream
+// (a, b, c) is block(a, b, c, i / 4)[i % 4] — callers address draws explicitly.
+class KeyedRng {
+public:
+    KeyedRng(uint64_t seed, RngPurpose purpose) {
+        const uint64_t k = mix64(seed ^ (uint64_t(purpose) << 56) ^ mix64(uint64_t(purpose)));
+        key_ = {uint32_t(k), uint32_t(k >> 32)};
+    }
+
+    PhiloxCounter block(uint32_t a, uint32_t b, uint32_t c, uint32_t d) const {
+        return philox4x32({d, c, b, a}, key_);
+    }
+
+    // A sequential cursor over one stream (a, b, c); cheap to create, holds no shared state.
+    class Stream {
+    public:
+        Stream(PhiloxKey key, uint32_t a, uint32_t b, uint32_t c) : key_(key), a_(a), b_(b), c_(c) {}
+        uint32_t next_u32() {
+            if (used_ == 4) {
+                buf_ = philox4x32({block_++, c_, b_, a_}, key_);
+                used_ = 0;
+            }
+            return buf_[used_++];
+        }
+        uint64_t next_u64() { return (uint64_t(next_u32()) << 32) | next_u32(); }
+        // Uniform in [0, 1) with 53 random bits.
+        double uniform() { return double(next_u64() >> 11) * 0x1.0p-53; }
+        // Uniform integer in [0, n), n > 0, by rejection (no modulo bias).
+        uint64_t below(uint64_t n) {
+            const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+            uint64_t x;
+            do {
+                x = next_u64();
+            } while (x >= limit);
+            return x % n;
+        }
+        // Standard normal by Box–Muller (both outputs used in turn).
+        double normal() {
+            if (has_spare_) {
+                has_spare_ = false;
+                return spare_;
+            }
+            double u1;
+            do {
+                u1 = uniform();
+            } while (u1 <= 0.0);
+            const double u2 = uniform();
+            const double r = std::sqrt(-2.0 * std::log(u1));
+            constexpr double two_pi = 6.283185307179586476925286766559;
+            spare_ = r * std::sin(two_pi * u2);
+            has_spare_ = true;
+            return r * std::cos(two_pi * u2);
+        }
+
+    private:
+        PhiloxKey key_;  // a copy: a Stream may outlive the KeyedRng it came from
+        uint32_t a_, b_, c_;
+        uint32_t block_ = 0;
+        PhiloxCounter buf_{};
+        int used_ = 4;
+        double spare_ = 0.0;
+        bool has_spare_ = false;
+    };
+
+    Stream stream(uint32_t a, uint32_t b = 0, uint32_t c = 0) const { return {key_, a, b, c}; }
+
+private:
+    PhiloxKey key_{};
+};
+
+} // namespace pfcr

@@ -1,0 +1,24 @@
+// Small text helpers shared by the file readers and the config: strict integer parsing,
+// splitting, trimming, edit distance for "did you mean" suggestions.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pfcr {
+
+// Whole-string decimal integer (optional leading '-'); nullopt on anything else or overflow.
+std::optional<int64_t> parse_int(std::string_view s);
+// Whole-string floating-point number; nullopt on anything else.
+std::optional<double> parse_double(std::string_view s);
+std::vector<std::string_view> split(std::string_view s, char sep);
+std::string_view trim(std::string_view s);
+size_t edit_distance(std::string_view a, std::string_view b);
+// The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
+std::optional<std::string> closest_match(std::string_view word,
+                                         const std::vector<std::string>& candidates);
+
+} // namespace pfcr

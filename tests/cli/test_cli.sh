@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Command-line behaviour of the real `pfcr` binary: help, synth -> prepare -> inspect on a
+# 256-domain synthetic set, and bad inputs that must exit non-zero with a clear message and
+# leave no prepared.h5 (or temp file) behind. Usage: test_cli.sh PFCR_BINARY SOURCE_DIR
+set -euo pipefail
+pfcr=$1
+src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+pass() { echo "ok   $1"; }
+failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+
+# expect_error NAME REGEX CMD...: CMD must exit non-zero and print REGEX on stderr.
+expect_error() {
+  local name=$1 regex=$2
+  shift 2
+  if "$@" >"$work/out" 2>"$work/err"; then failed "$name (exit 0)"; return; fi
+  if grep -Eq "$regex" "$work/err"; then pass "$name"; else failed "$name: stderr was: $(cat "$work/err")"; fi
+}
+
+"$pfcr" --help | grep -q "prepare" && pass "help lists subcommands" || failed "help"
+"$pfcr" prepare --help | grep -q -- "--set" && pass "prepare --help" || failed "prepare --help"
+
+# 256 small synthetic domains go through prepare and inspect.
+"$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.n_domains=256 --set synth.output="$work/syn" \
+  --set synth.users_min=20 --set synth.users_max=60 --set synth.items_min=20 --set synth.items_max=40 >"$work/synth.out"
+grep -q "synth: 256 domains" "$work/synth.out" && pass "synth 256 domains" || failed "synth: $(cat "$work/synth.out")"
+"$pfcr" prepare -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/run" >"$work/prep.out"
+grep -q "prepared: .*(256 domains" "$work/prep.out" && pass "prepare 256 domains" || failed "prepare: $(cat "$work/prep.out")"
+"$pfcr" inspect "$work/run/prepared.h5" >"$work/inspect.out" && grep -q "schema: valid" "$work/inspect.out" \
+  && pass "inspect valid" || failed "inspect: $(cat "$work/inspect.out")"
+[ -f "$work/run/config.resolved.yaml" ] && pass "config.resolved.yaml written" || failed "no config.resolved.yaml"
+
+# Bad inputs: non-zero exit, message naming the key/file, nothing left behind.
+bad="$work/bad"
+expect_error "unknown key suggests" "unknown key 'n_layer' — did you mean 'n_layers'" \
+  "$pfcr" prepare -q -c "$src/configs/tiny.yaml" --set n_layer=3 --set output_dir="$bad"
+expect_error "out of range" "hidden_dropout_prob = 1.5 is out of range" \
+  "$pfcr" prepare -q --set hidden_dropout_prob=1.5 --set output_dir="$bad"
+expect_error "missing domain" "nope: domain folder not found" \
+  "$pfcr" prepare -q -c "$src/configs/tiny.yaml" --set data.path="$work/syn" --set "data.domains=[synth000, nope]" --set output_dir="$bad"
+cp -r "$work/syn/synth001" "$work/broken"
+sed -i '3s/\t[0-9]*$/\tx7/' "$work/broken/synth001.train.inter"
+mkdir -p "$work/brokenroot" && mv "$work/broken" "$work/brokenroot/synth001"
+expect_error "non-integer target" "synth001.train.inter:3: item id 'x7' is not an integer" \
+  "$pfcr" prepare -q -c "$src/configs/tiny.yaml" --set data.path="$work/brokenroot" --set "data.domains=[synth001]" --set output_dir="$bad"
+if [ -e "$bad/prepared.h5" ] || ls "$bad"/*.tmp.* >/dev/null 2>&1; then failed "partial output left in $bad"; else pass "no partial prepared.h5"; fi
+
+# inspect rejects non-HDF5 and truncated files.
+echo "hello" >"$work/not.h5"
+expect_error "inspect non-hdf5" "not an HDF5 file" "$pfcr" inspect "$work/not.h5"
+head -c 20000 "$work/run/prepared.h5" >"$work/trunc.h5"
+expect_error "inspect truncated" "error|INVALID" "$pfcr" inspect "$work/trunc.h5"
+expect_error "inspect missing" "no such file" "$pfcr" inspect "$work/absent.h5"
+
+echo "cli: $((fails == 0 ? 1 : 0)) suite, $fails failures"
+[ "$fails" -eq 0 ]
