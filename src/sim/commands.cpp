@@ -196,7 +196,7 @@ void print_prepared_summary(const PreparedData& d, std::ostream& out) {
         << m.quantizer_relative_mse << "\n";
     out << std::left << std::setw(14) << "domain" << std::right << std::setw(9) << "users"
         << std::setw(8) << "items" << std::setw(11) << "train" << std::setw(9) << "valid"
-        << std::setw(9) << "test" << std::setw(10) << "mean len" << std::setw(14)
+        << std::setw(9) << "test" << std::setw(10) << "mean len" << std::setw(16)
         << "distinct codes" << "\n";
     int64_t tot_users = 0, tot_items = 0, tot_train = 0;
     for (const auto& pd : d.domains) {
@@ -209,7 +209,7 @@ void print_prepared_summary(const PreparedData& d, std::ostream& out) {
             << std::setw(8) << fmt_count(pd.n_items) << std::setw(11) << fmt_count(int64_t(pd.train.rows()))
             << std::setw(9) << fmt_count(int64_t(pd.valid.rows())) << std::setw(9)
             << fmt_count(int64_t(pd.test.rows())) << std::setw(10) << std::fixed << std::setprecision(2)
-            << mean_len << std::setw(14) << fmt_count(int64_t(distinct.size())) << "\n";
+            << mean_len << std::setw(16) << fmt_count(int64_t(distinct.size())) << "\n";
         out.unsetf(std::ios::fixed);
         tot_users += pd.n_users;
         tot_items += pd.n_items;

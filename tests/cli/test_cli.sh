@@ -30,6 +30,10 @@ grep -q "synth: 256 domains" "$work/synth.out" && pass "synth 256 domains" || fa
 grep -q "prepared: .*(256 domains" "$work/prep.out" && pass "prepare 256 domains" || failed "prepare: $(cat "$work/prep.out")"
 "$pfcr" inspect "$work/run/prepared.h5" >"$work/inspect.out" && grep -q "schema: valid" "$work/inspect.out" \
   && pass "inspect valid" || failed "inspect: $(cat "$work/inspect.out")"
+# The h5py reader of docs/formats.md reads the same file with Python alone.
+/usr/bin/python3 "$src/analysis/prepared_summary.py" --json "$work/run/prepared.h5" >"$work/py.json" \
+  && /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['domains'])==256" "$work/py.json" \
+  && pass "h5py reader (analysis/prepared_summary.py)" || failed "h5py reader"
 [ -f "$work/run/config.resolved.yaml" ] && pass "config.resolved.yaml written" || failed "no config.resolved.yaml"
 
 # Bad inputs: non-zero exit, message naming the key/file, nothing left behind.

@@ -2,7 +2,12 @@
 // shifted to internal ids (0 = padding), and the leave-one-out structure holds.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <map>
+
+#include "core/text.hpp"
 #include "data/atomic_files.hpp"
+#include "io/sha256.hpp"
 
 using namespace pfcr;
 
@@ -79,4 +84,22 @@ TEST(AtomicFiles, FeatureFileOfScientificMM) {
     ASSERT_EQ(f.size(), 1585u * 512u);
     EXPECT_NEAR(f[0], -0.1028f, 1e-4);  // data/README.md: first values -0.1028 -0.1687 ...
     EXPECT_NEAR(f[1], -0.1687f, 1e-4);
+}
+
+TEST(AtomicFiles, BundledFilesMatchTheSha256TableOfDataReadme) {
+    // data/README.md lists "| <file> | <bytes> | <sha256> |" for every bundled file.
+    std::ifstream readme(data_dir + "/README.md");
+    std::map<std::string, std::string> table;
+    for (std::string line; std::getline(readme, line);) {
+        const auto cols = split(line, '|');
+        if (cols.size() < 5) continue;
+        const std::string file(trim(cols[1])), sha(trim(cols[3]));
+        if (sha.size() == 64 && (file.rfind("Scientific.", 0) == 0 || file.rfind("Office2014.", 0) == 0))
+            table[file] = sha;
+    }
+    ASSERT_EQ(table.size(), 12u);
+    for (const auto& [file, sha] : table) {
+        const std::string domain = file.substr(0, file.find('.'));
+        EXPECT_EQ(sha256_file(data_dir + "/" + domain + "/" + file), sha) << file;
+    }
 }
