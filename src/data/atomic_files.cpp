@@ -22,6 +22,7 @@ constexpr const char* text_header = "item_id:token\ttext:token_seq";
 
 std::string read_whole_file(const std::string& path) {
     check(std::filesystem::exists(path), path, ": file not found");
+    check(std::filesystem::is_regular_file(path), path, ": is not a regular file");
     std::ifstream f(path, std::ios::binary);
     check(bool(f), path, ": cannot open");
     std::ostringstream ss;
@@ -172,6 +173,7 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
         check(it != index.end(), path, ":", ln, ": item '", raw, "' not in item2index");
         check(line_of[size_t(it->second)] == 0, path, ":", ln, ": item '", raw,
               "' already has a text at line ", line_of[size_t(it->second)]);
+        check(!trim(line.substr(tab + 1)).empty(), path, ":", ln, ": item '", raw, "' has an empty text");
         out[size_t(it->second)] = std::string(line.substr(tab + 1));
         line_of[size_t(it->second)] = ln;
     });
@@ -184,6 +186,7 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
 
 std::vector<float> read_item_features(const std::string& path, int64_t n_items, int64_t dim) {
     check(std::filesystem::exists(path), path, ": feature file not found");
+    check(std::filesystem::is_regular_file(path), path, ": feature path is not a regular file");
     const auto size = std::filesystem::file_size(path);
     const uint64_t expected = uint64_t(n_items) * uint64_t(dim) * 4;
     if (size != expected) {

@@ -29,11 +29,13 @@ AtomicOutput::~AtomicOutput() {
 
 void AtomicOutput::commit() {
     const int fd = ::open(temp_.c_str(), O_RDONLY);
-    check(fd >= 0, temp_, ": cannot reopen for fsync: ", std::strerror(errno));
+    const int open_err = errno;
+    check(fd >= 0, temp_, ": cannot reopen for fsync: ", std::strerror(open_err));
     ::fsync(fd);
     ::close(fd);
-    check(std::rename(temp_.c_str(), final_.c_str()) == 0, "cannot rename ", temp_, " to ", final_,
-          ": ", std::strerror(errno));
+    const int rc = std::rename(temp_.c_str(), final_.c_str());
+    const int err = errno;  // read before building the message: argument order is unspecified
+    check(rc == 0, "cannot rename ", temp_, " to ", final_, ": ", std::strerror(err));
     committed_ = true;
 }
 

@@ -72,17 +72,21 @@ std::string format_double(double v) {
 }
 
 std::string range_text(const KeySpec& s) {
+    const bool integral = s.kind == ValueKind::integer || s.kind == ValueKind::int_list;
+    const auto num = [&](double v) { return integral ? std::to_string(int64_t(v)) : format_double(v); };
     std::ostringstream os;
-    os << (s.min_exclusive ? "(" : "[") << (s.min <= -1e299 ? "-inf" : format_double(s.min)) << ", "
-       << (s.max >= 1e299 ? "inf" : format_double(s.max)) << (s.max_exclusive ? ")" : "]");
+    os << (s.min_exclusive ? "(" : "[") << (s.min <= -1e299 ? "-inf" : num(s.min)) << ", "
+       << (s.max >= 1e299 ? "inf" : num(s.max)) << (s.max_exclusive ? ")" : "]");
     return os.str();
 }
 
 void check_number(const KeySpec& s, double v, const std::string& origin) {
     const bool lo_ok = s.min_exclusive ? v > s.min : v >= s.min;
     const bool hi_ok = s.max_exclusive ? v < s.max : v <= s.max;
-    check(std::isfinite(v) && lo_ok && hi_ok, origin, ": ", s.key, " = ", format_double(v),
-          " is out of range ", range_text(s), " (", s.help, ")");
+    const bool integral = s.kind == ValueKind::integer || s.kind == ValueKind::int_list;
+    check(std::isfinite(v) && lo_ok && hi_ok, origin, ": ", s.key, " = ",
+          integral ? std::to_string(int64_t(v)) : format_double(v), " is out of range ",
+          range_text(s), " (", s.help, ")");
 }
 
 void check_choice(const KeySpec& s, const std::string& v, const std::string& origin) {
@@ -191,22 +195,33 @@ std::string value_yaml(const ConfigValue& v) {
 } // namespace
 
 struct ConfigLoader {
-    // Walks one YAML mapping; `prefix` is the dotted path of the mapping.
+    // Walks one YAML mapping; `prefix` is the dotted path of the mapping. `seen` holds the keys
+    // this file already set (yaml-cpp accepts repeated keys; a repeat is almost always a
+    // mistake, and with nested + dotted spellings it is easy to make).
     static void apply_map(Config& cfg, const YAML::Node& map, const std::string& prefix,
-                          const std::string& file) {
+                          const std::string& file, std::map<std::string, std::string>& seen) {
         for (const auto& kv : map) {
             const std::string origin = file + ":" + std::to_string(kv.first.Mark().line + 1);
             check(kv.first.IsScalar(), origin, ": keys must be plain strings");
             const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
             if (const KeySpec* s = find_spec(key)) {
+                const auto [it, fresh] = seen.emplace(key, origin);
+                check(fresh, origin, ": ", key, " is set twice in this file (first at ", it->second, ")");
                 cfg.values_[key] = parse_value(*s, kv.second, origin);
                 cfg.origins_[key] = origin;
-            } else if (kv.second.IsMap() && is_group_prefix(key)) {
-                apply_map(cfg, kv.second, key, file);
+            } else if (is_group_prefix(key)) {
+                if (kv.second.IsNull()) continue;  // "data:" with every child commented out
+                check(kv.second.IsMap(), origin, ": '", key, "' is a group of keys (", key,
+                      ".*); write it as a mapping, e.g. ", key, ": {key: value}");
+                apply_map(cfg, kv.second, key, file, seen);
             } else {
                 unknown_key(key, origin);
             }
         }
+    }
+    static void apply_root(Config& cfg, const YAML::Node& root, const std::string& file) {
+        std::map<std::string, std::string> seen;
+        apply_map(cfg, root, "", file, seen);
     }
 };
 
@@ -229,7 +244,7 @@ Config Config::load(const std::vector<std::string>& files, const std::vector<std
         }
         if (root.IsNull()) continue;  // an empty file sets nothing
         check(root.IsMap(), file, ": the top level must be a mapping of keys to values");
-        ConfigLoader::apply_map(cfg, root, "", file);
+        ConfigLoader::apply_root(cfg, root, file);
     }
     for (const auto& ov : overrides) {
         const auto eq = ov.find('=');
@@ -250,7 +265,7 @@ Config Config::from_yaml_text(const std::string& yaml, const std::string& origin
     }
     if (!root.IsNull()) {
         check(root.IsMap(), origin, ": the top level must be a mapping of keys to values");
-        ConfigLoader::apply_map(cfg, root, "", origin);
+        ConfigLoader::apply_root(cfg, root, origin);
     }
     cfg.validate();
     return cfg;
@@ -271,8 +286,19 @@ void Config::apply_node_text(const std::string& key, const std::string& yaml_tex
 }
 
 void Config::set(const std::string& key, const std::string& yaml_value, const std::string& origin) {
-    apply_node_text(key, yaml_value, origin);
-    validate();
+    // Strong guarantee: on any error the config keeps its previous value.
+    const auto old_value = values_.find(key) != values_.end() ? values_.at(key) : ConfigValue{};
+    const auto old_origin = origins_.count(key) ? origins_.at(key) : std::string();
+    try {
+        apply_node_text(key, yaml_value, origin);
+        validate();
+    } catch (...) {
+        if (!old_origin.empty()) {
+            values_[key] = old_value;
+            origins_[key] = old_origin;
+        }
+        throw;
+    }
 }
 
 const ConfigValue& Config::value(const std::string& key) const {

@@ -56,9 +56,14 @@ PreparedData prepare_dataset(const Config& cfg, const Logger& log) {
     const auto& names = cfg.get_string_list("data.domains");
     check(!names.empty(), "data.domains (", cfg.origin("data.domains"),
           ") is empty: list the domain folders under data.path = '", cfg.get_string("data.path"), "'");
-    std::set<std::string> unique(names.begin(), names.end());
-    check(unique.size() == names.size(), "data.domains (", cfg.origin("data.domains"),
-          ") lists a domain twice");
+    std::set<std::string> unique;
+    for (const auto& n : names) {
+        check(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos,
+              "data.domains (", cfg.origin("data.domains"), "): '", n,
+              "' is not a domain name (a folder name under data.path, without '/')");
+        check(unique.insert(n).second, "data.domains (", cfg.origin("data.domains"),
+              ") lists domain '", n, "' twice");
+    }
     const int max_history = int(cfg.get_int("MAX_ITEM_LIST_LENGTH"));
     const int64_t dim = cfg.get_int("plm_size");
     const std::string root = cfg.get_string("data.path");
@@ -76,11 +81,15 @@ PreparedData prepare_dataset(const Config& cfg, const Logger& log) {
     std::string mode = cfg.get_string("data.features");
     if (mode == "auto") {
         size_t with_file = 0;
-        for (const auto& d : domains)
-            with_file += std::filesystem::exists(domain_file(d.dir, d.name, suffix)) ? 1 : 0;
+        std::string with, without;
+        for (const auto& d : domains) {
+            const bool has = std::filesystem::exists(domain_file(d.dir, d.name, suffix));
+            with_file += has ? 1 : 0;
+            (has ? with : without) += (has ? with : without).empty() ? d.name : ", " + d.name;
+        }
         check(with_file == 0 || with_file == domains.size(), "data.features = auto: ", with_file,
-              " of ", domains.size(), " domains have a .", suffix,
-              " feature file; set data.features to 'file' or 'text' explicitly");
+              " of ", domains.size(), " domains have a .", suffix, " feature file (with: ", with,
+              "; without: ", without, "); set data.features to 'file' or 'text' explicitly");
         mode = with_file ? "file" : "text";
     }
     std::vector<int64_t> offset(domains.size() + 1, 0);
@@ -224,11 +233,12 @@ void print_prepared_summary(const PreparedData& d, std::ostream& out) {
 void run_prepare(const Config& cfg, const Logger& log, std::ostream& out) {
     Stopwatch total;
     const std::string path = prepared_path(cfg);
-    write_text_file_atomic((std::filesystem::path(cfg.get_string("output_dir")) / "config.resolved.yaml").string(),
-                           cfg.to_yaml());
     PreparedData d = prepare_dataset(cfg, log);
     Stopwatch sw;
     write_prepared(path, d);
+    // Written only with a result, so it always describes the prepared.h5 beside it.
+    write_text_file_atomic((std::filesystem::path(cfg.get_string("output_dir")) / "config.resolved.yaml").string(),
+                           cfg.to_yaml());
     log.info("wrote " + path + " in " + std::to_string(sw.seconds()) + " s");
     print_prepared_summary(d, out);
     out << "prepared: " << path << " (" << d.domains.size() << " domains, fingerprint "

@@ -80,6 +80,8 @@ TEST(Config, UnknownKeysAreRejectedWithSuggestion) {
 TEST(Config, ValuesAreRangeAndTypeChecked) {
     EXPECT_THAT(error_of([] { Config::load({}, {"hidden_dropout_prob=1.5"}); }),
                 HasSubstr("hidden_dropout_prob = 1.5 is out of range [0.0, 1.0)"));
+    EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=0"}); }),
+                HasSubstr("n_layers = 0 is out of range [1, 64]"));
     EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=abc"}); }),
                 HasSubstr("n_layers expects an integer, got 'abc'"));
     EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=2.5"}); }), HasSubstr("expects an integer"));
@@ -94,6 +96,13 @@ TEST(Config, ValuesAreRangeAndTypeChecked) {
     const auto bad = write_temp("syntax.yaml", "a: [1, 2\nb: 3\n");
     EXPECT_THAT(error_of([&] { Config::load({bad}); }), HasSubstr(bad + ":"));
     EXPECT_THAT(error_of([] { Config::load({"/nonexistent/x.yaml"}); }), HasSubstr("not found"));
+}
+
+TEST(Config, FailedSetKeepsThePreviousValue) {
+    Config c;
+    EXPECT_THROW(c.set("code_dim", "5", "test"), Error);  // 768 % 5 != 0
+    EXPECT_EQ(c.get_int("code_dim"), 32);
+    EXPECT_EQ(c.origin("code_dim"), "default");
 }
 
 TEST(Config, ResolvedYamlReloadsToTheSameValues) {
