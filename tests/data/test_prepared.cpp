@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <tbb/global_control.h>
+
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -79,7 +81,15 @@ TEST(Prepared, FeatureFileDomainRoundTrips) {
 TEST(Prepared, SameInputsGiveSameCodesAndFingerprint) {
     const Logger log(0, true);
     const auto a = prepare_dataset(mm_config(temp_dir("det_a")), log);
-    const auto b = prepare_dataset(mm_config(temp_dir("det_b")), log);
+    PreparedData b;
+    {
+        // One worker thread and run.threads=1: faiss keeps data.quantizer_threads, so the
+        // codes must not change.
+        tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+        Config c1 = mm_config(temp_dir("det_b"));
+        c1.set("run.threads", "1", "test");
+        b = prepare_dataset(c1, log);
+    }
     EXPECT_EQ(a.domains[0].item_codes, b.domains[0].item_codes);
     EXPECT_EQ(a.pq_centroids, b.pq_centroids);
     EXPECT_EQ(a.manifest.fingerprint, b.manifest.fingerprint);
