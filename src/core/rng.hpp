@@ -20,8 +20,8 @@ inline PhiloxCounter philox4x32(PhiloxCounter ctr, PhiloxKey key) {
     for (int round = 0; round < 10; ++round) {
         const uint64_t p0 = uint64_t(m0) * ctr[0];
         const uint64_t p1 = uint64_t(m1) * ctr[2];
-        ctr = {uint32_t(p1 >> 32) ^ ctr[1] ^ key[0], uint32_t(p1), uint32_t(p0 >> 32) ^ ctr[3] ^ key[1],
-               uint32_t(p0)};
+        ctr = {uint32_t(p1 >> 32) ^ ctr[1] ^ key[0], uint32_t(p1),
+               uint32_t(p0 >> 32) ^ ctr[3] ^ key[1], uint32_t(p0)};
         key[0] += w0;
         key[1] += w1;
     }
@@ -64,7 +64,8 @@ public:
     // A sequential cursor over one stream (a, b, c); cheap to create, holds no shared state.
     class Stream {
     public:
-        Stream(PhiloxKey key, uint32_t a, uint32_t b, uint32_t c) : key_(key), a_(a), b_(b), c_(c) {}
+        Stream(PhiloxKey key, uint32_t a, uint32_t b, uint32_t c)
+            : key_(key), a_(a), b_(b), c_(c) {}
         uint32_t next_u32() {
             if (used_ == 4) {
                 buf_ = philox4x32({block_++, c_, b_, a_}, key_);
@@ -103,7 +104,7 @@ public:
         }
 
     private:
-        PhiloxKey key_;  // a copy: a Stream may outlive the KeyedRng it came from
+        PhiloxKey key_; // a copy: a Stream may outlive the KeyedRng it came from
         uint32_t a_, b_, c_;
         uint32_t block_ = 0;
         PhiloxCounter buf_{};

@@ -17,10 +17,10 @@
 namespace pfcr {
 namespace {
 
-constexpr const char* inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
-constexpr const char* text_header = "item_id:token\ttext:token_seq";
+constexpr const char *inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
+constexpr const char *text_header = "item_id:token\ttext:token_seq";
 
-std::string read_whole_file(const std::string& path) {
+std::string read_whole_file(const std::string &path) {
     check(std::filesystem::exists(path), path, ": file not found");
     check(std::filesystem::is_regular_file(path), path, ": is not a regular file");
     std::ifstream f(path, std::ios::binary);
@@ -31,32 +31,36 @@ std::string read_whole_file(const std::string& path) {
 }
 
 // Calls fn(line_number, line) for every line (1-based), without the line terminator.
-template <typename Fn> void for_each_line(const std::string& text, Fn&& fn) {
+template <typename Fn> void for_each_line(const std::string &text, Fn &&fn) {
     size_t start = 0;
     int64_t line_no = 0;
     while (start < text.size()) {
         size_t end = text.find('\n', start);
-        if (end == std::string::npos) end = text.size();
+        if (end == std::string::npos)
+            end = text.size();
         std::string_view line(text.data() + start, end - start);
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
         fn(++line_no, line);
         start = end + 1;
     }
 }
 
 // "<raw id>\t<index>" rows with indices exactly 0..n-1 (any order), raw ids unique.
-std::vector<std::string> read_index_file(const std::string& path, const char* what) {
+std::vector<std::string> read_index_file(const std::string &path, const char *what) {
     const std::string text = read_whole_file(path);
     std::vector<std::string> by_index;
     std::vector<int64_t> line_of;
     std::unordered_map<std::string, int64_t> seen;
     for_each_line(text, [&](int64_t ln, std::string_view line) {
-        if (line.empty()) return;
+        if (line.empty())
+            return;
         const auto cols = split(line, '\t');
         check(cols.size() == 2, path, ":", ln, ": expected 2 tab-separated columns (<raw ", what,
               " id>, <index>), found ", cols.size());
         const auto idx = parse_int(cols[1]);
-        check(idx && *idx >= 0, path, ":", ln, ": index '", cols[1], "' is not a non-negative integer");
+        check(idx && *idx >= 0, path, ":", ln, ": index '", cols[1],
+              "' is not a non-negative integer");
         check(*idx < 100000000, path, ":", ln, ": index ", *idx, " is implausibly large");
         const std::string raw(cols[0]);
         check(!raw.empty(), path, ":", ln, ": empty raw ", what, " id");
@@ -78,18 +82,20 @@ std::vector<std::string> read_index_file(const std::string& path, const char* wh
     return by_index;
 }
 
-void read_inter(const std::string& path, int64_t n_users, int64_t n_items, int max_history,
-                Split& out) {
+void read_inter(const std::string &path, int64_t n_users, int64_t n_items, int max_history,
+                Split &out) {
     const std::string text = read_whole_file(path);
     bool header_seen = false;
     for_each_line(text, [&](int64_t ln, std::string_view line) {
         if (!header_seen) {
             check(line == inter_header, path, ":1: malformed header: expected '",
-                  "user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token', found '", line, "'");
+                  "user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token', found '", line,
+                  "'");
             header_seen = true;
             return;
         }
-        if (line.empty()) return;
+        if (line.empty())
+            return;
         const auto cols = split(line, '\t');
         check(cols.size() == 3, path, ":", ln,
               ": expected 3 tab-separated columns (user_id, item_id_list, item_id), found ",
@@ -103,11 +109,12 @@ void read_inter(const std::string& path, int64_t n_users, int64_t n_items, int m
             check(v.has_value(), path, ":", ln, ": item id '", tok, "' is not an integer");
             check(*v >= 0 && *v < n_items, path, ":", ln, ": item ", *v, " not in item2index (",
                   n_items, " items)");
-            return int32_t(*v + 1);  // internal id: 0 is padding
+            return int32_t(*v + 1); // internal id: 0 is padding
         };
         int64_t len = 0;
         for (const auto tok : split(cols[1], ' ')) {
-            if (tok.empty()) continue;  // tolerate double spaces
+            if (tok.empty())
+                continue; // tolerate double spaces
             out.items.push_back(item_id(tok));
             ++len;
         }
@@ -124,24 +131,26 @@ void read_inter(const std::string& path, int64_t n_users, int64_t n_items, int m
 
 } // namespace
 
-std::string domain_file(const std::string& dir, const std::string& name, const std::string& suffix) {
+std::string domain_file(const std::string &dir, const std::string &name,
+                        const std::string &suffix) {
     return (std::filesystem::path(dir) / (name + "." + suffix)).string();
 }
 
-DomainData read_domain(const std::string& dir, const std::string& name, int max_history) {
+DomainData read_domain(const std::string &dir, const std::string &name, int max_history) {
     DomainData d;
     d.name = name;
     d.dir = dir;
-    check(std::filesystem::is_directory(dir), dir, ": domain folder not found (domain '", name, "')");
+    check(std::filesystem::is_directory(dir), dir, ": domain folder not found (domain '", name,
+          "')");
     const auto item_file = domain_file(dir, name, "item2index");
     const auto user_file = domain_file(dir, name, "user2index");
     d.item_raw_ids = read_index_file(item_file, "item");
     d.n_items = int64_t(d.item_raw_ids.size());
     d.n_users = int64_t(read_index_file(user_file, "user").size());
     d.input_files = {item_file, user_file};
-    const std::pair<const char*, Split*> splits[] = {
+    const std::pair<const char *, Split *> splits[] = {
         {"train.inter", &d.train}, {"valid.inter", &d.valid}, {"test.inter", &d.test}};
-    for (const auto& [suffix, split_ptr] : splits) {
+    for (const auto &[suffix, split_ptr] : splits) {
         const auto path = domain_file(dir, name, suffix);
         read_inter(path, d.n_users, d.n_items, max_history, *split_ptr);
         d.input_files.push_back(path);
@@ -149,11 +158,12 @@ DomainData read_domain(const std::string& dir, const std::string& name, int max_
     return d;
 }
 
-std::vector<std::string> read_item_texts(const DomainData& domain) {
+std::vector<std::string> read_item_texts(const DomainData &domain) {
     const auto path = domain_file(domain.dir, domain.name, "text");
     const std::string text = read_whole_file(path);
     std::unordered_map<std::string_view, int64_t> index;
-    for (size_t i = 0; i < domain.item_raw_ids.size(); ++i) index.emplace(domain.item_raw_ids[i], i);
+    for (size_t i = 0; i < domain.item_raw_ids.size(); ++i)
+        index.emplace(domain.item_raw_ids[i], i);
     std::vector<std::string> out(domain.item_raw_ids.size());
     std::vector<int64_t> line_of(out.size(), 0);
     bool header_seen = false;
@@ -164,7 +174,8 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
             header_seen = true;
             return;
         }
-        if (line.empty()) return;
+        if (line.empty())
+            return;
         const auto tab = line.find('\t');
         check(tab != std::string_view::npos, path, ":", ln,
               ": expected 2 tab-separated columns (item id, text)");
@@ -173,7 +184,8 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
         check(it != index.end(), path, ":", ln, ": item '", raw, "' not in item2index");
         check(line_of[size_t(it->second)] == 0, path, ":", ln, ": item '", raw,
               "' already has a text at line ", line_of[size_t(it->second)]);
-        check(!trim(line.substr(tab + 1)).empty(), path, ":", ln, ": item '", raw, "' has an empty text");
+        check(!trim(line.substr(tab + 1)).empty(), path, ":", ln, ": item '", raw,
+              "' has an empty text");
         out[size_t(it->second)] = std::string(line.substr(tab + 1));
         line_of[size_t(it->second)] = ln;
     });
@@ -184,7 +196,7 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
     return out;
 }
 
-std::vector<float> read_item_features(const std::string& path, int64_t n_items, int64_t dim) {
+std::vector<float> read_item_features(const std::string &path, int64_t n_items, int64_t dim) {
     check(std::filesystem::exists(path), path, ": feature file not found");
     check(std::filesystem::is_regular_file(path), path, ": feature path is not a regular file");
     const auto size = std::filesystem::file_size(path);
@@ -199,7 +211,7 @@ std::vector<float> read_item_features(const std::string& path, int64_t n_items, 
     std::vector<float> feats(size_t(n_items * dim));
     std::ifstream f(path, std::ios::binary);
     check(bool(f), path, ": cannot open");
-    f.read(reinterpret_cast<char*>(feats.data()), std::streamsize(expected));
+    f.read(reinterpret_cast<char *>(feats.data()), std::streamsize(expected));
     check(uint64_t(f.gcount()) == expected, path, ": short read");
     static_assert(std::endian::native == std::endian::little, "feature files are little-endian");
     for (size_t i = 0; i < feats.size(); ++i)

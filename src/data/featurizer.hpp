@@ -13,10 +13,10 @@
 namespace pfcr {
 
 struct TextFeaturizerOptions {
-    int64_t dim = 768;               // plm_size
-    int64_t hash_buckets = 1 << 20;  // data.text_hash_buckets
-    int ngrams = 2;                  // data.text_ngrams: unigrams .. n-grams
-    uint64_t seed = 2020;            // data.featurizer_seed
+    int64_t dim = 768;              // plm_size
+    int64_t hash_buckets = 1 << 20; // data.text_hash_buckets
+    int ngrams = 2;                 // data.text_ngrams: unigrams .. n-grams
+    uint64_t seed = 2020;           // data.featurizer_seed
 };
 
 // Lower-cased tokens: maximal runs of ASCII letters/digits and non-ASCII bytes (UTF-8 words).
@@ -24,7 +24,7 @@ std::vector<std::string> tokenize(std::string_view text);
 
 // Features of every text, row-major (texts.size() x dim). Pure function of texts + options;
 // parallel over texts, identical for any thread count.
-std::vector<float> featurize_texts(const std::vector<std::string>& texts,
-                                   const TextFeaturizerOptions& opt);
+std::vector<float> featurize_texts(const std::vector<std::string> &texts,
+                                   const TextFeaturizerOptions &opt);
 
 } // namespace pfcr

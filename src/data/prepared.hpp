@@ -13,17 +13,17 @@
 
 namespace pfcr {
 
-inline constexpr const char* prepared_format = "pfcr-prepared";
-inline constexpr const char* prepared_format_version = "1.0";
+inline constexpr const char *prepared_format = "pfcr-prepared";
+inline constexpr const char *prepared_format_version = "1.0";
 
 struct PreparedDomain {
     std::string name;
     int64_t n_users = 0;
     int64_t n_items = 0;
     Split train, valid, test;
-    std::vector<int32_t> item_codes;       // (n_items+1, code_dim) code-table rows; row 0 = 0
-    std::vector<int64_t> item_popularity;  // (n_items+1) train-target counts; [0] = 0
-    std::string feature_source;            // "file:<path>" or "text"
+    std::vector<int32_t> item_codes;      // (n_items+1, code_dim) code-table rows; row 0 = 0
+    std::vector<int64_t> item_popularity; // (n_items+1) train-target counts; [0] = 0
+    std::string feature_source;           // "file:<path>" or "text"
 };
 
 struct PreparedManifest {
@@ -37,7 +37,7 @@ struct PreparedManifest {
     std::string metric = "inner_product";
     int64_t code_dim = 0, code_cap = 0, plm_size = 0, max_history = 0;
     int64_t quantizer_seed = 0, quantizer_iterations = 0, opq_iterations = 0;
-    std::string features;          // data.features as resolved: "file", "text" or "mixed"
+    std::string features; // data.features as resolved: "file", "text" or "mixed"
     int64_t text_hash_buckets = 0, text_ngrams = 0, featurizer_seed = 0;
     double quantizer_relative_mse = 0;
 };
@@ -46,9 +46,9 @@ struct PreparedData {
     PreparedManifest manifest;
     std::vector<PreparedDomain> domains;
     // The trained quantizer, for inspection and for coding new items later.
-    std::vector<float> opq_matrix;    // (plm_size, plm_size)
-    std::vector<float> ivf_centroid;  // (plm_size)
-    std::vector<float> pq_centroids;  // (code_dim, code_cap, plm_size/code_dim)
+    std::vector<float> opq_matrix;   // (plm_size, plm_size)
+    std::vector<float> ivf_centroid; // (plm_size)
+    std::vector<float> pq_centroids; // (code_dim, code_cap, plm_size/code_dim)
 };
 
 // Code-table row of sub-code m with value c (PFCR: row 0 is padding): m*(code_cap+1) + c + 1.
@@ -57,12 +57,12 @@ inline int32_t code_table_row(int64_t m, int64_t c, int64_t code_cap) {
 }
 
 // Writes to `<path>.tmp.<pid>` and renames on success: no partial file under `path`.
-void write_prepared(const std::string& path, const PreparedData& data);
+void write_prepared(const std::string &path, const PreparedData &data);
 
 // Reads and fully validates; throws Error naming the file and object on any violation.
-PreparedData read_prepared(const std::string& path);
+PreparedData read_prepared(const std::string &path);
 
 // Validation only: every schema violation found (empty = valid). Never throws on bad content.
-std::vector<std::string> validate_prepared(const std::string& path);
+std::vector<std::string> validate_prepared(const std::string &path);
 
 } // namespace pfcr

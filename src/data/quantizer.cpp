@@ -17,8 +17,8 @@
 
 namespace pfcr {
 
-QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int64_t dim,
-                                    const QuantizerOptions& opt) {
+QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int64_t dim,
+                                    const QuantizerOptions &opt) {
     const int64_t M = opt.code_dim;
     const int bits = std::countr_zero(uint64_t(opt.code_cap));
     check(opt.code_cap >= 2 && (int64_t(1) << bits) == opt.code_cap && bits <= 8,
@@ -26,27 +26,28 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
     check(dim % M == 0, "plm_size = ", dim, " must be divisible by code_dim = ", M);
     check(int64_t(x.size()) == n * dim, "quantizer: feature matrix has the wrong size");
     check(n >= opt.code_cap, "the quantizer needs at least code_cap = ", opt.code_cap,
-          " items over all domains to train ", opt.code_cap, " centroids per sub-quantizer, but there are ",
-          n, "; lower code_cap");
+          " items over all domains to train ", opt.code_cap,
+          " centroids per sub-quantizer, but there are ", n, "; lower code_cap");
 
     QuantizerResult r;
     // "np" skips faiss's polysemous training, which only relabels each sub-quantizer's
     // centroids so that Hamming distances between codes track vector distances. PFCR uses a
     // code only as an index into an i.i.d.-initialised embedding table, so any relabelling
     // gives an equivalent model — and that step is ~90% of the training time here.
-    r.factory = "OPQ" + std::to_string(M) + ",IVF1,PQ" + std::to_string(M) + "x" + std::to_string(bits) +
-                (opt.polysemous_training ? "" : "np");
+    r.factory = "OPQ" + std::to_string(M) + ",IVF1,PQ" + std::to_string(M) + "x" +
+                std::to_string(bits) + (opt.polysemous_training ? "" : "np");
     r.n = n;
     r.dim = dim;
     const int saved_threads = omp_get_max_threads();
-    if (opt.threads > 0) omp_set_num_threads(opt.threads);
+    if (opt.threads > 0)
+        omp_set_num_threads(opt.threads);
     try {
         std::unique_ptr<faiss::Index> index(
             faiss::index_factory(int(dim), r.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
-        auto* pre = dynamic_cast<faiss::IndexPreTransform*>(index.get());
+        auto *pre = dynamic_cast<faiss::IndexPreTransform *>(index.get());
         check(pre && pre->chain.size() == 1, "faiss: unexpected index structure for ", r.factory);
-        auto* opq = dynamic_cast<faiss::OPQMatrix*>(pre->chain[0]);
-        auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(pre->index);
+        auto *opq = dynamic_cast<faiss::OPQMatrix *>(pre->chain[0]);
+        auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(pre->index);
         check(opq && ivfpq, "faiss: unexpected index structure for ", r.factory);
 
         // Make every random choice depend on data.quantizer_seed (faiss defaults to 1234).
@@ -54,7 +55,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
         // faiss warns on every k-means when there are fewer than 39 points per centroid; with
         // a few thousand items that is expected (PFCR trains on the same item counts), so the
         // threshold is lowered to keep the log readable.
-        for (faiss::ClusteringParameters* cp : {&opq_pq.cp, &ivfpq->cp, &ivfpq->pq.cp}) {
+        for (faiss::ClusteringParameters *cp : {&opq_pq.cp, &ivfpq->cp, &ivfpq->pq.cp}) {
             cp->seed = opt.seed;
             cp->min_points_per_centroid = 1;
         }
@@ -67,21 +68,22 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
         opq->pq = nullptr;
 
         // Codes: list 0 holds every item, in insertion order (checked through its ids).
-        const auto* lists = ivfpq->invlists;
+        const auto *lists = ivfpq->invlists;
         check(int64_t(lists->list_size(0)) == n, "faiss: inverted list 0 does not hold every item");
-        const faiss::Index::idx_t* ids = lists->get_ids(0);
-        const uint8_t* codes = lists->get_codes(0);
+        const faiss::Index::idx_t *ids = lists->get_ids(0);
+        const uint8_t *codes = lists->get_codes(0);
         const size_t code_size = ivfpq->code_size;
         r.codes.assign(size_t(n * M), 0);
         for (int64_t row = 0; row < n; ++row) {
             const int64_t item = ids[row];
             check(item >= 0 && item < n, "faiss: bad id in inverted list");
             faiss::BitstringReader reader(codes + size_t(row) * code_size, code_size);
-            for (int64_t m = 0; m < M; ++m) r.codes[size_t(item * M + m)] = int32_t(reader.read(bits));
+            for (int64_t m = 0; m < M; ++m)
+                r.codes[size_t(item * M + m)] = int32_t(reader.read(bits));
         }
 
         r.opq_matrix = opq->A;
-        auto* coarse = dynamic_cast<faiss::IndexFlat*>(ivfpq->quantizer);
+        auto *coarse = dynamic_cast<faiss::IndexFlat *>(ivfpq->quantizer);
         check(coarse != nullptr, "faiss: unexpected coarse quantizer");
         r.ivf_centroid.assign(coarse->get_xb(), coarse->get_xb() + dim);
         r.pq_centroids = ivfpq->pq.centroids;
@@ -96,7 +98,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
             norm += double(x[i]) * double(x[i]);
         }
         r.relative_mse = norm > 0 ? err / norm : 0.0;
-    } catch (const faiss::FaissException& e) {
+    } catch (const faiss::FaissException &e) {
         omp_set_num_threads(saved_threads);
         fail("faiss ", r.factory, ": ", e.what());
     }

@@ -29,14 +29,14 @@ namespace {
 // makes an item's meaning comparable across domains.
 constexpr uint32_t shared_domain = 0xFFFFFFFFu;
 enum Draw : uint32_t {
-    draw_topic_geometry = 1,    // entity = topic: centre and trajectory directions
-    draw_projection = 2,        // entity = 0: latent -> feature projection
-    draw_domain = 3,            // entity = 0: sizes, sparsity, topic subset and weights
-    draw_item = 4,              // entity = item: topic, position u, latent noise
-    draw_item_feature = 5,      // entity = item: feature noise
-    draw_item_text = 6,         // entity = item: word choices
-    draw_topic_popularity = 7,  // entity = local topic: popularity order of its items
-    draw_user = 8,              // entity = user: preferred topics, length, sequence
+    draw_topic_geometry = 1,   // entity = topic: centre and trajectory directions
+    draw_projection = 2,       // entity = 0: latent -> feature projection
+    draw_domain = 3,           // entity = 0: sizes, sparsity, topic subset and weights
+    draw_item = 4,             // entity = item: topic, position u, latent noise
+    draw_item_feature = 5,     // entity = item: feature noise
+    draw_item_text = 6,        // entity = item: word choices
+    draw_topic_popularity = 7, // entity = local topic: popularity order of its items
+    draw_user = 8,             // entity = user: preferred topics, length, sequence
 };
 
 constexpr double two_pi = 6.283185307179586476925286766559;
@@ -44,17 +44,17 @@ constexpr double two_pi = 6.283185307179586476925286766559;
 // Latent geometry, in units where a topic centre has N(0,1) coordinates (norm ~ sqrt(D)).
 // The trajectory radius keeps items of one topic clearly closer to each other than to other
 // topics (mean same-topic cosine ~0.75) while still separating early from late positions.
-constexpr double trajectory_radius = 0.5;   // x sqrt(D): circle in the (d1, d2) plane
-constexpr double trajectory_wiggle = 0.25;  // x sqrt(D): second harmonic along d3
-constexpr double item_latent_noise = 0.25;  // per coordinate
+constexpr double trajectory_radius = 0.5;  // x sqrt(D): circle in the (d1, d2) plane
+constexpr double trajectory_wiggle = 0.25; // x sqrt(D): second harmonic along d3
+constexpr double item_latent_noise = 0.25; // per coordinate
 
 // Sequences: a "near neighbour" step moves u forward by step_min + Exp(step_mean), so the
 // next item is usually one of the next few items along the topic's trajectory.
 constexpr double step_min = 0.01, step_mean = 0.03, step_max = 0.5;
-constexpr double prefer_own_topic = 0.7;  // a topic switch goes to a preferred topic this often
-constexpr double two_preferences = 0.5;   // share of users with two preferred topics
-constexpr double topic_weight_sigma = 0.5;  // log-normal spread of topic sizes in a domain
-constexpr int max_redraws = 4;               // popularity redraws before avoiding a repeat
+constexpr double prefer_own_topic = 0.7;   // a topic switch goes to a preferred topic this often
+constexpr double two_preferences = 0.5;    // share of users with two preferred topics
+constexpr double topic_weight_sigma = 0.5; // log-normal spread of topic sizes in a domain
+constexpr int max_redraws = 4;             // popularity redraws before avoiding a repeat
 
 // Text vocabulary per topic / bucket / domain (see item_text()).
 constexpr int64_t title_words = 8, category_words = 2, n_buckets = 8, bucket_words = 3;
@@ -69,14 +69,15 @@ int64_t digits(int64_t v) {
     return n;
 }
 
-void append_int(std::string& out, int64_t v) {
+void append_int(std::string &out, int64_t v) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
     out.append(buf, r.ptr);
 }
 
-void append_padded(std::string& out, int64_t v, int64_t width) {
-    for (int64_t n = digits(v); n < width; ++n) out.push_back('0');
+void append_padded(std::string &out, int64_t v, int64_t width) {
+    for (int64_t n = digits(v); n < width; ++n)
+        out.push_back('0');
     append_int(out, v);
 }
 
@@ -86,7 +87,7 @@ std::string domain_name(int64_t d, int64_t n_domains) {
     return s;
 }
 
-void validate(const SynthOptions& o) {
+void validate(const SynthOptions &o) {
     const auto finite = [](double x) { return std::isfinite(x); };
     constexpr int64_t i32 = std::numeric_limits<int32_t>::max();
     check(!o.output.empty(), "synth: output folder must not be empty");
@@ -103,8 +104,8 @@ void validate(const SynthOptions& o) {
           " must be <= items_max = ", o.items_max, " (at most 2^31-1)");
     check(o.seq_len_min >= 4, "synth: seq_len_min = ", o.seq_len_min,
           " must be >= 4 (train, valid and test each need a target with a history)");
-    check(o.seq_len_min <= o.seq_len_max && o.seq_len_max <= i32, "synth: seq_len_min = ",
-          o.seq_len_min, " must be <= seq_len_max = ", o.seq_len_max);
+    check(o.seq_len_min <= o.seq_len_max && o.seq_len_max <= i32,
+          "synth: seq_len_min = ", o.seq_len_min, " must be <= seq_len_max = ", o.seq_len_max);
     check(finite(o.seq_len_mean_min) && finite(o.seq_len_mean_max) && o.seq_len_mean_min > 0 &&
               o.seq_len_mean_min <= o.seq_len_mean_max,
           "synth: need 0 < seq_len_mean_min (", o.seq_len_mean_min, ") <= seq_len_mean_max (",
@@ -113,37 +114,38 @@ void validate(const SynthOptions& o) {
           " must be in [1, 65536]");
     check(o.latent_dim >= 1 && o.latent_dim <= 4096, "synth: latent_dim = ", o.latent_dim,
           " must be in [1, 4096]");
-    check(o.n_topics >= 1 && o.n_topics <= i32, "synth: n_topics = ", o.n_topics,
-          " must be >= 1");
+    check(o.n_topics >= 1 && o.n_topics <= i32, "synth: n_topics = ", o.n_topics, " must be >= 1");
     check(o.topics_per_domain >= 1 && o.topics_per_domain <= o.n_topics,
-          "synth: topics_per_domain = ", o.topics_per_domain, " must be in [1, n_topics = ",
-          o.n_topics, "]");
+          "synth: topics_per_domain = ", o.topics_per_domain,
+          " must be in [1, n_topics = ", o.n_topics, "]");
     check(finite(o.popularity_exponent) && o.popularity_exponent >= 0,
           "synth: popularity_exponent = ", o.popularity_exponent, " must be >= 0");
     check(o.topic_stay >= 0 && o.topic_stay <= 1, "synth: topic_stay = ", o.topic_stay,
           " must be in [0, 1]");
-    check(o.transition_prob >= 0 && o.transition_prob <= 1, "synth: transition_prob = ",
-          o.transition_prob, " must be in [0, 1]");
-    check(finite(o.feature_noise) && o.feature_noise >= 0, "synth: feature_noise = ",
-          o.feature_noise, " must be >= 0");
+    check(o.transition_prob >= 0 && o.transition_prob <= 1,
+          "synth: transition_prob = ", o.transition_prob, " must be in [0, 1]");
+    check(finite(o.feature_noise) && o.feature_noise >= 0,
+          "synth: feature_noise = ", o.feature_noise, " must be >= 0");
     check(o.max_history >= 1, "synth: max_history = ", o.max_history, " must be >= 1");
 }
 
 // Index of the first entry of a normalised CDF that exceeds x in [0, 1).
-int64_t draw_from_cdf(const double* cdf, int64_t n, double x) {
+int64_t draw_from_cdf(const double *cdf, int64_t n, double x) {
     const int64_t k = std::upper_bound(cdf, cdf + n, x) - cdf;
     return std::min(k, n - 1);
 }
 
 // In-place prefix sum, scaled so the last entry is exactly 1.
-void normalise_cdf(double* w, int64_t n) {
-    for (int64_t i = 1; i < n; ++i) w[i] += w[i - 1];
+void normalise_cdf(double *w, int64_t n) {
+    for (int64_t i = 1; i < n; ++i)
+        w[i] += w[i - 1];
     const double total = w[n - 1];
-    for (int64_t i = 0; i < n; ++i) w[i] /= total;
+    for (int64_t i = 0; i < n; ++i)
+        w[i] /= total;
     w[n - 1] = 1.0;
 }
 
-int64_t log_uniform_int(KeyedRng::Stream& r, int64_t lo, int64_t hi) {
+int64_t log_uniform_int(KeyedRng::Stream &r, int64_t lo, int64_t hi) {
     const double x = std::exp(std::log(double(lo)) +
                               r.uniform() * (std::log(double(hi) + 1.0) - std::log(double(lo))));
     return std::clamp(int64_t(x), lo, hi);
@@ -152,12 +154,12 @@ int64_t log_uniform_int(KeyedRng::Stream& r, int64_t lo, int64_t hi) {
 // Everything about one domain that is decided before its items and users.
 struct DomainPlan {
     int64_t n_users = 0, n_items = 0;
-    double mean_len = 0;              // target mean sequence length (before clamping)
-    std::vector<int32_t> topics;      // (T) shared topic id of local topic k
-    std::vector<double> topic_cdf;    // (T) cumulative topic weights (share of items and users)
+    double mean_len = 0;           // target mean sequence length (before clamping)
+    std::vector<int32_t> topics;   // (T) shared topic id of local topic k
+    std::vector<double> topic_cdf; // (T) cumulative topic weights (share of items and users)
 };
 
-DomainPlan plan_domain(const KeyedRng& rng, const SynthOptions& o, int64_t d) {
+DomainPlan plan_domain(const KeyedRng &rng, const SynthOptions &o, int64_t d) {
     auto r = rng.stream(uint32_t(d), 0, draw_domain);
     DomainPlan p;
     p.n_users = log_uniform_int(r, o.users_min, o.users_max);
@@ -168,7 +170,7 @@ DomainPlan plan_domain(const KeyedRng& rng, const SynthOptions& o, int64_t d) {
     // Partial Fisher-Yates over a virtual identity permutation: the first T entries are a
     // uniform T-subset of the shared topics; only displaced entries are stored, so memory is
     // O(T) even for huge n_topics.
-    std::unordered_map<int64_t, int64_t> moved;  // position -> value, where value != position
+    std::unordered_map<int64_t, int64_t> moved; // position -> value, where value != position
     const auto at = [&](int64_t i) {
         const auto it = moved.find(i);
         return it == moved.end() ? i : it->second;
@@ -181,7 +183,8 @@ DomainPlan plan_domain(const KeyedRng& rng, const SynthOptions& o, int64_t d) {
         p.topics.push_back(int32_t(vj));
     }
     p.topic_cdf.resize(T);
-    for (int64_t k = 0; k < T; ++k) p.topic_cdf[k] = std::exp(topic_weight_sigma * r.normal());
+    for (int64_t k = 0; k < T; ++k)
+        p.topic_cdf[k] = std::exp(topic_weight_sigma * r.normal());
     normalise_cdf(p.topic_cdf.data(), T);
     return p;
 }
@@ -196,7 +199,7 @@ struct Catalogue {
     std::vector<double> pop_cdf;    // (N) per topic, cumulative Zipf weights over by_pop
 };
 
-Catalogue make_catalogue(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
+Catalogue make_catalogue(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
                          int64_t d) {
     const int64_t N = p.n_items, T = int64_t(p.topics.size());
     Catalogue c;
@@ -210,12 +213,15 @@ Catalogue make_catalogue(const KeyedRng& rng, const SynthOptions& o, const Domai
         c.u[i] = r.uniform();
     }
     c.topic_ptr.assign(T + 1, 0);
-    for (int64_t i = 0; i < N; ++i) ++c.topic_ptr[c.topic[i] + 1];
-    for (int64_t k = 0; k < T; ++k) c.topic_ptr[k + 1] += c.topic_ptr[k];
+    for (int64_t i = 0; i < N; ++i)
+        ++c.topic_ptr[c.topic[i] + 1];
+    for (int64_t k = 0; k < T; ++k)
+        c.topic_ptr[k + 1] += c.topic_ptr[k];
     c.by_u.resize(N);
     std::vector<int64_t> fill(c.topic_ptr.begin(), c.topic_ptr.end() - 1);
-    for (int64_t i = 0; i < N; ++i) c.by_u[fill[c.topic[i]]++] = int32_t(i);
-    c.by_pop = c.by_u;  // items in index order per topic; shuffled below
+    for (int64_t i = 0; i < N; ++i)
+        c.by_u[fill[c.topic[i]]++] = int32_t(i);
+    c.by_pop = c.by_u; // items in index order per topic; shuffled below
     c.pop_cdf.resize(N);
     for (int64_t k = 0; k < T; ++k) {
         const int64_t b = c.topic_ptr[k], n = c.topic_ptr[k + 1] - b;
@@ -235,26 +241,29 @@ Catalogue make_catalogue(const KeyedRng& rng, const SynthOptions& o, const Domai
 
 // The item after `prev` along its topic's trajectory, at least `step` further in u (circular:
 // the trajectory is a closed loop). Differs from prev whenever the topic has >= 2 items.
-int32_t next_along(const Catalogue& c, int32_t prev, double step) {
+int32_t next_along(const Catalogue &c, int32_t prev, double step) {
     const int64_t k = c.topic[prev], b = c.topic_ptr[k], e = c.topic_ptr[k + 1];
     double target = c.u[prev] + step;
-    if (target >= 1.0) target -= 1.0;
+    if (target >= 1.0)
+        target -= 1.0;
     int64_t j = std::lower_bound(c.by_u.begin() + b, c.by_u.begin() + e, target,
                                  [&](int32_t item, double t) { return c.u[item] < t; }) -
                 c.by_u.begin();
-    if (j == e) j = b;
-    if (c.by_u[j] == prev) j = (j + 1 == e) ? b : j + 1;
+    if (j == e)
+        j = b;
+    if (c.by_u[j] == prev)
+        j = (j + 1 == e) ? b : j + 1;
     return c.by_u[j];
 }
 
-int32_t draw_popular(const Catalogue& c, int64_t k, double x) {
+int32_t draw_popular(const Catalogue &c, int64_t k, double x) {
     const int64_t b = c.topic_ptr[k], n = c.topic_ptr[k + 1] - b;
     return c.by_pop[b + draw_from_cdf(c.pop_cdf.data() + b, n, x)];
 }
 
 // One user's chronological sequence, appended to `out`.
-void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
-                   const Catalogue& c, int64_t d, int64_t user, std::vector<int32_t>& out) {
+void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
+                   const Catalogue &c, int64_t d, int64_t user, std::vector<int32_t> &out) {
     auto r = rng.stream(uint32_t(d), uint32_t(user), draw_user);
     const int64_t T = int64_t(p.topics.size());
     int64_t pref[2] = {draw_from_cdf(p.topic_cdf.data(), T, r.uniform()), -1};
@@ -263,14 +272,15 @@ void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan&
         // Rejection against the first preference; bounded, so heavy topics cannot stall it.
         for (int tries = 0; tries < 16 && n_pref == 1; ++tries) {
             const int64_t k = draw_from_cdf(p.topic_cdf.data(), T, r.uniform());
-            if (k != pref[0]) pref[n_pref++] = k;
+            if (k != pref[0])
+                pref[n_pref++] = k;
         }
     }
     // Length: seq_len_min + geometric extra with the domain's mean, clamped to seq_len_max.
     int64_t len = o.seq_len_min;
     const double extra_mean = p.mean_len - double(o.seq_len_min);
     if (extra_mean > 0) {
-        const double q = extra_mean / (1.0 + extra_mean);  // P(extra > j) = q^(j+1)
+        const double q = extra_mean / (1.0 + extra_mean); // P(extra > j) = q^(j+1)
         const double extra = std::floor(std::log1p(-r.uniform()) / std::log(q));
         len += int64_t(std::min(extra, double(o.seq_len_max - o.seq_len_min)));
     }
@@ -287,7 +297,8 @@ void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan&
             int64_t others[2];
             int n_others = 0;
             for (int j = 0; j < n_pref; ++j)
-                if (pref[j] != topic) others[n_others++] = pref[j];
+                if (pref[j] != topic)
+                    others[n_others++] = pref[j];
             if (n_others > 0 && r.uniform() < prefer_own_topic) {
                 topic = others[n_others == 1 ? 0 : r.below(2)];
             } else {
@@ -303,7 +314,8 @@ void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan&
             next = draw_popular(c, topic, r.uniform());
             for (int tries = 0; tries < max_redraws && next == prev; ++tries)
                 next = draw_popular(c, topic, r.uniform());
-            if (next == prev) next = next_along(c, prev, 0.0);
+            if (next == prev)
+                next = next_along(c, prev, 0.0);
         }
         out.push_back(next);
         prev = next;
@@ -312,42 +324,49 @@ void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan&
 
 // Shared topic geometry: centre (D) and three orthonormal trajectory directions (3, D).
 // With D < 3 the directions that do not fit stay zero.
-std::vector<double> topic_geometry(const KeyedRng& rng, int64_t topic, int64_t D) {
+std::vector<double> topic_geometry(const KeyedRng &rng, int64_t topic, int64_t D) {
     auto r = rng.stream(shared_domain, uint32_t(topic), draw_topic_geometry);
     std::vector<double> g(4 * D);
-    for (auto& x : g) x = r.normal();
-    for (int64_t a = 1; a <= 3; ++a) {  // Gram-Schmidt on rows 1..3
-        double* v = g.data() + a * D;
+    for (auto &x : g)
+        x = r.normal();
+    for (int64_t a = 1; a <= 3; ++a) { // Gram-Schmidt on rows 1..3
+        double *v = g.data() + a * D;
         for (int64_t b = 1; b < a; ++b) {
-            const double* w = g.data() + b * D;
+            const double *w = g.data() + b * D;
             double dot = 0;
-            for (int64_t j = 0; j < D; ++j) dot += v[j] * w[j];
-            for (int64_t j = 0; j < D; ++j) v[j] -= dot * w[j];
+            for (int64_t j = 0; j < D; ++j)
+                dot += v[j] * w[j];
+            for (int64_t j = 0; j < D; ++j)
+                v[j] -= dot * w[j];
         }
         double norm = 0;
-        for (int64_t j = 0; j < D; ++j) norm += v[j] * v[j];
+        for (int64_t j = 0; j < D; ++j)
+            norm += v[j] * v[j];
         norm = std::sqrt(norm);
         const double scale = (a <= D && norm > 1e-9) ? 1.0 / norm : 0.0;
-        for (int64_t j = 0; j < D; ++j) v[j] *= scale;
+        for (int64_t j = 0; j < D; ++j)
+            v[j] *= scale;
     }
     return g;
 }
 
 // projection (F, D), entries N(0, 1/D): one map shared by every domain.
-std::vector<double> feature_projection(const KeyedRng& rng, int64_t F, int64_t D) {
+std::vector<double> feature_projection(const KeyedRng &rng, int64_t F, int64_t D) {
     auto r = rng.stream(shared_domain, 0, draw_projection);
     std::vector<double> w(F * D);
     const double s = 1.0 / std::sqrt(double(D));
-    for (auto& x : w) x = s * r.normal();
+    for (auto &x : w)
+        x = s * r.normal();
     return w;
 }
 
 // Item features (N, F) as little-endian float32 bytes.
-std::string item_features(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
-                          const Catalogue& c, int64_t d, const std::vector<double>& projection) {
+std::string item_features(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
+                          const Catalogue &c, int64_t d, const std::vector<double> &projection) {
     const int64_t D = o.latent_dim, F = o.feature_dim, N = p.n_items;
     std::vector<std::vector<double>> geometry;
-    for (int32_t t : p.topics) geometry.push_back(topic_geometry(rng, t, D));
+    for (int32_t t : p.topics)
+        geometry.push_back(topic_geometry(rng, t, D));
     const double radius = trajectory_radius * std::sqrt(double(D));
     const double wiggle = trajectory_wiggle * std::sqrt(double(D));
     std::string bytes(size_t(N * F) * sizeof(float), '\0');
@@ -355,28 +374,29 @@ std::string item_features(const KeyedRng& rng, const SynthOptions& o, const Doma
     std::vector<float> row(F);
     for (int64_t i = 0; i < N; ++i) {
         // z = centre + radius (cos th d1 + sin th d2) + wiggle sin(2 th) d3 + noise, th = 2 pi u
-        const double* g = geometry[c.topic[i]].data();
+        const double *g = geometry[c.topic[i]].data();
         const double th = two_pi * c.u[i];
         const double a1 = radius * std::cos(th), a2 = radius * std::sin(th);
         const double a3 = wiggle * std::sin(2 * th);
         auto r = rng.stream(uint32_t(d), uint32_t(i), draw_item);
-        r.uniform();  // topic and u were the first two draws of this stream
+        r.uniform(); // topic and u were the first two draws of this stream
         r.uniform();
         for (int64_t j = 0; j < D; ++j)
             z[j] = g[j] + a1 * g[D + j] + a2 * g[2 * D + j] + a3 * g[3 * D + j] +
                    item_latent_noise * r.normal();
         auto rf = rng.stream(uint32_t(d), uint32_t(i), draw_item_feature);
         for (int64_t f = 0; f < F; ++f) {
-            const double* w = projection.data() + f * D;
+            const double *w = projection.data() + f * D;
             double x = 0;
-            for (int64_t j = 0; j < D; ++j) x += w[j] * z[j];
+            for (int64_t j = 0; j < D; ++j)
+                x += w[j] * z[j];
             row[f] = float(x + o.feature_noise * rf.normal());
         }
         if constexpr (std::endian::native == std::endian::big) {
-            for (auto& v : row) {
+            for (auto &v : row) {
                 const uint32_t b = std::bit_cast<uint32_t>(v);
-                v = std::bit_cast<float>((b >> 24) | ((b >> 8) & 0xFF00u) |
-                                         ((b << 8) & 0xFF0000u) | (b << 24));
+                v = std::bit_cast<float>((b >> 24) | ((b >> 8) & 0xFF00u) | ((b << 8) & 0xFF0000u) |
+                                         (b << 24));
             }
         }
         std::memcpy(bytes.data() + size_t(i * F) * sizeof(float), row.data(),
@@ -441,8 +461,8 @@ private:
 // "title. categories. brand. " like the Amazon texts (with the trailing space). The title
 // holds topic words and position-bucket words, the categories the topic's fixed category
 // words under the domain's root word, and the brand is one of the domain's brands.
-std::string item_text(const KeyedRng& rng, const Vocabulary& v, const DomainPlan& p,
-                      const Catalogue& c, int64_t d, int64_t i) {
+std::string item_text(const KeyedRng &rng, const Vocabulary &v, const DomainPlan &p,
+                      const Catalogue &c, int64_t d, int64_t i) {
     auto r = rng.stream(uint32_t(d), uint32_t(i), draw_item_text);
     const int64_t t = p.topics[c.topic[i]];
     const int64_t b = std::min<int64_t>(n_buckets - 1, int64_t(c.u[i] * n_buckets));
@@ -451,19 +471,20 @@ std::string item_text(const KeyedRng& rng, const Vocabulary& v, const DomainPlan
     const int64_t b1 = int64_t(r.below(bucket_words));
     const int64_t b2 = (b1 + 1 + int64_t(r.below(bucket_words - 1))) % bucket_words;
     const std::string brand = v.brand(d, int64_t(r.below(brands_per_domain)));
-    std::string s = brand + " " + v.title(t, t1) + " " + v.title(t, t2) + " " +
-                    v.bucket(t, b, b1) + " " + v.bucket(t, b, b2) + " ";
+    std::string s = brand + " " + v.title(t, t1) + " " + v.title(t, t2) + " " + v.bucket(t, b, b1) +
+                    " " + v.bucket(t, b, b2) + " ";
     // A model code makes texts (almost) unique, as real product titles are.
     s.push_back(char('A' + r.below(26)));
     s.push_back(char('A' + r.below(26)));
     append_int(s, 100 + int64_t(r.below(900)));
     s += ". " + v.root(d);
-    for (int64_t j = 0; j < category_words; ++j) s += " " + v.category(t, j);
+    for (int64_t j = 0; j < category_words; ++j)
+        s += " " + v.category(t, j);
     s += ". " + brand + ". ";
     return s;
 }
 
-void write_binary_file_atomic(const std::string& path, const std::string& bytes) {
+void write_binary_file_atomic(const std::string &path, const std::string &bytes) {
     AtomicOutput out(path);
     {
         std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);
@@ -476,14 +497,14 @@ void write_binary_file_atomic(const std::string& path, const std::string& bytes)
 }
 
 // Generates and writes one domain; returns its summary.
-SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, const Vocabulary& v,
-                                const std::vector<double>& projection, int64_t d) {
+SynthDomainSummary write_domain(const KeyedRng &rng, const SynthOptions &o, const Vocabulary &v,
+                                const std::vector<double> &projection, int64_t d) {
     const std::string name = domain_name(d, o.n_domains);
     const DomainPlan p = plan_domain(rng, o, d);
     const Catalogue c = make_catalogue(rng, o, p, d);
 
-    std::vector<int64_t> seq_ptr{0};  // (U+1) CSR over sequences
-    std::vector<int32_t> seq;         // (interactions) item indices, oldest first
+    std::vector<int64_t> seq_ptr{0}; // (U+1) CSR over sequences
+    std::vector<int32_t> seq;        // (interactions) item indices, oldest first
     seq_ptr.reserve(p.n_users + 1);
     for (int64_t u = 0; u < p.n_users; ++u) {
         user_sequence(rng, o, p, c, d, u, seq);
@@ -492,13 +513,14 @@ SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, cons
 
     // Leave-one-out split (shared/data/README.md): train targets s[-3], s[-4], ..., s[1]
     // (newest first), valid s[-2], test s[-1]; histories are the preceding items, capped.
-    const char* header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
+    const char *header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
     std::string train = header, valid = header, test = header;
-    const auto row = [&](std::string& out, int64_t user, const int32_t* s, int64_t target) {
+    const auto row = [&](std::string &out, int64_t user, const int32_t *s, int64_t target) {
         append_int(out, user);
         out.push_back('\t');
         for (int64_t j = std::max<int64_t>(0, target - o.max_history); j < target; ++j) {
-            if (j > std::max<int64_t>(0, target - o.max_history)) out.push_back(' ');
+            if (j > std::max<int64_t>(0, target - o.max_history))
+                out.push_back(' ');
             append_int(out, s[j]);
         }
         out.push_back('\t');
@@ -507,9 +529,10 @@ SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, cons
     };
     int64_t n_train = 0;
     for (int64_t u = 0; u < p.n_users; ++u) {
-        const int32_t* s = seq.data() + seq_ptr[u];
+        const int32_t *s = seq.data() + seq_ptr[u];
         const int64_t L = seq_ptr[u + 1] - seq_ptr[u];
-        for (int64_t target = L - 3; target >= 1; --target) row(train, u, s, target);
+        for (int64_t target = L - 3; target >= 1; --target)
+            row(train, u, s, target);
         n_train += L - 3;
         row(valid, u, s, L - 2);
         row(test, u, s, L - 1);
@@ -559,7 +582,7 @@ SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, cons
 }
 
 // YAML double-quoted scalar.
-std::string yaml_quote(const std::string& s) {
+std::string yaml_quote(const std::string &s) {
     std::string q = "\"";
     for (const char ch : s) {
         if (ch == '"' || ch == '\\') {
@@ -579,19 +602,18 @@ std::string yaml_quote(const std::string& s) {
 
 } // namespace
 
-SynthSummary write_synthetic_dataset(const SynthOptions& opt) {
+SynthSummary write_synthetic_dataset(const SynthOptions &opt) {
     validate(opt);
     const KeyedRng rng(opt.seed, RngPurpose::synth);
     const Vocabulary vocabulary(opt.n_topics, opt.n_domains);
-    const std::vector<double> projection =
-        feature_projection(rng, opt.feature_dim, opt.latent_dim);
+    const std::vector<double> projection = feature_projection(rng, opt.feature_dim, opt.latent_dim);
 
     SynthSummary summary;
     summary.domains.resize(size_t(opt.n_domains));
     // Domains are independent and every stream is keyed by domain, so the thread layout
     // cannot change any byte; each domain writes only its own folder.
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, opt.n_domains, 1),
-                      [&](const tbb::blocked_range<int64_t>& range) {
+                      [&](const tbb::blocked_range<int64_t> &range) {
                           for (int64_t d = range.begin(); d < range.end(); ++d)
                               summary.domains[size_t(d)] =
                                   write_domain(rng, opt, vocabulary, projection, d);
@@ -607,7 +629,7 @@ SynthSummary write_synthetic_dataset(const SynthOptions& opt) {
     return summary;
 }
 
-std::vector<int32_t> synthetic_item_topics(const SynthOptions& opt, int64_t domain) {
+std::vector<int32_t> synthetic_item_topics(const SynthOptions &opt, int64_t domain) {
     validate(opt);
     check(domain >= 0 && domain < opt.n_domains, "synthetic_item_topics: domain ", domain,
           " not in [0, ", opt.n_domains, ")");
@@ -615,7 +637,8 @@ std::vector<int32_t> synthetic_item_topics(const SynthOptions& opt, int64_t doma
     const DomainPlan p = plan_domain(rng, opt, domain);
     const Catalogue c = make_catalogue(rng, opt, p, domain);
     std::vector<int32_t> topics(c.topic.size());
-    for (size_t i = 0; i < topics.size(); ++i) topics[i] = p.topics[c.topic[i]];
+    for (size_t i = 0; i < topics.size(); ++i)
+        topics[i] = p.topics[c.topic[i]];
     return topics;
 }
 

@@ -24,7 +24,8 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
 }
 
 AtomicOutput::~AtomicOutput() {
-    if (!committed_) std::remove(temp_.c_str());
+    if (!committed_)
+        std::remove(temp_.c_str());
 }
 
 void AtomicOutput::commit() {
@@ -34,12 +35,12 @@ void AtomicOutput::commit() {
     ::fsync(fd);
     ::close(fd);
     const int rc = std::rename(temp_.c_str(), final_.c_str());
-    const int err = errno;  // read before building the message: argument order is unspecified
+    const int err = errno; // read before building the message: argument order is unspecified
     check(rc == 0, "cannot rename ", temp_, " to ", final_, ": ", std::strerror(err));
     committed_ = true;
 }
 
-void write_text_file_atomic(const std::string& path, const std::string& contents) {
+void write_text_file_atomic(const std::string &path, const std::string &contents) {
     AtomicOutput out(path);
     {
         std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);

@@ -33,84 +33,137 @@ KeySpec choice(KeySpec s, std::vector<std::string> choices) {
 std::vector<KeySpec> make_schema() {
     return {
         // --- run-wide
-        ranged(key("seed", K::integer, "2020", "master seed of every keyed random stream"), 0, 4294967295.0),
-        key("output_dir", K::string, "runs/default", "run directory: resolved config, logs, outputs"),
+        ranged(key("seed", K::integer, "2020", "master seed of every keyed random stream"), 0,
+               4294967295.0),
+        key("output_dir", K::string, "runs/default",
+            "run directory: resolved config, logs, outputs"),
 
         // --- sequence encoder (PFCR.md §4)
         ranged(key("n_layers", K::integer, "2", "Transformer layers"), 1, 64),
         ranged(key("n_heads", K::integer, "2", "attention heads; must divide hidden_size"), 1, 256),
         ranged(key("hidden_size", K::integer, "300", "model width C"), 1, 16384),
         ranged(key("inner_size", K::integer, "256", "feed-forward width F"), 1, 65536),
-        ranged(key("hidden_dropout_prob", K::real, "0.5", "dropout on hidden states"), 0, 1, false, true),
-        ranged(key("attn_dropout_prob", K::real, "0.5", "dropout on attention probabilities"), 0, 1, false, true),
-        choice(key("hidden_act", K::string, "gelu", "feed-forward activation (exact erf GELU)"), {"gelu"}),
+        ranged(key("hidden_dropout_prob", K::real, "0.5", "dropout on hidden states"), 0, 1, false,
+               true),
+        ranged(key("attn_dropout_prob", K::real, "0.5", "dropout on attention probabilities"), 0, 1,
+               false, true),
+        choice(key("hidden_act", K::string, "gelu", "feed-forward activation (exact erf GELU)"),
+               {"gelu"}),
         ranged(key("layer_norm_eps", K::real, "1e-12", "LayerNorm epsilon"), 0, 1, true),
-        ranged(key("initializer_range", K::real, "0.02", "std of the N(0, r^2) weight init"), 0, 10, true),
-        ranged(key("temperature", K::real, "0.07", "softmax temperature of the cosine logits"), 0, 100, true),
-        ranged(key("MAX_ITEM_LIST_LENGTH", K::integer, "50", "longest history (positions)"), 1, 4096),
+        ranged(key("initializer_range", K::real, "0.02", "std of the N(0, r^2) weight init"), 0, 10,
+               true),
+        ranged(key("temperature", K::real, "0.07", "softmax temperature of the cosine logits"), 0,
+               100, true),
+        ranged(key("MAX_ITEM_LIST_LENGTH", K::integer, "50", "longest history (positions)"), 1,
+               4096),
 
         // --- item codes (PFCR.md §3)
         ranged(key("code_dim", K::integer, "32", "PQ sub-codes per item (M)"), 1, 256),
-        ranged(key("code_cap", K::integer, "256", "values per sub-code (power of two, 2..256)"), 2, 256),
-        ranged(key("plm_size", K::integer, "768", "item feature dimension d (feature file or text featurizer)"), 1, 65536),
+        ranged(key("code_cap", K::integer, "256", "values per sub-code (power of two, 2..256)"), 2,
+               256),
+        ranged(key("plm_size", K::integer, "768",
+                   "item feature dimension d (feature file or text featurizer)"),
+               1, 65536),
 
         // --- training and evaluation (PFCR.md §5, §9)
         ranged(key("learning_rate", K::real, "0.001", "Adam learning rate"), 0, 10, true),
         ranged(key("train_batch_size", K::integer, "1024", "training rows per step"), 1, 1 << 24),
         ranged(key("eval_batch_size", K::integer, "1024", "evaluation rows per batch"), 1, 1 << 24),
         ranged(key("epochs", K::integer, "300", "maximum fine-tuning epochs"), 1, 1000000),
-        ranged(key("stopping_step", K::integer, "10", "early stopping patience in epochs"), 1, 1000000),
-        ranged(key("topk", K::int_list, "[10, 50]", "cutoffs K of Recall@K and NDCG@K"), 1, 1000000),
-        choice(key("metrics", K::string_list, "[Recall, NDCG]", "reported metrics"), {"Recall", "NDCG"}),
+        ranged(key("stopping_step", K::integer, "10", "early stopping patience in epochs"), 1,
+               1000000),
+        ranged(key("topk", K::int_list, "[10, 50]", "cutoffs K of Recall@K and NDCG@K"), 1,
+               1000000),
+        choice(key("metrics", K::string_list, "[Recall, NDCG]", "reported metrics"),
+               {"Recall", "NDCG"}),
         key("valid_metric", K::string, "recall@10", "early-stopping metric: recall@K or ndcg@K"),
 
         // --- data preparation (pfcr prepare)
         key("data.path", K::string, "data", "folder holding one sub-folder <D>/ per domain"),
         key("data.domains", K::string_list, "[]", "domain names, in client order"),
         choice(key("data.features", K::string, "auto",
-                   "item features: file (<D>.<data.feature_suffix>), text (built-in featurizer), auto (file if present)"),
+                   "item features: file (<D>.<data.feature_suffix>), text (built-in featurizer), "
+                   "auto (file if present)"),
                {"auto", "file", "text"}),
         key("data.feature_suffix", K::string, "feat1CLS", "suffix of the float32 feature file"),
         key("data.prepared", K::string, "", "prepared.h5 path; empty = <output_dir>/prepared.h5"),
-        ranged(key("data.text_hash_buckets", K::integer, "1048576", "hash buckets of the text featurizer"), 1024, 1 << 30),
-        ranged(key("data.text_ngrams", K::integer, "2", "longest word n-gram of the text featurizer"), 1, 4),
-        ranged(key("data.featurizer_seed", K::integer, "2020", "seed of the featurizer's random projection"), 0, 4294967295.0),
-        ranged(key("data.quantizer_seed", K::integer, "1234", "seed of faiss OPQ/k-means training"), 0, 2147483647),
+        ranged(key("data.text_hash_buckets", K::integer, "1048576",
+                   "hash buckets of the text featurizer"),
+               1024, 1 << 30),
+        ranged(
+            key("data.text_ngrams", K::integer, "2", "longest word n-gram of the text featurizer"),
+            1, 4),
+        ranged(key("data.featurizer_seed", K::integer, "2020",
+                   "seed of the featurizer's random projection"),
+               0, 4294967295.0),
+        ranged(key("data.quantizer_seed", K::integer, "1234", "seed of faiss OPQ/k-means training"),
+               0, 2147483647),
         ranged(key("data.quantizer_threads", K::integer, "2",
-                   "OpenMP threads of faiss training; fixed (not run.threads) because faiss's result depends on it"), 1, 256),
-        ranged(key("data.quantizer_iterations", K::integer, "25", "k-means iterations per PQ training"), 1, 1000),
+                   "OpenMP threads of faiss training; fixed (not run.threads) because faiss's "
+                   "result depends on it"),
+               1, 256),
+        ranged(key("data.quantizer_iterations", K::integer, "25",
+                   "k-means iterations per PQ training"),
+               1, 1000),
         key("data.polysemous_training", K::boolean, "false",
-            "run faiss's polysemous centroid relabelling (PFCR's factory string does; codes are equivalent up to relabelling)"),
-        ranged(key("data.opq_iterations", K::integer, "50", "OPQ alternating-optimisation iterations"), 0, 1000),
+            "run faiss's polysemous centroid relabelling (PFCR's factory string does; codes are "
+            "equivalent up to relabelling)"),
+        ranged(
+            key("data.opq_iterations", K::integer, "50", "OPQ alternating-optimisation iterations"),
+            0, 1000),
 
         // --- synthetic data (pfcr synth)
         key("synth.output", K::string, "synthetic", "output folder of pfcr synth"),
         ranged(key("synth.n_domains", K::integer, "8", "number of domains"), 1, 100000),
         ranged(key("synth.users_min", K::integer, "200", "fewest users of a domain"), 1, 100000000),
-        ranged(key("synth.users_max", K::integer, "2000", "most users of a domain (log-uniform between)"), 1, 100000000),
+        ranged(key("synth.users_max", K::integer, "2000",
+                   "most users of a domain (log-uniform between)"),
+               1, 100000000),
         ranged(key("synth.items_min", K::integer, "100", "fewest items of a domain"), 2, 100000000),
-        ranged(key("synth.items_max", K::integer, "1000", "most items of a domain (log-uniform between)"), 2, 100000000),
-        ranged(key("synth.seq_len_min", K::integer, "5", "shortest user sequence (>= 4: train, valid, test need 3 targets)"), 4, 100000),
+        ranged(key("synth.items_max", K::integer, "1000",
+                   "most items of a domain (log-uniform between)"),
+               2, 100000000),
+        ranged(key("synth.seq_len_min", K::integer, "5",
+                   "shortest user sequence (>= 4: train, valid, test need 3 targets)"),
+               4, 100000),
         ranged(key("synth.seq_len_max", K::integer, "60", "longest user sequence"), 4, 100000),
-        ranged(key("synth.seq_len_mean_min", K::real, "6", "sparsest domain's mean sequence length"), 4, 100000),
-        ranged(key("synth.seq_len_mean_max", K::real, "14", "densest domain's mean sequence length"), 4, 100000),
-        ranged(key("synth.feature_dim", K::integer, "64", "item feature dimension written to <D>.feat1CLS"), 1, 65536),
+        ranged(
+            key("synth.seq_len_mean_min", K::real, "6", "sparsest domain's mean sequence length"),
+            4, 100000),
+        ranged(
+            key("synth.seq_len_mean_max", K::real, "14", "densest domain's mean sequence length"),
+            4, 100000),
+        ranged(key("synth.feature_dim", K::integer, "64",
+                   "item feature dimension written to <D>.feat1CLS"),
+               1, 65536),
         ranged(key("synth.n_topics", K::integer, "32", "shared latent topics"), 1, 100000),
-        ranged(key("synth.latent_dim", K::integer, "16", "dimension of the shared semantic space"), 1, 4096),
-        ranged(key("synth.topics_per_domain", K::integer, "8", "topics a domain's catalogue covers"), 1, 100000),
-        ranged(key("synth.popularity_exponent", K::real, "1.0", "Zipf exponent of item popularity within a topic"), 0, 10),
-        ranged(key("synth.topic_stay", K::real, "0.85", "probability a user's next item stays on topic"), 0, 1),
-        ranged(key("synth.transition_prob", K::real, "0.6", "probability the next item follows the previous one's neighbourhood"), 0, 1),
-        ranged(key("synth.feature_noise", K::real, "0.1", "noise std added to item features"), 0, 100),
+        ranged(key("synth.latent_dim", K::integer, "16", "dimension of the shared semantic space"),
+               1, 4096),
+        ranged(
+            key("synth.topics_per_domain", K::integer, "8", "topics a domain's catalogue covers"),
+            1, 100000),
+        ranged(key("synth.popularity_exponent", K::real, "1.0",
+                   "Zipf exponent of item popularity within a topic"),
+               0, 10),
+        ranged(key("synth.topic_stay", K::real, "0.85",
+                   "probability a user's next item stays on topic"),
+               0, 1),
+        ranged(key("synth.transition_prob", K::real, "0.6",
+                   "probability the next item follows the previous one's neighbourhood"),
+               0, 1),
+        ranged(key("synth.feature_noise", K::real, "0.1", "noise std added to item features"), 0,
+               100),
 
         // --- execution
-        ranged(key("run.threads", K::integer, "0", "worker threads per process; 0 = all hardware threads"), 0, 4096),
+        ranged(key("run.threads", K::integer, "0",
+                   "worker threads per process; 0 = all hardware threads"),
+               0, 4096),
     };
 }
 
 } // namespace
 
-const std::vector<KeySpec>& config_schema() {
+const std::vector<KeySpec> &config_schema() {
     static const std::vector<KeySpec> schema = make_schema();
     return schema;
 }

@@ -9,7 +9,7 @@
 
 namespace pfcr {
 
-int run_inspect(const std::string& path, std::ostream& out) {
+int run_inspect(const std::string &path, std::ostream &out) {
     check(std::filesystem::exists(path), path, ": no such file");
     check(h5::is_hdf5(path), path, ": not an HDF5 file");
     std::string format;
@@ -18,16 +18,18 @@ int run_inspect(const std::string& path, std::ostream& out) {
         check(f.has_attr("format"), path, ": no 'format' attribute: not a pfcr file");
         format = f.attr_string("format");
     }
-    if (format != prepared_format) fail(path, ": unknown format '", format, "' (this pfcr reads '",
-                                        prepared_format, "')");
+    if (format != prepared_format)
+        fail(path, ": unknown format '", format, "' (this pfcr reads '", prepared_format, "')");
     const auto problems = validate_prepared(path);
     if (!problems.empty()) {
-        out << path << ": INVALID " << prepared_format << " file (" << problems.size() << " problems)\n";
-        for (const auto& p : problems) out << "  " << p << "\n";
+        out << path << ": INVALID " << prepared_format << " file (" << problems.size()
+            << " problems)\n";
+        for (const auto &p : problems)
+            out << "  " << p << "\n";
         return 1;
     }
     const PreparedData d = read_prepared(path);
-    const auto& m = d.manifest;
+    const auto &m = d.manifest;
     out << path << ": " << prepared_format << " " << prepared_format_version << ", written by pfcr "
         << m.software_version << " at " << m.created_utc << "\n";
     out << "fingerprint " << m.fingerprint << ", " << m.input_files.size() << " input files\n";

@@ -18,7 +18,8 @@ TEST(Featurizer, TokenizeLowercasesAndSplitsOnPunctuation) {
 }
 
 TEST(Featurizer, DeterministicUnitNormAndThreadIndependent) {
-    const DomainData d = read_domain(std::string(PFCR_SOURCE_DIR) + "/data/Scientific", "Scientific", 50);
+    const DomainData d =
+        read_domain(std::string(PFCR_SOURCE_DIR) + "/data/Scientific", "Scientific", 50);
     std::vector<std::string> texts = read_item_texts(d);
     texts.resize(800);
     TextFeaturizerOptions opt;
@@ -30,20 +31,23 @@ TEST(Featurizer, DeterministicUnitNormAndThreadIndependent) {
         b = featurize_texts(texts, opt);
     }
     ASSERT_EQ(a.size(), 800u * 96u);
-    EXPECT_EQ(a, b);  // bitwise
+    EXPECT_EQ(a, b); // bitwise
     for (size_t i = 0; i < 800; ++i) {
         double n2 = 0;
-        for (size_t j = 0; j < 96; ++j) n2 += double(a[i * 96 + j]) * a[i * 96 + j];
+        for (size_t j = 0; j < 96; ++j)
+            n2 += double(a[i * 96 + j]) * a[i * 96 + j];
         EXPECT_NEAR(n2, 1.0, 1e-5);
     }
     opt.seed = 7;
-    EXPECT_NE(featurize_texts(texts, opt), a);  // the projection is keyed by the seed
+    EXPECT_NE(featurize_texts(texts, opt), a); // the projection is keyed by the seed
 }
 
 TEST(Featurizer, SimilarTextsAreCloserThanUnrelatedOnes) {
     const std::vector<std::string> texts{
-        "PORTER-CABLE 4 1/2-Inch x 10yd 80 Grit Adhesive-Backed Sanding Roll. Abrasive Sanding Rolls.",
-        "PORTER-CABLE 4 1/2-Inch by 10yd 120 Grit Adhesive-Backed Sanding Roll. Abrasive Sanding Rolls.",
+        "PORTER-CABLE 4 1/2-Inch x 10yd 80 Grit Adhesive-Backed Sanding Roll. Abrasive Sanding "
+        "Rolls.",
+        "PORTER-CABLE 4 1/2-Inch by 10yd 120 Grit Adhesive-Backed Sanding Roll. Abrasive Sanding "
+        "Rolls.",
         "Nitrile examination gloves, powder free, large, box of 100. Lab Safety Gloves.",
     };
     TextFeaturizerOptions opt;
@@ -51,7 +55,8 @@ TEST(Featurizer, SimilarTextsAreCloserThanUnrelatedOnes) {
     const auto f = featurize_texts(texts, opt);
     const auto cos = [&](size_t a, size_t b) {
         double s = 0;
-        for (size_t j = 0; j < 768; ++j) s += double(f[a * 768 + j]) * f[b * 768 + j];
+        for (size_t j = 0; j < 768; ++j)
+            s += double(f[a * 768 + j]) * f[b * 768 + j];
         return s;
     };
     // The two sanding rolls share most n-grams; the gloves share none. With 768 random

@@ -16,11 +16,13 @@ std::vector<float> clustered(int64_t n, int64_t d, uint64_t seed) {
     const KeyedRng rng(seed, RngPurpose::synth);
     auto s = rng.stream(0);
     std::vector<float> centres(size_t(40 * d));
-    for (auto& c : centres) c = float(s.normal());
+    for (auto &c : centres)
+        c = float(s.normal());
     std::vector<float> x(size_t(n * d));
     for (int64_t i = 0; i < n; ++i) {
         const auto c = s.below(40);
-        for (int64_t j = 0; j < d; ++j) x[size_t(i * d + j)] = centres[c * d + j] + 0.1f * float(s.normal());
+        for (int64_t j = 0; j < d; ++j)
+            x[size_t(i * d + j)] = centres[c * d + j] + 0.1f * float(s.normal());
     }
     return x;
 }
@@ -73,8 +75,10 @@ TEST(Quantizer, FourBitCodesAreUnpackedCorrectly) {
             for (int64_t j = 0; j < dsub; ++j) {
                 const int64_t row = m * dsub + j;
                 double y = 0;
-                for (int64_t k = 0; k < d; ++k) y += double(r.opq_matrix[size_t(row * d + k)]) * x[size_t(i * d + k)];
-                const double rec = r.ivf_centroid[size_t(row)] + r.pq_centroids[size_t((m * 16 + c) * dsub + j)];
+                for (int64_t k = 0; k < d; ++k)
+                    y += double(r.opq_matrix[size_t(row * d + k)]) * x[size_t(i * d + k)];
+                const double rec =
+                    r.ivf_centroid[size_t(row)] + r.pq_centroids[size_t((m * 16 + c) * dsub + j)];
                 err += (y - rec) * (y - rec);
                 norm += y * y;
             }
@@ -87,8 +91,8 @@ TEST(Quantizer, FourBitCodesAreUnpackedCorrectly) {
 
 TEST(Quantizer, RejectsTooFewItemsAndBadShapes) {
     const auto x = clustered(100, 16, 3);
-    EXPECT_THROW(fit_joint_quantizer(x, 100, 16, small(256)), Error);  // 100 < 256 centroids
+    EXPECT_THROW(fit_joint_quantizer(x, 100, 16, small(256)), Error); // 100 < 256 centroids
     auto bad = small(16);
-    bad.code_dim = 5;  // 16 % 5 != 0
+    bad.code_dim = 5; // 16 % 5 != 0
     EXPECT_THROW(fit_joint_quantizer(x, 100, 16, bad), Error);
 }

@@ -4,8 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string write_temp(const std::string& name, const std::string& text) {
+std::string write_temp(const std::string &name, const std::string &text) {
     const auto dir = std::filesystem::temp_directory_path() / "pfcr_test_config";
     std::filesystem::create_directories(dir);
     const auto path = (dir / name).string();
@@ -27,10 +27,10 @@ std::string write_temp(const std::string& name, const std::string& text) {
     return path;
 }
 
-std::string error_of(const std::function<void()>& fn) {
+std::string error_of(const std::function<void()> &fn) {
     try {
         fn();
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         return e.what();
     }
     return "<no error>";
@@ -84,7 +84,8 @@ TEST(Config, ValuesAreRangeAndTypeChecked) {
                 HasSubstr("n_layers = 0 is out of range [1, 64]"));
     EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=abc"}); }),
                 HasSubstr("n_layers expects an integer, got 'abc'"));
-    EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=2.5"}); }), HasSubstr("expects an integer"));
+    EXPECT_THAT(error_of([] { Config::load({}, {"n_layers=2.5"}); }),
+                HasSubstr("expects an integer"));
     EXPECT_THAT(error_of([] { Config::load({}, {"code_cap=48"}); }), HasSubstr("power of two"));
     EXPECT_THAT(error_of([] { Config::load({}, {"hidden_size=301"}); }),
                 HasSubstr("divisible by n_heads"));
@@ -100,17 +101,18 @@ TEST(Config, ValuesAreRangeAndTypeChecked) {
 
 TEST(Config, FailedSetKeepsThePreviousValue) {
     Config c;
-    EXPECT_THROW(c.set("code_dim", "5", "test"), Error);  // 768 % 5 != 0
+    EXPECT_THROW(c.set("code_dim", "5", "test"), Error); // 768 % 5 != 0
     EXPECT_EQ(c.get_int("code_dim"), 32);
     EXPECT_EQ(c.origin("code_dim"), "default");
 }
 
 TEST(Config, ResolvedYamlReloadsToTheSameValues) {
     // Values only: each printed line is "key: value  # origin", and origins differ by design.
-    const auto values = [](const Config& c) {
+    const auto values = [](const Config &c) {
         std::string out;
         std::istringstream in(c.to_yaml());
-        for (std::string line; std::getline(in, line);) out += line.substr(0, line.find("  # ")) + "\n";
+        for (std::string line; std::getline(in, line);)
+            out += line.substr(0, line.find("  # ")) + "\n";
         return out;
     };
     const Config c = Config::load({}, {"hidden_size=64", "n_heads=4", "data.domains=[A, 'B C']",
@@ -127,7 +129,7 @@ TEST(Config, SchemaGroupsAreContiguousAndKeysUnique) {
     std::vector<std::string> groups_closed;
     std::string current;
     std::set<std::string> keys;
-    for (const auto& s : config_schema()) {
+    for (const auto &s : config_schema()) {
         EXPECT_TRUE(keys.insert(s.key).second) << "duplicate key " << s.key;
         const auto dot = s.key.find('.');
         const std::string g = dot == std::string::npos ? "" : s.key.substr(0, dot);
@@ -144,8 +146,9 @@ TEST(Config, SchemaGroupsAreContiguousAndKeysUnique) {
 TEST(Config, ShippedConfigsLoad) {
     const std::string dir = std::string(PFCR_SOURCE_DIR) + "/configs";
     int n = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-        if (e.path().extension() != ".yaml") continue;
+    for (const auto &e : std::filesystem::directory_iterator(dir)) {
+        if (e.path().extension() != ".yaml")
+            continue;
         EXPECT_NO_THROW(Config::load({e.path().string()})) << e.path();
         ++n;
     }

@@ -14,7 +14,7 @@ using namespace pfcr;
 using ::testing::HasSubstr;
 
 namespace {
-std::string temp_path(const std::string& name) {
+std::string temp_path(const std::string &name) {
     const auto dir = std::filesystem::temp_directory_path() / "pfcr_test_h5";
     std::filesystem::create_directories(dir);
     return (dir / name).string();
@@ -42,7 +42,8 @@ TEST(H5, DatasetsStringsAndAttributesRoundTrip) {
     EXPECT_EQ(f.attr_double("eps"), 1e-12);
     const h5::Group g = f.open_group("grp");
     h5::Shape shape;
-    EXPECT_EQ(g.read<float>("a", &shape), (std::vector<float>{1.5f, -2.0f, 3.25f, 4.0f, 5.0f, 6.0f}));
+    EXPECT_EQ(g.read<float>("a", &shape),
+              (std::vector<float>{1.5f, -2.0f, 3.25f, 4.0f, 5.0f, 6.0f}));
     EXPECT_EQ(shape, (h5::Shape{2, 3}));
     EXPECT_EQ(g.dtype("a"), "float32");
     EXPECT_EQ(g.dtype("i"), "int32");
@@ -64,7 +65,7 @@ TEST(H5, ErrorsNameFileAndObject) {
     try {
         f.read<float>("missing");
         FAIL() << "no error";
-    } catch (const Error& e) {
+    } catch (const Error &e) {
         EXPECT_THAT(e.what(), HasSubstr(path + ":/missing: dataset missing"));
     }
     const auto not_h5 = temp_path("plain.txt");
@@ -80,9 +81,10 @@ TEST(AtomicOutput, NothingAppearsUnlessCommitted) {
         AtomicOutput out(path);
         std::ofstream(out.temp_path()) << "partial";
         EXPECT_TRUE(std::filesystem::exists(out.temp_path()));
-    }  // destroyed without commit, as on an exception
+    } // destroyed without commit, as on an exception
     EXPECT_FALSE(std::filesystem::exists(path));
-    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    for (const auto &e :
+         std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
         EXPECT_EQ(e.path().string().find("atomic.txt.tmp"), std::string::npos) << e.path();
     write_text_file_atomic(path, "done");
     std::ifstream in(path);
