@@ -23,7 +23,7 @@ struct ConfigArgs {
     bool quiet = false;
 };
 
-void add_config_options(CLI::App *cmd, ConfigArgs &a) {
+void add_config_options(CLI::App* cmd, ConfigArgs& a) {
     cmd->add_option("-c,--config", a.files, "YAML config file; repeat to merge left to right")
         ->check(CLI::ExistingFile);
     cmd->add_option("--set", a.sets,
@@ -33,61 +33,58 @@ void add_config_options(CLI::App *cmd, ConfigArgs &a) {
     cmd->add_flag("-q,--quiet", a.quiet, "no progress lines on stderr");
 }
 
-pfcr::Config load_config(const ConfigArgs &a) {
+pfcr::Config load_config(const ConfigArgs& a) {
     auto sets = a.sets;
-    if (a.threads >= 0)
-        sets.push_back("run.threads=" + std::to_string(a.threads));
+    if (a.threads >= 0) sets.push_back("run.threads=" + std::to_string(a.threads));
     return pfcr::Config::load(a.files, sets);
 }
 
-std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config &cfg) {
+std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config& cfg) {
     const auto n = cfg.get_int("run.threads");
-    if (n <= 0)
-        return nullptr;
+    if (n <= 0) return nullptr;
     return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                  size_t(n));
 }
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     CLI::App app{"pfcr — federated cross-domain recommendation simulator (PFCR, WWW 2024)"};
     app.set_version_flag("--version", std::string("pfcr ") + pfcr::software_version);
     app.require_subcommand(1);
 
     ConfigArgs synth_args, prepare_args;
-    auto *synth = app.add_subcommand(
+    auto* synth = app.add_subcommand(
         "synth",
         "write a synthetic multi-domain dataset (UniSRec atomic files + features); keys synth.*");
     add_config_options(synth, synth_args);
 
-    auto *prepare = app.add_subcommand(
+    auto* prepare = app.add_subcommand(
         "prepare",
         "read every domain, featurize items, fit one joint OPQ/PQ quantizer, write prepared.h5");
     add_config_options(prepare, prepare_args);
 
     std::string inspect_path;
-    auto *inspect =
+    auto* inspect =
         app.add_subcommand("inspect", "summarize and validate a pfcr HDF5 file (prepared.h5)");
     inspect->add_option("file", inspect_path, "the file to inspect")->required();
 
-    auto *keys =
+    auto* keys =
         app.add_subcommand("config-keys", "list every config key with its default and meaning");
 
     try {
         app.parse(argc, argv);
-    } catch (const CLI::ParseError &e) {
+    } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
 
     try {
         if (*synth || *prepare) {
-            const ConfigArgs &a = *synth ? synth_args : prepare_args;
+            const ConfigArgs& a = *synth ? synth_args : prepare_args;
             const pfcr::Config cfg = load_config(a);
             const auto threads = limit_threads(cfg);
             const pfcr::Logger log(0, a.quiet);
-            if (!a.quiet)
-                std::cout << cfg.to_yaml() << std::flush;
+            if (!a.quiet) std::cout << cfg.to_yaml() << std::flush;
             if (*synth)
                 pfcr::run_synth(cfg, log, std::cout);
             else
@@ -95,10 +92,10 @@ int main(int argc, char **argv) {
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);
         } else if (*keys) {
-            for (const auto &s : pfcr::config_schema())
+            for (const auto& s : pfcr::config_schema())
                 std::cout << s.key << " = " << s.default_yaml << "\n    " << s.help << "\n";
         }
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
         std::cerr << "[rank 0] error: " << e.what() << std::endl;
         return 1;
     }

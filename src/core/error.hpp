@@ -12,19 +12,18 @@ namespace pfcr {
 
 class Error : public std::runtime_error {
 public:
-    explicit Error(const std::string &what) : std::runtime_error(what) {}
+    explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
 // Builds a message from any streamable parts: fail("a.inter:", 12, ": bad id ", id).
-template <typename... Parts> [[noreturn]] void fail(Parts &&...parts) {
+template <typename... Parts> [[noreturn]] void fail(Parts&&... parts) {
     std::ostringstream os;
     (os << ... << std::forward<Parts>(parts));
     throw Error(os.str());
 }
 
-template <typename... Parts> void check(bool ok, Parts &&...parts) {
-    if (!ok)
-        fail(std::forward<Parts>(parts)...);
+template <typename... Parts> void check(bool ok, Parts&&... parts) {
+    if (!ok) fail(std::forward<Parts>(parts)...);
 }
 
 } // namespace pfcr

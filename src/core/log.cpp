@@ -8,27 +8,25 @@
 
 namespace pfcr {
 
-void Logger::tee_to(const std::string &path) {
+void Logger::tee_to(const std::string& path) {
     auto f = std::make_shared<std::ofstream>(path, std::ios::trunc);
     check(bool(*f), "cannot open log file ", path);
     file_ = std::move(f);
 }
 
-void Logger::emit(const char *level, const std::string &msg) const {
+void Logger::emit(const char* level, const std::string& msg) const {
     const double t =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     char prefix[64];
     std::snprintf(prefix, sizeof prefix, "[%8.2fs] [rank %d] %s", t, rank_, level);
-    if (!quiet_)
-        std::fprintf(stderr, "%s%s\n", prefix, msg.c_str());
-    if (file_)
-        *file_ << prefix << msg << '\n' << std::flush;
+    if (!quiet_) std::fprintf(stderr, "%s%s\n", prefix, msg.c_str());
+    if (file_) *file_ << prefix << msg << '\n' << std::flush;
 }
 
-void Logger::info(const std::string &msg) const {
+void Logger::info(const std::string& msg) const {
     emit("", msg);
 }
-void Logger::warn(const std::string &msg) const {
+void Logger::warn(const std::string& msg) const {
     emit("warning: ", msg);
 }
 

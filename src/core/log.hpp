@@ -14,13 +14,13 @@ class Logger {
 public:
     explicit Logger(int rank = 0, bool quiet = false) : rank_(rank), quiet_(quiet) {}
     // Also append every line to `path` (created or truncated).
-    void tee_to(const std::string &path);
-    void info(const std::string &msg) const;
-    void warn(const std::string &msg) const;
+    void tee_to(const std::string& path);
+    void info(const std::string& msg) const;
+    void warn(const std::string& msg) const;
     int rank() const { return rank_; }
 
 private:
-    void emit(const char *level, const std::string &msg) const;
+    void emit(const char* level, const std::string& msg) const;
     int rank_;
     bool quiet_;
     std::shared_ptr<std::ofstream> file_;

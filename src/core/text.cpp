@@ -8,22 +8,18 @@
 namespace pfcr {
 
 std::optional<int64_t> parse_int(std::string_view s) {
-    if (s.empty())
-        return std::nullopt;
+    if (s.empty()) return std::nullopt;
     int64_t v = 0;
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size())
-        return std::nullopt;
+    if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
     return v;
 }
 
 std::optional<double> parse_double(std::string_view s) {
-    if (s.empty())
-        return std::nullopt;
+    if (s.empty()) return std::nullopt;
     double v = 0;
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size())
-        return std::nullopt;
+    if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
     return v;
 }
 
@@ -43,17 +39,14 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
 
 std::string_view trim(std::string_view s) {
     const auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    while (!s.empty() && ws(s.front()))
-        s.remove_prefix(1);
-    while (!s.empty() && ws(s.back()))
-        s.remove_suffix(1);
+    while (!s.empty() && ws(s.front())) s.remove_prefix(1);
+    while (!s.empty() && ws(s.back())) s.remove_suffix(1);
     return s;
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j)
-        prev[j] = j;
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
     for (size_t i = 1; i <= a.size(); ++i) {
         cur[0] = i;
         for (size_t j = 1; j <= b.size(); ++j) {
@@ -66,10 +59,10 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 std::optional<std::string> closest_match(std::string_view word,
-                                         const std::vector<std::string> &candidates) {
+                                         const std::vector<std::string>& candidates) {
     std::optional<std::string> best;
     size_t best_d = SIZE_MAX;
-    for (const auto &c : candidates) {
+    for (const auto& c : candidates) {
         const size_t d = edit_distance(word, c);
         if (d < best_d) {
             best_d = d;
@@ -77,8 +70,7 @@ std::optional<std::string> closest_match(std::string_view word,
         }
     }
     // A plausible typo: at most a third of the word changed (and at least one edit allowed).
-    if (best && best_d <= std::max<size_t>(2, word.size() / 3))
-        return best;
+    if (best && best_d <= std::max<size_t>(2, word.size() / 3)) return best;
     return std::nullopt;
 }
 

@@ -19,6 +19,6 @@ std::string_view trim(std::string_view s);
 size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
 std::optional<std::string> closest_match(std::string_view word,
-                                         const std::vector<std::string> &candidates);
+                                         const std::vector<std::string>& candidates);
 
 } // namespace pfcr

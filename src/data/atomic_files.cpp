@@ -17,10 +17,10 @@
 namespace pfcr {
 namespace {
 
-constexpr const char *inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
-constexpr const char *text_header = "item_id:token\ttext:token_seq";
+constexpr const char* inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
+constexpr const char* text_header = "item_id:token\ttext:token_seq";
 
-std::string read_whole_file(const std::string &path) {
+std::string read_whole_file(const std::string& path) {
     check(std::filesystem::exists(path), path, ": file not found");
     check(std::filesystem::is_regular_file(path), path, ": is not a regular file");
     std::ifstream f(path, std::ios::binary);
@@ -31,30 +31,27 @@ std::string read_whole_file(const std::string &path) {
 }
 
 // Calls fn(line_number, line) for every line (1-based), without the line terminator.
-template <typename Fn> void for_each_line(const std::string &text, Fn &&fn) {
+template <typename Fn> void for_each_line(const std::string& text, Fn&& fn) {
     size_t start = 0;
     int64_t line_no = 0;
     while (start < text.size()) {
         size_t end = text.find('\n', start);
-        if (end == std::string::npos)
-            end = text.size();
+        if (end == std::string::npos) end = text.size();
         std::string_view line(text.data() + start, end - start);
-        if (!line.empty() && line.back() == '\r')
-            line.remove_suffix(1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         fn(++line_no, line);
         start = end + 1;
     }
 }
 
 // "<raw id>\t<index>" rows with indices exactly 0..n-1 (any order), raw ids unique.
-std::vector<std::string> read_index_file(const std::string &path, const char *what) {
+std::vector<std::string> read_index_file(const std::string& path, const char* what) {
     const std::string text = read_whole_file(path);
     std::vector<std::string> by_index;
     std::vector<int64_t> line_of;
     std::unordered_map<std::string, int64_t> seen;
     for_each_line(text, [&](int64_t ln, std::string_view line) {
-        if (line.empty())
-            return;
+        if (line.empty()) return;
         const auto cols = split(line, '\t');
         check(cols.size() == 2, path, ":", ln, ": expected 2 tab-separated columns (<raw ", what,
               " id>, <index>), found ", cols.size());
@@ -82,8 +79,8 @@ std::vector<std::string> read_index_file(const std::string &path, const char *wh
     return by_index;
 }
 
-void read_inter(const std::string &path, int64_t n_users, int64_t n_items, int max_history,
-                Split &out) {
+void read_inter(const std::string& path, int64_t n_users, int64_t n_items, int max_history,
+                Split& out) {
     const std::string text = read_whole_file(path);
     bool header_seen = false;
     for_each_line(text, [&](int64_t ln, std::string_view line) {
@@ -94,8 +91,7 @@ void read_inter(const std::string &path, int64_t n_users, int64_t n_items, int m
             header_seen = true;
             return;
         }
-        if (line.empty())
-            return;
+        if (line.empty()) return;
         const auto cols = split(line, '\t');
         check(cols.size() == 3, path, ":", ln,
               ": expected 3 tab-separated columns (user_id, item_id_list, item_id), found ",
@@ -113,8 +109,7 @@ void read_inter(const std::string &path, int64_t n_users, int64_t n_items, int m
         };
         int64_t len = 0;
         for (const auto tok : split(cols[1], ' ')) {
-            if (tok.empty())
-                continue; // tolerate double spaces
+            if (tok.empty()) continue; // tolerate double spaces
             out.items.push_back(item_id(tok));
             ++len;
         }
@@ -131,12 +126,12 @@ void read_inter(const std::string &path, int64_t n_users, int64_t n_items, int m
 
 } // namespace
 
-std::string domain_file(const std::string &dir, const std::string &name,
-                        const std::string &suffix) {
+std::string domain_file(const std::string& dir, const std::string& name,
+                        const std::string& suffix) {
     return (std::filesystem::path(dir) / (name + "." + suffix)).string();
 }
 
-DomainData read_domain(const std::string &dir, const std::string &name, int max_history) {
+DomainData read_domain(const std::string& dir, const std::string& name, int max_history) {
     DomainData d;
     d.name = name;
     d.dir = dir;
@@ -148,9 +143,9 @@ DomainData read_domain(const std::string &dir, const std::string &name, int max_
     d.n_items = int64_t(d.item_raw_ids.size());
     d.n_users = int64_t(read_index_file(user_file, "user").size());
     d.input_files = {item_file, user_file};
-    const std::pair<const char *, Split *> splits[] = {
+    const std::pair<const char*, Split*> splits[] = {
         {"train.inter", &d.train}, {"valid.inter", &d.valid}, {"test.inter", &d.test}};
-    for (const auto &[suffix, split_ptr] : splits) {
+    for (const auto& [suffix, split_ptr] : splits) {
         const auto path = domain_file(dir, name, suffix);
         read_inter(path, d.n_users, d.n_items, max_history, *split_ptr);
         d.input_files.push_back(path);
@@ -158,7 +153,7 @@ DomainData read_domain(const std::string &dir, const std::string &name, int max_
     return d;
 }
 
-std::vector<std::string> read_item_texts(const DomainData &domain) {
+std::vector<std::string> read_item_texts(const DomainData& domain) {
     const auto path = domain_file(domain.dir, domain.name, "text");
     const std::string text = read_whole_file(path);
     std::unordered_map<std::string_view, int64_t> index;
@@ -174,8 +169,7 @@ std::vector<std::string> read_item_texts(const DomainData &domain) {
             header_seen = true;
             return;
         }
-        if (line.empty())
-            return;
+        if (line.empty()) return;
         const auto tab = line.find('\t');
         check(tab != std::string_view::npos, path, ":", ln,
               ": expected 2 tab-separated columns (item id, text)");
@@ -196,7 +190,7 @@ std::vector<std::string> read_item_texts(const DomainData &domain) {
     return out;
 }
 
-std::vector<float> read_item_features(const std::string &path, int64_t n_items, int64_t dim) {
+std::vector<float> read_item_features(const std::string& path, int64_t n_items, int64_t dim) {
     check(std::filesystem::exists(path), path, ": feature file not found");
     check(std::filesystem::is_regular_file(path), path, ": feature path is not a regular file");
     const auto size = std::filesystem::file_size(path);
@@ -211,7 +205,7 @@ std::vector<float> read_item_features(const std::string &path, int64_t n_items, 
     std::vector<float> feats(size_t(n_items * dim));
     std::ifstream f(path, std::ios::binary);
     check(bool(f), path, ": cannot open");
-    f.read(reinterpret_cast<char *>(feats.data()), std::streamsize(expected));
+    f.read(reinterpret_cast<char*>(feats.data()), std::streamsize(expected));
     check(uint64_t(f.gcount()) == expected, path, ": short read");
     static_assert(std::endian::native == std::endian::little, "feature files are little-endian");
     for (size_t i = 0; i < feats.size(); ++i)

@@ -31,15 +31,15 @@ struct DomainData {
 };
 
 // Paths of one domain's files: <dir>/<name>.<suffix>.
-std::string domain_file(const std::string &dir, const std::string &name, const std::string &suffix);
+std::string domain_file(const std::string& dir, const std::string& name, const std::string& suffix);
 
 // Reads and checks the three .inter files, item2index and user2index.
-DomainData read_domain(const std::string &dir, const std::string &name, int max_history);
+DomainData read_domain(const std::string& dir, const std::string& name, int max_history);
 
 // Item texts from <D>.text in item-index order (joined through item2index).
-std::vector<std::string> read_item_texts(const DomainData &domain);
+std::vector<std::string> read_item_texts(const DomainData& domain);
 
 // Float32 little-endian features (n_items x dim, row = item index); checks size and finiteness.
-std::vector<float> read_item_features(const std::string &path, int64_t n_items, int64_t dim);
+std::vector<float> read_item_features(const std::string& path, int64_t n_items, int64_t dim);
 
 } // namespace pfcr

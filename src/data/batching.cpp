@@ -10,7 +10,8 @@ std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, uint32_t client
     std::vector<int64_t> perm(size_t(std::max<int64_t>(n, 0)));
     std::iota(perm.begin(), perm.end(), int64_t(0));
     auto s = KeyedRng(seed, RngPurpose::shuffle).stream(client, epoch);
-    for (int64_t i = n - 1; i > 0; --i) std::swap(perm[size_t(i)], perm[size_t(s.below(uint64_t(i) + 1))]);
+    for (int64_t i = n - 1; i > 0; --i)
+        std::swap(perm[size_t(i)], perm[size_t(s.below(uint64_t(i) + 1))]);
     return perm;
 }
 

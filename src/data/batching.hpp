@@ -16,11 +16,11 @@ std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, uint32_t client
 
 // A batch of B rows, packed: history of batch row b is items[off[b] .. off[b+1]).
 struct PackedBatch {
-    std::vector<int64_t> off{0};   // (B+1)
-    std::vector<int32_t> items;    // (N) internal item ids
-    std::vector<int32_t> targets;  // (B)
-    std::vector<int64_t> rows;     // (B) row index in the split (for reports)
-    int64_t max_len = 0;           // longest history in the batch
+    std::vector<int64_t> off{0};  // (B+1)
+    std::vector<int32_t> items;   // (N) internal item ids
+    std::vector<int32_t> targets; // (B)
+    std::vector<int64_t> rows;    // (B) row index in the split (for reports)
+    int64_t max_len = 0;          // longest history in the batch
     int64_t size() const { return int64_t(targets.size()); }
     int64_t tokens() const { return off.back(); }
 };

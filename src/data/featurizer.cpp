@@ -22,8 +22,8 @@ uint64_t fnv1a(std::string_view s) {
 }
 
 // (bucket, term count) of one text, sorted by bucket so sums run in a fixed order.
-std::vector<std::pair<uint32_t, uint32_t>> bucket_counts(const std::string &text,
-                                                         const TextFeaturizerOptions &opt) {
+std::vector<std::pair<uint32_t, uint32_t>> bucket_counts(const std::string& text,
+                                                         const TextFeaturizerOptions& opt) {
     const auto tokens = tokenize(text);
     std::vector<uint32_t> buckets;
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -58,13 +58,12 @@ std::vector<std::string> tokenize(std::string_view text) {
         else if (!cur.empty())
             out.push_back(std::move(cur)), cur.clear();
     }
-    if (!cur.empty())
-        out.push_back(std::move(cur));
+    if (!cur.empty()) out.push_back(std::move(cur));
     return out;
 }
 
-std::vector<float> featurize_texts(const std::vector<std::string> &texts,
-                                   const TextFeaturizerOptions &opt) {
+std::vector<float> featurize_texts(const std::vector<std::string>& texts,
+                                   const TextFeaturizerOptions& opt) {
     check(opt.dim > 0 && opt.hash_buckets > 0 && opt.ngrams >= 1, "featurizer: bad options");
     const size_t n = texts.size(), dim = size_t(opt.dim);
     std::vector<std::vector<std::pair<uint32_t, uint32_t>>> counts(n);
@@ -72,9 +71,8 @@ std::vector<float> featurize_texts(const std::vector<std::string> &texts,
 
     // Document frequency per bucket over the joint corpus (integer counts: order-free).
     std::vector<uint32_t> df(size_t(opt.hash_buckets), 0);
-    for (const auto &c : counts)
-        for (const auto &[b, tf] : c)
-            ++df[b];
+    for (const auto& c : counts)
+        for (const auto& [b, tf] : c) ++df[b];
 
     const KeyedRng rng(opt.seed, RngPurpose::featurizer_projection);
     const double inv_sqrt_dim = 1.0 / std::sqrt(double(dim));
@@ -105,11 +103,9 @@ std::vector<float> featurize_texts(const std::vector<std::string> &texts,
             }
         }
         double out_norm2 = 0;
-        for (double a : acc)
-            out_norm2 += a * a;
+        for (double a : acc) out_norm2 += a * a;
         const double scale = out_norm2 > 0 ? 1.0 / std::sqrt(out_norm2) : 0.0;
-        for (size_t j = 0; j < dim; ++j)
-            features[i * dim + j] = float(acc[j] * scale);
+        for (size_t j = 0; j < dim; ++j) features[i * dim + j] = float(acc[j] * scale);
     });
     return features;
 }

@@ -24,7 +24,7 @@ std::vector<std::string> tokenize(std::string_view text);
 
 // Features of every text, row-major (texts.size() x dim). Pure function of texts + options;
 // parallel over texts, identical for any thread count.
-std::vector<float> featurize_texts(const std::vector<std::string> &texts,
-                                   const TextFeaturizerOptions &opt);
+std::vector<float> featurize_texts(const std::vector<std::string>& texts,
+                                   const TextFeaturizerOptions& opt);
 
 } // namespace pfcr

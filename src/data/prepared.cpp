@@ -12,7 +12,7 @@
 namespace pfcr {
 namespace {
 
-void write_split(h5::Group &parent, const char *name, const Split &s) {
+void write_split(h5::Group& parent, const char* name, const Split& s) {
     h5::Group g = parent.create_group(name);
     g.set_attr("rows", int64_t(s.rows()));
     g.set_attr("nnz", int64_t(s.items.size()));
@@ -25,48 +25,40 @@ void write_split(h5::Group &parent, const char *name, const Split &s) {
 // Collects schema problems instead of stopping at the first.
 struct Problems {
     std::vector<std::string> list;
-    template <typename... P> void add(P &&...parts) {
+    template <typename... P> void add(P&&... parts) {
         std::ostringstream os;
         (os << ... << parts);
         list.push_back(os.str());
     }
-    template <typename... P> bool expect(bool ok, P &&...parts) {
-        if (!ok)
-            add(std::forward<P>(parts)...);
+    template <typename... P> bool expect(bool ok, P&&... parts) {
+        if (!ok) add(std::forward<P>(parts)...);
         return ok;
     }
 };
 
 template <typename T>
-std::vector<T> read_checked(const h5::Group &g, const std::string &name, const char *dtype,
-                            const h5::Shape &want, Problems &p) {
-    if (!p.expect(g.has(name), g.where(name), ": missing dataset"))
-        return {};
+std::vector<T> read_checked(const h5::Group& g, const std::string& name, const char* dtype,
+                            const h5::Shape& want, Problems& p) {
+    if (!p.expect(g.has(name), g.where(name), ": missing dataset")) return {};
     const std::string got = g.dtype(name);
-    if (!p.expect(got == dtype, g.where(name), ": dtype ", got, ", expected ", dtype))
-        return {};
+    if (!p.expect(got == dtype, g.where(name), ": dtype ", got, ", expected ", dtype)) return {};
     h5::Shape shape;
     auto v = g.read<T>(name, &shape);
     if (!want.empty()) {
         bool ok = shape.size() == want.size();
-        for (size_t i = 0; ok && i < want.size(); ++i)
-            ok = shape[i] == want[i];
+        for (size_t i = 0; ok && i < want.size(); ++i) ok = shape[i] == want[i];
         std::string ws, gs;
-        for (auto d : want)
-            ws += (ws.empty() ? "" : ", ") + std::to_string(d);
-        for (auto d : shape)
-            gs += (gs.empty() ? "" : ", ") + std::to_string(d);
-        if (!p.expect(ok, g.where(name), ": shape [", gs, "], expected [", ws, "]"))
-            return {};
+        for (auto d : want) ws += (ws.empty() ? "" : ", ") + std::to_string(d);
+        for (auto d : shape) gs += (gs.empty() ? "" : ", ") + std::to_string(d);
+        if (!p.expect(ok, g.where(name), ": shape [", gs, "], expected [", ws, "]")) return {};
     }
     return v;
 }
 
-Split read_split(const h5::Group &dom, const char *name, int64_t n_users, int64_t n_items,
-                 int64_t max_history, Problems &p) {
+Split read_split(const h5::Group& dom, const char* name, int64_t n_users, int64_t n_items,
+                 int64_t max_history, Problems& p) {
     Split s;
-    if (!p.expect(dom.has_group(name), dom.where(name), ": missing group"))
-        return s;
+    if (!p.expect(dom.has_group(name), dom.where(name), ": missing group")) return s;
     const h5::Group g = dom.open_group(name);
     const int64_t rows = g.has_attr("rows") ? g.attr_int("rows") : -1;
     const int64_t nnz = g.has_attr("nnz") ? g.attr_int("nnz") : -1;
@@ -86,8 +78,8 @@ Split read_split(const h5::Group &dom, const char *name, int64_t n_users, int64_
                 break;
         }
     }
-    const auto in_range = [&](const std::vector<int32_t> &v, int64_t lo, int64_t hi,
-                              const char *what) {
+    const auto in_range = [&](const std::vector<int32_t>& v, int64_t lo, int64_t hi,
+                              const char* what) {
         const auto bad =
             std::find_if(v.begin(), v.end(), [&](int32_t x) { return x < lo || x > hi; });
         p.expect(bad == v.end(), g.where(what), ": value ", bad == v.end() ? 0 : *bad,
@@ -99,15 +91,15 @@ Split read_split(const h5::Group &dom, const char *name, int64_t n_users, int64_
     return s;
 }
 
-PreparedData read_impl(const std::string &path, Problems &p) {
+PreparedData read_impl(const std::string& path, Problems& p) {
     PreparedData d;
     const h5::File f = h5::File::open_read(path);
-    const auto attr_s = [&](const h5::Group &g, const char *name) {
+    const auto attr_s = [&](const h5::Group& g, const char* name) {
         return p.expect(g.has_attr(name), g.where(), ": attribute '", name, "' missing")
                    ? g.attr_string(name)
                    : std::string();
     };
-    const auto attr_i = [&](const h5::Group &g, const char *name) {
+    const auto attr_i = [&](const h5::Group& g, const char* name) {
         return p.expect(g.has_attr(name), g.where(), ": attribute '", name, "' missing")
                    ? g.attr_int(name)
                    : int64_t(0);
@@ -119,12 +111,11 @@ PreparedData read_impl(const std::string &path, Problems &p) {
               "' version '", prepared_format_version, "'");
         return d;
     }
-    auto &m = d.manifest;
+    auto& m = d.manifest;
     m.software_version = attr_s(f, "software_version");
     m.created_utc = attr_s(f, "created_utc");
     m.config_yaml = attr_s(f, "config_yaml");
-    if (!p.expect(f.has_group("manifest"), f.where("manifest"), ": missing group"))
-        return d;
+    if (!p.expect(f.has_group("manifest"), f.where("manifest"), ": missing group")) return d;
     const h5::Group mg = f.open_group("manifest");
     m.fingerprint = attr_s(mg, "fingerprint");
     m.quantizer_factory = attr_s(mg, "quantizer_factory");
@@ -142,10 +133,8 @@ PreparedData read_impl(const std::string &path, Problems &p) {
     m.featurizer_seed = attr_i(mg, "featurizer_seed");
     if (mg.has_attr("quantizer_relative_mse"))
         m.quantizer_relative_mse = mg.attr_double("quantizer_relative_mse");
-    if (mg.has("input_files"))
-        m.input_files = mg.read_strings("input_files");
-    if (mg.has("input_sha256"))
-        m.input_sha256 = mg.read_strings("input_sha256");
+    if (mg.has("input_files")) m.input_files = mg.read_strings("input_files");
+    if (mg.has("input_sha256")) m.input_sha256 = mg.read_strings("input_sha256");
     p.expect(!m.input_files.empty() && m.input_files.size() == m.input_sha256.size(), mg.where(),
              ": input_files and input_sha256 must be non-empty and of equal length");
     if (!p.expect(m.code_dim > 0 && m.code_cap > 1 && m.plm_size > 0 && m.max_history > 0,
@@ -160,15 +149,14 @@ PreparedData read_impl(const std::string &path, Problems &p) {
         d.pq_centroids = read_checked<float>(q, "pq_centroids", "float32", {M, cap, dim / M}, p);
     }
 
-    if (!p.expect(f.has_group("domains"), f.where("domains"), ": missing group"))
-        return d;
+    if (!p.expect(f.has_group("domains"), f.where("domains"), ": missing group")) return d;
     const h5::Group dg = f.open_group("domains");
     std::vector<std::string> names;
     if (p.expect(dg.has("names"), dg.where("names"), ": missing dataset"))
         names = dg.read_strings("names");
     p.expect(!names.empty(), dg.where("names"), ": no domains");
     const int32_t max_row = int32_t(M * (cap + 1));
-    for (const auto &name : names) {
+    for (const auto& name : names) {
         if (!p.expect(dg.has_group(name), dg.where(name), ": listed in names but missing"))
             continue;
         const h5::Group g = dg.open_group(name);
@@ -185,8 +173,7 @@ PreparedData read_impl(const std::string &path, Problems &p) {
         pd.item_popularity = read_checked<int64_t>(g, "item_popularity", "int64", {rows}, p);
         if (pd.item_codes.size() == rows * M) {
             bool pad_ok = true;
-            for (uint64_t j = 0; j < M; ++j)
-                pad_ok = pad_ok && pd.item_codes[j] == 0;
+            for (uint64_t j = 0; j < M; ++j) pad_ok = pad_ok && pd.item_codes[j] == 0;
             p.expect(pad_ok, g.where("item_codes"), ": row 0 (padding item) must be all 0");
             for (uint64_t i = 1; i < rows; ++i)
                 for (uint64_t j = 0; j < M; ++j) {
@@ -209,19 +196,17 @@ PreparedData read_impl(const std::string &path, Problems &p) {
     return d;
 }
 
-std::string join_problems(const std::vector<std::string> &list) {
+std::string join_problems(const std::vector<std::string>& list) {
     std::string out;
-    for (size_t i = 0; i < list.size() && i < 20; ++i)
-        out += "\n  " + list[i];
-    if (list.size() > 20)
-        out += "\n  ... and " + std::to_string(list.size() - 20) + " more";
+    for (size_t i = 0; i < list.size() && i < 20; ++i) out += "\n  " + list[i];
+    if (list.size() > 20) out += "\n  ... and " + std::to_string(list.size() - 20) + " more";
     return out;
 }
 
 } // namespace
 
-void write_prepared(const std::string &path, const PreparedData &d) {
-    const auto &m = d.manifest;
+void write_prepared(const std::string& path, const PreparedData& d) {
+    const auto& m = d.manifest;
     const uint64_t dim = uint64_t(m.plm_size), M = uint64_t(m.code_dim), cap = uint64_t(m.code_cap);
     AtomicOutput out(path);
     {
@@ -259,10 +244,9 @@ void write_prepared(const std::string &path, const PreparedData &d) {
 
         h5::Group dg = f.create_group("domains");
         std::vector<std::string> names;
-        for (const auto &pd : d.domains)
-            names.push_back(pd.name);
+        for (const auto& pd : d.domains) names.push_back(pd.name);
         dg.write_strings("names", names);
-        for (const auto &pd : d.domains) {
+        for (const auto& pd : d.domains) {
             h5::Group g = dg.create_group(pd.name);
             g.set_attr("n_users", pd.n_users);
             g.set_attr("n_items", pd.n_items);
@@ -278,18 +262,18 @@ void write_prepared(const std::string &path, const PreparedData &d) {
     out.commit();
 }
 
-PreparedData read_prepared(const std::string &path) {
+PreparedData read_prepared(const std::string& path) {
     Problems p;
     PreparedData d = read_impl(path, p);
     check(p.list.empty(), path, ": invalid prepared file:", join_problems(p.list));
     return d;
 }
 
-std::vector<std::string> validate_prepared(const std::string &path) {
+std::vector<std::string> validate_prepared(const std::string& path) {
     Problems p;
     try {
         read_impl(path, p);
-    } catch (const Error &e) {
+    } catch (const Error& e) {
         p.add(e.what());
     }
     return p.list;

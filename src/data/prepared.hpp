@@ -13,8 +13,8 @@
 
 namespace pfcr {
 
-inline constexpr const char *prepared_format = "pfcr-prepared";
-inline constexpr const char *prepared_format_version = "1.0";
+inline constexpr const char* prepared_format = "pfcr-prepared";
+inline constexpr const char* prepared_format_version = "1.0";
 
 struct PreparedDomain {
     std::string name;
@@ -57,12 +57,12 @@ inline int32_t code_table_row(int64_t m, int64_t c, int64_t code_cap) {
 }
 
 // Writes to `<path>.tmp.<pid>` and renames on success: no partial file under `path`.
-void write_prepared(const std::string &path, const PreparedData &data);
+void write_prepared(const std::string& path, const PreparedData& data);
 
 // Reads and fully validates; throws Error naming the file and object on any violation.
-PreparedData read_prepared(const std::string &path);
+PreparedData read_prepared(const std::string& path);
 
 // Validation only: every schema violation found (empty = valid). Never throws on bad content.
-std::vector<std::string> validate_prepared(const std::string &path);
+std::vector<std::string> validate_prepared(const std::string& path);
 
 } // namespace pfcr

@@ -17,8 +17,8 @@
 
 namespace pfcr {
 
-QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int64_t dim,
-                                    const QuantizerOptions &opt) {
+QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int64_t dim,
+                                    const QuantizerOptions& opt) {
     const int64_t M = opt.code_dim;
     const int bits = std::countr_zero(uint64_t(opt.code_cap));
     check(opt.code_cap >= 2 && (int64_t(1) << bits) == opt.code_cap && bits <= 8,
@@ -39,15 +39,14 @@ QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int6
     r.n = n;
     r.dim = dim;
     const int saved_threads = omp_get_max_threads();
-    if (opt.threads > 0)
-        omp_set_num_threads(opt.threads);
+    if (opt.threads > 0) omp_set_num_threads(opt.threads);
     try {
         std::unique_ptr<faiss::Index> index(
             faiss::index_factory(int(dim), r.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
-        auto *pre = dynamic_cast<faiss::IndexPreTransform *>(index.get());
+        auto* pre = dynamic_cast<faiss::IndexPreTransform*>(index.get());
         check(pre && pre->chain.size() == 1, "faiss: unexpected index structure for ", r.factory);
-        auto *opq = dynamic_cast<faiss::OPQMatrix *>(pre->chain[0]);
-        auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(pre->index);
+        auto* opq = dynamic_cast<faiss::OPQMatrix*>(pre->chain[0]);
+        auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(pre->index);
         check(opq && ivfpq, "faiss: unexpected index structure for ", r.factory);
 
         // Make every random choice depend on data.quantizer_seed (faiss defaults to 1234).
@@ -55,7 +54,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int6
         // faiss warns on every k-means when there are fewer than 39 points per centroid; with
         // a few thousand items that is expected (PFCR trains on the same item counts), so the
         // threshold is lowered to keep the log readable.
-        for (faiss::ClusteringParameters *cp : {&opq_pq.cp, &ivfpq->cp, &ivfpq->pq.cp}) {
+        for (faiss::ClusteringParameters* cp : {&opq_pq.cp, &ivfpq->cp, &ivfpq->pq.cp}) {
             cp->seed = opt.seed;
             cp->min_points_per_centroid = 1;
         }
@@ -68,10 +67,10 @@ QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int6
         opq->pq = nullptr;
 
         // Codes: list 0 holds every item, in insertion order (checked through its ids).
-        const auto *lists = ivfpq->invlists;
+        const auto* lists = ivfpq->invlists;
         check(int64_t(lists->list_size(0)) == n, "faiss: inverted list 0 does not hold every item");
-        const faiss::Index::idx_t *ids = lists->get_ids(0);
-        const uint8_t *codes = lists->get_codes(0);
+        const faiss::Index::idx_t* ids = lists->get_ids(0);
+        const uint8_t* codes = lists->get_codes(0);
         const size_t code_size = ivfpq->code_size;
         r.codes.assign(size_t(n * M), 0);
         for (int64_t row = 0; row < n; ++row) {
@@ -83,7 +82,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int6
         }
 
         r.opq_matrix = opq->A;
-        auto *coarse = dynamic_cast<faiss::IndexFlat *>(ivfpq->quantizer);
+        auto* coarse = dynamic_cast<faiss::IndexFlat*>(ivfpq->quantizer);
         check(coarse != nullptr, "faiss: unexpected coarse quantizer");
         r.ivf_centroid.assign(coarse->get_xb(), coarse->get_xb() + dim);
         r.pq_centroids = ivfpq->pq.centroids;
@@ -98,7 +97,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int6
             norm += double(x[i]) * double(x[i]);
         }
         r.relative_mse = norm > 0 ? err / norm : 0.0;
-    } catch (const faiss::FaissException &e) {
+    } catch (const faiss::FaissException& e) {
         omp_set_num_threads(saved_threads);
         fail("faiss ", r.factory, ": ", e.what());
     }

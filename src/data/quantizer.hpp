@@ -30,7 +30,7 @@ struct QuantizerResult {
     double relative_mse = 0;         // sum ||x - decode(x)||^2 / sum ||x||^2
 };
 
-QuantizerResult fit_joint_quantizer(const std::vector<float> &x, int64_t n, int64_t dim,
-                                    const QuantizerOptions &opt);
+QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int64_t dim,
+                                    const QuantizerOptions& opt);
 
 } // namespace pfcr

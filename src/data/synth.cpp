@@ -69,15 +69,14 @@ int64_t digits(int64_t v) {
     return n;
 }
 
-void append_int(std::string &out, int64_t v) {
+void append_int(std::string& out, int64_t v) {
     char buf[24];
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
     out.append(buf, r.ptr);
 }
 
-void append_padded(std::string &out, int64_t v, int64_t width) {
-    for (int64_t n = digits(v); n < width; ++n)
-        out.push_back('0');
+void append_padded(std::string& out, int64_t v, int64_t width) {
+    for (int64_t n = digits(v); n < width; ++n) out.push_back('0');
     append_int(out, v);
 }
 
@@ -87,7 +86,7 @@ std::string domain_name(int64_t d, int64_t n_domains) {
     return s;
 }
 
-void validate(const SynthOptions &o) {
+void validate(const SynthOptions& o) {
     const auto finite = [](double x) { return std::isfinite(x); };
     constexpr int64_t i32 = std::numeric_limits<int32_t>::max();
     check(!o.output.empty(), "synth: output folder must not be empty");
@@ -130,22 +129,20 @@ void validate(const SynthOptions &o) {
 }
 
 // Index of the first entry of a normalised CDF that exceeds x in [0, 1).
-int64_t draw_from_cdf(const double *cdf, int64_t n, double x) {
+int64_t draw_from_cdf(const double* cdf, int64_t n, double x) {
     const int64_t k = std::upper_bound(cdf, cdf + n, x) - cdf;
     return std::min(k, n - 1);
 }
 
 // In-place prefix sum, scaled so the last entry is exactly 1.
-void normalise_cdf(double *w, int64_t n) {
-    for (int64_t i = 1; i < n; ++i)
-        w[i] += w[i - 1];
+void normalise_cdf(double* w, int64_t n) {
+    for (int64_t i = 1; i < n; ++i) w[i] += w[i - 1];
     const double total = w[n - 1];
-    for (int64_t i = 0; i < n; ++i)
-        w[i] /= total;
+    for (int64_t i = 0; i < n; ++i) w[i] /= total;
     w[n - 1] = 1.0;
 }
 
-int64_t log_uniform_int(KeyedRng::Stream &r, int64_t lo, int64_t hi) {
+int64_t log_uniform_int(KeyedRng::Stream& r, int64_t lo, int64_t hi) {
     const double x = std::exp(std::log(double(lo)) +
                               r.uniform() * (std::log(double(hi) + 1.0) - std::log(double(lo))));
     return std::clamp(int64_t(x), lo, hi);
@@ -159,7 +156,7 @@ struct DomainPlan {
     std::vector<double> topic_cdf; // (T) cumulative topic weights (share of items and users)
 };
 
-DomainPlan plan_domain(const KeyedRng &rng, const SynthOptions &o, int64_t d) {
+DomainPlan plan_domain(const KeyedRng& rng, const SynthOptions& o, int64_t d) {
     auto r = rng.stream(uint32_t(d), 0, draw_domain);
     DomainPlan p;
     p.n_users = log_uniform_int(r, o.users_min, o.users_max);
@@ -183,8 +180,7 @@ DomainPlan plan_domain(const KeyedRng &rng, const SynthOptions &o, int64_t d) {
         p.topics.push_back(int32_t(vj));
     }
     p.topic_cdf.resize(T);
-    for (int64_t k = 0; k < T; ++k)
-        p.topic_cdf[k] = std::exp(topic_weight_sigma * r.normal());
+    for (int64_t k = 0; k < T; ++k) p.topic_cdf[k] = std::exp(topic_weight_sigma * r.normal());
     normalise_cdf(p.topic_cdf.data(), T);
     return p;
 }
@@ -199,7 +195,7 @@ struct Catalogue {
     std::vector<double> pop_cdf;    // (N) per topic, cumulative Zipf weights over by_pop
 };
 
-Catalogue make_catalogue(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
+Catalogue make_catalogue(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
                          int64_t d) {
     const int64_t N = p.n_items, T = int64_t(p.topics.size());
     Catalogue c;
@@ -213,14 +209,11 @@ Catalogue make_catalogue(const KeyedRng &rng, const SynthOptions &o, const Domai
         c.u[i] = r.uniform();
     }
     c.topic_ptr.assign(T + 1, 0);
-    for (int64_t i = 0; i < N; ++i)
-        ++c.topic_ptr[c.topic[i] + 1];
-    for (int64_t k = 0; k < T; ++k)
-        c.topic_ptr[k + 1] += c.topic_ptr[k];
+    for (int64_t i = 0; i < N; ++i) ++c.topic_ptr[c.topic[i] + 1];
+    for (int64_t k = 0; k < T; ++k) c.topic_ptr[k + 1] += c.topic_ptr[k];
     c.by_u.resize(N);
     std::vector<int64_t> fill(c.topic_ptr.begin(), c.topic_ptr.end() - 1);
-    for (int64_t i = 0; i < N; ++i)
-        c.by_u[fill[c.topic[i]]++] = int32_t(i);
+    for (int64_t i = 0; i < N; ++i) c.by_u[fill[c.topic[i]]++] = int32_t(i);
     c.by_pop = c.by_u; // items in index order per topic; shuffled below
     c.pop_cdf.resize(N);
     for (int64_t k = 0; k < T; ++k) {
@@ -241,29 +234,26 @@ Catalogue make_catalogue(const KeyedRng &rng, const SynthOptions &o, const Domai
 
 // The item after `prev` along its topic's trajectory, at least `step` further in u (circular:
 // the trajectory is a closed loop). Differs from prev whenever the topic has >= 2 items.
-int32_t next_along(const Catalogue &c, int32_t prev, double step) {
+int32_t next_along(const Catalogue& c, int32_t prev, double step) {
     const int64_t k = c.topic[prev], b = c.topic_ptr[k], e = c.topic_ptr[k + 1];
     double target = c.u[prev] + step;
-    if (target >= 1.0)
-        target -= 1.0;
+    if (target >= 1.0) target -= 1.0;
     int64_t j = std::lower_bound(c.by_u.begin() + b, c.by_u.begin() + e, target,
                                  [&](int32_t item, double t) { return c.u[item] < t; }) -
                 c.by_u.begin();
-    if (j == e)
-        j = b;
-    if (c.by_u[j] == prev)
-        j = (j + 1 == e) ? b : j + 1;
+    if (j == e) j = b;
+    if (c.by_u[j] == prev) j = (j + 1 == e) ? b : j + 1;
     return c.by_u[j];
 }
 
-int32_t draw_popular(const Catalogue &c, int64_t k, double x) {
+int32_t draw_popular(const Catalogue& c, int64_t k, double x) {
     const int64_t b = c.topic_ptr[k], n = c.topic_ptr[k + 1] - b;
     return c.by_pop[b + draw_from_cdf(c.pop_cdf.data() + b, n, x)];
 }
 
 // One user's chronological sequence, appended to `out`.
-void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
-                   const Catalogue &c, int64_t d, int64_t user, std::vector<int32_t> &out) {
+void user_sequence(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
+                   const Catalogue& c, int64_t d, int64_t user, std::vector<int32_t>& out) {
     auto r = rng.stream(uint32_t(d), uint32_t(user), draw_user);
     const int64_t T = int64_t(p.topics.size());
     int64_t pref[2] = {draw_from_cdf(p.topic_cdf.data(), T, r.uniform()), -1};
@@ -272,8 +262,7 @@ void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan 
         // Rejection against the first preference; bounded, so heavy topics cannot stall it.
         for (int tries = 0; tries < 16 && n_pref == 1; ++tries) {
             const int64_t k = draw_from_cdf(p.topic_cdf.data(), T, r.uniform());
-            if (k != pref[0])
-                pref[n_pref++] = k;
+            if (k != pref[0]) pref[n_pref++] = k;
         }
     }
     // Length: seq_len_min + geometric extra with the domain's mean, clamped to seq_len_max.
@@ -297,8 +286,7 @@ void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan 
             int64_t others[2];
             int n_others = 0;
             for (int j = 0; j < n_pref; ++j)
-                if (pref[j] != topic)
-                    others[n_others++] = pref[j];
+                if (pref[j] != topic) others[n_others++] = pref[j];
             if (n_others > 0 && r.uniform() < prefer_own_topic) {
                 topic = others[n_others == 1 ? 0 : r.below(2)];
             } else {
@@ -314,8 +302,7 @@ void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan 
             next = draw_popular(c, topic, r.uniform());
             for (int tries = 0; tries < max_redraws && next == prev; ++tries)
                 next = draw_popular(c, topic, r.uniform());
-            if (next == prev)
-                next = next_along(c, prev, 0.0);
+            if (next == prev) next = next_along(c, prev, 0.0);
         }
         out.push_back(next);
         prev = next;
@@ -324,49 +311,42 @@ void user_sequence(const KeyedRng &rng, const SynthOptions &o, const DomainPlan 
 
 // Shared topic geometry: centre (D) and three orthonormal trajectory directions (3, D).
 // With D < 3 the directions that do not fit stay zero.
-std::vector<double> topic_geometry(const KeyedRng &rng, int64_t topic, int64_t D) {
+std::vector<double> topic_geometry(const KeyedRng& rng, int64_t topic, int64_t D) {
     auto r = rng.stream(shared_domain, uint32_t(topic), draw_topic_geometry);
     std::vector<double> g(4 * D);
-    for (auto &x : g)
-        x = r.normal();
+    for (auto& x : g) x = r.normal();
     for (int64_t a = 1; a <= 3; ++a) { // Gram-Schmidt on rows 1..3
-        double *v = g.data() + a * D;
+        double* v = g.data() + a * D;
         for (int64_t b = 1; b < a; ++b) {
-            const double *w = g.data() + b * D;
+            const double* w = g.data() + b * D;
             double dot = 0;
-            for (int64_t j = 0; j < D; ++j)
-                dot += v[j] * w[j];
-            for (int64_t j = 0; j < D; ++j)
-                v[j] -= dot * w[j];
+            for (int64_t j = 0; j < D; ++j) dot += v[j] * w[j];
+            for (int64_t j = 0; j < D; ++j) v[j] -= dot * w[j];
         }
         double norm = 0;
-        for (int64_t j = 0; j < D; ++j)
-            norm += v[j] * v[j];
+        for (int64_t j = 0; j < D; ++j) norm += v[j] * v[j];
         norm = std::sqrt(norm);
         const double scale = (a <= D && norm > 1e-9) ? 1.0 / norm : 0.0;
-        for (int64_t j = 0; j < D; ++j)
-            v[j] *= scale;
+        for (int64_t j = 0; j < D; ++j) v[j] *= scale;
     }
     return g;
 }
 
 // projection (F, D), entries N(0, 1/D): one map shared by every domain.
-std::vector<double> feature_projection(const KeyedRng &rng, int64_t F, int64_t D) {
+std::vector<double> feature_projection(const KeyedRng& rng, int64_t F, int64_t D) {
     auto r = rng.stream(shared_domain, 0, draw_projection);
     std::vector<double> w(F * D);
     const double s = 1.0 / std::sqrt(double(D));
-    for (auto &x : w)
-        x = s * r.normal();
+    for (auto& x : w) x = s * r.normal();
     return w;
 }
 
 // Item features (N, F) as little-endian float32 bytes.
-std::string item_features(const KeyedRng &rng, const SynthOptions &o, const DomainPlan &p,
-                          const Catalogue &c, int64_t d, const std::vector<double> &projection) {
+std::string item_features(const KeyedRng& rng, const SynthOptions& o, const DomainPlan& p,
+                          const Catalogue& c, int64_t d, const std::vector<double>& projection) {
     const int64_t D = o.latent_dim, F = o.feature_dim, N = p.n_items;
     std::vector<std::vector<double>> geometry;
-    for (int32_t t : p.topics)
-        geometry.push_back(topic_geometry(rng, t, D));
+    for (int32_t t : p.topics) geometry.push_back(topic_geometry(rng, t, D));
     const double radius = trajectory_radius * std::sqrt(double(D));
     const double wiggle = trajectory_wiggle * std::sqrt(double(D));
     std::string bytes(size_t(N * F) * sizeof(float), '\0');
@@ -374,7 +354,7 @@ std::string item_features(const KeyedRng &rng, const SynthOptions &o, const Doma
     std::vector<float> row(F);
     for (int64_t i = 0; i < N; ++i) {
         // z = centre + radius (cos th d1 + sin th d2) + wiggle sin(2 th) d3 + noise, th = 2 pi u
-        const double *g = geometry[c.topic[i]].data();
+        const double* g = geometry[c.topic[i]].data();
         const double th = two_pi * c.u[i];
         const double a1 = radius * std::cos(th), a2 = radius * std::sin(th);
         const double a3 = wiggle * std::sin(2 * th);
@@ -386,14 +366,13 @@ std::string item_features(const KeyedRng &rng, const SynthOptions &o, const Doma
                    item_latent_noise * r.normal();
         auto rf = rng.stream(uint32_t(d), uint32_t(i), draw_item_feature);
         for (int64_t f = 0; f < F; ++f) {
-            const double *w = projection.data() + f * D;
+            const double* w = projection.data() + f * D;
             double x = 0;
-            for (int64_t j = 0; j < D; ++j)
-                x += w[j] * z[j];
+            for (int64_t j = 0; j < D; ++j) x += w[j] * z[j];
             row[f] = float(x + o.feature_noise * rf.normal());
         }
         if constexpr (std::endian::native == std::endian::big) {
-            for (auto &v : row) {
+            for (auto& v : row) {
                 const uint32_t b = std::bit_cast<uint32_t>(v);
                 v = std::bit_cast<float>((b >> 24) | ((b >> 8) & 0xFF00u) | ((b << 8) & 0xFF0000u) |
                                          (b << 24));
@@ -461,8 +440,8 @@ private:
 // "title. categories. brand. " like the Amazon texts (with the trailing space). The title
 // holds topic words and position-bucket words, the categories the topic's fixed category
 // words under the domain's root word, and the brand is one of the domain's brands.
-std::string item_text(const KeyedRng &rng, const Vocabulary &v, const DomainPlan &p,
-                      const Catalogue &c, int64_t d, int64_t i) {
+std::string item_text(const KeyedRng& rng, const Vocabulary& v, const DomainPlan& p,
+                      const Catalogue& c, int64_t d, int64_t i) {
     auto r = rng.stream(uint32_t(d), uint32_t(i), draw_item_text);
     const int64_t t = p.topics[c.topic[i]];
     const int64_t b = std::min<int64_t>(n_buckets - 1, int64_t(c.u[i] * n_buckets));
@@ -478,13 +457,12 @@ std::string item_text(const KeyedRng &rng, const Vocabulary &v, const DomainPlan
     s.push_back(char('A' + r.below(26)));
     append_int(s, 100 + int64_t(r.below(900)));
     s += ". " + v.root(d);
-    for (int64_t j = 0; j < category_words; ++j)
-        s += " " + v.category(t, j);
+    for (int64_t j = 0; j < category_words; ++j) s += " " + v.category(t, j);
     s += ". " + brand + ". ";
     return s;
 }
 
-void write_binary_file_atomic(const std::string &path, const std::string &bytes) {
+void write_binary_file_atomic(const std::string& path, const std::string& bytes) {
     AtomicOutput out(path);
     {
         std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);
@@ -497,8 +475,8 @@ void write_binary_file_atomic(const std::string &path, const std::string &bytes)
 }
 
 // Generates and writes one domain; returns its summary.
-SynthDomainSummary write_domain(const KeyedRng &rng, const SynthOptions &o, const Vocabulary &v,
-                                const std::vector<double> &projection, int64_t d) {
+SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, const Vocabulary& v,
+                                const std::vector<double>& projection, int64_t d) {
     const std::string name = domain_name(d, o.n_domains);
     const DomainPlan p = plan_domain(rng, o, d);
     const Catalogue c = make_catalogue(rng, o, p, d);
@@ -513,14 +491,13 @@ SynthDomainSummary write_domain(const KeyedRng &rng, const SynthOptions &o, cons
 
     // Leave-one-out split (shared/data/README.md): train targets s[-3], s[-4], ..., s[1]
     // (newest first), valid s[-2], test s[-1]; histories are the preceding items, capped.
-    const char *header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
+    const char* header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
     std::string train = header, valid = header, test = header;
-    const auto row = [&](std::string &out, int64_t user, const int32_t *s, int64_t target) {
+    const auto row = [&](std::string& out, int64_t user, const int32_t* s, int64_t target) {
         append_int(out, user);
         out.push_back('\t');
         for (int64_t j = std::max<int64_t>(0, target - o.max_history); j < target; ++j) {
-            if (j > std::max<int64_t>(0, target - o.max_history))
-                out.push_back(' ');
+            if (j > std::max<int64_t>(0, target - o.max_history)) out.push_back(' ');
             append_int(out, s[j]);
         }
         out.push_back('\t');
@@ -529,10 +506,9 @@ SynthDomainSummary write_domain(const KeyedRng &rng, const SynthOptions &o, cons
     };
     int64_t n_train = 0;
     for (int64_t u = 0; u < p.n_users; ++u) {
-        const int32_t *s = seq.data() + seq_ptr[u];
+        const int32_t* s = seq.data() + seq_ptr[u];
         const int64_t L = seq_ptr[u + 1] - seq_ptr[u];
-        for (int64_t target = L - 3; target >= 1; --target)
-            row(train, u, s, target);
+        for (int64_t target = L - 3; target >= 1; --target) row(train, u, s, target);
         n_train += L - 3;
         row(valid, u, s, L - 2);
         row(test, u, s, L - 1);
@@ -582,7 +558,7 @@ SynthDomainSummary write_domain(const KeyedRng &rng, const SynthOptions &o, cons
 }
 
 // YAML double-quoted scalar.
-std::string yaml_quote(const std::string &s) {
+std::string yaml_quote(const std::string& s) {
     std::string q = "\"";
     for (const char ch : s) {
         if (ch == '"' || ch == '\\') {
@@ -602,7 +578,7 @@ std::string yaml_quote(const std::string &s) {
 
 } // namespace
 
-SynthSummary write_synthetic_dataset(const SynthOptions &opt) {
+SynthSummary write_synthetic_dataset(const SynthOptions& opt) {
     validate(opt);
     const KeyedRng rng(opt.seed, RngPurpose::synth);
     const Vocabulary vocabulary(opt.n_topics, opt.n_domains);
@@ -613,7 +589,7 @@ SynthSummary write_synthetic_dataset(const SynthOptions &opt) {
     // Domains are independent and every stream is keyed by domain, so the thread layout
     // cannot change any byte; each domain writes only its own folder.
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, opt.n_domains, 1),
-                      [&](const tbb::blocked_range<int64_t> &range) {
+                      [&](const tbb::blocked_range<int64_t>& range) {
                           for (int64_t d = range.begin(); d < range.end(); ++d)
                               summary.domains[size_t(d)] =
                                   write_domain(rng, opt, vocabulary, projection, d);
@@ -629,7 +605,7 @@ SynthSummary write_synthetic_dataset(const SynthOptions &opt) {
     return summary;
 }
 
-std::vector<int32_t> synthetic_item_topics(const SynthOptions &opt, int64_t domain) {
+std::vector<int32_t> synthetic_item_topics(const SynthOptions& opt, int64_t domain) {
     validate(opt);
     check(domain >= 0 && domain < opt.n_domains, "synthetic_item_topics: domain ", domain,
           " not in [0, ", opt.n_domains, ")");
@@ -637,8 +613,7 @@ std::vector<int32_t> synthetic_item_topics(const SynthOptions &opt, int64_t doma
     const DomainPlan p = plan_domain(rng, opt, domain);
     const Catalogue c = make_catalogue(rng, opt, p, domain);
     std::vector<int32_t> topics(c.topic.size());
-    for (size_t i = 0; i < topics.size(); ++i)
-        topics[i] = p.topics[c.topic[i]];
+    for (size_t i = 0; i < topics.size(); ++i) topics[i] = p.topics[c.topic[i]];
     return topics;
 }
 

@@ -42,11 +42,11 @@ struct SynthSummary {
     std::string config_fragment_path; // <output>/synth.yaml: data.path, data.domains, plm_size...
 };
 
-SynthSummary write_synthetic_dataset(const SynthOptions &opt);
+SynthSummary write_synthetic_dataset(const SynthOptions& opt);
 
 // Ground truth behind the files, for tests and analysis: the shared topic (0..n_topics-1) of
 // every item of domain `domain` (0..n_domains-1), in item-index order. Recomputed from the
 // options alone; writes nothing.
-std::vector<int32_t> synthetic_item_topics(const SynthOptions &opt, int64_t domain);
+std::vector<int32_t> synthetic_item_topics(const SynthOptions& opt, int64_t domain);
 
 } // namespace pfcr

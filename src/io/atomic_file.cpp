@@ -24,8 +24,7 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
 }
 
 AtomicOutput::~AtomicOutput() {
-    if (!committed_)
-        std::remove(temp_.c_str());
+    if (!committed_) std::remove(temp_.c_str());
 }
 
 void AtomicOutput::commit() {
@@ -40,7 +39,7 @@ void AtomicOutput::commit() {
     committed_ = true;
 }
 
-void write_text_file_atomic(const std::string &path, const std::string &contents) {
+void write_text_file_atomic(const std::string& path, const std::string& contents) {
     AtomicOutput out(path);
     {
         std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);

@@ -11,11 +11,11 @@ public:
     // Creates parent directories of `final_path`; the temp file is `<final>.tmp.<pid>`.
     explicit AtomicOutput(std::string final_path);
     ~AtomicOutput(); // removes the temp file unless commit() succeeded
-    AtomicOutput(const AtomicOutput &) = delete;
-    AtomicOutput &operator=(const AtomicOutput &) = delete;
+    AtomicOutput(const AtomicOutput&) = delete;
+    AtomicOutput& operator=(const AtomicOutput&) = delete;
 
-    const std::string &temp_path() const { return temp_; }
-    const std::string &final_path() const { return final_; }
+    const std::string& temp_path() const { return temp_; }
+    const std::string& final_path() const { return final_; }
     // fsyncs and renames the temp file onto the final path (atomic on POSIX file systems).
     void commit();
 
@@ -26,6 +26,6 @@ private:
 };
 
 // Writes a whole text file atomically.
-void write_text_file_atomic(const std::string &path, const std::string &contents);
+void write_text_file_atomic(const std::string& path, const std::string& contents);
 
 } // namespace pfcr

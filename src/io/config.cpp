@@ -16,15 +16,14 @@
 namespace pfcr {
 namespace {
 
-const KeySpec *find_spec(const std::string &key) {
-    for (const auto &s : config_schema())
-        if (s.key == key)
-            return &s;
+const KeySpec* find_spec(const std::string& key) {
+    for (const auto& s : config_schema())
+        if (s.key == key) return &s;
     return nullptr;
 }
 
-bool is_group_prefix(const std::string &prefix) {
-    for (const auto &s : config_schema())
+bool is_group_prefix(const std::string& prefix) {
+    for (const auto& s : config_schema())
         if (s.key.size() > prefix.size() && s.key.compare(0, prefix.size(), prefix) == 0 &&
             s.key[prefix.size()] == '.')
             return true;
@@ -33,20 +32,18 @@ bool is_group_prefix(const std::string &prefix) {
 
 std::vector<std::string> all_keys() {
     std::vector<std::string> keys;
-    for (const auto &s : config_schema())
-        keys.push_back(s.key);
+    for (const auto& s : config_schema()) keys.push_back(s.key);
     return keys;
 }
 
-[[noreturn]] void unknown_key(const std::string &key, const std::string &origin) {
+[[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
     std::string msg = origin + ": unknown key '" + key + "'";
     // Try the full dotted name, then the last component against last components.
     auto guess = closest_match(key, all_keys());
     if (!guess) {
         const auto leaf = key.substr(key.rfind('.') + 1);
-        for (const auto &k : all_keys())
-            if (k.substr(k.rfind('.') + 1) == leaf)
-                guess = k;
+        for (const auto& k : all_keys())
+            if (k.substr(k.rfind('.') + 1) == leaf) guess = k;
     }
     if (guess)
         msg += " — did you mean '" + *guess + "'?";
@@ -78,12 +75,11 @@ std::string format_double(double v) {
     const auto r = std::to_chars(buf, buf + sizeof buf, v);
     std::string s(buf, r.ptr);
     // Keep reals recognisable as reals when printed ("1" -> "1.0").
-    if (s.find_first_of(".eEn") == std::string::npos)
-        s += ".0";
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
     return s;
 }
 
-std::string range_text(const KeySpec &s) {
+std::string range_text(const KeySpec& s) {
     const bool integral = s.kind == ValueKind::integer || s.kind == ValueKind::int_list;
     const auto num = [&](double v) {
         return integral ? std::to_string(int64_t(v)) : format_double(v);
@@ -94,7 +90,7 @@ std::string range_text(const KeySpec &s) {
     return os.str();
 }
 
-void check_number(const KeySpec &s, double v, const std::string &origin) {
+void check_number(const KeySpec& s, double v, const std::string& origin) {
     const bool lo_ok = s.min_exclusive ? v > s.min : v >= s.min;
     const bool hi_ok = s.max_exclusive ? v < s.max : v <= s.max;
     const bool integral = s.kind == ValueKind::integer || s.kind == ValueKind::int_list;
@@ -103,86 +99,75 @@ void check_number(const KeySpec &s, double v, const std::string &origin) {
           range_text(s), " (", s.help, ")");
 }
 
-void check_choice(const KeySpec &s, const std::string &v, const std::string &origin) {
-    if (s.choices.empty())
-        return;
-    if (std::find(s.choices.begin(), s.choices.end(), v) != s.choices.end())
-        return;
+void check_choice(const KeySpec& s, const std::string& v, const std::string& origin) {
+    if (s.choices.empty()) return;
+    if (std::find(s.choices.begin(), s.choices.end(), v) != s.choices.end()) return;
     std::string list;
-    for (const auto &c : s.choices)
-        list += (list.empty() ? "" : ", ") + c;
+    for (const auto& c : s.choices) list += (list.empty() ? "" : ", ") + c;
     fail(origin, ": ", s.key, " = '", v, "' is not one of: ", list);
 }
 
-std::string scalar_text(const YAML::Node &n, const KeySpec &s, const std::string &origin) {
+std::string scalar_text(const YAML::Node& n, const KeySpec& s, const std::string& origin) {
     check(n.IsScalar(), origin, ": ", s.key, " expects ", kind_name(s.kind));
     return n.Scalar();
 }
 
 // Converts a YAML node into a checked value of the key's kind.
-ConfigValue parse_value(const KeySpec &s, const YAML::Node &n, const std::string &origin) {
-    const auto bad = [&](const std::string &got) -> ConfigValue {
+ConfigValue parse_value(const KeySpec& s, const YAML::Node& n, const std::string& origin) {
+    const auto bad = [&](const std::string& got) -> ConfigValue {
         fail(origin, ": ", s.key, " expects ", kind_name(s.kind), ", got '", got, "'");
     };
     switch (s.kind) {
     case ValueKind::integer: {
         const auto text = scalar_text(n, s, origin);
         const auto v = parse_int(text);
-        if (!v)
-            return bad(text);
+        if (!v) return bad(text);
         check_number(s, double(*v), origin);
         return *v;
     }
     case ValueKind::real: {
         const auto text = scalar_text(n, s, origin);
         const auto v = parse_double(text);
-        if (!v)
-            return bad(text);
+        if (!v) return bad(text);
         check_number(s, *v, origin);
         return *v;
     }
     case ValueKind::boolean: {
         const auto text = scalar_text(n, s, origin);
-        if (text == "true" || text == "True")
-            return true;
-        if (text == "false" || text == "False")
-            return false;
+        if (text == "true" || text == "True") return true;
+        if (text == "false" || text == "False") return false;
         return bad(text);
     }
     case ValueKind::string: {
-        if (n.IsNull())
-            return std::string();
+        if (n.IsNull()) return std::string();
         const auto text = scalar_text(n, s, origin);
         check_choice(s, text, origin);
         return text;
     }
     case ValueKind::int_list: {
         std::vector<int64_t> out;
-        const auto add = [&](const YAML::Node &e) {
+        const auto add = [&](const YAML::Node& e) {
             const auto text = scalar_text(e, s, origin);
             const auto v = parse_int(text);
-            if (!v)
-                bad(text);
+            if (!v) bad(text);
             check_number(s, double(*v), origin);
             out.push_back(*v);
         };
         if (n.IsSequence())
-            for (const auto &e : n)
-                add(e);
+            for (const auto& e : n) add(e);
         else
             add(n);
         return out;
     }
     case ValueKind::string_list: {
         std::vector<std::string> out;
-        const auto add = [&](const YAML::Node &e) {
+        const auto add = [&](const YAML::Node& e) {
             const auto text = scalar_text(e, s, origin);
             check_choice(s, text, origin);
             out.push_back(text);
         };
         if (n.IsSequence())
-            for (const auto &e : n)
-                add(e);
+            for (const auto& e : n) add(e);
         else if (!n.IsNull())
             add(n);
         return out;
@@ -191,19 +176,18 @@ ConfigValue parse_value(const KeySpec &s, const YAML::Node &n, const std::string
     return bad("?");
 }
 
-std::string quote(const std::string &s) {
+std::string quote(const std::string& s) {
     std::string out = "\"";
     for (char c : s) {
-        if (c == '"' || c == '\\')
-            out += '\\';
+        if (c == '"' || c == '\\') out += '\\';
         out += c;
     }
     return out + "\"";
 }
 
-std::string value_yaml(const ConfigValue &v) {
+std::string value_yaml(const ConfigValue& v) {
     return std::visit(
-        [](const auto &x) -> std::string {
+        [](const auto& x) -> std::string {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, int64_t>)
                 return std::to_string(x);
@@ -215,13 +199,11 @@ std::string value_yaml(const ConfigValue &v) {
                 return quote(x);
             else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
                 std::string out;
-                for (auto e : x)
-                    out += (out.empty() ? "" : ", ") + std::to_string(e);
+                for (auto e : x) out += (out.empty() ? "" : ", ") + std::to_string(e);
                 return "[" + out + "]";
             } else {
                 std::string out;
-                for (const auto &e : x)
-                    out += (out.empty() ? "" : ", ") + quote(e);
+                for (const auto& e : x) out += (out.empty() ? "" : ", ") + quote(e);
                 return "[" + out + "]";
             }
         },
@@ -234,22 +216,21 @@ struct ConfigLoader {
     // Walks one YAML mapping; `prefix` is the dotted path of the mapping. `seen` holds the keys
     // this file already set (yaml-cpp accepts repeated keys; a repeat is almost always a
     // mistake, and with nested + dotted spellings it is easy to make).
-    static void apply_map(Config &cfg, const YAML::Node &map, const std::string &prefix,
-                          const std::string &file, std::map<std::string, std::string> &seen) {
-        for (const auto &kv : map) {
+    static void apply_map(Config& cfg, const YAML::Node& map, const std::string& prefix,
+                          const std::string& file, std::map<std::string, std::string>& seen) {
+        for (const auto& kv : map) {
             const std::string origin = file + ":" + std::to_string(kv.first.Mark().line + 1);
             check(kv.first.IsScalar(), origin, ": keys must be plain strings");
             const std::string key =
                 prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
-            if (const KeySpec *s = find_spec(key)) {
+            if (const KeySpec* s = find_spec(key)) {
                 const auto [it, fresh] = seen.emplace(key, origin);
                 check(fresh, origin, ": ", key, " is set twice in this file (first at ", it->second,
                       ")");
                 cfg.values_[key] = parse_value(*s, kv.second, origin);
                 cfg.origins_[key] = origin;
             } else if (is_group_prefix(key)) {
-                if (kv.second.IsNull())
-                    continue; // "data:" with every child commented out
+                if (kv.second.IsNull()) continue; // "data:" with every child commented out
                 check(kv.second.IsMap(), origin, ": '", key, "' is a group of keys (", key,
                       ".*); write it as a mapping, e.g. ", key, ": {key: value}");
                 apply_map(cfg, kv.second, key, file, seen);
@@ -258,36 +239,35 @@ struct ConfigLoader {
             }
         }
     }
-    static void apply_root(Config &cfg, const YAML::Node &root, const std::string &file) {
+    static void apply_root(Config& cfg, const YAML::Node& root, const std::string& file) {
         std::map<std::string, std::string> seen;
         apply_map(cfg, root, "", file, seen);
     }
 };
 
 Config::Config() {
-    for (const auto &s : config_schema()) {
+    for (const auto& s : config_schema()) {
         values_[s.key] = parse_value(s, YAML::Load(s.default_yaml), "default for " + s.key);
         origins_[s.key] = "default";
     }
 }
 
-Config Config::load(const std::vector<std::string> &files,
-                    const std::vector<std::string> &overrides) {
+Config Config::load(const std::vector<std::string>& files,
+                    const std::vector<std::string>& overrides) {
     Config cfg;
-    for (const auto &file : files) {
+    for (const auto& file : files) {
         check(std::filesystem::is_regular_file(file), file, ": config file not found");
         YAML::Node root;
         try {
             root = YAML::LoadFile(file);
-        } catch (const YAML::Exception &e) {
+        } catch (const YAML::Exception& e) {
             fail(file, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg);
         }
-        if (root.IsNull())
-            continue; // an empty file sets nothing
+        if (root.IsNull()) continue; // an empty file sets nothing
         check(root.IsMap(), file, ": the top level must be a mapping of keys to values");
         ConfigLoader::apply_root(cfg, root, file);
     }
-    for (const auto &ov : overrides) {
+    for (const auto& ov : overrides) {
         const auto eq = ov.find('=');
         check(eq != std::string::npos && eq > 0, "--set ", ov, ": expected key=value");
         cfg.apply_node_text(std::string(trim(ov.substr(0, eq))), ov.substr(eq + 1), "--set " + ov);
@@ -296,12 +276,12 @@ Config Config::load(const std::vector<std::string> &files,
     return cfg;
 }
 
-Config Config::from_yaml_text(const std::string &yaml, const std::string &origin) {
+Config Config::from_yaml_text(const std::string& yaml, const std::string& origin) {
     Config cfg;
     YAML::Node root;
     try {
         root = YAML::Load(yaml);
-    } catch (const YAML::Exception &e) {
+    } catch (const YAML::Exception& e) {
         fail(origin, ":", e.mark.line + 1, ": YAML syntax error: ", e.msg);
     }
     if (!root.IsNull()) {
@@ -312,22 +292,21 @@ Config Config::from_yaml_text(const std::string &yaml, const std::string &origin
     return cfg;
 }
 
-void Config::apply_node_text(const std::string &key, const std::string &yaml_text,
-                             const std::string &origin) {
-    const KeySpec *s = find_spec(key);
-    if (!s)
-        unknown_key(key, origin);
+void Config::apply_node_text(const std::string& key, const std::string& yaml_text,
+                             const std::string& origin) {
+    const KeySpec* s = find_spec(key);
+    if (!s) unknown_key(key, origin);
     YAML::Node n;
     try {
         n = YAML::Load(yaml_text);
-    } catch (const YAML::Exception &e) {
+    } catch (const YAML::Exception& e) {
         fail(origin, ": cannot parse value: ", e.msg);
     }
     values_[key] = parse_value(*s, n, origin);
     origins_[key] = origin;
 }
 
-void Config::set(const std::string &key, const std::string &yaml_value, const std::string &origin) {
+void Config::set(const std::string& key, const std::string& yaml_value, const std::string& origin) {
     // Strong guarantee: on any error the config keeps its previous value.
     const auto old_value = values_.find(key) != values_.end() ? values_.at(key) : ConfigValue{};
     const auto old_origin = origins_.count(key) ? origins_.at(key) : std::string();
@@ -343,42 +322,40 @@ void Config::set(const std::string &key, const std::string &yaml_value, const st
     }
 }
 
-const ConfigValue &Config::value(const std::string &key) const {
+const ConfigValue& Config::value(const std::string& key) const {
     const auto it = values_.find(key);
-    if (it == values_.end())
-        fail("internal: config key '", key, "' is not in the schema");
+    if (it == values_.end()) fail("internal: config key '", key, "' is not in the schema");
     return it->second;
 }
 
-int64_t Config::get_int(const std::string &key) const {
+int64_t Config::get_int(const std::string& key) const {
     return std::get<int64_t>(value(key));
 }
-double Config::get_double(const std::string &key) const {
-    const auto &v = value(key);
-    if (const auto *i = std::get_if<int64_t>(&v))
-        return double(*i);
+double Config::get_double(const std::string& key) const {
+    const auto& v = value(key);
+    if (const auto* i = std::get_if<int64_t>(&v)) return double(*i);
     return std::get<double>(v);
 }
-bool Config::get_bool(const std::string &key) const {
+bool Config::get_bool(const std::string& key) const {
     return std::get<bool>(value(key));
 }
-const std::string &Config::get_string(const std::string &key) const {
+const std::string& Config::get_string(const std::string& key) const {
     return std::get<std::string>(value(key));
 }
-const std::vector<int64_t> &Config::get_int_list(const std::string &key) const {
+const std::vector<int64_t>& Config::get_int_list(const std::string& key) const {
     return std::get<std::vector<int64_t>>(value(key));
 }
-const std::vector<std::string> &Config::get_string_list(const std::string &key) const {
+const std::vector<std::string>& Config::get_string_list(const std::string& key) const {
     return std::get<std::vector<std::string>>(value(key));
 }
-const std::string &Config::origin(const std::string &key) const {
+const std::string& Config::origin(const std::string& key) const {
     value(key);
     return origins_.at(key);
 }
 
 // Rules that involve more than one key. Each message names every key involved.
 void Config::validate() const {
-    const auto where = [&](const std::string &k) { return k + " (" + origin(k) + ")"; };
+    const auto where = [&](const std::string& k) { return k + " (" + origin(k) + ")"; };
     check(get_int("hidden_size") % get_int("n_heads") == 0,
           "hidden_size = ", get_int("hidden_size"),
           " must be divisible by n_heads = ", get_int("n_heads"), ": ", where("hidden_size"), ", ",
@@ -400,9 +377,9 @@ void Config::validate() const {
           "synth.seq_len_mean_min must be <= synth.seq_len_mean_max");
     check(get_double("synth.seq_len_mean_max") >= double(get_int("synth.seq_len_min")),
           "synth.seq_len_mean_max must be >= synth.seq_len_min");
-    const auto &topk = get_int_list("topk");
+    const auto& topk = get_int_list("topk");
     check(!topk.empty(), "topk must list at least one cutoff: ", where("topk"));
-    const auto &vm = get_string("valid_metric");
+    const auto& vm = get_string("valid_metric");
     const auto at = vm.find('@');
     check(at != std::string::npos, "valid_metric = '", vm,
           "' must look like recall@10: ", where("valid_metric"));
@@ -418,13 +395,12 @@ std::string Config::to_yaml() const {
     std::ostringstream os;
     os << "# pfcr resolved configuration: every key, with where its value came from\n";
     std::string group;
-    for (const auto &s : config_schema()) {
+    for (const auto& s : config_schema()) {
         const auto dot = s.key.find('.');
         const std::string g = dot == std::string::npos ? "" : s.key.substr(0, dot);
         const std::string leaf = dot == std::string::npos ? s.key : s.key.substr(dot + 1);
         if (g != group) {
-            if (!g.empty())
-                os << g << ":\n";
+            if (!g.empty()) os << g << ":\n";
             group = g;
         }
         os << (g.empty() ? "" : "  ") << leaf << ": " << value_yaml(values_.at(s.key)) << "  # "

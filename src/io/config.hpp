@@ -29,7 +29,7 @@ struct KeySpec {
 };
 
 // Every key pfcr understands, in the order they are printed.
-const std::vector<KeySpec> &config_schema();
+const std::vector<KeySpec>& config_schema();
 
 using ConfigValue = std::variant<int64_t, double, bool, std::string, std::vector<int64_t>,
                                  std::vector<std::string>>;
@@ -40,31 +40,31 @@ public:
     Config();
     // Merge `files` left to right, then apply `overrides` ("key=value", value parsed as YAML),
     // then range-check every value and the cross-key rules. Throws pfcr::Error.
-    static Config load(const std::vector<std::string> &files,
-                       const std::vector<std::string> &overrides = {});
+    static Config load(const std::vector<std::string>& files,
+                       const std::vector<std::string>& overrides = {});
     // Same, from YAML text (used by tests and for configs stored in checkpoints).
-    static Config from_yaml_text(const std::string &yaml, const std::string &origin);
+    static Config from_yaml_text(const std::string& yaml, const std::string& origin);
 
-    int64_t get_int(const std::string &key) const;
-    double get_double(const std::string &key) const; // also accepts integer-kind keys
-    bool get_bool(const std::string &key) const;
-    const std::string &get_string(const std::string &key) const;
-    const std::vector<int64_t> &get_int_list(const std::string &key) const;
-    const std::vector<std::string> &get_string_list(const std::string &key) const;
+    int64_t get_int(const std::string& key) const;
+    double get_double(const std::string& key) const; // also accepts integer-kind keys
+    bool get_bool(const std::string& key) const;
+    const std::string& get_string(const std::string& key) const;
+    const std::vector<int64_t>& get_int_list(const std::string& key) const;
+    const std::vector<std::string>& get_string_list(const std::string& key) const;
     // Where the value came from: "default", "<file>:<line>" or "--set".
-    const std::string &origin(const std::string &key) const;
+    const std::string& origin(const std::string& key) const;
 
     // Sets one value from YAML text, as --set does, and re-validates.
-    void set(const std::string &key, const std::string &yaml_value, const std::string &origin);
+    void set(const std::string& key, const std::string& yaml_value, const std::string& origin);
 
     // The resolved configuration as nested YAML, every key present, schema order.
     std::string to_yaml() const;
 
 private:
-    void apply_node_text(const std::string &key, const std::string &yaml_text,
-                         const std::string &origin);
+    void apply_node_text(const std::string& key, const std::string& yaml_text,
+                         const std::string& origin);
     void validate() const;
-    const ConfigValue &value(const std::string &key) const;
+    const ConfigValue& value(const std::string& key) const;
 
     std::map<std::string, ConfigValue> values_;
     std::map<std::string, std::string> origins_;

@@ -163,7 +163,7 @@ std::vector<KeySpec> make_schema() {
 
 } // namespace
 
-const std::vector<KeySpec> &config_schema() {
+const std::vector<KeySpec>& config_schema() {
     static const std::vector<KeySpec> schema = make_schema();
     return schema;
 }

@@ -67,19 +67,19 @@ Handle scalar_space() {
     return Handle(H5Screate(H5S_SCALAR), close_space);
 }
 
-Handle simple_space(const Shape &shape) {
+Handle simple_space(const Shape& shape) {
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     return Handle(H5Screate_simple(int(dims.size()), dims.data(), nullptr), close_space);
 }
 
 // Reads a string from an attribute or dataset element of fixed or variable length type.
-std::string read_string_value(hid_t obj, bool is_attr, const std::string &where) {
+std::string read_string_value(hid_t obj, bool is_attr, const std::string& where) {
     Handle type(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), close_type);
     check(type.valid() && H5Tget_class(hid_t(type.get())) == H5T_STRING, where,
           ": expected a string");
     if (H5Tis_variable_str(hid_t(type.get())) > 0) {
         Handle mem = vlen_string_type();
-        char *s = nullptr;
+        char* s = nullptr;
         const herr_t rc = is_attr
                               ? H5Aread(obj, hid_t(mem.get()), &s)
                               : H5Dread(obj, hid_t(mem.get()), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s);
@@ -102,7 +102,7 @@ std::string read_string_value(hid_t obj, bool is_attr, const std::string &where)
 
 } // namespace
 
-Handle &Handle::operator=(Handle &&o) noexcept {
+Handle& Handle::operator=(Handle&& o) noexcept {
     if (this != &o) {
         reset();
         id_ = o.id_;
@@ -113,49 +113,45 @@ Handle &Handle::operator=(Handle &&o) noexcept {
 }
 
 void Handle::reset() {
-    if (id_ >= 0 && closer_)
-        closer_(id_);
+    if (id_ >= 0 && closer_) closer_(id_);
     id_ = -1;
 }
 
-std::string Group::where(const std::string &name) const {
+std::string Group::where(const std::string& name) const {
     std::string p = path_;
-    if (!name.empty())
-        p += (p == "/" ? "" : "/") + name;
+    if (!name.empty()) p += (p == "/" ? "" : "/") + name;
     return file_ + ":" + p;
 }
 
-Group Group::create_group(const std::string &name) {
+Group Group::create_group(const std::string& name) {
     Handle g(H5Gcreate2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
              close_group);
     check(g.valid(), where(name), ": cannot create group");
     return Group(std::move(g), file_, where(name).substr(file_.size() + 1));
 }
 
-Group Group::open_group(const std::string &name) const {
+Group Group::open_group(const std::string& name) const {
     check(has_group(name), where(name), ": group missing");
     Handle g(H5Gopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_group);
     check(g.valid(), where(name), ": cannot open group");
     return Group(std::move(g), file_, where(name).substr(file_.size() + 1));
 }
 
-bool Group::has(const std::string &name) const {
+bool Group::has(const std::string& name) const {
     return H5Lexists(hid_t(h_.get()), name.c_str(), H5P_DEFAULT) > 0;
 }
 
-bool Group::has_group(const std::string &name) const {
-    if (!has(name))
-        return false;
+bool Group::has_group(const std::string& name) const {
+    if (!has(name)) return false;
     H5O_info_t info;
-    if (H5Oget_info_by_name(hid_t(h_.get()), name.c_str(), &info, H5P_DEFAULT) < 0)
-        return false;
+    if (H5Oget_info_by_name(hid_t(h_.get()), name.c_str(), &info, H5P_DEFAULT) < 0) return false;
     return info.type == H5O_TYPE_GROUP;
 }
 
 std::vector<std::string> Group::children() const {
     std::vector<std::string> names;
-    auto visit = [](hid_t, const char *name, const H5L_info_t *, void *data) -> herr_t {
-        static_cast<std::vector<std::string> *>(data)->push_back(name);
+    auto visit = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
+        static_cast<std::vector<std::string>*>(data)->push_back(name);
         return 0;
     };
     H5Literate(hid_t(h_.get()), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit, &names);
@@ -163,7 +159,7 @@ std::vector<std::string> Group::children() const {
 }
 
 template <typename T>
-void Group::write(const std::string &name, const Shape &shape, const T *data) {
+void Group::write(const std::string& name, const Shape& shape, const T* data) {
     Handle space = simple_space(shape);
     Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), native_type<T>(), hid_t(space.get()),
                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
@@ -177,7 +173,7 @@ void Group::write(const std::string &name, const Shape &shape, const T *data) {
     }
 }
 
-Shape Group::shape(const std::string &name) const {
+Shape Group::shape(const std::string& name) const {
     check(has(name), where(name), ": dataset missing");
     Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
     check(ds.valid(), where(name), ": cannot open dataset");
@@ -189,7 +185,7 @@ Shape Group::shape(const std::string &name) const {
     return Shape(dims.begin(), dims.end());
 }
 
-std::string Group::dtype(const std::string &name) const {
+std::string Group::dtype(const std::string& name) const {
     check(has(name), where(name), ": dataset missing");
     Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
     check(ds.valid(), where(name), ": cannot open dataset");
@@ -200,8 +196,7 @@ std::string Group::dtype(const std::string &name) const {
     case H5T_FLOAT:
         return size == 4 ? "float32" : size == 8 ? "float64" : "other";
     case H5T_INTEGER:
-        if (H5Tget_sign(t) == H5T_SGN_NONE)
-            return size == 1 ? "uint8" : "other";
+        if (H5Tget_sign(t) == H5T_SGN_NONE) return size == 1 ? "uint8" : "other";
         return size == 4 ? "int32" : size == 8 ? "int64" : "other";
     case H5T_STRING:
         return "string";
@@ -210,7 +205,7 @@ std::string Group::dtype(const std::string &name) const {
     }
 }
 
-template <typename T> std::vector<T> Group::read(const std::string &name, Shape *shape_out) const {
+template <typename T> std::vector<T> Group::read(const std::string& name, Shape* shape_out) const {
     const Shape s = shape(name);
     Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
     const uint64_t n = std::accumulate(s.begin(), s.end(), uint64_t(1), std::multiplies<>());
@@ -220,21 +215,19 @@ template <typename T> std::vector<T> Group::read(const std::string &name, Shape 
                       out.data()) >= 0,
               where(name), ": read failed (type conversion to the requested type impossible?)");
     }
-    if (shape_out)
-        *shape_out = s;
+    if (shape_out) *shape_out = s;
     return out;
 }
 
-void Group::write_strings(const std::string &name, const std::vector<std::string> &values) {
+void Group::write_strings(const std::string& name, const std::vector<std::string>& values) {
     Handle type = vlen_string_type();
     Handle space = simple_space({values.size()});
     Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), hid_t(type.get()), hid_t(space.get()),
                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
               close_dataset);
     check(ds.valid(), where(name), ": cannot create dataset");
-    std::vector<const char *> ptrs;
-    for (const auto &v : values)
-        ptrs.push_back(v.c_str());
+    std::vector<const char*> ptrs;
+    for (const auto& v : values) ptrs.push_back(v.c_str());
     if (!values.empty()) {
         check(H5Dwrite(hid_t(ds.get()), hid_t(type.get()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                        ptrs.data()) >= 0,
@@ -242,7 +235,7 @@ void Group::write_strings(const std::string &name, const std::vector<std::string
     }
 }
 
-std::vector<std::string> Group::read_strings(const std::string &name) const {
+std::vector<std::string> Group::read_strings(const std::string& name) const {
     const Shape s = shape(name);
     check(s.size() == 1, where(name), ": expected a 1-d string dataset");
     Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
@@ -251,39 +244,37 @@ std::vector<std::string> Group::read_strings(const std::string &name) const {
     check(H5Tis_variable_str(hid_t(type.get())) > 0, where(name),
           ": expected variable-length strings");
     Handle mem = vlen_string_type();
-    std::vector<char *> ptrs(s[0], nullptr);
+    std::vector<char*> ptrs(s[0], nullptr);
     if (!ptrs.empty()) {
         check(H5Dread(hid_t(ds.get()), hid_t(mem.get()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                       ptrs.data()) >= 0,
               where(name), ": read failed");
     }
     std::vector<std::string> out;
-    for (char *p : ptrs) {
+    for (char* p : ptrs) {
         out.emplace_back(p ? p : "");
         H5free_memory(p);
     }
     return out;
 }
 
-void Group::set_attr(const std::string &name, const std::string &value) {
-    if (has_attr(name))
-        H5Adelete(hid_t(h_.get()), name.c_str());
+void Group::set_attr(const std::string& name, const std::string& value) {
+    if (has_attr(name)) H5Adelete(hid_t(h_.get()), name.c_str());
     Handle type = vlen_string_type();
     Handle space = scalar_space();
     Handle a(H5Acreate2(hid_t(h_.get()), name.c_str(), hid_t(type.get()), hid_t(space.get()),
                         H5P_DEFAULT, H5P_DEFAULT),
              close_attr);
     check(a.valid(), where(), ": cannot create attribute ", name);
-    const char *p = value.c_str();
+    const char* p = value.c_str();
     check(H5Awrite(hid_t(a.get()), hid_t(type.get()), &p) >= 0, where(),
           ": cannot write attribute ", name);
 }
 
 template <typename T>
-static void set_numeric_attr(hid_t loc, const std::string &where, const std::string &name,
+static void set_numeric_attr(hid_t loc, const std::string& where, const std::string& name,
                              T value) {
-    if (H5Aexists(loc, name.c_str()) > 0)
-        H5Adelete(loc, name.c_str());
+    if (H5Aexists(loc, name.c_str()) > 0) H5Adelete(loc, name.c_str());
     Handle space = scalar_space();
     Handle a(H5Acreate2(loc, name.c_str(), native_type<T>(), hid_t(space.get()), H5P_DEFAULT,
                         H5P_DEFAULT),
@@ -293,25 +284,25 @@ static void set_numeric_attr(hid_t loc, const std::string &where, const std::str
           ": cannot write attribute ", name);
 }
 
-void Group::set_attr(const std::string &name, int64_t value) {
+void Group::set_attr(const std::string& name, int64_t value) {
     set_numeric_attr(hid_t(h_.get()), where(), name, value);
 }
-void Group::set_attr(const std::string &name, double value) {
+void Group::set_attr(const std::string& name, double value) {
     set_numeric_attr(hid_t(h_.get()), where(), name, value);
 }
 
-bool Group::has_attr(const std::string &name) const {
+bool Group::has_attr(const std::string& name) const {
     return H5Aexists(hid_t(h_.get()), name.c_str()) > 0;
 }
 
-std::string Group::attr_string(const std::string &name) const {
+std::string Group::attr_string(const std::string& name) const {
     check(has_attr(name), where(), ": attribute '", name, "' missing");
     Handle a(H5Aopen(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_attr);
     return read_string_value(hid_t(a.get()), true, where() + "@" + name);
 }
 
 template <typename T>
-static T read_numeric_attr(hid_t loc, const std::string &where, const std::string &name) {
+static T read_numeric_attr(hid_t loc, const std::string& where, const std::string& name) {
     check(H5Aexists(loc, name.c_str()) > 0, where, ": attribute '", name, "' missing");
     Handle a(H5Aopen(loc, name.c_str(), H5P_DEFAULT), close_attr);
     Handle type(H5Aget_type(hid_t(a.get())), close_type);
@@ -323,21 +314,21 @@ static T read_numeric_attr(hid_t loc, const std::string &where, const std::strin
     return v;
 }
 
-int64_t Group::attr_int(const std::string &name) const {
+int64_t Group::attr_int(const std::string& name) const {
     return read_numeric_attr<int64_t>(hid_t(h_.get()), where(), name);
 }
-double Group::attr_double(const std::string &name) const {
+double Group::attr_double(const std::string& name) const {
     return read_numeric_attr<double>(hid_t(h_.get()), where(), name);
 }
 
-File File::create(const std::string &path) {
+File File::create(const std::string& path) {
     silence_hdf5();
     Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), close_file);
     check(f.valid(), path, ": cannot create HDF5 file");
     return File(std::move(f), path, "/");
 }
 
-File File::open_read(const std::string &path) {
+File File::open_read(const std::string& path) {
     silence_hdf5();
     check(std::filesystem::exists(path), path, ": no such file");
     check(is_hdf5(path), path, ": not an HDF5 file");
@@ -353,14 +344,14 @@ void File::close() {
     }
 }
 
-bool is_hdf5(const std::string &path) {
+bool is_hdf5(const std::string& path) {
     silence_hdf5();
     return std::filesystem::exists(path) && H5Fis_hdf5(path.c_str()) > 0;
 }
 
 #define PFCR_H5_INSTANTIATE(T)                                                                     \
-    template void Group::write<T>(const std::string &, const Shape &, const T *);                  \
-    template std::vector<T> Group::read<T>(const std::string &, Shape *) const;
+    template void Group::write<T>(const std::string&, const Shape&, const T*);                     \
+    template std::vector<T> Group::read<T>(const std::string&, Shape*) const;
 PFCR_H5_INSTANTIATE(float)
 PFCR_H5_INSTANTIATE(double)
 PFCR_H5_INSTANTIATE(int32_t)

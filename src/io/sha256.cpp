@@ -12,12 +12,12 @@ namespace pfcr {
 namespace {
 
 struct MdCtx {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
     MdCtx() {
         check(ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1, "sha256: init failed");
     }
     ~MdCtx() { EVP_MD_CTX_free(ctx); }
-    void update(const void *p, size_t n) {
+    void update(const void* p, size_t n) {
         check(EVP_DigestUpdate(ctx, p, n) == 1, "sha256: update failed");
     }
     std::string hex() {
@@ -36,7 +36,7 @@ struct MdCtx {
 
 } // namespace
 
-std::string sha256_file(const std::string &path) {
+std::string sha256_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     check(bool(f), path, ": cannot open for hashing");
     MdCtx md;
@@ -48,7 +48,7 @@ std::string sha256_file(const std::string &path) {
     return md.hex();
 }
 
-std::string sha256_hex(const void *data, size_t size) {
+std::string sha256_hex(const void* data, size_t size) {
     MdCtx md;
     md.update(data, size);
     return md.hex();

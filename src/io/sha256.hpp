@@ -5,7 +5,7 @@
 
 namespace pfcr {
 
-std::string sha256_file(const std::string &path);
-std::string sha256_hex(const void *data, size_t size);
+std::string sha256_file(const std::string& path);
+std::string sha256_hex(const void* data, size_t size);
 
 } // namespace pfcr

@@ -52,7 +52,8 @@ const ParamEntry& ParamLayout::at(const std::string& name) const {
     fail("unknown parameter '", name, "'");
 }
 
-void init_params(const ParamLayout& layout, float* params, uint64_t seed, double initializer_range) {
+void init_params(const ParamLayout& layout, float* params, uint64_t seed,
+                 double initializer_range) {
     const KeyedRng rng(seed, RngPurpose::init);
     for (const auto& e : layout.entries()) {
         float* p = params + e.offset;
@@ -64,7 +65,7 @@ void init_params(const ParamLayout& layout, float* params, uint64_t seed, double
             for (int64_t i = 0; i < e.size; ++i) p[i] = 1.0f;
             break;
         case ParamInit::normal: {
-            uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a of the name keys the stream
+            uint64_t h = 0xcbf29ce484222325ull; // FNV-1a of the name keys the stream
             for (unsigned char c : e.name) h = (h ^ c) * 0x100000001b3ull;
             auto s = rng.stream(uint32_t(h), uint32_t(h >> 32));
             for (int64_t i = 0; i < e.size; ++i) p[i] = float(s.normal() * initializer_range);

@@ -23,22 +23,22 @@ struct ModelShape {
     int64_t code_rows() const { return code_dim * (code_cap + 1); }
 };
 
-enum class ParamInit { normal, zeros, ones };  // N(0, initializer_range^2), 0, 1
+enum class ParamInit { normal, zeros, ones }; // N(0, initializer_range^2), 0, 1
 
 struct ParamEntry {
-    std::string name;            // e.g. "trm_encoder.layer.0.multi_head_attention.query.weight"
-    std::vector<int64_t> shape;  // PyTorch shape; linear weights [out, in]
-    int64_t offset = 0;          // into the flat buffer (elements)
-    int64_t size = 0;            // product of shape
+    std::string name;           // e.g. "trm_encoder.layer.0.multi_head_attention.query.weight"
+    std::vector<int64_t> shape; // PyTorch shape; linear weights [out, in]
+    int64_t offset = 0;         // into the flat buffer (elements)
+    int64_t size = 0;           // product of shape
     ParamInit init = ParamInit::normal;
-    bool shared = false;         // federated (the code table) vs local to a client
+    bool shared = false; // federated (the code table) vs local to a client
 };
 
 class ParamLayout {
 public:
     explicit ParamLayout(const ModelShape& shape);
     const std::vector<ParamEntry>& entries() const { return entries_; }
-    const ParamEntry& at(const std::string& name) const;  // throws Error if unknown
+    const ParamEntry& at(const std::string& name) const; // throws Error if unknown
     int64_t total() const { return total_; }
     const ModelShape& shape() const { return shape_; }
 

@@ -25,7 +25,7 @@ namespace {
 
 // Runs fn(i) for i in [0, n) in parallel; if any throw, rethrows the lowest index's error so
 // the message does not depend on scheduling.
-template <typename Fn> void parallel_for_ordered_errors(size_t n, Fn &&fn) {
+template <typename Fn> void parallel_for_ordered_errors(size_t n, Fn&& fn) {
     std::vector<std::exception_ptr> errors(n);
     tbb::parallel_for(size_t(0), n, [&](size_t i) {
         try {
@@ -34,34 +34,31 @@ template <typename Fn> void parallel_for_ordered_errors(size_t n, Fn &&fn) {
             errors[i] = std::current_exception();
         }
     });
-    for (auto &e : errors)
-        if (e)
-            std::rethrow_exception(e);
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
 }
 
 std::string fmt_count(int64_t v) {
     std::string s = std::to_string(v);
-    for (int i = int(s.size()) - 3; i > 0; i -= 3)
-        s.insert(size_t(i), ",");
+    for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
     return s;
 }
 
 } // namespace
 
-std::string prepared_path(const Config &cfg) {
-    const auto &p = cfg.get_string("data.prepared");
-    if (!p.empty())
-        return p;
+std::string prepared_path(const Config& cfg) {
+    const auto& p = cfg.get_string("data.prepared");
+    if (!p.empty()) return p;
     return (std::filesystem::path(cfg.get_string("output_dir")) / "prepared.h5").string();
 }
 
-PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
-    const auto &names = cfg.get_string_list("data.domains");
+PreparedData prepare_dataset(const Config& cfg, const Logger& log) {
+    const auto& names = cfg.get_string_list("data.domains");
     check(!names.empty(), "data.domains (", cfg.origin("data.domains"),
           ") is empty: list the domain folders under data.path = '", cfg.get_string("data.path"),
           "'");
     std::set<std::string> unique;
-    for (const auto &n : names) {
+    for (const auto& n : names) {
         check(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos,
               "data.domains (", cfg.origin("data.domains"), "): '", n,
               "' is not a domain name (a folder name under data.path, without '/')");
@@ -89,7 +86,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
     if (mode == "auto") {
         size_t with_file = 0;
         std::string with, without;
-        for (const auto &d : domains) {
+        for (const auto& d : domains) {
             const bool has = std::filesystem::exists(domain_file(d.dir, d.name, suffix));
             with_file += has ? 1 : 0;
             (has ? with : without) += (has ? with : without).empty() ? d.name : ", " + d.name;
@@ -100,8 +97,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
         mode = with_file ? "file" : "text";
     }
     std::vector<int64_t> offset(domains.size() + 1, 0);
-    for (size_t i = 0; i < domains.size(); ++i)
-        offset[i + 1] = offset[i] + domains[i].n_items;
+    for (size_t i = 0; i < domains.size(); ++i) offset[i + 1] = offset[i] + domains[i].n_items;
     const int64_t n_total = offset.back();
     std::vector<float> features;
     std::vector<std::string> feature_source(domains.size());
@@ -117,7 +113,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
         });
     } else {
         std::vector<std::string> texts;
-        for (auto &d : domains) {
+        for (auto& d : domains) {
             auto t = read_item_texts(d);
             texts.insert(texts.end(), std::make_move_iterator(t.begin()),
                          std::make_move_iterator(t.end()));
@@ -129,8 +125,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
         fo.ngrams = int(cfg.get_int("data.text_ngrams"));
         fo.seed = uint64_t(cfg.get_int("data.featurizer_seed"));
         features = featurize_texts(texts, fo);
-        for (auto &s : feature_source)
-            s = "text";
+        for (auto& s : feature_source) s = "text";
     }
     log.info("features (" + mode + ", " + std::to_string(n_total) + " items x " +
              std::to_string(dim) + ") in " + std::to_string(sw.seconds()) + " s");
@@ -153,7 +148,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
     PreparedData out;
     const int64_t M = qo.code_dim, cap = qo.code_cap;
     for (size_t i = 0; i < domains.size(); ++i) {
-        auto &d = domains[i];
+        auto& d = domains[i];
         PreparedDomain pd;
         pd.name = d.name;
         pd.n_users = d.n_users;
@@ -165,8 +160,7 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
                 pd.item_codes[size_t((item + 1) * M + m)] =
                     code_table_row(m, q.codes[size_t((offset[i] + item) * M + m)], cap);
         pd.item_popularity.assign(size_t(d.n_items + 1), 0);
-        for (int32_t t : d.train.targets)
-            ++pd.item_popularity[size_t(t)];
+        for (int32_t t : d.train.targets) ++pd.item_popularity[size_t(t)];
         pd.train = std::move(d.train);
         pd.valid = std::move(d.valid);
         pd.test = std::move(d.test);
@@ -177,8 +171,8 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
     out.pq_centroids = std::move(q.pq_centroids);
 
     // 5. Manifest: what went in, with which parameters.
-    auto &m = out.manifest;
-    for (const auto &d : domains)
+    auto& m = out.manifest;
+    for (const auto& d : domains)
         m.input_files.insert(m.input_files.end(), d.input_files.begin(), d.input_files.end());
     m.input_sha256.resize(m.input_files.size());
     parallel_for_ordered_errors(
@@ -213,8 +207,8 @@ PreparedData prepare_dataset(const Config &cfg, const Logger &log) {
     return out;
 }
 
-void print_prepared_summary(const PreparedData &d, std::ostream &out) {
-    const auto &m = d.manifest;
+void print_prepared_summary(const PreparedData& d, std::ostream& out) {
+    const auto& m = d.manifest;
     out << "quantizer  " << m.quantizer_factory << " (" << m.metric << "), features: " << m.features
         << ", plm_size " << m.plm_size << ", relative reconstruction MSE " << std::setprecision(4)
         << m.quantizer_relative_mse << "\n";
@@ -224,7 +218,7 @@ void print_prepared_summary(const PreparedData &d, std::ostream &out) {
         << "distinct codes"
         << "\n";
     int64_t tot_users = 0, tot_items = 0, tot_train = 0;
-    for (const auto &pd : d.domains) {
+    for (const auto& pd : d.domains) {
         const double mean_len =
             pd.test.rows() ? double(pd.test.items.size()) / double(pd.test.rows()) : 0;
         std::set<std::vector<int32_t>> distinct;
@@ -251,7 +245,7 @@ void print_prepared_summary(const PreparedData &d, std::ostream &out) {
         << m.code_dim << "-code tuple)\n";
 }
 
-void run_prepare(const Config &cfg, const Logger &log, std::ostream &out) {
+void run_prepare(const Config& cfg, const Logger& log, std::ostream& out) {
     Stopwatch total;
     const std::string path = prepared_path(cfg);
     PreparedData d = prepare_dataset(cfg, log);
@@ -269,7 +263,7 @@ void run_prepare(const Config &cfg, const Logger &log, std::ostream &out) {
     out.unsetf(std::ios::fixed);
 }
 
-void run_synth(const Config &cfg, const Logger &log, std::ostream &out) {
+void run_synth(const Config& cfg, const Logger& log, std::ostream& out) {
     SynthOptions o;
     o.output = cfg.get_string("synth.output");
     o.n_domains = cfg.get_int("synth.n_domains");
@@ -295,7 +289,7 @@ void run_synth(const Config &cfg, const Logger &log, std::ostream &out) {
     Stopwatch sw;
     const SynthSummary s = write_synthetic_dataset(o);
     int64_t users = 0, items = 0, inter = 0, train = 0;
-    for (const auto &d : s.domains) {
+    for (const auto& d : s.domains) {
         users += d.n_users;
         items += d.n_items;
         inter += d.n_interactions;
@@ -306,15 +300,14 @@ void run_synth(const Config &cfg, const Logger &log, std::ostream &out) {
         << std::setw(8) << "items" << std::setw(10) << "train" << std::setw(10) << "mean len"
         << "\n";
     for (size_t i = 0; i < show; ++i) {
-        const auto &d = s.domains[i];
+        const auto& d = s.domains[i];
         out << std::left << std::setw(12) << d.name << std::right << std::setw(9)
             << fmt_count(d.n_users) << std::setw(8) << fmt_count(d.n_items) << std::setw(10)
             << fmt_count(d.n_train_rows) << std::setw(10) << std::fixed << std::setprecision(2)
             << d.mean_seq_len << "\n";
         out.unsetf(std::ios::fixed);
     }
-    if (show < s.domains.size())
-        out << "... (" << s.domains.size() - show << " more)\n";
+    if (show < s.domains.size()) out << "... (" << s.domains.size() - show << " more)\n";
     out << "synth: " << s.domains.size() << " domains, " << fmt_count(users) << " users, "
         << fmt_count(items) << " items, " << fmt_count(inter) << " interactions, "
         << fmt_count(train) << " train rows -> " << o.output << " in " << std::fixed

@@ -13,21 +13,21 @@
 namespace pfcr {
 
 // data.prepared, or <output_dir>/prepared.h5 when empty.
-std::string prepared_path(const Config &cfg);
+std::string prepared_path(const Config& cfg);
 
 // Reads every domain, featurizes, fits the joint quantizer; returns the prepared data in memory.
-PreparedData prepare_dataset(const Config &cfg, const Logger &log);
+PreparedData prepare_dataset(const Config& cfg, const Logger& log);
 
 // `pfcr prepare`: prepare_dataset + write prepared.h5 + config.resolved.yaml + summary on `out`.
-void run_prepare(const Config &cfg, const Logger &log, std::ostream &out);
+void run_prepare(const Config& cfg, const Logger& log, std::ostream& out);
 
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
-void run_synth(const Config &cfg, const Logger &log, std::ostream &out);
+void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 
 // `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.
-int run_inspect(const std::string &path, std::ostream &out);
+int run_inspect(const std::string& path, std::ostream& out);
 
 // Human-readable summary table of prepared data.
-void print_prepared_summary(const PreparedData &d, std::ostream &out);
+void print_prepared_summary(const PreparedData& d, std::ostream& out);
 
 } // namespace pfcr

@@ -9,7 +9,7 @@
 
 namespace pfcr {
 
-int run_inspect(const std::string &path, std::ostream &out) {
+int run_inspect(const std::string& path, std::ostream& out) {
     check(std::filesystem::exists(path), path, ": no such file");
     check(h5::is_hdf5(path), path, ": not an HDF5 file");
     std::string format;
@@ -24,12 +24,11 @@ int run_inspect(const std::string &path, std::ostream &out) {
     if (!problems.empty()) {
         out << path << ": INVALID " << prepared_format << " file (" << problems.size()
             << " problems)\n";
-        for (const auto &p : problems)
-            out << "  " << p << "\n";
+        for (const auto& p : problems) out << "  " << p << "\n";
         return 1;
     }
     const PreparedData d = read_prepared(path);
-    const auto &m = d.manifest;
+    const auto& m = d.manifest;
     out << path << ": " << prepared_format << " " << prepared_format_version << ", written by pfcr "
         << m.software_version << " at " << m.created_utc << "\n";
     out << "fingerprint " << m.fingerprint << ", " << m.input_files.size() << " input files\n";

@@ -24,14 +24,12 @@ TEST(KeyedRng, SameKeyAndCounterGiveSameDrawsRegardlessOfOrder) {
     const KeyedRng rng(2020, RngPurpose::dropout);
     auto a = rng.stream(3, 7, 1);
     std::vector<uint32_t> first;
-    for (int i = 0; i < 10; ++i)
-        first.push_back(a.next_u32());
+    for (int i = 0; i < 10; ++i) first.push_back(a.next_u32());
     // Draw from another stream in between: no shared state.
     auto other = rng.stream(4, 7, 1);
     (void)other.next_u32();
     auto b = KeyedRng(2020, RngPurpose::dropout).stream(3, 7, 1);
-    for (int i = 0; i < 10; ++i)
-        EXPECT_EQ(b.next_u32(), first[size_t(i)]);
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(b.next_u32(), first[size_t(i)]);
 }
 
 TEST(KeyedRng, PurposeSeedAndCounterSeparateStreams) {
@@ -72,6 +70,5 @@ TEST(KeyedRng, BelowIsInRangeAndCoversAllValues) {
         ASSERT_LT(v, 7u);
         ++hits[v];
     }
-    for (int h : hits)
-        EXPECT_GT(h, 800); // expectation 1000, sd ~29
+    for (int h : hits) EXPECT_GT(h, 800); // expectation 1000, sd ~29
 }

@@ -14,7 +14,7 @@ using namespace pfcr;
 namespace {
 const std::string data_dir = std::string(PFCR_SOURCE_DIR) + "/data";
 
-std::vector<int32_t> history(const Split &s, size_t r) {
+std::vector<int32_t> history(const Split& s, size_t r) {
     return {s.items.begin() + s.indptr[r], s.items.begin() + s.indptr[r + 1]};
 }
 } // namespace
@@ -57,12 +57,10 @@ TEST(AtomicFiles, LeaveOneOutStructureHolds) {
         ASSERT_EQ(d.test.users[u], int32_t(u));
         auto expect = history(d.valid, u);
         expect.push_back(d.valid.targets[u]);
-        if (expect.size() > 50)
-            expect.erase(expect.begin(), expect.end() - 50);
+        if (expect.size() > 50) expect.erase(expect.begin(), expect.end() - 50);
         ASSERT_EQ(history(d.test, u), expect) << "user " << u;
         max_len = std::max(max_len, history(d.test, u).size());
-        for (int32_t it : history(d.test, u))
-            ASSERT_GE(it, 1);
+        for (int32_t it : history(d.test, u)) ASSERT_GE(it, 1);
     }
     EXPECT_EQ(max_len, 50u); // README: 3 users have more than 52 interactions
 }
@@ -75,8 +73,7 @@ TEST(AtomicFiles, TextsJoinThroughItem2Index) {
     const auto it = std::find(d.item_raw_ids.begin(), d.item_raw_ids.end(), "B0000223SI");
     ASSERT_NE(it, d.item_raw_ids.end());
     EXPECT_EQ(texts[size_t(it - d.item_raw_ids.begin())].rfind("PORTER-CABLE 740000801", 0), 0u);
-    for (const auto &t : texts)
-        EXPECT_FALSE(t.empty());
+    for (const auto& t : texts) EXPECT_FALSE(t.empty());
 }
 
 TEST(AtomicFiles, FeatureFileOfScientificMM) {
@@ -95,15 +92,14 @@ TEST(AtomicFiles, BundledFilesMatchTheSha256TableOfDataReadme) {
     std::map<std::string, std::string> table;
     for (std::string line; std::getline(readme, line);) {
         const auto cols = split(line, '|');
-        if (cols.size() < 5)
-            continue;
+        if (cols.size() < 5) continue;
         const std::string file(trim(cols[1])), sha(trim(cols[3]));
         if (sha.size() == 64 &&
             (file.rfind("Scientific.", 0) == 0 || file.rfind("Office2014.", 0) == 0))
             table[file] = sha;
     }
     ASSERT_EQ(table.size(), 12u);
-    for (const auto &[file, sha] : table) {
+    for (const auto& [file, sha] : table) {
         const std::string domain = file.substr(0, file.find('.'));
         EXPECT_EQ(sha256_file(data_dir + "/" + domain + "/" + file), sha) << file;
     }

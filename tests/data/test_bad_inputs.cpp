@@ -40,37 +40,35 @@ const std::string inter_header = "user_id:token\titem_id_list:token_seq\titem_id
 // ---------------------------------------------------------------------------------------------
 // File helpers
 
-std::string read_bytes(const fs::path &p) {
+std::string read_bytes(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
     std::ostringstream os;
     os << f.rdbuf();
     return os.str();
 }
 
-void write_bytes(const fs::path &p, const std::string &bytes) {
+void write_bytes(const fs::path& p, const std::string& bytes) {
     std::ofstream f(p, std::ios::binary | std::ios::trunc);
     f << bytes;
     ASSERT_TRUE(bool(f)) << "cannot write " << p;
 }
 
 // Lines without their LF; the file is expected to end in LF.
-std::vector<std::string> read_lines(const fs::path &p) {
+std::vector<std::string> read_lines(const fs::path& p) {
     std::vector<std::string> lines;
     std::istringstream in(read_bytes(p));
-    for (std::string line; std::getline(in, line);)
-        lines.push_back(line);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
     return lines;
 }
 
-void write_lines(const fs::path &p, const std::vector<std::string> &lines) {
+void write_lines(const fs::path& p, const std::vector<std::string>& lines) {
     std::string bytes;
-    for (const auto &l : lines)
-        bytes += l + "\n";
+    for (const auto& l : lines) bytes += l + "\n";
     write_bytes(p, bytes);
 }
 
 // Replaces 1-based line `line_no` of a text file.
-void replace_line(const fs::path &p, size_t line_no, const std::string &text) {
+void replace_line(const fs::path& p, size_t line_no, const std::string& text) {
     auto lines = read_lines(p);
     ASSERT_LE(line_no, lines.size()) << p;
     lines[line_no - 1] = text;
@@ -78,38 +76,36 @@ void replace_line(const fs::path &p, size_t line_no, const std::string &text) {
 }
 
 // A path as a YAML double-quoted scalar (temp paths hold no quotes or backslashes).
-std::string yaml_quoted(const fs::path &p) {
+std::string yaml_quoted(const fs::path& p) {
     std::string s = "\"";
     s += p.string();
     s += '"';
     return s;
 }
 
-std::vector<std::string> split_on(const std::string &s, char sep) {
+std::vector<std::string> split_on(const std::string& s, char sep) {
     std::vector<std::string> parts;
     size_t start = 0;
     for (;;) {
         const size_t end = s.find(sep, start);
         parts.push_back(s.substr(start, end - start));
-        if (end == std::string::npos)
-            return parts;
+        if (end == std::string::npos) return parts;
         start = end + 1;
     }
 }
 
 // Raw float32 features (n x dim), values in [-1, 1); deterministic in `seed`.
-void write_features(const fs::path &p, int64_t n, int64_t dim, uint32_t seed) {
+void write_features(const fs::path& p, int64_t n, int64_t dim, uint32_t seed) {
     std::mt19937 rng(seed);
     std::vector<float> v(size_t(n * dim));
-    for (auto &x : v)
-        x = float(rng() % 2000) / 1000.0f - 1.0f;
-    write_bytes(p, std::string(reinterpret_cast<const char *>(v.data()), v.size() * sizeof(float)));
+    for (auto& x : v) x = float(rng() % 2000) / 1000.0f - 1.0f;
+    write_bytes(p, std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
 }
 
-void poke_float(const fs::path &p, int64_t index, float value) {
+void poke_float(const fs::path& p, int64_t index, float value) {
     std::fstream f(p, std::ios::binary | std::ios::in | std::ios::out);
     f.seekp(std::streamoff(index * int64_t(sizeof(float))));
-    f.write(reinterpret_cast<const char *>(&value), sizeof value);
+    f.write(reinterpret_cast<const char*>(&value), sizeof value);
     ASSERT_TRUE(bool(f)) << "cannot patch " << p;
 }
 
@@ -117,33 +113,32 @@ void poke_float(const fs::path &p, int64_t index, float value) {
 // A tiny valid domain, written with the leave-one-out rule of shared/data/README.md: user u has
 // a sequence of 5..8 items; the items are handed out round-robin first so every item occurs.
 
-std::string raw_item_id(const std::string &domain, int64_t i) {
+std::string raw_item_id(const std::string& domain, int64_t i) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "B%c%08lld", domain[0], static_cast<long long>(i));
     return buf;
 }
 
-void write_tiny_domain(const fs::path &root, const std::string &name, int n_items, int n_users,
+void write_tiny_domain(const fs::path& root, const std::string& name, int n_items, int n_users,
                        uint32_t seed) {
     const fs::path dir = root / name;
     fs::create_directories(dir);
     std::mt19937 rng(seed);
     int next_new = 0;
     std::vector<std::vector<int>> seqs(static_cast<size_t>(n_users));
-    for (auto &s : seqs) {
+    for (auto& s : seqs) {
         const int len = 5 + int(rng() % 4);
         for (int j = 0; j < len; ++j)
             s.push_back(next_new < n_items ? next_new++ : int(rng() % uint32_t(n_items)));
     }
     ASSERT_EQ(next_new, n_items) << "too few interactions to use every item";
 
-    const auto row = [](std::string &out, size_t user, const std::vector<int> &s, size_t t) {
+    const auto row = [](std::string& out, size_t user, const std::vector<int>& s, size_t t) {
         out += std::to_string(user);
         out += '\t';
         const size_t first = t > 50 ? t - 50 : 0;
         for (size_t j = first; j < t; ++j) {
-            if (j > first)
-                out += ' ';
+            if (j > first) out += ' ';
             out += std::to_string(s[j]);
         }
         out += '\t';
@@ -152,10 +147,9 @@ void write_tiny_domain(const fs::path &root, const std::string &name, int n_item
     };
     std::string train = inter_header + "\n", valid = train, test = train;
     for (size_t u = 0; u < seqs.size(); ++u) {
-        const auto &s = seqs[u];
+        const auto& s = seqs[u];
         const size_t L = s.size();
-        for (size_t k = 1; k + 3 <= L; ++k)
-            row(train, u, s, L - 2 - k); // newest target first
+        for (size_t k = 1; k + 3 <= L; ++k) row(train, u, s, L - 2 - k); // newest target first
         row(valid, u, s, L - 2);
         row(test, u, s, L - 1);
     }
@@ -171,7 +165,7 @@ void write_tiny_domain(const fs::path &root, const std::string &name, int n_item
         std::snprintf(buf, sizeof buf, "U%c%09d", name[0], u);
         users += std::string(buf) + "\t" + std::to_string(u) + "\n";
     }
-    static const char *words[] = {"glue",   "tape",  "sensor", "pipette", "scale",   "glove",
+    static const char* words[] = {"glue",   "tape",  "sensor", "pipette", "scale",   "glove",
                                   "beaker", "drill", "pen",    "folder",  "stapler", "lamp"};
     // Reverse index order: the reader must join .text rows through item2index.
     for (int i = n_items - 1; i >= 0; --i)
@@ -193,7 +187,7 @@ class BadInputs : public ::testing::Test {
 protected:
     void SetUp() override {
         static std::atomic<int> counter{0};
-        const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
         tmp_ = fs::temp_directory_path() / ("pfcr_test_bad_inputs_" + std::to_string(::getpid()) +
                                             "_" + info->name() + "_" + std::to_string(counter++));
         fs::remove_all(tmp_);
@@ -209,17 +203,17 @@ protected:
     fs::path data_dir() const { return tmp_ / "data"; }
     fs::path out_dir() const { return tmp_ / "out"; }
     // <data>/<D>/<D>.<suffix>, as a string because messages are compared as text.
-    std::string file(const std::string &domain, const std::string &suffix) const {
+    std::string file(const std::string& domain, const std::string& suffix) const {
         return (data_dir() / domain / (domain + "." + suffix)).string();
     }
     // "<path>:<line>: ", the prefix every line-level message must start its context with.
-    std::string at(const std::string &domain, const std::string &suffix, size_t line) const {
+    std::string at(const std::string& domain, const std::string& suffix, size_t line) const {
         return file(domain, suffix) + ":" + std::to_string(line) + ": ";
     }
 
     // Small quantizer and featurizer so that the passing runs take well under a second. Line 7
     // is data.domains (checked by the empty-domains test).
-    std::string base_yaml(const std::string &domains = "[Sci, Office]") const {
+    std::string base_yaml(const std::string& domains = "[Sci, Office]") const {
         std::string y;
         y += "output_dir: " + yaml_quoted(out_dir()) + "\n"; // line 1
         y += "code_dim: 4\ncode_cap: 16\nplm_size: 32\n";    // lines 2-4
@@ -230,7 +224,7 @@ protected:
         y += "  quantizer_iterations: 5\n  quantizer_threads: 1\n";
         return y;
     }
-    Config config(const std::string &domains = "[Sci, Office]") const {
+    Config config(const std::string& domains = "[Sci, Office]") const {
         return Config::from_yaml_text(base_yaml(domains), "test.yaml");
     }
 
@@ -246,14 +240,14 @@ protected:
 
 // Runs fn, which must throw exactly one pfcr::Error, and returns its message. Anything else
 // (no throw, another exception type, a multi-line message) fails the test.
-std::string error_of(const std::function<void()> &fn) {
+std::string error_of(const std::function<void()>& fn) {
     try {
         fn();
-    } catch (const Error &e) {
+    } catch (const Error& e) {
         const std::string msg = e.what();
         EXPECT_THAT(msg, Not(HasSubstr("\n"))) << "an error is one line";
         return msg;
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
         ADD_FAILURE() << "expected pfcr::Error, got another exception: " << e.what();
         return e.what();
     }
@@ -261,16 +255,15 @@ std::string error_of(const std::function<void()> &fn) {
     return "";
 }
 
-std::string prepare_error(const Config &cfg, const Logger &log) {
+std::string prepare_error(const Config& cfg, const Logger& log) {
     return error_of([&] { prepare_dataset(cfg, log); });
 }
 
 // Files in `dir` whose name marks them as an unfinished atomic write.
-std::vector<std::string> temp_siblings(const fs::path &dir) {
+std::vector<std::string> temp_siblings(const fs::path& dir) {
     std::vector<std::string> found;
-    if (!fs::exists(dir))
-        return found;
-    for (const auto &e : fs::directory_iterator(dir))
+    if (!fs::exists(dir)) return found;
+    for (const auto& e : fs::directory_iterator(dir))
         if (e.path().filename().string().find(".tmp.") != std::string::npos)
             found.push_back(e.path().filename().string());
     return found;
@@ -375,10 +368,8 @@ TEST_F(BadInputs, HistoryLongerThanMaxItemListLength) {
     size_t line_no = 0, len = 0;
     for (size_t i = 1; i < lines.size() && !line_no; ++i) {
         len = 0;
-        for (const auto &tok : split_on(split_on(lines[i], '\t')[1], ' '))
-            len += !tok.empty();
-        if (len > 3)
-            line_no = i + 1;
+        for (const auto& tok : split_on(split_on(lines[i], '\t')[1], ' ')) len += !tok.empty();
+        if (len > 3) line_no = i + 1;
     }
     ASSERT_GT(line_no, 0u);
     Config cfg = config();
@@ -769,7 +760,7 @@ protected:
         std::error_code ec;
         fs::remove_all(dir_, ec);
     }
-    std::string write(const std::string &name, const std::string &yaml) {
+    std::string write(const std::string& name, const std::string& yaml) {
         const auto p = (dir_ / name).string();
         write_bytes(p, yaml);
         return p;

@@ -42,7 +42,7 @@ TEST(Batching, GatherPacksTrueLengthHistories) {
     EXPECT_EQ(b.max_len, 4);
     EXPECT_EQ(b.tokens(), 6);
     const int64_t one[] = {1};
-    gather_batch(s, one, 1, b);  // reuse: previous contents are replaced
+    gather_batch(s, one, 1, b); // reuse: previous contents are replaced
     EXPECT_EQ(b.items, (std::vector<int32_t>{7}));
     EXPECT_EQ(b.size(), 1);
 }

@@ -34,8 +34,7 @@ TEST(Featurizer, DeterministicUnitNormAndThreadIndependent) {
     EXPECT_EQ(a, b); // bitwise
     for (size_t i = 0; i < 800; ++i) {
         double n2 = 0;
-        for (size_t j = 0; j < 96; ++j)
-            n2 += double(a[i * 96 + j]) * a[i * 96 + j];
+        for (size_t j = 0; j < 96; ++j) n2 += double(a[i * 96 + j]) * a[i * 96 + j];
         EXPECT_NEAR(n2, 1.0, 1e-5);
     }
     opt.seed = 7;
@@ -55,8 +54,7 @@ TEST(Featurizer, SimilarTextsAreCloserThanUnrelatedOnes) {
     const auto f = featurize_texts(texts, opt);
     const auto cos = [&](size_t a, size_t b) {
         double s = 0;
-        for (size_t j = 0; j < 768; ++j)
-            s += double(f[a * 768 + j]) * f[b * 768 + j];
+        for (size_t j = 0; j < 768; ++j) s += double(f[a * 768 + j]) * f[b * 768 + j];
         return s;
     };
     // The two sanding rolls share most n-grams; the gloves share none. With 768 random

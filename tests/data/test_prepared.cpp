@@ -21,21 +21,21 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string temp_dir(const std::string &name) {
+std::string temp_dir(const std::string& name) {
     const auto dir = std::filesystem::temp_directory_path() / "pfcr_test_prepared" / name;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     return dir.string();
 }
 
-Config mm_config(const std::string &out) {
+Config mm_config(const std::string& out) {
     return Config::load({}, {"data.path=" + std::string(PFCR_SOURCE_DIR) + "/tests/fixtures",
                              "data.domains=[ScientificMM]", "data.features=file", "plm_size=512",
                              "code_dim=8", "data.opq_iterations=2", "data.quantizer_iterations=5",
                              "output_dir=" + out});
 }
 
-bool same_split(const Split &a, const Split &b) {
+bool same_split(const Split& a, const Split& b) {
     return a.indptr == b.indptr && a.items == b.items && a.targets == b.targets &&
            a.users == b.users;
 }
@@ -48,7 +48,7 @@ TEST(Prepared, FeatureFileDomainRoundTrips) {
     const Logger log(0, true);
     const PreparedData d = prepare_dataset(cfg, log);
     ASSERT_EQ(d.domains.size(), 1u);
-    const auto &pd = d.domains[0];
+    const auto& pd = d.domains[0];
     EXPECT_EQ(pd.n_items, 1585);
     EXPECT_EQ(pd.n_users, 2928);
     EXPECT_EQ(pd.train.rows(), 10928u);
@@ -59,15 +59,14 @@ TEST(Prepared, FeatureFileDomainRoundTrips) {
     EXPECT_EQ(d.manifest.input_sha256.back(),
               "45fc2f23e1cd621f67ffc8584aa0cc30adae6eb5d7a354f79a2f93e6b94f8ae2"); // data README
     int64_t pop = 0;
-    for (auto c : pd.item_popularity)
-        pop += c;
+    for (auto c : pd.item_popularity) pop += c;
     EXPECT_EQ(pop, 10928);
 
     const std::string path = out + "/prepared.h5";
     write_prepared(path, d);
     EXPECT_TRUE(validate_prepared(path).empty());
     const PreparedData back = read_prepared(path);
-    const auto &bd = back.domains[0];
+    const auto& bd = back.domains[0];
     EXPECT_EQ(bd.item_codes, pd.item_codes);
     EXPECT_EQ(bd.item_popularity, pd.item_popularity);
     EXPECT_TRUE(same_split(bd.train, pd.train));
@@ -119,10 +118,9 @@ TEST(Prepared, BundledPairThroughTextFeaturizerWithOneJointQuantizer) {
     // Joint quantizer: both domains use the same code rows (the shared table), so every
     // sub-code's row range is used by both domains.
     const int64_t M = d.manifest.code_dim, cap = d.manifest.code_cap;
-    for (const auto &pd : d.domains) {
+    for (const auto& pd : d.domains) {
         std::set<int32_t> used;
-        for (int64_t i = 1; i <= pd.n_items; ++i)
-            used.insert(pd.item_codes[size_t(i * M)]);
+        for (int64_t i = 1; i <= pd.n_items; ++i) used.insert(pd.item_codes[size_t(i * M)]);
         EXPECT_GT(int64_t(used.size()), cap / 2) << pd.name; // sub-code 0 uses most values
     }
     EXPECT_TRUE(std::filesystem::exists(out + "/config.resolved.yaml"));

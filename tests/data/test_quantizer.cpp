@@ -16,8 +16,7 @@ std::vector<float> clustered(int64_t n, int64_t d, uint64_t seed) {
     const KeyedRng rng(seed, RngPurpose::synth);
     auto s = rng.stream(0);
     std::vector<float> centres(size_t(40 * d));
-    for (auto &c : centres)
-        c = float(s.normal());
+    for (auto& c : centres) c = float(s.normal());
     std::vector<float> x(size_t(n * d));
     for (int64_t i = 0; i < n; ++i) {
         const auto c = s.below(40);

@@ -33,7 +33,7 @@ class TempDir {
 public:
     TempDir() {
         static std::atomic<int> counter{0};
-        const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
+        const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
         path_ = fs::temp_directory_path() / ("pfcr_test_synth_" + std::to_string(::getpid()) + "_" +
                                              info->name() + "_" + std::to_string(counter++));
         fs::remove_all(path_);
@@ -43,13 +43,13 @@ public:
         std::error_code ec;
         fs::remove_all(path_, ec);
     }
-    std::string str(const std::string &sub = "") const { return (path_ / sub).string(); }
+    std::string str(const std::string& sub = "") const { return (path_ / sub).string(); }
 
 private:
     fs::path path_;
 };
 
-std::string read_bytes(const fs::path &p) {
+std::string read_bytes(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
     std::ostringstream os;
     os << f.rdbuf();
@@ -57,28 +57,26 @@ std::string read_bytes(const fs::path &p) {
 }
 
 // Every regular file under `dir`, keyed by its relative path.
-std::map<std::string, std::string> snapshot(const std::string &dir) {
+std::map<std::string, std::string> snapshot(const std::string& dir) {
     std::map<std::string, std::string> files;
-    for (const auto &e : fs::recursive_directory_iterator(dir))
-        if (e.is_regular_file())
-            files[fs::relative(e.path(), dir).string()] = read_bytes(e.path());
+    for (const auto& e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = read_bytes(e.path());
     return files;
 }
 
-std::vector<std::string> split(const std::string &s, char sep) {
+std::vector<std::string> split(const std::string& s, char sep) {
     std::vector<std::string> parts;
     size_t start = 0;
     for (;;) {
         const size_t end = s.find(sep, start);
         parts.push_back(s.substr(start, end - start));
-        if (end == std::string::npos)
-            return parts;
+        if (end == std::string::npos) return parts;
         start = end + 1;
     }
 }
 
 // Lines of a text file that must end in exactly one LF per line.
-std::vector<std::string> text_lines(const std::string &bytes) {
+std::vector<std::string> text_lines(const std::string& bytes) {
     EXPECT_TRUE(!bytes.empty() && bytes.back() == '\n') << "file must end with LF";
     EXPECT_EQ(bytes.find('\r'), std::string::npos) << "file must use LF line endings";
     auto lines = split(bytes, '\n');
@@ -86,14 +84,14 @@ std::vector<std::string> text_lines(const std::string &bytes) {
     return lines;
 }
 
-int64_t to_int(const std::string &s) {
+int64_t to_int(const std::string& s) {
     size_t used = 0;
     const long long v = std::stoll(s, &used);
     EXPECT_EQ(used, s.size()) << "'" << s << "' is not an integer";
     return v;
 }
 
-SynthOptions small_options(const std::string &output) {
+SynthOptions small_options(const std::string& output) {
     SynthOptions o;
     o.output = output;
     o.n_domains = 3;
@@ -110,32 +108,30 @@ SynthOptions small_options(const std::string &output) {
     return o;
 }
 
-std::string domain_dir(const SynthOptions &o, const std::string &name) {
+std::string domain_dir(const SynthOptions& o, const std::string& name) {
     return (fs::path(o.output) / name).string();
 }
 
-std::string domain_file(const SynthOptions &o, const std::string &name, const std::string &ext) {
+std::string domain_file(const SynthOptions& o, const std::string& name, const std::string& ext) {
     return (fs::path(o.output) / name / (name + "." + ext)).string();
 }
 
 const std::string inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
 
 // The leave-one-out rule of shared/data/README.md, written independently of synth.cpp.
-void write_split(const std::vector<std::vector<int64_t>> &seqs, int64_t max_history,
-                 std::string &train, std::string &valid, std::string &test) {
-    const auto row = [&](std::string &out, size_t user, const std::vector<int64_t> &s, size_t t) {
+void write_split(const std::vector<std::vector<int64_t>>& seqs, int64_t max_history,
+                 std::string& train, std::string& valid, std::string& test) {
+    const auto row = [&](std::string& out, size_t user, const std::vector<int64_t>& s, size_t t) {
         out += std::to_string(user) + "\t";
         const size_t first = t > size_t(max_history) ? t - size_t(max_history) : 0;
-        for (size_t j = first; j < t; ++j)
-            out += (j > first ? " " : "") + std::to_string(s[j]);
+        for (size_t j = first; j < t; ++j) out += (j > first ? " " : "") + std::to_string(s[j]);
         out += "\t" + std::to_string(s[t]) + "\n";
     };
     train = valid = test = inter_header + "\n";
     for (size_t u = 0; u < seqs.size(); ++u) {
-        const auto &s = seqs[u];
+        const auto& s = seqs[u];
         const size_t L = s.size();
-        for (size_t k = 1; k + 3 <= L; ++k)
-            row(train, u, s, L - 2 - k);
+        for (size_t k = 1; k + 3 <= L; ++k) row(train, u, s, L - 2 - k);
         row(valid, u, s, L - 2);
         row(test, u, s, L - 1);
     }
@@ -150,14 +146,14 @@ struct ParsedDomain {
 
 // Reads one domain back, checking every format rule on the way, and rebuilds each user's
 // full sequence from train (targets newest first, first history item), valid and test.
-void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain_index,
-                  ParsedDomain &out) {
+void parse_domain(const SynthOptions& o, const std::string& name, int64_t domain_index,
+                  ParsedDomain& out) {
     const std::string did = [&] {
         std::string s = std::to_string(domain_index);
         return "d" + std::string(s.size() < 3 ? 3 - s.size() : 0, '0') + s;
     }();
     // item2index / user2index: "<raw>\t<index>", indices 0..n-1 in order, distinct raw ids.
-    const auto read_index = [&](const std::string &ext, char kind, int64_t &n) {
+    const auto read_index = [&](const std::string& ext, char kind, int64_t& n) {
         const auto lines = text_lines(read_bytes(domain_file(o, name, ext)));
         std::set<std::string> raws;
         for (size_t i = 0; i < lines.size(); ++i) {
@@ -187,7 +183,7 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
             EXPECT_FALSE(cols[1].empty()) << "text:" << i + 1;
             EXPECT_TRUE(by_raw.emplace(cols[0], cols[1]).second) << cols[0];
         }
-        for (const auto &line : items) {
+        for (const auto& line : items) {
             const auto raw = split(line, '\t')[0];
             ASSERT_TRUE(by_raw.count(raw)) << raw << " has no text";
             out.texts.push_back(by_raw[raw]);
@@ -200,7 +196,7 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
         std::vector<int64_t> history;
         int64_t target;
     };
-    const auto read_inter = [&](const std::string &ext, std::vector<Row> &rows) {
+    const auto read_inter = [&](const std::string& ext, std::vector<Row>& rows) {
         const auto lines = text_lines(read_bytes(domain_file(o, name, ext)));
         ASSERT_FALSE(lines.empty());
         EXPECT_EQ(lines[0], inter_header);
@@ -208,12 +204,10 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
             const auto cols = split(lines[i], '\t');
             ASSERT_EQ(cols.size(), 3u) << ext << ":" << i + 1;
             Row r{to_int(cols[0]), {}, to_int(cols[2])};
-            for (const auto &tok : split(cols[1], ' '))
-                r.history.push_back(to_int(tok));
+            for (const auto& tok : split(cols[1], ' ')) r.history.push_back(to_int(tok));
             EXPECT_TRUE(r.user >= 0 && r.user < out.n_users) << ext << ":" << i + 1;
             EXPECT_TRUE(r.target >= 0 && r.target < out.n_items) << ext << ":" << i + 1;
-            for (int64_t v : r.history)
-                EXPECT_TRUE(v >= 0 && v < out.n_items) << ext;
+            for (int64_t v : r.history) EXPECT_TRUE(v >= 0 && v < out.n_items) << ext;
             EXPECT_TRUE(!r.history.empty() && int64_t(r.history.size()) <= o.max_history)
                 << ext << ":" << i + 1;
             rows.push_back(std::move(r));
@@ -239,7 +233,7 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
             last = r;
         }
         ASSERT_FALSE(targets.empty()) << "user " << u << " has no train row";
-        auto &s = out.seqs[size_t(u)];
+        auto& s = out.seqs[size_t(u)];
         s.push_back(train[last].history.front()); // history of s[1] is exactly s[0]
         s.insert(s.end(), targets.rbegin(), targets.rend());
         s.push_back(valid[size_t(u)].target);
@@ -260,7 +254,7 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
     ASSERT_EQ(feat.size(), size_t(out.n_items * o.feature_dim) * 4);
     out.features.resize(size_t(out.n_items * o.feature_dim));
     for (size_t i = 0; i < out.features.size(); ++i) {
-        const auto *b = reinterpret_cast<const unsigned char *>(feat.data()) + 4 * i;
+        const auto* b = reinterpret_cast<const unsigned char*>(feat.data()) + 4 * i;
         const uint32_t bits =
             uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
         std::memcpy(&out.features[i], &bits, 4);
@@ -268,7 +262,7 @@ void parse_domain(const SynthOptions &o, const std::string &name, int64_t domain
     }
 }
 
-double cosine(const float *a, const float *b, int64_t n) {
+double cosine(const float* a, const float* b, int64_t n) {
     double ab = 0, aa = 0, bb = 0;
     for (int64_t j = 0; j < n; ++j) {
         ab += double(a[j]) * b[j];
@@ -296,7 +290,7 @@ TEST(Synth, SameOptionsGiveIdenticalBytesOnAnyThreadCount) {
     }
     auto second = snapshot(serial.output);
     ASSERT_EQ(second.size(), first.size());
-    for (const auto &[path, bytes] : first) {
+    for (const auto& [path, bytes] : first) {
         if (path != "synth.yaml") {
             EXPECT_TRUE(second[path] == bytes) << path;
         }
@@ -311,7 +305,7 @@ TEST(Synth, DifferentSeedChangesEveryDomain) {
     p.seed = o.seed + 1;
     const auto so = write_synthetic_dataset(o);
     const auto sp = write_synthetic_dataset(p);
-    for (const auto &d : so.domains) {
+    for (const auto& d : so.domains) {
         EXPECT_NE(read_bytes(domain_file(o, d.name, "train.inter")),
                   read_bytes(domain_file(p, d.name, "train.inter")))
             << d.name;
@@ -331,7 +325,7 @@ TEST(Synth, FilesParseBackAndFollowLeaveOneOut) {
     ASSERT_EQ(summary.domains.size(), size_t(o.n_domains));
     bool some_history_capped = false;
     for (int64_t d = 0; d < o.n_domains; ++d) {
-        const auto &sum = summary.domains[size_t(d)];
+        const auto& sum = summary.domains[size_t(d)];
         SCOPED_TRACE(sum.name);
         EXPECT_TRUE(fs::is_directory(domain_dir(o, sum.name)));
         ParsedDomain p;
@@ -339,12 +333,11 @@ TEST(Synth, FilesParseBackAndFollowLeaveOneOut) {
         EXPECT_EQ(p.n_users, sum.n_users);
         EXPECT_EQ(p.n_items, sum.n_items);
         int64_t interactions = 0, train_rows = 0;
-        for (const auto &s : p.seqs) {
+        for (const auto& s : p.seqs) {
             const int64_t L = int64_t(s.size());
             EXPECT_GE(L, o.seq_len_min);
             EXPECT_LE(L, o.seq_len_max);
-            for (size_t j = 1; j < s.size(); ++j)
-                EXPECT_NE(s[j], s[j - 1]) << "immediate repeat";
+            for (size_t j = 1; j < s.size(); ++j) EXPECT_NE(s[j], s[j - 1]) << "immediate repeat";
             interactions += L;
             train_rows += L - 3;
             some_history_capped |= L - 1 > o.max_history;
@@ -371,7 +364,7 @@ TEST(Synth, DomainsDifferInSizeAndSparsity) {
     const auto summary = write_synthetic_dataset(o);
     std::set<int64_t> users, items;
     double lo = 1e9, hi = 0;
-    for (const auto &d : summary.domains) {
+    for (const auto& d : summary.domains) {
         EXPECT_GE(d.n_users, o.users_min);
         EXPECT_LE(d.n_users, o.users_max);
         EXPECT_GE(d.n_items, o.items_min);
@@ -434,8 +427,7 @@ TEST(Synth, FeaturesAndTextCarryTopicAcrossDomains) {
         ASSERT_EQ(topics.back().size(), size_t(doms[size_t(d)].n_items));
         std::set<int32_t> covered(topics.back().begin(), topics.back().end());
         EXPECT_LE(int64_t(covered.size()), o.topics_per_domain);
-        for (int32_t t : covered)
-            EXPECT_TRUE(t >= 0 && t < o.n_topics);
+        for (int32_t t : covered) EXPECT_TRUE(t >= 0 && t < o.n_topics);
     }
     // Mean cosine over all item pairs from different domains, split by same / other topic.
     double same = 0, other = 0;
@@ -471,12 +463,11 @@ TEST(Synth, FeaturesAndTextCarryTopicAcrossDomains) {
             const auto words = split(sentences[1], ' '); // "", root, category words...
             ASSERT_GE(words.size(), 3u) << doms[d].texts[i];
             std::string cat;
-            for (size_t w = 2; w < words.size(); ++w)
-                cat += words[w] + " ";
+            for (size_t w = 2; w < words.size(); ++w) cat += words[w] + " ";
             category_of[topics[d][i]].insert(cat);
         }
     std::set<std::string> all;
-    for (const auto &[t, cats] : category_of) {
+    for (const auto& [t, cats] : category_of) {
         EXPECT_EQ(cats.size(), 1u) << "topic " << t;
         all.insert(cats.begin(), cats.end());
     }
@@ -492,7 +483,7 @@ TEST(Synth, SequencesFollowTopics) {
         ParsedDomain p;
         ASSERT_NO_FATAL_FAILURE(parse_domain(o, summary.domains[size_t(d)].name, d, p));
         const auto topic = synthetic_item_topics(o, d);
-        for (const auto &s : p.seqs)
+        for (const auto& s : p.seqs)
             for (size_t j = 1; j < s.size(); ++j) {
                 same += topic[size_t(s[j])] == topic[size_t(s[j - 1])];
                 ++pairs;
@@ -512,11 +503,9 @@ TEST(Synth, SequencesFollowTopics) {
         ASSERT_NO_FATAL_FAILURE(parse_domain(stay, s2.domains[size_t(d)].name, d, p));
         const auto topic = synthetic_item_topics(stay, d);
         std::map<int32_t, int64_t> topic_size;
-        for (int32_t t : topic)
-            ++topic_size[t];
-        for (const auto &s : p.seqs) {
-            if (topic_size[topic[size_t(s[0])]] < 2)
-                continue;
+        for (int32_t t : topic) ++topic_size[t];
+        for (const auto& s : p.seqs) {
+            if (topic_size[topic[size_t(s[0])]] < 2) continue;
             for (size_t j = 1; j < s.size(); ++j)
                 ASSERT_EQ(topic[size_t(s[j])], topic[size_t(s[0])]);
             ++checked;
@@ -541,10 +530,9 @@ TEST(Synth, ExtremeSmallSettingsStillValid) {
     for (int64_t d = 0; d < o.n_domains; ++d) {
         ParsedDomain p;
         ASSERT_NO_FATAL_FAILURE(parse_domain(o, summary.domains[size_t(d)].name, d, p));
-        for (const auto &s : p.seqs) {
+        for (const auto& s : p.seqs) {
             ASSERT_EQ(s.size(), 4u);
-            for (size_t j = 1; j < s.size(); ++j)
-                EXPECT_NE(s[j], s[j - 1]);
+            for (size_t j = 1; j < s.size(); ++j) EXPECT_NE(s[j], s[j - 1]);
         }
     }
 }
@@ -552,25 +540,25 @@ TEST(Synth, ExtremeSmallSettingsStillValid) {
 TEST(Synth, RejectsBadOptions) {
     TempDir dir;
     const auto base = small_options(dir.str("out"));
-    const auto rejects = [&](auto change, const std::string &needle) {
+    const auto rejects = [&](auto change, const std::string& needle) {
         auto o = base;
         change(o);
         try {
             write_synthetic_dataset(o);
             ADD_FAILURE() << "accepted options; expected an error about " << needle;
-        } catch (const Error &e) {
+        } catch (const Error& e) {
             EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
         }
     };
-    rejects([](SynthOptions &o) { o.n_domains = 0; }, "n_domains");
-    rejects([](SynthOptions &o) { o.items_min = 1; }, "items_min");
-    rejects([](SynthOptions &o) { o.users_min = 100, o.users_max = 50; }, "users_max");
-    rejects([](SynthOptions &o) { o.seq_len_min = 3; }, "seq_len_min");
-    rejects([](SynthOptions &o) { o.seq_len_max = 3; }, "seq_len_max");
-    rejects([](SynthOptions &o) { o.topics_per_domain = o.n_topics + 1; }, "topics_per_domain");
-    rejects([](SynthOptions &o) { o.topic_stay = 1.5; }, "topic_stay");
-    rejects([](SynthOptions &o) { o.feature_dim = 0; }, "feature_dim");
-    rejects([](SynthOptions &o) { o.feature_suffix = "a/b"; }, "feature_suffix");
+    rejects([](SynthOptions& o) { o.n_domains = 0; }, "n_domains");
+    rejects([](SynthOptions& o) { o.items_min = 1; }, "items_min");
+    rejects([](SynthOptions& o) { o.users_min = 100, o.users_max = 50; }, "users_max");
+    rejects([](SynthOptions& o) { o.seq_len_min = 3; }, "seq_len_min");
+    rejects([](SynthOptions& o) { o.seq_len_max = 3; }, "seq_len_max");
+    rejects([](SynthOptions& o) { o.topics_per_domain = o.n_topics + 1; }, "topics_per_domain");
+    rejects([](SynthOptions& o) { o.topic_stay = 1.5; }, "topic_stay");
+    rejects([](SynthOptions& o) { o.feature_dim = 0; }, "feature_dim");
+    rejects([](SynthOptions& o) { o.feature_suffix = "a/b"; }, "feature_suffix");
     EXPECT_FALSE(fs::exists(base.output)) << "nothing may be written for invalid options";
     EXPECT_THROW(synthetic_item_topics(base, base.n_domains), Error);
 }

@@ -19,7 +19,7 @@ using ::testing::HasSubstr;
 
 namespace {
 
-std::string write_temp(const std::string &name, const std::string &text) {
+std::string write_temp(const std::string& name, const std::string& text) {
     const auto dir = std::filesystem::temp_directory_path() / "pfcr_test_config";
     std::filesystem::create_directories(dir);
     const auto path = (dir / name).string();
@@ -27,10 +27,10 @@ std::string write_temp(const std::string &name, const std::string &text) {
     return path;
 }
 
-std::string error_of(const std::function<void()> &fn) {
+std::string error_of(const std::function<void()>& fn) {
     try {
         fn();
-    } catch (const Error &e) {
+    } catch (const Error& e) {
         return e.what();
     }
     return "<no error>";
@@ -108,7 +108,7 @@ TEST(Config, FailedSetKeepsThePreviousValue) {
 
 TEST(Config, ResolvedYamlReloadsToTheSameValues) {
     // Values only: each printed line is "key: value  # origin", and origins differ by design.
-    const auto values = [](const Config &c) {
+    const auto values = [](const Config& c) {
         std::string out;
         std::istringstream in(c.to_yaml());
         for (std::string line; std::getline(in, line);)
@@ -129,7 +129,7 @@ TEST(Config, SchemaGroupsAreContiguousAndKeysUnique) {
     std::vector<std::string> groups_closed;
     std::string current;
     std::set<std::string> keys;
-    for (const auto &s : config_schema()) {
+    for (const auto& s : config_schema()) {
         EXPECT_TRUE(keys.insert(s.key).second) << "duplicate key " << s.key;
         const auto dot = s.key.find('.');
         const std::string g = dot == std::string::npos ? "" : s.key.substr(0, dot);
@@ -146,9 +146,8 @@ TEST(Config, SchemaGroupsAreContiguousAndKeysUnique) {
 TEST(Config, ShippedConfigsLoad) {
     const std::string dir = std::string(PFCR_SOURCE_DIR) + "/configs";
     int n = 0;
-    for (const auto &e : std::filesystem::directory_iterator(dir)) {
-        if (e.path().extension() != ".yaml")
-            continue;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        if (e.path().extension() != ".yaml") continue;
         EXPECT_NO_THROW(Config::load({e.path().string()})) << e.path();
         ++n;
     }

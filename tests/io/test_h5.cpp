@@ -14,7 +14,7 @@ using namespace pfcr;
 using ::testing::HasSubstr;
 
 namespace {
-std::string temp_path(const std::string &name) {
+std::string temp_path(const std::string& name) {
     const auto dir = std::filesystem::temp_directory_path() / "pfcr_test_h5";
     std::filesystem::create_directories(dir);
     return (dir / name).string();
@@ -65,7 +65,7 @@ TEST(H5, ErrorsNameFileAndObject) {
     try {
         f.read<float>("missing");
         FAIL() << "no error";
-    } catch (const Error &e) {
+    } catch (const Error& e) {
         EXPECT_THAT(e.what(), HasSubstr(path + ":/missing: dataset missing"));
     }
     const auto not_h5 = temp_path("plain.txt");
@@ -83,7 +83,7 @@ TEST(AtomicOutput, NothingAppearsUnlessCommitted) {
         EXPECT_TRUE(std::filesystem::exists(out.temp_path()));
     } // destroyed without commit, as on an exception
     EXPECT_FALSE(std::filesystem::exists(path));
-    for (const auto &e :
+    for (const auto& e :
          std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
         EXPECT_EQ(e.path().string().find("atomic.txt.tmp"), std::string::npos) << e.path();
     write_text_file_atomic(path, "done");

@@ -15,7 +15,7 @@ TEST(ParamLayout, PaperConfigNamesShapesAndCount) {
     const auto& q = layout.at("trm_encoder.layer.1.multi_head_attention.query.weight");
     EXPECT_EQ(q.shape, (std::vector<int64_t>{300, 300}));
     EXPECT_EQ(layout.at("trm_encoder.layer.0.feed_forward.dense_1.weight").shape,
-              (std::vector<int64_t>{256, 300}));  // [out, in] as PyTorch stores Linear weights
+              (std::vector<int64_t>{256, 300})); // [out, in] as PyTorch stores Linear weights
     EXPECT_EQ(layout.at("pq_code_embedding.weight").shape, (std::vector<int64_t>{8224, 300}));
     EXPECT_TRUE(layout.at("pq_code_embedding.weight").shared);
     EXPECT_FALSE(layout.at("position_embedding.weight").shared);

@@ -1,0 +1,108 @@
+// Inverted dropout (PyTorch semantics: kept values scaled by 1/(1-p)) with a counter-based mask,
+// forward and backward side by side. The keep decision of an element is a pure function of
+// (rng key, a, b, c, element index e), so it never depends on batch chunking, threads or call
+// order — provided the CALLER picks element indices that are properties of the element itself.
+// Not here: choosing the counters (see "Intended counters" below) or training/eval switching.
+//
+// Intended counters (documented contract for the encoder):
+//   rng = KeyedRng(seed, RngPurpose::dropout), a = client id, b = local step,
+//   c = dropout site id (layer * 4 + site), element index e = (batch_row * T_max + t) * C + ch
+//   with batch_row the row's index in the FULL batch, t its true position, ch the channel
+//   (dropout_row_base_packed builds row_base for packed sequences). For attention
+//   probabilities use e.g. ((batch_row * NH + h) * T_max + i) * T_max + j.
+// Draw scheme: u = rng.block(a, b, c, e / 4)[e % 4] (32 bits); the element is DROPPED iff
+// u < round(p * 2^32), so P(keep) = 1 - p up to 2^-33. Requires e < 2^34 (block index is 32
+// bits); asserted.
+#pragma once
+
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+
+#include "core/rng.hpp"
+
+namespace pfcr {
+
+// Drop threshold on a 32-bit uniform: round(p * 2^32), in [0, 2^32].
+inline uint64_t dropout_threshold(double p) {
+    assert(p >= 0.0 && p <= 1.0);
+    return uint64_t(std::llround(std::ldexp(p, 32)));
+}
+
+// Scale applied to kept values: 1/(1-p); 0 for p = 1 (everything dropped, as PyTorch).
+template <typename T> T dropout_scale(double p) {
+    return p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
+}
+
+// Keep decision for element e of stream (a, b, c). Pure function; see the file header.
+inline bool dropout_keep(const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c, uint64_t e,
+                         double p) {
+    assert((e >> 34) == 0);
+    const uint32_t u = rng.block(a, b, c, uint32_t(e >> 2))[e & 3];
+    return uint64_t(u) >= dropout_threshold(p);
+}
+
+// inp (rows,C), row_base (rows) or nullptr -> out (rows,C), mask (rows,C) in {0,1}
+//   element (r, col) has index e = row_base[r] + col  (row_base == nullptr: e = r*C + col)
+//   mask = dropout_keep(rng, a, b, c, e, p);  out = mask ? inp / (1-p) : 0
+// p = 0 is the identity (mask all ones, no draws). out may alias inp.
+template <typename T>
+void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t C, double p,
+                     const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c,
+                     const uint64_t* row_base) {
+    const int64_t n = rows * C;
+    if (p == 0.0) {
+        for (int64_t i = 0; i < n; ++i) {
+            out[i] = inp[i];
+            mask[i] = 1;
+        }
+        return;
+    }
+    const uint64_t threshold = dropout_threshold(p);
+    const T scale = dropout_scale<T>(p);
+    for (int64_t r = 0; r < rows; ++r) {
+        const uint64_t base = row_base ? row_base[r] : uint64_t(r) * uint64_t(C);
+        assert(((base + uint64_t(C)) >> 34) == 0);
+        // One Philox block serves 4 consecutive element indices; reuse it while e/4 is unchanged.
+        uint64_t cached_block = UINT64_MAX;
+        PhiloxCounter bits{};
+        for (int64_t col = 0; col < C; ++col) {
+            const uint64_t e = base + uint64_t(col);
+            if ((e >> 2) != cached_block) {
+                cached_block = e >> 2;
+                bits = rng.block(a, b, c, uint32_t(cached_block));
+            }
+            const bool keep = uint64_t(bits[e & 3]) >= threshold; // same rule as dropout_keep
+            const int64_t i = r * C + col;
+            mask[i] = keep ? 1 : 0;
+            out[i] = keep ? inp[i] * scale : T(0);
+        }
+    }
+}
+
+// dout (n), mask (n) -> dinp (n), ACCUMULATED (+=):  out = mask * inp / (1-p)
+//   =>  dinp = mask * dout / (1-p).
+template <typename T>
+void dropout_backward(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
+    const T scale = dropout_scale<T>(p);
+    for (int64_t i = 0; i < n; ++i)
+        if (mask[i]) dinp[i] += dout[i] * scale;
+}
+
+// row_base for packed sequences: off (B+1) are the chunk's offsets, its row b is row
+// first_batch_row + b of the full batch, and token row off[b] + t gets
+//   row_base = ((first_batch_row + b) * T_max + t) * C.
+// row_base has off[B] - off[0] entries (indexed from off[0]).
+template <typename Off>
+void dropout_row_base_packed(uint64_t* row_base, const Off* off, int64_t B, int64_t first_batch_row,
+                             int64_t T_max, int64_t C) {
+    for (int64_t b = 0; b < B; ++b) {
+        assert(off[b + 1] - off[b] <= T_max);
+        for (Off row = off[b]; row < off[b + 1]; ++row) {
+            const uint64_t t = uint64_t(row - off[b]);
+            row_base[row - off[0]] = ((uint64_t(first_batch_row + b) * T_max + t) * C);
+        }
+    }
+}
+
+} // namespace pfcr

@@ -1,0 +1,117 @@
+// Input embeddings of PFCR (PFCR.md §3-4): an item is the MEAN of its M code-table rows (no
+// item-ID embedding), and a learned position embedding is added to each packed token. Forward
+// and backward side by side; backward accumulates. Not here: LayerNorm/dropout after the sum,
+// the L2 normalisation of candidates (loss.hpp).
+// Dimension letters: n looked-up items, V items (V+1 rows with the padding item 0), M code_dim,
+// R code-table rows, C hidden, B sequences, T positions, N packed tokens.
+#pragma once
+
+#include <cassert>
+#include <cstdint>
+
+namespace pfcr {
+
+// Code-table row 0 is the padding row: PFCR builds the table as
+// nn.Embedding(code_dim*(code_cap+1), C, padding_idx=0), and PyTorch's embedding backward never
+// writes the padding_idx row. Only the padding item 0 uses it (real items' codes are
+// m*(code_cap+1)+c+1 >= 1), so row 0 keeps its initial value forever; backward skips it.
+inline constexpr int32_t kPaddingCodeRow = 0;
+
+namespace detail {
+// o (C) = (sum_m table[codes[m]]) / M : sum in m order, then one division (torch's mean).
+template <typename T>
+void code_mean_row(T* o, const int32_t* codes, const T* code_table, int64_t M, int64_t C) {
+    for (int64_t k = 0; k < C; ++k) o[k] = T(0);
+    for (int64_t m = 0; m < M; ++m) {
+        const T* row = code_table + int64_t(codes[m]) * C;
+        for (int64_t k = 0; k < C; ++k) o[k] += row[k];
+    }
+    for (int64_t k = 0; k < C; ++k) o[k] /= T(M);
+}
+// d_code_table[codes[m]] += g / M for m = 0..M-1 in order, skipping the padding row.
+template <typename T>
+void code_mean_row_backward(T* d_code_table, const T* g, const int32_t* codes, int64_t M,
+                            int64_t C) {
+    for (int64_t m = 0; m < M; ++m) {
+        if (codes[m] == kPaddingCodeRow) continue;
+        T* d = d_code_table + int64_t(codes[m]) * C;
+        for (int64_t k = 0; k < C; ++k) d[k] += g[k] / T(M);
+    }
+}
+} // namespace detail
+
+// items (n) int32 ids in 0..V, item_codes (V+1,M), code_table (R,C) -> out (n,C)
+// out[r] = (sum_m code_table[item_codes[items[r], m]]) / M   (torch: Embedding(...).mean(-2))
+template <typename T>
+void item_embedding_forward(T* out, const int32_t* items, const int32_t* item_codes,
+                            const T* code_table, int64_t n, int64_t M, int64_t C) {
+    for (int64_t r = 0; r < n; ++r)
+        detail::code_mean_row(out + r * C, item_codes + int64_t(items[r]) * M, code_table, M, C);
+}
+
+// dout (n,C), items (n), item_codes (V+1,M) -> d_code_table (R,C) +=
+// Inverts out[r] = sum_m table[code_m]/M: each code row receives dout[r]/M, once per occurrence
+// (an item listed twice, or two items sharing a code, add up). Scatter order is fixed
+// (r ascending, then m), so the float result is deterministic; no atomics, no threads.
+// Row kPaddingCodeRow receives nothing (padding_idx semantics, see above).
+template <typename T>
+void item_embedding_backward(T* d_code_table, const T* dout, const int32_t* items,
+                             const int32_t* item_codes, int64_t n, int64_t M, int64_t C) {
+    for (int64_t r = 0; r < n; ++r)
+        detail::code_mean_row_backward(d_code_table, dout + r * C,
+                                       item_codes + int64_t(items[r]) * M, M, C);
+}
+
+// The candidate matrix: every item 0..V (row 0 = padding item) in order.
+// item_codes (V1,M), code_table (R,C) -> out (V1,C), V1 = V+1. Same math as above with
+// items = 0..V1-1 (row j of item_codes is item j).
+template <typename T>
+void all_item_embeddings_forward(T* out, const int32_t* item_codes, const T* code_table, int64_t V1,
+                                 int64_t M, int64_t C) {
+    for (int64_t j = 0; j < V1; ++j)
+        detail::code_mean_row(out + j * C, item_codes + j * M, code_table, M, C);
+}
+
+// dout (V1,C), item_codes (V1,M) -> d_code_table (R,C) +=   (fixed order: j, then m)
+template <typename T>
+void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t* item_codes,
+                                  int64_t V1, int64_t M, int64_t C) {
+    for (int64_t j = 0; j < V1; ++j)
+        detail::code_mean_row_backward(d_code_table, dout + j * C, item_codes + j * M, M, C);
+}
+
+// inp (N,C), pos_table (T,C), off (B+1) -> out (N,C)
+// Packed tokens: token row i of sequence b (off[b] <= i < off[b+1]) is position t = i - off[b]
+// (0 = oldest item): out[i] = inp[i] + pos_table[t]. Caller guarantees every length <= T.
+// out may alias inp (element-wise).
+template <typename T>
+void add_position_embedding_forward(T* out, const T* inp, const T* pos_table, const int64_t* off,
+                                    int64_t B, int64_t C) {
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t i = off[b]; i < off[b + 1]; ++i) {
+            const T* p = pos_table + (i - off[b]) * C;
+            for (int64_t k = 0; k < C; ++k) out[i * C + k] = inp[i * C + k] + p[k];
+        }
+    }
+}
+
+// dout (N,C), off (B+1) -> dinp (N,C) +=, d_pos_table (T,C) +=
+// Inverts out[i] = inp[i] + pos_table[i - off[b]]: identity into dinp; position t collects the
+// sum over sequences b (ascending b, fixed order) of dout at that position.
+// dinp must not alias dout (it accumulates).
+template <typename T>
+void add_position_embedding_backward(T* dinp, T* d_pos_table, const T* dout, const int64_t* off,
+                                     int64_t B, int64_t C) {
+    for (int64_t b = 0; b < B; ++b) {
+        assert(off[b] <= off[b + 1]);
+        for (int64_t i = off[b]; i < off[b + 1]; ++i) {
+            T* dp = d_pos_table + (i - off[b]) * C;
+            for (int64_t k = 0; k < C; ++k) {
+                dinp[i * C + k] += dout[i * C + k];
+                dp[k] += dout[i * C + k];
+            }
+        }
+    }
+}
+
+} // namespace pfcr

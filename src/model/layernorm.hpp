@@ -1,0 +1,74 @@
+// LayerNorm over the last dimension (PyTorch semantics: biased variance, eps inside the sqrt),
+// forward and backward side by side. Mean and variance are computed in two passes in T (no
+// E[x^2] - E[x]^2 cancellation), which matters with PFCR's layer_norm_eps = 1e-12.
+// Not here: any allocation or parallelism — callers own buffers and split rows.
+// Dimensions: N rows (packed tokens or any row count), C normalised features.
+#pragma once
+
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+
+namespace pfcr {
+
+// inp (N,C), weight (C), bias (C) -> out (N,C), mean (N), rstd (N)
+//   out[n,i] = (inp[n,i] - mean[n]) * rstd[n] * weight[i] + bias[i]
+//   mean[n] = sum_i inp[n,i] / C,   rstd[n] = 1 / sqrt(sum_i (inp[n,i]-mean[n])^2 / C + eps)
+// mean and rstd are stored for the backward pass.
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+                       int64_t N, int64_t C, T eps) {
+    assert(C > 0);
+    for (int64_t n = 0; n < N; ++n) {
+        const T* x = inp + n * C;
+        T* y = out + n * C;
+        T m = 0; // pass 1: mean
+        for (int64_t i = 0; i < C; ++i) m += x[i];
+        m /= T(C);
+        T v = 0; // pass 2: biased variance of the centred values
+        for (int64_t i = 0; i < C; ++i) {
+            const T d = x[i] - m;
+            v += d * d;
+        }
+        v /= T(C);
+        const T s = T(1) / std::sqrt(v + eps);
+        for (int64_t i = 0; i < C; ++i) y[i] = (x[i] - m) * s * weight[i] + bias[i];
+        mean[n] = m;
+        rstd[n] = s;
+    }
+}
+
+// dout (N,C), inp (N,C), weight (C), mean (N), rstd (N) -> dinp (N,C), dweight (C), dbias (C)
+// All three gradients are ACCUMULATED (+=). With norm = (x - mean) * rstd and
+// dnorm = dout * weight, the exact gradient of the normalisation is
+//   dx = rstd * (dnorm - mean_i(dnorm) - norm * mean_i(dnorm * norm))
+// (the two subtracted terms come from the dependence of mean and rstd on every x_i).
+template <typename T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const T* mean, const T* rstd, int64_t N, int64_t C) {
+    for (int64_t n = 0; n < N; ++n) {
+        const T* x = inp + n * C;
+        const T* dy = dout + n * C;
+        T* dx = dinp + n * C;
+        const T m = mean[n], s = rstd[n];
+        // Row reductions: mean(dnorm) and mean(dnorm * norm).
+        T dnorm_mean = 0, dnorm_norm_mean = 0;
+        for (int64_t i = 0; i < C; ++i) {
+            const T norm = (x[i] - m) * s;
+            const T dnorm = weight[i] * dy[i];
+            dnorm_mean += dnorm;
+            dnorm_norm_mean += dnorm * norm;
+        }
+        dnorm_mean /= T(C);
+        dnorm_norm_mean /= T(C);
+        for (int64_t i = 0; i < C; ++i) {
+            const T norm = (x[i] - m) * s;
+            const T dnorm = weight[i] * dy[i];
+            dbias[i] += dy[i];          // out = ... + bias
+            dweight[i] += norm * dy[i]; // out = norm * weight + ...
+            dx[i] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+        }
+    }
+}
+
+} // namespace pfcr

@@ -1,0 +1,64 @@
+// Fully connected layer out = inp * weight^T + bias with PyTorch's [out, in] weight layout,
+// forward and backward side by side. The fast path uses Eigen GEMMs on row-major maps; the
+// `_reference` functions are plain loops kept for tests. Not here: activation, dropout, threads.
+// Dimensions: N rows (packed tokens or batch rows), C input features, OC output features.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.hpp"
+
+namespace pfcr {
+
+// inp (N,C), weight (OC,C), bias (OC) or nullptr -> out (N,OC)
+//   out[n,o] = sum_c inp[n,c] * weight[o,c] + bias[o]
+template <typename T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
+                    int64_t OC) {
+    auto y = mat(out, N, OC);
+    y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
+    if (bias) y.rowwise() += vec(bias, OC);
+}
+
+// dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) or nullptr, dweight (OC,C),
+// dbias (OC) or nullptr. All gradients are ACCUMULATED (+=); a nullptr skips that gradient
+// (e.g. dinp for the first layer, dbias for a bias-free layer).
+template <typename T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int64_t N, int64_t C, int64_t OC) {
+    const auto dy = mat(dout, N, OC);
+    // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
+    if (dinp) mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+    // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)
+    mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
+    // out = ... + bias (broadcast over rows)  =>  d bias = column sums of dout
+    if (dbias) vec(dbias, OC) += dy.colwise().sum();
+}
+
+// Plain-loop versions of the two functions above (same signatures and semantics).
+template <typename T>
+void linear_forward_reference(T* out, const T* inp, const T* weight, const T* bias, int64_t N,
+                              int64_t C, int64_t OC) {
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < OC; ++o) {
+            T acc = bias ? bias[o] : T(0);
+            for (int64_t c = 0; c < C; ++c) acc += inp[n * C + c] * weight[o * C + c];
+            out[n * OC + o] = acc;
+        }
+}
+
+template <typename T>
+void linear_backward_reference(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                               const T* weight, int64_t N, int64_t C, int64_t OC) {
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < OC; ++o) {
+            const T g = dout[n * OC + o];
+            if (dbias) dbias[o] += g;
+            for (int64_t c = 0; c < C; ++c) {
+                if (dinp) dinp[n * C + c] += g * weight[o * C + c];
+                dweight[o * C + c] += g * inp[n * C + c];
+            }
+        }
+}
+
+} // namespace pfcr

@@ -1,0 +1,314 @@
+// Chunk-parallel training step, evaluation and the popularity baseline (see trainer.hpp).
+//
+// One training step on a batch of B rows (letters as in encoder.hpp, V1 = items + 1):
+//   E   (V1,C) = code-mean embeddings of every candidate, Ê = E/||E||        once per step
+//   per chunk of `chunk_rows` rows, in parallel, each with its thread's workspace:
+//     s = encoder(chunk), Ŝ = s/||s||, Z = Ŝ Êᵀ / τ, P = softmax(Z), loss += -log P[target]
+//     G = (P - onehot) / (B τ)           (dLoss/d(Ŝ Êᵀ), kept for the whole batch, rows disjoint)
+//     dŜ = G Ê -> ds -> encoder backward into the chunk's own gradient buffer and d_emb rows
+//   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
+//     dÊ = Gᵀ Ŝ (fixed row blocks) -> dE -> code table; d_emb -> code table (sequential);
+//     Adam on every parameter (fixed blocks).
+#include "model/trainer.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+#include <tbb/partitioner.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+#include "model/adam.hpp"
+#include "model/embedding.hpp"
+#include "model/loss.hpp"
+
+namespace pfcr {
+namespace {
+
+template <typename V> void grow(V& v, int64_t n) {
+    if (int64_t(v.size()) < n) v.resize(size_t(n));
+}
+
+// Runs fn(begin, end) over [0, n) in blocks of `block` elements. The blocks depend only on n
+// and block, never on the thread count, so block-wise kernels give the same bits everywhere.
+template <typename Fn> void for_fixed_blocks(int64_t n, int64_t block, Fn&& fn) {
+    const int64_t n_blocks = (n + block - 1) / block;
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, n_blocks, 1),
+        [&](const tbb::blocked_range<int64_t>& r) {
+            for (int64_t k = r.begin(); k < r.end(); ++k)
+                fn(k * block, std::min(n, (k + 1) * block));
+        },
+        tbb::simple_partitioner());
+}
+
+// Per-thread scratch, allocated on first use and reused (vectors only grow).
+struct ThreadWorkspace {
+    EncoderWorkspace<float> enc;
+    std::vector<int64_t> off;
+    std::vector<float> d_s_hat, ds, scores;
+    PackedBatch batch;
+};
+
+} // namespace
+
+struct Trainer::Impl {
+    int64_t V1 = 0, C = 0, M = 0;
+    int64_t local_begin = 0, local_size = 0;
+    KeyedRng dropout_rng;
+    std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)
+    std::vector<float> s, s_hat, s_norm, g, d_emb;         // (B,C), (B), (B,V1), (N,C)
+    std::vector<AlignedBuffer<float>> chunk_grads;         // local part, one per chunk
+    std::vector<double> chunk_loss;
+    AlignedBuffer<float> grad; // full layout
+    tbb::enumerable_thread_specific<ThreadWorkspace> tls;
+
+    Impl(const TrainOptions& opt, const PreparedDomain& d)
+        : dropout_rng(opt.seed, RngPurpose::dropout) {
+        V1 = d.n_items + 1;
+        C = opt.hp.shape.hidden;
+        M = opt.hp.shape.code_dim;
+        const ParamLayout layout(opt.hp.shape);
+        local_begin = local_params_begin(layout);
+        local_size = layout.total() - local_begin;
+        grad.resize(layout.total());
+        for (auto* v : {&e_all, &e_hat, &d_e_hat, &d_e}) v->resize(size_t(V1 * C));
+        e_norm.resize(size_t(V1));
+    }
+
+    // Ê (V1,C) and ||E|| from the current code table.
+    void candidates(const float* code_table, const int32_t* item_codes) {
+        all_item_embeddings_forward(e_all.data(), item_codes, code_table, V1, M, C);
+        l2_normalize_forward(e_hat.data(), e_norm.data(), e_all.data(), V1, C);
+    }
+};
+
+double EvalResult::metric(const std::string& name) const {
+    const auto at = name.find('@');
+    check(at != std::string::npos, "metric '", name, "' must look like recall@10");
+    const int64_t k = std::stoll(name.substr(at + 1));
+    const auto it = std::find(ks.begin(), ks.end(), k);
+    check(it != ks.end(), "metric '", name, "': K not evaluated");
+    const size_t i = size_t(it - ks.begin());
+    const std::string m = name.substr(0, at);
+    if (m == "recall") return recall[i];
+    if (m == "ndcg") return ndcg[i];
+    fail("unknown metric '", name, "'");
+}
+
+Trainer::Trainer(const TrainOptions& opt, const PreparedDomain& domain)
+    : opt_(opt), domain_(domain), impl_(std::make_unique<Impl>(opt, domain)) {
+    check(opt.chunk_rows >= 1, "run.chunk_rows must be >= 1");
+    check(int64_t(domain.item_codes.size()) == impl_->V1 * opt.hp.shape.code_dim, "domain ",
+          domain.name, ": item codes have code_dim ", int64_t(domain.item_codes.size()) / impl_->V1,
+          " but the model has code_dim = ", opt.hp.shape.code_dim);
+}
+
+Trainer::~Trainer() = default;
+
+double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
+    Impl& I = *impl_;
+    const int64_t B = batch.size(), N = batch.tokens(), C = I.C, V1 = I.V1;
+    const int64_t chunk = opt_.chunk_rows, n_chunks = (B + chunk - 1) / chunk;
+    const float inv_tau = float(1.0 / opt_.temperature);
+    const float g_scale = float(1.0 / (double(B) * opt_.temperature));
+    const ParamLayout& layout = state.layout;
+    const auto P = bind_tensors<const float>(state.params.data(), layout);
+    const int32_t* codes = domain_.item_codes.data();
+    const uint32_t step_key = uint32_t(state.step);
+
+    I.candidates(P.code_table, codes);
+    grow(I.s, B * C);
+    grow(I.s_hat, B * C);
+    grow(I.s_norm, B);
+    grow(I.g, B * V1);
+    grow(I.d_emb, N * C);
+    while (int64_t(I.chunk_grads.size()) < n_chunks) I.chunk_grads.emplace_back(I.local_size);
+    I.chunk_loss.assign(size_t(n_chunks), 0.0);
+
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, n_chunks, 1),
+        [&](const tbb::blocked_range<int64_t>& range) {
+            ThreadWorkspace& ws = I.tls.local();
+            for (int64_t k = range.begin(); k < range.end(); ++k) {
+                const int64_t b0 = k * chunk, b1 = std::min(B, b0 + chunk), Bc = b1 - b0;
+                const int64_t t0 = batch.off[size_t(b0)];
+                ws.off.resize(size_t(Bc + 1));
+                for (int64_t b = 0; b <= Bc; ++b)
+                    ws.off[size_t(b)] = batch.off[size_t(b0 + b)] - t0;
+                const DropoutKeys keys{&I.dropout_rng, opt_.client, step_key, b0, true};
+                float* s = I.s.data() + b0 * C;
+                float* s_hat = I.s_hat.data() + b0 * C;
+                float* s_norm = I.s_norm.data() + b0;
+                float* g = I.g.data() + b0 * V1;
+                encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
+                                keys, ws.enc);
+                l2_normalize_forward(s_hat, s_norm, s, Bc, C);
+                // Z = Ŝ Êᵀ / τ, then row-wise softmax cross-entropy; G = (P - onehot) / (B τ).
+                mat(g, Bc, V1).noalias() =
+                    mat(static_cast<const float*>(s_hat), Bc, C) *
+                    mat(static_cast<const float*>(I.e_hat.data()), V1, C).transpose();
+                double loss = 0;
+                for (int64_t b = 0; b < Bc; ++b) {
+                    float* z = g + b * V1;
+                    float zmax = -INFINITY;
+                    for (int64_t j = 0; j < V1; ++j) {
+                        z[j] *= inv_tau;
+                        zmax = std::max(zmax, z[j]);
+                    }
+                    float sum = 0;
+                    for (int64_t j = 0; j < V1; ++j) {
+                        z[j] = std::exp(z[j] - zmax);
+                        sum += z[j];
+                    }
+                    const int32_t t = batch.targets[size_t(b0 + b)];
+                    loss += double(std::log(sum)) - std::log(double(z[t]));
+                    const float inv_sum = 1.0f / sum;
+                    for (int64_t j = 0; j < V1; ++j) z[j] = z[j] * inv_sum * g_scale;
+                    z[t] -= g_scale;
+                }
+                I.chunk_loss[size_t(k)] = loss;
+                // dŜ = G Ê (τ is folded into G), ds through the normalisation.
+                grow(ws.d_s_hat, Bc * C);
+                mat(ws.d_s_hat.data(), Bc, C).noalias() =
+                    mat(static_cast<const float*>(g), Bc, V1) *
+                    mat(static_cast<const float*>(I.e_hat.data()), V1, C);
+                ws.ds.assign(size_t(Bc * C), 0.0f);
+                l2_normalize_backward(ws.ds.data(), ws.d_s_hat.data(), s_hat, s_norm, Bc, C);
+                // Encoder backward into this chunk's gradient buffer and d_emb rows.
+                AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
+                cg.zero();
+                const auto G = bind_tensors<float>(cg.data(), layout, I.local_begin);
+                float* d_emb = I.d_emb.data() + t0 * C;
+                std::fill(d_emb, d_emb + (batch.off[size_t(b1)] - t0) * C, 0.0f);
+                encoder_backward(d_emb, G, ws.ds.data(), P, opt_.hp, keys, ws.enc);
+            }
+        },
+        tbb::simple_partitioner());
+
+    double loss = 0;
+    for (double l : I.chunk_loss) loss += l; // chunk order
+    loss /= double(B);
+    check(std::isfinite(loss), "non-finite training loss at step ", state.step, " (domain ",
+          domain_.name, ")");
+
+    // Local gradients: sum of the chunk buffers in chunk order, element blocks in parallel.
+    float* grad = I.grad.data();
+    for_fixed_blocks(I.local_size, 1 << 14, [&](int64_t i0, int64_t i1) {
+        float* out = grad + I.local_begin;
+        std::fill(out + i0, out + i1, 0.0f);
+        for (int64_t k = 0; k < n_chunks; ++k) {
+            const float* cg = I.chunk_grads[size_t(k)].data();
+            for (int64_t i = i0; i < i1; ++i) out[i] += cg[i];
+        }
+    });
+    // Shared code table: candidates' path (dÊ = Gᵀ Ŝ in fixed row blocks), then the inputs'.
+    const auto GT = bind_tensors<float>(grad, layout);
+    const int64_t table_size = layout.at("pq_code_embedding.weight").size;
+    std::fill(GT.code_table, GT.code_table + table_size, 0.0f);
+    for_fixed_blocks(V1, 256, [&](int64_t r0, int64_t r1) {
+        mat(I.d_e_hat.data() + r0 * C, r1 - r0, C).noalias() =
+            mat(static_cast<const float*>(I.g.data()), B, V1).middleCols(r0, r1 - r0).transpose() *
+            mat(static_cast<const float*>(I.s_hat.data()), B, C);
+    });
+    std::fill(I.d_e.begin(), I.d_e.end(), 0.0f);
+    l2_normalize_backward(I.d_e.data(), I.d_e_hat.data(), I.e_hat.data(), I.e_norm.data(), V1, C);
+    all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
+    item_embedding_backward(GT.code_table, I.d_emb.data(), batch.items.data(), codes, N, I.M, C);
+
+    // Adam on every parameter, fixed element blocks.
+    const int64_t t = ++state.step;
+    for_fixed_blocks(layout.total(), 1 << 14, [&](int64_t i0, int64_t i1) {
+        adam_step(state.params.data() + i0, grad + i0, state.adam_m.data() + i0,
+                  state.adam_v.data() + i0, i1 - i0, opt_.learning_rate, opt_.adam_beta1,
+                  opt_.adam_beta2, opt_.adam_eps, t);
+    });
+    return loss;
+}
+
+double Trainer::train_epoch(ModelState& state, uint32_t epoch) {
+    const Split& train = domain_.train;
+    const int64_t n = int64_t(train.rows());
+    const auto perm = epoch_permutation(n, opt_.seed, opt_.client, epoch);
+    PackedBatch batch;
+    double total = 0;
+    for (int64_t start = 0; start < n; start += opt_.train_batch_size) {
+        const int64_t rows = std::min(opt_.train_batch_size, n - start);
+        gather_batch(train, perm.data() + start, rows, batch);
+        try {
+            total += train_step(state, batch) * double(rows);
+        } catch (const Error& e) {
+            fail(e.what(), ", epoch ", epoch, ", rows ", start, "..", start + rows - 1);
+        }
+    }
+    return total / double(n);
+}
+
+EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
+                             const std::vector<int64_t>& ks) {
+    Impl& I = *impl_;
+    const int64_t n = int64_t(split.rows()), C = I.C, V1 = I.V1, V = V1 - 1;
+    const int64_t chunk = opt_.chunk_rows, n_chunks = (n + chunk - 1) / chunk;
+    const auto P = bind_tensors<const float>(state.params.data(), state.layout);
+    const int32_t* codes = domain_.item_codes.data();
+    I.candidates(P.code_table, codes);
+    std::vector<RankAccumulator> acc(static_cast<size_t>(n_chunks), RankAccumulator(ks));
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, n_chunks, 1),
+        [&](const tbb::blocked_range<int64_t>& range) {
+            ThreadWorkspace& ws = I.tls.local();
+            std::vector<int64_t> rows;
+            for (int64_t k = range.begin(); k < range.end(); ++k) {
+                const int64_t r0 = k * chunk, r1 = std::min(n, r0 + chunk), Bc = r1 - r0;
+                rows.resize(size_t(Bc));
+                for (int64_t i = 0; i < Bc; ++i) rows[size_t(i)] = r0 + i;
+                gather_batch(split, rows.data(), Bc, ws.batch);
+                grow(ws.ds, 2 * Bc * C + Bc);
+                float* s = ws.ds.data();
+                float* s_hat = s + Bc * C;
+                float* s_norm = s_hat + Bc * C;
+                const DropoutKeys keys{&I.dropout_rng, opt_.client, 0, r0, false};
+                encoder_forward(s, P, opt_.hp, ws.batch.items.data(), ws.batch.off.data(), Bc,
+                                codes, keys, ws.enc);
+                l2_normalize_forward(s_hat, s_norm, s, Bc, C);
+                // Cosine scores (PFCR's full_sort_predict: no temperature), padding column
+                // ignored by the ranking.
+                grow(ws.scores, Bc * V1);
+                mat(ws.scores.data(), Bc, V1).noalias() =
+                    mat(static_cast<const float*>(s_hat), Bc, C) *
+                    mat(static_cast<const float*>(I.e_hat.data()), V1, C).transpose();
+                acc[size_t(k)].add_batch(ws.scores.data(), ws.batch.targets.data(), Bc, V);
+            }
+        },
+        tbb::simple_partitioner());
+    RankAccumulator total(ks);
+    for (const auto& a : acc) total.merge(a);
+    EvalResult r;
+    r.ks = ks;
+    r.rows = total.rows;
+    for (int64_t k : ks) {
+        r.recall.push_back(total.recall(k));
+        r.ndcg.push_back(total.ndcg(k));
+    }
+    return r;
+}
+
+EvalResult evaluate_popularity(const PreparedDomain& domain, const Split& split,
+                               const std::vector<int64_t>& ks) {
+    std::vector<double> scores(domain.item_popularity.begin(), domain.item_popularity.end());
+    RankAccumulator acc(ks);
+    for (size_t r = 0; r < split.rows(); ++r)
+        acc.add(rank_of_target(scores.data(), domain.n_items, split.targets[r]));
+    EvalResult out;
+    out.ks = ks;
+    out.rows = acc.rows;
+    for (int64_t k : ks) {
+        out.recall.push_back(acc.recall(k));
+        out.ndcg.push_back(acc.ndcg(k));
+    }
+    return out;
+}
+
+} // namespace pfcr
