@@ -64,6 +64,14 @@ int main(int argc, char** argv) {
         "read every domain, featurize items, fit one joint OPQ/PQ quantizer, write prepared.h5");
     add_config_options(prepare, prepare_args);
 
+    ConfigArgs finetune_args;
+    std::string finetune_mode;
+    auto* finetune = app.add_subcommand(
+        "finetune", "train each domain (--mode full from scratch = the local-only baseline), "
+                    "early stopping on valid, test with the best state");
+    add_config_options(finetune, finetune_args);
+    finetune->add_option("--mode", finetune_mode, "full | prompt-full | prompt-light (finetune.mode)");
+
     std::string inspect_path;
     auto* inspect =
         app.add_subcommand("inspect", "summarize and validate a pfcr HDF5 file (prepared.h5)");
@@ -79,16 +87,19 @@ int main(int argc, char** argv) {
     }
 
     try {
-        if (*synth || *prepare) {
-            const ConfigArgs& a = *synth ? synth_args : prepare_args;
+        if (*synth || *prepare || *finetune) {
+            ConfigArgs a = *synth ? synth_args : *prepare ? prepare_args : finetune_args;
+            if (*finetune && !finetune_mode.empty()) a.sets.push_back("finetune.mode=" + finetune_mode);
             const pfcr::Config cfg = load_config(a);
             const auto threads = limit_threads(cfg);
             const pfcr::Logger log(0, a.quiet);
             if (!a.quiet) std::cout << cfg.to_yaml() << std::flush;
             if (*synth)
                 pfcr::run_synth(cfg, log, std::cout);
-            else
+            else if (*prepare)
                 pfcr::run_prepare(cfg, log, std::cout);
+            else
+                pfcr::run_finetune(cfg, log, std::cout);
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);
         } else if (*keys) {

@@ -154,10 +154,21 @@ std::vector<KeySpec> make_schema() {
         ranged(key("synth.feature_noise", K::real, "0.1", "noise std added to item features"), 0,
                100),
 
+        // --- fine-tuning (pfcr finetune)
+        choice(key("finetune.mode", K::string, "full",
+                   "full: train every parameter (from scratch = the local-only baseline); "
+                   "prompt-full / prompt-light arrive with prompt tuning"),
+               {"full", "prompt-full", "prompt-light"}),
+        key("finetune.domains", K::string_list, "[]",
+            "domains to fine-tune (empty = every domain of prepared.h5)"),
+
         // --- execution
         ranged(key("run.threads", K::integer, "0",
                    "worker threads per process; 0 = all hardware threads"),
                0, 4096),
+        ranged(key("run.chunk_rows", K::integer, "64",
+                   "rows per parallel chunk of a batch; fixed, so results never depend on threads"),
+               1, 1 << 20),
     };
 }
 

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "data/prepared.hpp"
 #include "io/config.hpp"
+#include "model/trainer.hpp"
 
 namespace pfcr {
 
@@ -24,8 +25,15 @@ void run_prepare(const Config& cfg, const Logger& log, std::ostream& out);
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
 void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 
+// `pfcr finetune`: per-domain training (finetune.mode = full), early stopping on valid,
+// test with the best state; metrics.jsonl + results.json in output_dir, table on `out`.
+void run_finetune(const Config& cfg, const Logger& log, std::ostream& out);
+
 // `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.
 int run_inspect(const std::string& path, std::ostream& out);
+
+// Model/optimizer options from the config (RecBole key names).
+TrainOptions train_options(const Config& cfg);
 
 // Human-readable summary table of prepared data.
 void print_prepared_summary(const PreparedData& d, std::ostream& out);
