@@ -20,7 +20,7 @@ namespace {
 
 std::string json_metrics(const EvalResult& r) {
     std::ostringstream os;
-    os << std::setprecision(6) << "{";
+    os << std::setprecision(17) << "{";  // round-trip precision: runs compare bit for bit
     for (size_t i = 0; i < r.ks.size(); ++i)
         os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
            << r.ks[i] << "\": " << r.ndcg[i];

@@ -36,6 +36,20 @@ grep -q "prepared: .*(256 domains" "$work/prep.out" && pass "prepare 256 domains
   && pass "h5py reader (analysis/prepared_summary.py)" || failed "h5py reader"
 [ -f "$work/run/config.resolved.yaml" ] && pass "config.resolved.yaml written" || failed "no config.resolved.yaml"
 
+# Single-domain training (local only) is reproducible bit for bit and thread-count independent.
+for t in 1 2; do
+  "$pfcr" finetune -q -t "$t" -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/run" \
+    --set "finetune.domains=[synth000, synth001]" --set epochs=2 --set output_dir="$work/ft$t" \
+    --set data.prepared="$work/run/prepared.h5" >"$work/ft$t.out"
+done
+grep -q "finetune: mode full, 2 domains" "$work/ft1.out" && pass "finetune runs" || failed "finetune: $(cat "$work/ft1.out")"
+cmp -s "$work/ft1/results.json" "$work/ft2/results.json" && pass "finetune results identical with 1 and 2 threads" \
+  || failed "finetune results differ between 1 and 2 threads"
+expect_error "finetune prompt mode not yet" "prompt tuning is not available yet" \
+  "$pfcr" finetune -q -c "$src/configs/tiny.yaml" --mode prompt-light --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ftp"
+expect_error "finetune code_dim mismatch" "items were coded with code_dim = 4" \
+  "$pfcr" finetune -q -c "$src/configs/tiny.yaml" --set code_dim=8 --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ftp"
+
 # Bad inputs: non-zero exit, message naming the key/file, nothing left behind.
 bad="$work/bad"
 expect_error "unknown key suggests" "unknown key 'n_layer' — did you mean 'n_layers'" \
