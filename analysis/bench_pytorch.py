@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""Train-throughput comparison: the same PFCR model (tests/reference/pfcr_torch.py, paper
+config, dropout 0.5, Adam) in PyTorch on the same real Scientific train histories, with
+RecBole-style padding to 50 and with per-batch padding, at 1 and 2 threads; prints
+sequences/s, which BLAS PyTorch runs on, and the ratio to pfcr's Google Benchmark numbers.
+
+Usage (after `bench_train --benchmark_out=bench.json --benchmark_out_format=json`):
+  /usr/bin/python3 analysis/bench_pytorch.py --pfcr-json bench.json
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import h5py
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
+from pfcr_torch import Hyper, PFCRModel  # noqa: E402
+
+
+def blas_in_use():
+    """The BLAS shared object actually mapped into this process (Debian alternatives)."""
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+    names = sorted(os.path.realpath(p) for p in libs)
+    core = ""
+    for p in names:
+        if "openblas" in p:
+            import ctypes
+            lib = ctypes.CDLL(p)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            core = f" (OpenBLAS core: {lib.openblas_get_corename().decode()}, " \
+                   f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})"
+            break
+    return (", ".join(names) or "none mapped") + core
+
+
+def load(path, domain):
+    with h5py.File(path, "r") as f:
+        g = f["domains"][domain]
+        codes = g["item_codes"][()].astype(np.int64)
+        tr = g["train"]
+        return codes, tr["indptr"][()], tr["items"][()], tr["targets"][()]
+
+
+def make_batch(indptr, items, targets, rows, pad_to):
+    lens = indptr[rows + 1] - indptr[rows]
+    width = pad_to if pad_to else int(lens.max())
+    seq = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        h = items[indptr[r]:indptr[r + 1]]
+        seq[i, :len(h)] = h
+    return torch.from_numpy(seq), torch.from_numpy(lens.astype(np.int64)), torch.from_numpy(targets[rows].astype(np.int64))
+
+
+def measure(codes, data, threads, pad_to, steps, batch_size):
+    torch.set_num_threads(threads)
+    torch.manual_seed(2020)
+    model = PFCRModel(Hyper(), torch.from_numpy(codes)).float().train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    indptr, items, targets = data
+    perm = np.random.default_rng(0).permutation(len(targets))
+    batches = [make_batch(indptr, items, targets, perm[i * batch_size:(i + 1) * batch_size], pad_to)
+               for i in range(steps + 1)]
+
+    def step(b):
+        opt.zero_grad()
+        loss, _ = model.loss_and_logits(*b)
+        loss.backward()
+        opt.step()
+
+    step(batches[0])  # warm-up
+    t0 = time.perf_counter()
+    for b in batches[1:]:
+        step(b)
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prepared", default="runs/scientific-office/prepared.h5")
+    ap.add_argument("--domain", default="Scientific")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per setting (after 1 warm-up)")
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--pfcr-json", help="Google Benchmark JSON of bench_train, for the ratios")
+    args = ap.parse_args()
+    codes, *data = load(args.prepared, args.domain)
+    pfcr = {}
+    if args.pfcr_json:
+        for b in json.load(open(args.pfcr_json))["benchmarks"]:
+            if b["name"].startswith("BM_TrainStep/"):
+                pfcr[int(b["name"].split("/")[1])] = b["seqs_per_s"]
+    print(f"torch {torch.__version__}; BLAS mapped: {blas_in_use()}")
+    print(f"torch parallel info: {torch.__config__.parallel_info().splitlines()[0:3]}")
+    print("| threads | padding | PyTorch seqs/s | pfcr seqs/s | pfcr / PyTorch |")
+    print("|---:|---|---:|---:|---:|")
+    for t in args.threads:
+        for name, pad in (("RecBole (to 50)", 50), ("per batch", 0)):
+            sps = measure(codes, data, t, pad, args.steps, args.batch_size)
+            ours = pfcr.get(t)
+            ratio = f"{ours / sps:.1f}x" if ours else "-"
+            ours_s = f"{ours:,.0f}" if ours else "-"
+            print(f"| {t} | {name} | {sps:,.1f} | {ours_s} | {ratio} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+// Google Benchmark of the training engine on the "paper config on Scientific"
+// workload: hidden 300, 2 layers, 2 heads, inner 256, dropout 0.5, batch 1024 real Scientific
+// train histories, 4,386 candidates. Reports sequences/s, useful GFLOP/s (formula in
+// useful_flops below), and a single-thread Eigen SGEMM of the step's dominant shapes as the
+// yardstick. Needs runs/scientific-office/prepared.h5 (or PFCR_BENCH_PREPARED=path):
+//   build/release/bin/pfcr prepare -c configs/scientific-office.yaml
+//   build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
+#include <benchmark/benchmark.h>
+#include <tbb/global_control.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "core/tensor.hpp"
+#include "data/prepared.hpp"
+#include "model/trainer.hpp"
+
+using namespace pfcr;
+
+namespace {
+
+const PreparedDomain& scientific() {
+    static const PreparedData data = [] {
+        const char* env = std::getenv("PFCR_BENCH_PREPARED");
+        return read_prepared(env ? env : "runs/scientific-office/prepared.h5");
+    }();
+    for (const auto& d : data.domains)
+        if (d.name == "Scientific") return d;
+    throw Error("bench_train: no domain 'Scientific' in the prepared file");
+}
+
+TrainOptions paper_options() {
+    TrainOptions o;  // defaults are PFCR's: C 300, F 256, L 2, NH 2, dropout 0.5, T 50, M 32
+    o.train_batch_size = 1024;
+    return o;
+}
+
+// Useful FLOPs of one forward pass over a batch (multiply-add = 2), counting only real
+// tokens (no padding) and, in the last layer, only the read position; x3 for forward +
+// backward (each GEMM's backward is two GEMMs of the same size).
+//   layers 0..L-2 (N rows): QKV 6NC^2, dense 2NC^2, FFN 4NCF, attention 4 C P (P = sum of
+//     len(len+1)/2: scores and P.V over the causal triangle)
+//   last layer: K,V 4NC^2, Q + dense 4BC^2, FFN 4BCF, attention 4 C N
+//   loss: logits 2 B C V1
+double useful_flops(const PackedBatch& b, const ModelShape& s, int64_t V1) {
+    const double N = double(b.tokens()), B = double(b.size()), C = double(s.hidden), F = double(s.inner);
+    double P = 0;
+    for (int64_t r = 0; r < b.size(); ++r) {
+        const double len = double(b.off[size_t(r + 1)] - b.off[size_t(r)]);
+        P += len * (len + 1) / 2;
+    }
+    const double inner = double(s.layers - 1) * (8 * N * C * C + 4 * N * C * F + 4 * C * P);
+    const double last = 4 * N * C * C + 4 * B * C * C + 4 * B * C * F + 4 * C * N;
+    return 3 * (inner + last + 2 * B * C * double(V1));
+}
+
+void BM_TrainStep(benchmark::State& state) {
+    const int threads = int(state.range(0));
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+    const PreparedDomain& d = scientific();
+    const TrainOptions opt = paper_options();
+    ModelState st(opt.hp.shape);
+    init_params(st.layout, st.params.data(), opt.seed, 0.02);
+    Trainer tr(opt, d);
+    const auto perm = epoch_permutation(int64_t(d.train.rows()), opt.seed, 0, 0);
+    const int64_t n_batches = int64_t(d.train.rows()) / opt.train_batch_size;
+    std::vector<PackedBatch> batches(static_cast<size_t>(n_batches));
+    double flops = 0;
+    for (int64_t i = 0; i < n_batches; ++i) {
+        gather_batch(d.train, perm.data() + i * opt.train_batch_size, opt.train_batch_size, batches[size_t(i)]);
+        flops += useful_flops(batches[size_t(i)], opt.hp.shape, d.n_items + 1);
+    }
+    tr.train_step(st, batches[0]);  // warm-up: workspaces reach their final size
+    int64_t i = 0;
+    for (auto _ : state) benchmark::DoNotOptimize(tr.train_step(st, batches[size_t(i++ % n_batches)]));
+    state.counters["seqs_per_s"] = benchmark::Counter(double(state.iterations()) * 1024, benchmark::Counter::kIsRate);
+    state.counters["useful_GFLOP_per_s"] =
+        benchmark::Counter(double(state.iterations()) * flops / double(n_batches) * 1e-9, benchmark::Counter::kIsRate);
+    state.counters["mean_tokens_per_batch"] = double(batches[0].tokens());
+}
+BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(8.0);
+
+void BM_EvaluateValid(benchmark::State& state) {
+    const int threads = int(state.range(0));
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+    const PreparedDomain& d = scientific();
+    const TrainOptions opt = paper_options();
+    ModelState st(opt.hp.shape);
+    init_params(st.layout, st.params.data(), opt.seed, 0.02);
+    Trainer tr(opt, d);
+    for (auto _ : state) benchmark::DoNotOptimize(tr.evaluate(st, d.valid, {10, 50}));
+    state.counters["seqs_per_s"] =
+        benchmark::Counter(double(state.iterations()) * double(d.valid.rows()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_EvaluateValid)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+
+// Yardstick: single-thread Eigen SGEMM of the step's dominant shapes, (M x K) * (K x N).
+void BM_Sgemm(benchmark::State& state) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
+    const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+    AlignedBuffer<float> a(M * K), b(N * K), c(M * N);
+    for (int64_t i = 0; i < M * K; ++i) a[i] = float(i % 7) * 0.1f;
+    for (int64_t i = 0; i < N * K; ++i) b[i] = float(i % 5) * 0.1f;
+    for (auto _ : state) {
+        mat(c.data(), M, N).noalias() = mat(static_cast<const float*>(a.data()), M, K) *
+                                        mat(static_cast<const float*>(b.data()), N, K).transpose();
+        benchmark::ClobberMemory();
+    }
+    state.counters["GFLOP_per_s"] =
+        benchmark::Counter(double(state.iterations()) * 2.0 * double(M * K * N) * 1e-9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Sgemm)
+    ->Args({7000, 300, 300})   // Q/K/V/dense over the tokens
+    ->Args({7000, 300, 256})   // FFN over the tokens
+    ->Args({1024, 300, 4386})  // logits over every candidate
+    ->Unit(benchmark::kMillisecond);
+
+} // namespace
+
+BENCHMARK_MAIN();
