@@ -44,6 +44,17 @@ template <typename Fn> void for_fixed_blocks(int64_t n, int64_t block, Fn&& fn) 
         tbb::simple_partitioner());
 }
 
+EvalResult eval_result(const RankAccumulator& acc) {
+    EvalResult r;
+    r.ks = acc.ks;
+    r.rows = acc.rows;
+    for (int64_t k : acc.ks) {
+        r.recall.push_back(acc.recall(k));
+        r.ndcg.push_back(acc.ndcg(k));
+    }
+    return r;
+}
+
 // Per-thread scratch, allocated on first use and reused (vectors only grow).
 struct ThreadWorkspace {
     EncoderWorkspace<float> enc;
@@ -285,14 +296,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
         tbb::simple_partitioner());
     RankAccumulator total(ks);
     for (const auto& a : acc) total.merge(a);
-    EvalResult r;
-    r.ks = ks;
-    r.rows = total.rows;
-    for (int64_t k : ks) {
-        r.recall.push_back(total.recall(k));
-        r.ndcg.push_back(total.ndcg(k));
-    }
-    return r;
+    return eval_result(total);
 }
 
 EvalResult evaluate_popularity(const PreparedDomain& domain, const Split& split,
@@ -301,14 +305,7 @@ EvalResult evaluate_popularity(const PreparedDomain& domain, const Split& split,
     RankAccumulator acc(ks);
     for (size_t r = 0; r < split.rows(); ++r)
         acc.add(rank_of_target(scores.data(), domain.n_items, split.targets[r]));
-    EvalResult out;
-    out.ks = ks;
-    out.rows = acc.rows;
-    for (int64_t k : ks) {
-        out.recall.push_back(acc.recall(k));
-        out.ndcg.push_back(acc.ndcg(k));
-    }
-    return out;
+    return eval_result(acc);
 }
 
 } // namespace pfcr
