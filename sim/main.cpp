@@ -12,6 +12,7 @@
 #include "core/log.hpp"
 #include "io/config.hpp"
 #include "pfcr/version.hpp"
+#include "federation/comm.hpp"
 #include "sim/commands.hpp"
 
 namespace {
@@ -64,6 +65,11 @@ int main(int argc, char** argv) {
         "read every domain, featurize items, fit one joint OPQ/PQ quantizer, write prepared.h5");
     add_config_options(prepare, prepare_args);
 
+    ConfigArgs pretrain_args;
+    auto* pretrain = app.add_subcommand(
+        "pretrain", "federated pre-training of the shared code table (run under mpirun -n R)");
+    add_config_options(pretrain, pretrain_args);
+
     ConfigArgs finetune_args;
     std::string finetune_mode;
     auto* finetune = app.add_subcommand(
@@ -86,6 +92,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
 
+    int rank = 0;
     try {
         if (*synth || *prepare || *finetune) {
             ConfigArgs a = *synth ? synth_args : *prepare ? prepare_args : finetune_args;
@@ -100,6 +107,21 @@ int main(int argc, char** argv) {
                 pfcr::run_prepare(cfg, log, std::cout);
             else
                 pfcr::run_finetune(cfg, log, std::cout);
+        } else if (*pretrain) {
+            pfcr::MpiEnvironment mpi(&argc, &argv);
+            pfcr::MpiComm comm;
+            rank = comm.rank();
+            const pfcr::Config cfg = load_config(pretrain_args);
+            const auto threads = limit_threads(cfg);
+            const pfcr::Logger log(rank, pretrain_args.quiet || rank != 0);
+            if (!pretrain_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+            try {
+                pfcr::run_pretrain(cfg, comm, log, std::cout);
+            } catch (const std::exception& e) {
+                // One rank failing must not leave the others waiting in a collective.
+                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+                pfcr::MpiEnvironment::abort(1);
+            }
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);
         } else if (*keys) {
@@ -107,7 +129,7 @@ int main(int argc, char** argv) {
                 std::cout << s.key << " = " << s.default_yaml << "\n    " << s.help << "\n";
         }
     } catch (const std::exception& e) {
-        std::cerr << "[rank 0] error: " << e.what() << std::endl;
+        std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
         return 1;
     }
     return 0;

@@ -154,6 +154,17 @@ std::vector<KeySpec> make_schema() {
         ranged(key("synth.feature_noise", K::real, "0.1", "noise std added to item features"), 0,
                100),
 
+        // --- federated pre-training (pfcr pretrain, PFCR.md §6)
+        ranged(key("federation.rounds", K::integer, "10",
+                   "pre-training rounds (PFCR's pretrain_epochs); one local epoch per round"),
+               1, 1000000),
+        choice(key("federation.algorithm", K::string, "pfcr",
+                   "pfcr: clients upload their summed code-table gradient, server SGD step"),
+               {"pfcr"}),
+        ranged(key("federation.fixed_point_bits", K::integer, "40",
+                   "fractional bits of the exact int64 cross-rank sums"),
+               8, 48),
+
         // --- fine-tuning (pfcr finetune)
         choice(key("finetune.mode", K::string, "full",
                    "full: train every parameter (from scratch = the local-only baseline); "

@@ -229,6 +229,12 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
     item_embedding_backward(GT.code_table, I.d_emb.data(), batch.items.data(), codes, N, I.M, C);
 
+    if (shared_acc_) {
+        for_fixed_blocks(table_size, 1 << 14, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) shared_acc_[i] += GT.code_table[i];
+        });
+    }
+
     // Adam on every parameter, fixed element blocks.
     const int64_t t = ++state.step;
     for_fixed_blocks(layout.total(), 1 << 14, [&](int64_t i0, int64_t i1) {

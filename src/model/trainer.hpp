@@ -64,6 +64,11 @@ public:
     EvalResult evaluate(const ModelState& state, const Split& split,
                         const std::vector<int64_t>& ks);
 
+    // Federated pre-training (PFCR.md §6): when set, every train_step also adds its gradient of
+    // the shared code table (pq_code_embedding.weight, before the Adam step) into `acc`
+    // (code_rows x hidden floats), so a client can upload the sum over its local epoch.
+    void set_shared_grad_accumulator(float* acc) { shared_acc_ = acc; }
+
     const TrainOptions& options() const { return opt_; }
 
 private:
@@ -71,6 +76,7 @@ private:
     TrainOptions opt_;
     const PreparedDomain& domain_;
     std::unique_ptr<Impl> impl_;
+    float* shared_acc_ = nullptr;
 };
 
 // Baseline: rank every item by its train-target popularity (ties: lower item id first).

@@ -29,6 +29,11 @@ void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 // test with the best state; metrics.jsonl + results.json in output_dir, table on `out`.
 void run_finetune(const Config& cfg, const Logger& log, std::ostream& out);
 
+class Comm;
+// `pfcr pretrain`: federated pre-training over the ranks of `comm` (PFCR algorithm, no
+// privacy yet); rank 0 writes metrics.jsonl; identical bytes for any rank count.
+void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream& out);
+
 // `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.
 int run_inspect(const std::string& path, std::ostream& out);
 

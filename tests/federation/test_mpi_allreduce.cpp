@@ -1,0 +1,190 @@
+// MPI program (run at 1, 2 and 4 ranks by ctest, label mpi): the fixed-point cross-rank sum of
+// 37 clients is bitwise identical to a serial sum in id order and in reverse order, whatever the
+// rank count; plus MpiComm's collectives, chunking and broadcast. Every check is agreed over
+// ranks with Comm::any, so rank 0 (the only rank that prints) reports failures of any rank.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "federation/clients.hpp"
+#include "federation/comm.hpp"
+#include "federation/fixed_point.hpp"
+
+using namespace pfcr;
+
+namespace {
+
+constexpr int64_t n_clients = 37;
+constexpr int64_t n_elems = 10000;
+constexpr int scale_bits = default_fixed_point_scale_bits;
+
+// Client c's update and row count: a pure function of c, so every rank can rebuild any client.
+std::vector<float> client_update(int64_t c) {
+    auto s = KeyedRng(1234, RngPurpose::synth).stream(uint32_t(c), 1);
+    std::vector<float> x(static_cast<size_t>(n_elems));
+    for (auto& v : x) v = float(s.normal() * std::pow(10.0, 4.0 * s.uniform() - 3.0));
+    return x;
+}
+
+std::vector<int64_t> client_rows() {
+    std::vector<int64_t> rows(static_cast<size_t>(n_clients));
+    for (int64_t c = 0; c < n_clients; ++c)
+        rows[size_t(c)] =
+            1 + int64_t(KeyedRng(1234, RngPurpose::synth).stream(uint32_t(c), 2).below(5000));
+    return rows;
+}
+
+// Weighted mean of the given clients' updates (weights rows/total over all clients), encoded
+// in the given order into one accumulator.
+std::vector<int64_t> encode_clients(const std::vector<int64_t>& order,
+                                    const std::vector<int64_t>& rows) {
+    const double total = double(std::accumulate(rows.begin(), rows.end(), int64_t(0)));
+    const int64_t max_abs = fixed_point_max_abs(n_clients);
+    std::vector<int64_t> acc(size_t(n_elems), 0);
+    for (int64_t c : order)
+        encode_add(acc.data(), client_update(c).data(), n_elems, double(rows[size_t(c)]) / total,
+                   scale_bits, max_abs);
+    return acc;
+}
+
+std::vector<float> decoded(const std::vector<int64_t>& acc) {
+    std::vector<float> out(acc.size());
+    decode(out.data(), acc.data(), int64_t(acc.size()), scale_bits);
+    return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// True on every rank iff `ok` holds on every rank.
+bool on_all_ranks(Comm& comm, bool ok) {
+    return !comm.any(!ok);
+}
+
+// The cross-rank result: each rank encodes the clients assign_clients gives it, then one
+// integer allreduce.
+std::vector<float> distributed_sum(MpiComm& comm) {
+    const auto rows = client_rows();
+    const auto rank_of = assign_clients(rows, comm.size());
+    std::vector<int64_t> mine;
+    for (int64_t c = 0; c < n_clients; ++c)
+        if (rank_of[size_t(c)] == comm.rank()) mine.push_back(c);
+    auto acc = encode_clients(mine, rows);
+    comm.allreduce_sum(acc.data(), n_elems);
+    return decoded(acc);
+}
+
+} // namespace
+
+TEST(MpiFixedPoint, CrossRankSumIsBitwiseTheSerialSumInAnyOrder) {
+    MpiComm comm;
+    const auto result = distributed_sum(comm);
+
+    const auto rows = client_rows();
+    std::vector<int64_t> forward(static_cast<size_t>(n_clients));
+    std::iota(forward.begin(), forward.end(), int64_t(0));
+    const std::vector<int64_t> reverse(forward.rbegin(), forward.rend());
+    const auto serial_forward = decoded(encode_clients(forward, rows));
+    const auto serial_reverse = decoded(encode_clients(reverse, rows));
+
+    EXPECT_TRUE(on_all_ranks(comm, same_bits(result, serial_forward)))
+        << comm.size() << " ranks vs serial id order";
+    EXPECT_TRUE(on_all_ranks(comm, same_bits(result, serial_reverse)))
+        << comm.size() << " ranks vs serial reverse order";
+
+    // Every rank holds rank 0's bits.
+    auto from_root = result;
+    comm.broadcast(from_root.data(), int64_t(from_root.size() * sizeof(float)), 0);
+    EXPECT_TRUE(on_all_ranks(comm, same_bits(result, from_root))) << "ranks disagree";
+
+    // And the bits are the weighted mean, not merely consistent ones.
+    const double total = double(std::accumulate(rows.begin(), rows.end(), int64_t(0)));
+    std::vector<double> exact(size_t(n_elems), 0.0);
+    for (int64_t c = 0; c < n_clients; ++c) {
+        const auto x = client_update(c);
+        for (int64_t i = 0; i < n_elems; ++i)
+            exact[size_t(i)] += double(x[size_t(i)]) * double(rows[size_t(c)]) / total;
+    }
+    bool close = true;
+    for (int64_t i = 0; i < n_elems; ++i)
+        close = close && std::fabs(double(result[size_t(i)]) - exact[size_t(i)]) <=
+                             1e-6 * std::fabs(exact[size_t(i)]) + 1e-8;
+    EXPECT_TRUE(on_all_ranks(comm, close)) << "fixed-point sum far from the double sum";
+}
+
+TEST(MpiFixedPoint, ChunkedAllreduceGivesTheSameBits) {
+    // 10,000 elements in chunks of 999: 11 MPI calls, the last one short.
+    MpiComm whole;
+    MpiComm chunked(MPI_COMM_WORLD, 999);
+    EXPECT_TRUE(on_all_ranks(whole, same_bits(distributed_sum(whole), distributed_sum(chunked))));
+}
+
+TEST(MpiComm, IsAPrivateDuplicateOfWorld) {
+    MpiComm comm;
+    int world_rank = -1, world_size = -1, relation = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    MPI_Comm_compare(comm.handle(), MPI_COMM_WORLD, &relation);
+    EXPECT_EQ(comm.rank(), world_rank);
+    EXPECT_EQ(comm.size(), world_size);
+    EXPECT_EQ(relation, MPI_CONGRUENT); // same group and order, separate message space
+    comm.barrier();
+}
+
+TEST(MpiComm, IntegerSumAndMaxAreExact) {
+    MpiComm comm(MPI_COMM_WORLD, 2); // 3 elements in chunks of 2
+    const int64_t r = comm.rank(), R = comm.size();
+    // Element 0: 1 + 2 + ... + R. Element 1: values near 2^60 whose double sum would round.
+    // Element 2: -rank.
+    std::vector<int64_t> v = {r + 1, (int64_t(1) << 60) + 2 * r + 1, -r};
+    auto m = v;
+    comm.allreduce_sum(v.data(), 3);
+    comm.allreduce_max(m.data(), 3);
+    const std::vector<int64_t> want_sum = {R * (R + 1) / 2, R * (int64_t(1) << 60) + R * R,
+                                           -R * (R - 1) / 2};
+    const std::vector<int64_t> want_max = {R, (int64_t(1) << 60) + 2 * R - 1, 0};
+    EXPECT_TRUE(on_all_ranks(comm, v == want_sum));
+    EXPECT_TRUE(on_all_ranks(comm, m == want_max));
+    comm.allreduce_sum(v.data(), 0); // empty is fine
+}
+
+TEST(MpiComm, AnyIsLogicalOrOverRanks) {
+    MpiComm comm;
+    EXPECT_FALSE(comm.any(false));
+    EXPECT_TRUE(comm.any(true));
+    EXPECT_TRUE(comm.any(comm.rank() == comm.size() - 1)) << "only the last rank says yes";
+    EXPECT_EQ(comm.any(comm.rank() == 1), comm.size() > 1);
+}
+
+TEST(MpiComm, BroadcastCopiesTheRootBufferInChunks) {
+    MpiComm comm(MPI_COMM_WORLD, 64); // 10,001 bytes in 157 calls
+    const int root = comm.size() - 1;
+    auto pattern = [](int who) {
+        std::vector<unsigned char> b(10001);
+        for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<unsigned char>(i * 31 + who);
+        return b;
+    };
+    auto buf = pattern(comm.rank());
+    comm.broadcast(buf.data(), int64_t(buf.size()), root);
+    EXPECT_TRUE(on_all_ranks(comm, buf == pattern(root)));
+
+    // A bad root is rejected on every rank before any MPI call, so no rank is left waiting.
+    EXPECT_THROW(comm.broadcast(buf.data(), 1, comm.size()), Error);
+    EXPECT_THROW(comm.broadcast(buf.data(), 1, -1), Error);
+}
+
+int main(int argc, char** argv) {
+    MpiEnvironment mpi(&argc, &argv);
+    ::testing::InitGoogleTest(&argc, argv);
+    if (mpi.world_rank() != 0) {
+        auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+        delete listeners.Release(listeners.default_result_printer());
+    }
+    return RUN_ALL_TESTS();
+}
