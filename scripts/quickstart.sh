@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cmake --preset release -DPFCR_BUILD_TESTS=OFF -DPFCR_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target pfcr
 ./build/release/bin/pfcr prepare -c configs/scientific-office.yaml
 ./build/release/bin/pfcr inspect runs/scientific-office/prepared.h5
