@@ -4,7 +4,8 @@
 // summing its code-table gradient, and contributes train_rows/total_rows times that sum; the
 // contributions are added in 64-bit fixed point so the MPI sum is exact; every rank takes the
 // same server SGD step. metrics.jsonl therefore has the same bytes for any rank count.
-// Not yet here: client sampling, other algorithms, privacy, checkpoints and resume.
+// federation.client_fraction < 1 samples clients per round (weights over the sampled rows).
+// Not yet here: other algorithms, privacy, checkpoints and resume.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -32,8 +33,7 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
           data.manifest.code_cap, "; the config disagrees (re-run pfcr prepare)");
     const int64_t K = int64_t(data.domains.size());
     std::vector<int64_t> rows(static_cast<size_t>(K));
-    int64_t total_rows = 0;
-    for (int64_t k = 0; k < K; ++k) total_rows += rows[size_t(k)] = int64_t(data.domains[size_t(k)].train.rows());
+    for (int64_t k = 0; k < K; ++k) rows[size_t(k)] = int64_t(data.domains[size_t(k)].train.rows());
     const std::vector<int> owner = assign_clients(rows, comm.size());
 
     const TrainOptions base = train_options(cfg);
@@ -80,18 +80,28 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
     std::vector<int64_t> acc(size_t(table.size));
     std::vector<int64_t> loss_acc(static_cast<size_t>(K));
     std::vector<float> aggregate(size_t(table.size));
+    const double fraction = cfg.get_double("federation.client_fraction");
     for (int64_t round = 0; round < rounds; ++round) {
         Stopwatch sw;
         std::fill(acc.begin(), acc.end(), 0);
         std::fill(loss_acc.begin(), loss_acc.end(), 0);
+        // This round's clients: a pure function of (seed, round), the same on every rank.
+        const std::vector<int64_t> sampled = sample_clients(base.seed, round, K, fraction);
+        std::vector<char> active(size_t(K), 0);
+        int64_t sampled_rows = 0;
+        for (int64_t k : sampled) {
+            active[size_t(k)] = 1;
+            sampled_rows += rows[size_t(k)];
+        }
         for (auto& c : mine) {
+            if (!active[size_t(c.id)]) continue;
             float* local_table = c.state->params.data() + table.offset;
             std::copy(global.begin(), global.end(), local_table);  // clients take the global E
             std::fill(grad_sum.begin(), grad_sum.end(), 0.0f);
             c.trainer->set_shared_grad_accumulator(grad_sum.data());
             const float loss = float(c.trainer->train_epoch(*c.state, uint32_t(round)));
             c.trainer->set_shared_grad_accumulator(nullptr);
-            const double weight = double(rows[size_t(c.id)]) / double(total_rows);
+            const double weight = double(rows[size_t(c.id)]) / double(sampled_rows);
             encode_add(acc.data(), grad_sum.data(), table.size, weight, bits, max_abs);
             encode_add(loss_acc.data() + c.id, &loss, 1, 1.0, bits, max_abs);
         }
@@ -110,13 +120,22 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
             for (float g : aggregate) norm2 += double(g) * g;
             metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
                     << ", \"train_loss\": [";
-            for (int64_t k = 0; k < K; ++k) metrics << (k ? ", " : "") << losses[size_t(k)];
+            for (int64_t k = 0; k < K; ++k) {
+                metrics << (k ? ", " : "");
+                if (active[size_t(k)]) metrics << losses[size_t(k)];
+                else metrics << "null";  // not sampled this round
+            }
+            metrics << "], \"clients\": [";
+            for (size_t i = 0; i < sampled.size(); ++i) metrics << (i ? ", " : "") << sampled[i];
             metrics << "], \"aggregate_norm\": " << std::sqrt(norm2)
                     << ", \"bytes_up_per_client\": " << table.size * 4
                     << ", \"bytes_down_per_client\": " << table.size * 4 << "}\n" << std::flush;
             std::ostringstream line;
             line << "round " << round << "  loss";
-            for (float l : losses) line << " " << std::fixed << std::setprecision(4) << l;
+            for (int64_t k = 0; k < K; ++k) {
+                if (active[size_t(k)]) line << " " << std::fixed << std::setprecision(4) << losses[size_t(k)];
+                else line << " -";
+            }
             line << "  (" << std::setprecision(1) << t_local << " s local, " << t_comm << " s allreduce)";
             log.info(line.str());
         }

@@ -20,6 +20,7 @@ failed() { echo "FAIL $1"; fails=$((fails + 1)); }
 "$pfcr" prepare -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/prep" >/dev/null
 common=(-q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set data.prepared="$work/prep/prepared.h5"
         --set federation.rounds=2)
+common+=(--set federation.client_fraction=0.5)  # 2 of 4 clients per round: idle ranks too
 for run in "1 1" "2 1" "4 1" "2 2"; do
   set -- $run
   "$mpiexec" -n "$1" --oversubscribe "$pfcr" pretrain "${common[@]}" -t "$2" --set output_dir="$work/r$1t$2" >"$work/r$1t$2.out"
