@@ -65,28 +65,51 @@ struct ThreadWorkspace {
 
 } // namespace
 
+// Scratch of a training step / evaluation, sized for the largest domain it has served. Shared
+// by every Trainer of a rank whose clients run one after another, so that per-client memory is
+// only the ModelState (ARCHITECTURE.md §3); two Trainers must never use one scratch at the
+// same time.
+struct TrainerScratch {
+    std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)
+    std::vector<float> s, s_hat, s_norm, g, d_emb;         // (B,C), (B), (B,V1), (N,C)
+    std::vector<AlignedBuffer<float>> chunk_grads;         // local part, one per chunk
+    int64_t chunk_grad_size = -1;                          // their size (the local part)
+    std::vector<double> chunk_loss;
+    AlignedBuffer<float> grad; // full layout
+    tbb::enumerable_thread_specific<ThreadWorkspace> tls;
+};
+
+std::shared_ptr<TrainerScratch> make_trainer_scratch() { return std::make_shared<TrainerScratch>(); }
+
 struct Trainer::Impl {
     int64_t V1 = 0, C = 0, M = 0;
     int64_t local_begin = 0, local_size = 0;
     KeyedRng dropout_rng;
-    std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)
-    std::vector<float> s, s_hat, s_norm, g, d_emb;         // (B,C), (B), (B,V1), (N,C)
-    std::vector<AlignedBuffer<float>> chunk_grads;         // local part, one per chunk
-    std::vector<double> chunk_loss;
-    AlignedBuffer<float> grad; // full layout
-    tbb::enumerable_thread_specific<ThreadWorkspace> tls;
+    std::shared_ptr<TrainerScratch> scratch;
+    // The scratch's buffers under the names the step code uses.
+    std::vector<float>&e_all = scratch->e_all, &e_hat = scratch->e_hat, &e_norm = scratch->e_norm;
+    std::vector<float>&d_e_hat = scratch->d_e_hat, &d_e = scratch->d_e;
+    std::vector<float>&s = scratch->s, &s_hat = scratch->s_hat, &s_norm = scratch->s_norm;
+    std::vector<float>&g = scratch->g, &d_emb = scratch->d_emb;
+    std::vector<AlignedBuffer<float>>& chunk_grads = scratch->chunk_grads;
+    std::vector<double>& chunk_loss = scratch->chunk_loss;
+    AlignedBuffer<float>& grad = scratch->grad;
+    tbb::enumerable_thread_specific<ThreadWorkspace>& tls = scratch->tls;
 
-    Impl(const TrainOptions& opt, const PreparedDomain& d)
-        : dropout_rng(opt.seed, RngPurpose::dropout) {
+    Impl(const TrainOptions& opt, const PreparedDomain& d, std::shared_ptr<TrainerScratch> sc)
+        : dropout_rng(opt.seed, RngPurpose::dropout), scratch(sc ? std::move(sc) : make_trainer_scratch()) {
         V1 = d.n_items + 1;
         C = opt.hp.shape.hidden;
         M = opt.hp.shape.code_dim;
         const ParamLayout layout(opt.hp.shape);
         local_begin = local_params_begin(layout);
         local_size = layout.total() - local_begin;
-        grad.resize(layout.total());
-        for (auto* v : {&e_all, &e_hat, &d_e_hat, &d_e}) v->resize(size_t(V1 * C));
-        e_norm.resize(size_t(V1));
+        check(scratch->chunk_grad_size < 0 || scratch->chunk_grad_size == local_size,
+              "TrainerScratch shared by models of different shapes");
+        scratch->chunk_grad_size = local_size;
+        if (grad.size() < layout.total()) grad.resize(layout.total());
+        for (auto* v : {&e_all, &e_hat, &d_e_hat, &d_e}) grow(*v, V1 * C);
+        grow(e_norm, V1);
     }
 
     // Ê (V1,C) and ||E|| from the current code table.
@@ -109,8 +132,9 @@ double EvalResult::metric(const std::string& name) const {
     fail("unknown metric '", name, "'");
 }
 
-Trainer::Trainer(const TrainOptions& opt, const PreparedDomain& domain)
-    : opt_(opt), domain_(domain), impl_(std::make_unique<Impl>(opt, domain)) {
+Trainer::Trainer(const TrainOptions& opt, const PreparedDomain& domain,
+                 std::shared_ptr<TrainerScratch> scratch)
+    : opt_(opt), domain_(domain), impl_(std::make_unique<Impl>(opt, domain, std::move(scratch))) {
     check(opt.chunk_rows >= 1, "run.chunk_rows must be >= 1");
     check(int64_t(domain.item_codes.size()) == impl_->V1 * opt.hp.shape.code_dim, "domain ",
           domain.name, ": item codes have code_dim ", int64_t(domain.item_codes.size()) / impl_->V1,
@@ -224,7 +248,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
             mat(static_cast<const float*>(I.g.data()), B, V1).middleCols(r0, r1 - r0).transpose() *
             mat(static_cast<const float*>(I.s_hat.data()), B, C);
     });
-    std::fill(I.d_e.begin(), I.d_e.end(), 0.0f);
+    std::fill(I.d_e.begin(), I.d_e.begin() + V1 * C, 0.0f);
     l2_normalize_backward(I.d_e.data(), I.d_e_hat.data(), I.e_hat.data(), I.e_norm.data(), V1, C);
     all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
     item_embedding_backward(GT.code_table, I.d_emb.data(), batch.items.data(), codes, N, I.M, C);

@@ -50,9 +50,16 @@ struct EvalResult {
     double metric(const std::string& name) const; // "recall@10", "ndcg@50"
 };
 
+// Step/evaluation scratch (candidate embeddings, batch buffers, per-chunk gradients, per-thread
+// workspaces). By default each Trainer owns one; a rank whose clients train one after another
+// passes one shared scratch to all its Trainers, so a client's memory is just its ModelState.
+struct TrainerScratch;
+std::shared_ptr<TrainerScratch> make_trainer_scratch();
+
 class Trainer {
 public:
-    Trainer(const TrainOptions& opt, const PreparedDomain& domain);
+    Trainer(const TrainOptions& opt, const PreparedDomain& domain,
+            std::shared_ptr<TrainerScratch> scratch = nullptr);
     ~Trainer();
 
     // One pass over the train split in the keyed shuffle of `epoch`; returns the mean loss

@@ -53,13 +53,16 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
         std::unique_ptr<Trainer> trainer;
     };
     std::vector<Client> mine;
+    // This rank's clients train one after another, so they share one step scratch: a client
+    // persistently holds only its ModelState.
+    const auto scratch = make_trainer_scratch();
     for (int64_t k = 0; k < K; ++k) {
         if (owner[size_t(k)] != comm.rank()) continue;
         TrainOptions opt = base;
         opt.client = uint32_t(k);
         Client c{k, std::make_unique<ModelState>(base.hp.shape), nullptr};
         init_params(layout, c.state->params.data(), base.seed, cfg.get_double("initializer_range"));
-        c.trainer = std::make_unique<Trainer>(opt, data.domains[size_t(k)]);
+        c.trainer = std::make_unique<Trainer>(opt, data.domains[size_t(k)], scratch);
         mine.push_back(std::move(c));
     }
     const int bits = int(cfg.get_int("federation.fixed_point_bits"));
