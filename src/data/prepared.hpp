@@ -66,3 +66,13 @@ PreparedData read_prepared(const std::string& path);
 std::vector<std::string> validate_prepared(const std::string& path);
 
 } // namespace pfcr
+
+namespace pfcr {
+
+// Splits a domain's users into `shards` disjoint clients (ARCHITECTURE.md §3): user u goes to
+// shard mix64(u) % shards, and each shard keeps the train/valid/test rows of its users, in
+// file order, with the domain's items and codes. Shard s is named "<domain>#<s>". Throws
+// Error if a shard gets no train rows (too many shards for the domain).
+std::vector<PreparedDomain> split_into_shards(const PreparedDomain& domain, int64_t shards);
+
+} // namespace pfcr

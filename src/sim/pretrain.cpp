@@ -1,5 +1,5 @@
-// `pfcr pretrain` (PFCR stage 1, algorithm "pfcr", no privacy mechanism yet): every domain is
-// a client; clients are assigned to MPI ranks by the balanced rule; each round every client
+// `pfcr pretrain` (PFCR stage 1, algorithm "pfcr", no privacy mechanism yet): every domain, or
+// each of its data.shards_per_domain user shards, is a client; clients are assigned to MPI ranks by the balanced rule; each round every client
 // copies the global code table, runs one local epoch (Adam on all its parameters) while
 // summing its code-table gradient, and contributes train_rows/total_rows times that sum; the
 // contributions are added in 64-bit fixed point so the MPI sum is exact; every rank takes the
@@ -31,9 +31,14 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
               data.manifest.code_cap == cfg.get_int("code_cap"),
           path, ": items were coded with code_dim = ", data.manifest.code_dim, ", code_cap = ",
           data.manifest.code_cap, "; the config disagrees (re-run pfcr prepare)");
-    const int64_t K = int64_t(data.domains.size());
+    // Clients: every domain's user shards, in domain order, then shard order.
+    std::vector<PreparedDomain> clients;
+    for (const auto& d : data.domains)
+        for (auto& shard : split_into_shards(d, cfg.get_int("data.shards_per_domain")))
+            clients.push_back(std::move(shard));
+    const int64_t K = int64_t(clients.size());
     std::vector<int64_t> rows(static_cast<size_t>(K));
-    for (int64_t k = 0; k < K; ++k) rows[size_t(k)] = int64_t(data.domains[size_t(k)].train.rows());
+    for (int64_t k = 0; k < K; ++k) rows[size_t(k)] = int64_t(clients[size_t(k)].train.rows());
     const std::vector<int> owner = assign_clients(rows, comm.size());
 
     const TrainOptions base = train_options(cfg);
@@ -62,7 +67,7 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
         opt.client = uint32_t(k);
         Client c{k, std::make_unique<ModelState>(base.hp.shape), nullptr};
         init_params(layout, c.state->params.data(), base.seed, cfg.get_double("initializer_range"));
-        c.trainer = std::make_unique<Trainer>(opt, data.domains[size_t(k)], scratch);
+        c.trainer = std::make_unique<Trainer>(opt, clients[size_t(k)], scratch);
         mine.push_back(std::move(c));
     }
     const int bits = int(cfg.get_int("federation.fixed_point_bits"));

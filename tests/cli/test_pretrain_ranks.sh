@@ -30,6 +30,14 @@ for other in r2t1 r4t1 r2t2; do
   cmp -s "$work/r1t1/metrics.jsonl" "$work/$other/metrics.jsonl" && pass "metrics identical: 1 rank 1 thread vs $other" \
     || failed "metrics differ: r1t1 vs $other"
 done
+# User shards: 4 domains x 3 shards = 12 clients, identical on 1 and 4 ranks.
+for n in 1 4; do
+  "$mpiexec" -n "$n" --oversubscribe "$pfcr" pretrain "${common[@]}" --set data.shards_per_domain=3 \
+    --set output_dir="$work/sh$n" >"$work/sh$n.out"
+done
+grep -q "pretrain: 12 clients, 4 ranks" "$work/sh4.out" && pass "12 shard clients on 4 ranks" || failed "shards: $(cat "$work/sh4.out")"
+cmp -s "$work/sh1/metrics.jsonl" "$work/sh4/metrics.jsonl" && pass "shard clients: metrics identical on 1 and 4 ranks" \
+  || failed "shard clients: metrics differ"
 if "$mpiexec" -n 5 --oversubscribe "$pfcr" pretrain "${common[@]}" --set output_dir="$work/r5" >/dev/null 2>"$work/r5.err"; then
   failed "5 ranks for 4 clients accepted"
 else

@@ -176,3 +176,35 @@ TEST(Prepared, SyntheticDatasetIsAccepted) {
     }
     EXPECT_EQ(d.manifest.features, "file");
 }
+
+TEST(Prepared, UserShardsPartitionEveryRowExactlyOnce) {
+    const PreparedData d = prepare_dataset(mm_config(temp_dir("shards")), Logger(0, true));
+    const PreparedDomain& dom = d.domains[0];
+    const auto shards = split_into_shards(dom, 5);
+    ASSERT_EQ(shards.size(), 5u);
+    size_t train = 0, valid = 0, test = 0;
+    std::vector<int> shard_of_user(size_t(dom.n_users), -1);
+    for (size_t s = 0; s < shards.size(); ++s) {
+        const auto& p = shards[s];
+        EXPECT_EQ(p.name, "ScientificMM#" + std::to_string(s));
+        EXPECT_GT(p.train.rows(), 0u);
+        train += p.train.rows();
+        valid += p.valid.rows();
+        test += p.test.rows();
+        for (const Split* sp : {&p.train, &p.valid, &p.test})
+            for (int32_t u : sp->users) {
+                // Every user lives in exactly one shard, with all three of its splits.
+                EXPECT_TRUE(shard_of_user[size_t(u)] == -1 || shard_of_user[size_t(u)] == int(s));
+                shard_of_user[size_t(u)] = int(s);
+            }
+        int64_t pop = 0;
+        for (auto c : p.item_popularity) pop += c;
+        EXPECT_EQ(pop, int64_t(p.train.rows()));
+    }
+    EXPECT_EQ(train, dom.train.rows());
+    EXPECT_EQ(valid, dom.valid.rows());
+    EXPECT_EQ(test, dom.test.rows());
+    EXPECT_EQ(split_into_shards(dom, 5)[3].train.targets, shards[3].train.targets);  // fixed hash
+    EXPECT_EQ(split_into_shards(dom, 1)[0].train.targets, dom.train.targets);
+    EXPECT_THROW(split_into_shards(dom, 5000), Error);  // more shards than users: some are empty
+}
