@@ -16,6 +16,8 @@ std::optional<int64_t> parse_int(std::string_view s);
 std::optional<double> parse_double(std::string_view s);
 std::vector<std::string_view> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
+// s in double quotes with '"' and '\\' backslash-escaped: a valid YAML and JSON string.
+std::string quote_string(std::string_view s);
 size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
 std::optional<std::string> closest_match(std::string_view word,

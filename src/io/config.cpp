@@ -176,15 +176,6 @@ ConfigValue parse_value(const KeySpec& s, const YAML::Node& n, const std::string
     return bad("?");
 }
 
-std::string quote(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
 std::string value_yaml(const ConfigValue& v) {
     return std::visit(
         [](const auto& x) -> std::string {
@@ -196,14 +187,14 @@ std::string value_yaml(const ConfigValue& v) {
             else if constexpr (std::is_same_v<T, bool>)
                 return x ? "true" : "false";
             else if constexpr (std::is_same_v<T, std::string>)
-                return quote(x);
+                return quote_string(x);
             else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
                 std::string out;
                 for (auto e : x) out += (out.empty() ? "" : ", ") + std::to_string(e);
                 return "[" + out + "]";
             } else {
                 std::string out;
-                for (const auto& e : x) out += (out.empty() ? "" : ", ") + quote(e);
+                for (const auto& e : x) out += (out.empty() ? "" : ", ") + quote_string(e);
                 return "[" + out + "]";
             }
         },

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "io/atomic_file.hpp"
 #include "model/trainer.hpp"
 #include "sim/commands.hpp"
@@ -25,15 +26,6 @@ std::string json_metrics(const EvalResult& r) {
         os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
            << r.ks[i] << "\": " << r.ndcg[i];
     return os.str() + "}";
-}
-
-std::string json_string(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
 }
 
 // RecBole's metric_decimal_place = 4: early stopping compares rounded validation scores.
@@ -90,7 +82,7 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
     const int64_t max_epochs = cfg.get_int("epochs"), patience = cfg.get_int("stopping_step");
 
     std::ostringstream results;
-    results << "{\"mode\": \"" << mode << "\", \"prepared\": " << json_string(path)
+    results << "{\"mode\": \"" << mode << "\", \"prepared\": " << quote_string(path)
             << ", \"fingerprint\": \"" << m.fingerprint << "\", \"domains\": {";
     std::ostringstream table;
     table << std::left << std::setw(14) << "domain" << std::right;
@@ -132,7 +124,7 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
             } else {
                 ++bad;
             }
-            metrics << "{\"event\": \"epoch\", \"domain\": " << json_string(dom->name)
+            metrics << "{\"event\": \"epoch\", \"domain\": " << quote_string(dom->name)
                     << ", \"epoch\": " << epoch << ", \"train_loss\": " << std::setprecision(8) << loss
                     << ", \"valid\": " << json_metrics(valid) << ", \"time_train_s\": " << t_train
                     << ", \"time_eval_s\": " << t_eval << ", \"best_epoch\": " << best_epoch << "}\n"
@@ -152,10 +144,10 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
         std::copy(best.data(), best.data() + state.layout.total(), state.params.data());
         const EvalResult test = trainer.evaluate(state, dom->test, ks);
         const EvalResult pop = evaluate_popularity(*dom, dom->test, ks);
-        metrics << "{\"event\": \"test\", \"domain\": " << json_string(dom->name)
+        metrics << "{\"event\": \"test\", \"domain\": " << quote_string(dom->name)
                 << ", \"best_epoch\": " << best_epoch << ", \"test\": " << json_metrics(test)
                 << ", \"popularity\": " << json_metrics(pop) << "}\n" << std::flush;
-        results << (di ? ", " : "") << json_string(dom->name) << ": {\"test\": " << json_metrics(test)
+        results << (di ? ", " : "") << quote_string(dom->name) << ": {\"test\": " << json_metrics(test)
                 << ", \"popularity_test\": " << json_metrics(pop) << ", \"best_epoch\": " << best_epoch
                 << ", \"epochs_run\": " << epoch << "}";
         table << std::left << std::setw(14) << dom->name << std::right << std::fixed << std::setprecision(4);

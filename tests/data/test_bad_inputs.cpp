@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "core/log.hpp"
 #include "data/atomic_files.hpp"
 #include "io/config.hpp"
@@ -81,17 +82,6 @@ std::string yaml_quoted(const fs::path& p) {
     s += p.string();
     s += '"';
     return s;
-}
-
-std::vector<std::string> split_on(const std::string& s, char sep) {
-    std::vector<std::string> parts;
-    size_t start = 0;
-    for (;;) {
-        const size_t end = s.find(sep, start);
-        parts.push_back(s.substr(start, end - start));
-        if (end == std::string::npos) return parts;
-        start = end + 1;
-    }
 }
 
 // Raw float32 features (n x dim), values in [-1, 1); deterministic in `seed`.
@@ -368,7 +358,7 @@ TEST_F(BadInputs, HistoryLongerThanMaxItemListLength) {
     size_t line_no = 0, len = 0;
     for (size_t i = 1; i < lines.size() && !line_no; ++i) {
         len = 0;
-        for (const auto& tok : split_on(split_on(lines[i], '\t')[1], ' ')) len += !tok.empty();
+        for (const auto& tok : split(split(lines[i], '\t')[1], ' ')) len += !tok.empty();
         if (len > 3) line_no = i + 1;
     }
     ASSERT_GT(line_no, 0u);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace pfcr {
 namespace {
@@ -64,22 +65,17 @@ std::map<std::string, std::string> snapshot(const std::string& dir) {
     return files;
 }
 
-std::vector<std::string> split(const std::string& s, char sep) {
-    std::vector<std::string> parts;
-    size_t start = 0;
-    for (;;) {
-        const size_t end = s.find(sep, start);
-        parts.push_back(s.substr(start, end - start));
-        if (end == std::string::npos) return parts;
-        start = end + 1;
-    }
+// pfcr::split as owning strings (the tests keep pieces beyond the split text's lifetime).
+std::vector<std::string> split_strings(const std::string& s, char sep) {
+    const auto parts = pfcr::split(s, sep);
+    return {parts.begin(), parts.end()};
 }
 
 // Lines of a text file that must end in exactly one LF per line.
 std::vector<std::string> text_lines(const std::string& bytes) {
     EXPECT_TRUE(!bytes.empty() && bytes.back() == '\n') << "file must end with LF";
     EXPECT_EQ(bytes.find('\r'), std::string::npos) << "file must use LF line endings";
-    auto lines = split(bytes, '\n');
+    auto lines = split_strings(bytes, '\n');
     lines.pop_back(); // the empty piece after the final LF
     return lines;
 }
@@ -157,7 +153,7 @@ void parse_domain(const SynthOptions& o, const std::string& name, int64_t domain
         const auto lines = text_lines(read_bytes(domain_file(o, name, ext)));
         std::set<std::string> raws;
         for (size_t i = 0; i < lines.size(); ++i) {
-            const auto cols = split(lines[i], '\t');
+            const auto cols = split_strings(lines[i], '\t');
             ASSERT_EQ(cols.size(), 2u) << ext << ":" << i + 1;
             EXPECT_EQ(to_int(cols[1]), int64_t(i)) << ext << ":" << i + 1;
             EXPECT_EQ(cols[0].rfind(did + kind, 0), 0u) << cols[0];
@@ -178,13 +174,13 @@ void parse_domain(const SynthOptions& o, const std::string& name, int64_t domain
         EXPECT_EQ(lines[0], "item_id:token\ttext:token_seq");
         std::map<std::string, std::string> by_raw;
         for (size_t i = 1; i < lines.size(); ++i) {
-            const auto cols = split(lines[i], '\t');
+            const auto cols = split_strings(lines[i], '\t');
             ASSERT_EQ(cols.size(), 2u) << "text:" << i + 1;
             EXPECT_FALSE(cols[1].empty()) << "text:" << i + 1;
             EXPECT_TRUE(by_raw.emplace(cols[0], cols[1]).second) << cols[0];
         }
         for (const auto& line : items) {
-            const auto raw = split(line, '\t')[0];
+            const auto raw = split_strings(line, '\t')[0];
             ASSERT_TRUE(by_raw.count(raw)) << raw << " has no text";
             out.texts.push_back(by_raw[raw]);
         }
@@ -201,10 +197,10 @@ void parse_domain(const SynthOptions& o, const std::string& name, int64_t domain
         ASSERT_FALSE(lines.empty());
         EXPECT_EQ(lines[0], inter_header);
         for (size_t i = 1; i < lines.size(); ++i) {
-            const auto cols = split(lines[i], '\t');
+            const auto cols = split_strings(lines[i], '\t');
             ASSERT_EQ(cols.size(), 3u) << ext << ":" << i + 1;
             Row r{to_int(cols[0]), {}, to_int(cols[2])};
-            for (const auto& tok : split(cols[1], ' ')) r.history.push_back(to_int(tok));
+            for (const auto& tok : split_strings(cols[1], ' ')) r.history.push_back(to_int(tok));
             EXPECT_TRUE(r.user >= 0 && r.user < out.n_users) << ext << ":" << i + 1;
             EXPECT_TRUE(r.target >= 0 && r.target < out.n_items) << ext << ":" << i + 1;
             for (int64_t v : r.history) EXPECT_TRUE(v >= 0 && v < out.n_items) << ext;
@@ -458,9 +454,9 @@ TEST(Synth, FeaturesAndTextCarryTopicAcrossDomains) {
     std::map<int32_t, std::set<std::string>> category_of;
     for (size_t d = 0; d < doms.size(); ++d)
         for (size_t i = 0; i < doms[d].texts.size(); ++i) {
-            const auto sentences = split(doms[d].texts[i], '.');
+            const auto sentences = split_strings(doms[d].texts[i], '.');
             ASSERT_GE(sentences.size(), 3u) << doms[d].texts[i];
-            const auto words = split(sentences[1], ' '); // "", root, category words...
+            const auto words = split_strings(sentences[1], ' '); // "", root, category words...
             ASSERT_GE(words.size(), 3u) << doms[d].texts[i];
             std::string cat;
             for (size_t w = 2; w < words.size(); ++w) cat += words[w] + " ";
