@@ -165,8 +165,21 @@ std::vector<KeySpec> make_schema() {
                    "share of clients sampled each round (pure function of seed and round)"),
                0, 1, true),
         choice(key("federation.algorithm", K::string, "pfcr",
-                   "pfcr: clients upload their summed code-table gradient, server SGD step"),
-               {"pfcr"}),
+                   "pfcr: summed code-table gradient + server SGD step (PFCR.md §6); fedavg: "
+                   "weighted parameter deltas; fedprox: fedavg + mu/2 ||w - w_global||^2; "
+                   "scaffold: fedavg + control variates; local: no federation; centralized: "
+                   "every domain pooled into one client (1 rank)"),
+               {"pfcr", "fedavg", "fedprox", "scaffold", "local", "centralized"}),
+        choice(key("federation.shared", K::string, "table",
+                   "what fedavg/fedprox/scaffold share: the code table or the whole model"),
+               {"table", "whole"}),
+        ranged(key("federation.local_epochs", K::integer, "1",
+                   "local epochs per client per round (PFCR: 1)"),
+               1, 10000),
+        ranged(key("federation.mu", K::real, "0.01",
+                   "FedProx proximal weight mu (PFCR's code adds 0.005 ||w - w_global||^2 = "
+                   "mu/2 with mu = 0.01)"),
+               0, 1e6),
         ranged(key("federation.fixed_point_bits", K::integer, "40",
                    "fractional bits of the exact int64 cross-rank sums"),
                8, 48),

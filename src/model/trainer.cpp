@@ -76,6 +76,7 @@ struct TrainerScratch {
     int64_t chunk_grad_size = -1;                          // their size (the local part)
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
+    PackedBatch batch;         // train_batch's gathered rows
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
 
@@ -259,6 +260,8 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         });
     }
 
+    if (grad_hook_) grad_hook_(grad, state.params.data());
+
     // Adam on every parameter, fixed element blocks.
     const int64_t t = ++state.step;
     for_fixed_blocks(layout.total(), 1 << 14, [&](int64_t i0, int64_t i1) {
@@ -269,20 +272,36 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     return loss;
 }
 
-double Trainer::train_epoch(ModelState& state, uint32_t epoch) {
+int64_t Trainer::n_train_batches() const {
+    const int64_t n = int64_t(domain_.train.rows());
+    return (n + opt_.train_batch_size - 1) / opt_.train_batch_size;
+}
+
+double Trainer::train_batch(ModelState& state, uint32_t epoch, int64_t b) {
     const Split& train = domain_.train;
     const int64_t n = int64_t(train.rows());
-    const auto perm = epoch_permutation(n, opt_.seed, opt_.client, epoch);
-    PackedBatch batch;
+    if (perm_epoch_ != int64_t(epoch)) {
+        perm_ = epoch_permutation(n, opt_.seed, opt_.client, epoch);
+        perm_epoch_ = epoch;
+    }
+    const int64_t start = b * opt_.train_batch_size;
+    const int64_t rows = std::min(opt_.train_batch_size, n - start);
+    check(b >= 0 && rows > 0, "train_batch: batch ", b, " out of range");
+    PackedBatch& batch = impl_->scratch->batch;
+    gather_batch(train, perm_.data() + start, rows, batch);
+    try {
+        return train_step(state, batch);
+    } catch (const Error& e) {
+        fail(e.what(), ", epoch ", epoch, ", rows ", start, "..", start + rows - 1);
+    }
+}
+
+double Trainer::train_epoch(ModelState& state, uint32_t epoch) {
+    const int64_t n = int64_t(domain_.train.rows());
     double total = 0;
-    for (int64_t start = 0; start < n; start += opt_.train_batch_size) {
-        const int64_t rows = std::min(opt_.train_batch_size, n - start);
-        gather_batch(train, perm.data() + start, rows, batch);
-        try {
-            total += train_step(state, batch) * double(rows);
-        } catch (const Error& e) {
-            fail(e.what(), ", epoch ", epoch, ", rows ", start, "..", start + rows - 1);
-        }
+    for (int64_t b = 0; b < n_train_batches(); ++b) {
+        const int64_t rows = std::min(opt_.train_batch_size, n - b * opt_.train_batch_size);
+        total += train_batch(state, epoch, b) * double(rows);
     }
     return total / double(n);
 }

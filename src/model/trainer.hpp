@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -65,6 +66,11 @@ public:
     // One pass over the train split in the keyed shuffle of `epoch`; returns the mean loss
     // over the epoch's rows. Throws Error on a non-finite loss, naming epoch and step.
     double train_epoch(ModelState& state, uint32_t epoch);
+    // The same epoch one batch at a time (train_epoch = every b in order), so that a pooled
+    // client can interleave the batches of several domains: batch b of the keyed shuffle of
+    // `epoch`; returns its mean loss. n_train_batches() = ceil(train rows / batch size).
+    int64_t n_train_batches() const;
+    double train_batch(ModelState& state, uint32_t epoch, int64_t b);
     // One Adam step on the given batch (rows already gathered); returns the batch's mean loss.
     double train_step(ModelState& state, const PackedBatch& batch);
     // Full-sort Recall@K / NDCG@K over every row of `split` (no dropout).
@@ -75,6 +81,11 @@ public:
     // the shared code table (pq_code_embedding.weight, before the Adam step) into `acc`
     // (code_rows x hidden floats), so a client can upload the sum over its local epoch.
     void set_shared_grad_accumulator(float* acc) { shared_acc_ = acc; }
+    // Called with (gradient, parameters) of the full layout after the gradient of a step is
+    // complete and before Adam uses it: FedProx adds its proximal term, SCAFFOLD its control
+    // variate correction. Must be deterministic and must not depend on the thread count.
+    using GradHook = std::function<void(float* grad, const float* params)>;
+    void set_grad_hook(GradHook hook) { grad_hook_ = std::move(hook); }
 
     const TrainOptions& options() const { return opt_; }
 
@@ -84,6 +95,9 @@ private:
     const PreparedDomain& domain_;
     std::unique_ptr<Impl> impl_;
     float* shared_acc_ = nullptr;
+    GradHook grad_hook_;
+    std::vector<int64_t> perm_; // keyed shuffle of perm_epoch_ (train_batch)
+    int64_t perm_epoch_ = -1;
 };
 
 // Baseline: rank every item by its train-target popularity (ties: lower item id first).

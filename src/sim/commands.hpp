@@ -30,8 +30,8 @@ void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 void run_finetune(const Config& cfg, const Logger& log, std::ostream& out);
 
 class Comm;
-// `pfcr pretrain`: federated pre-training over the ranks of `comm` (PFCR algorithm, no
-// privacy yet); rank 0 writes metrics.jsonl; identical bytes for any rank count.
+// `pfcr pretrain`: federated pre-training (federation.algorithm) over the ranks of `comm`;
+// rank 0 writes metrics.jsonl, identical apart from timings for any rank or thread count.
 void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream& out);
 
 // `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.

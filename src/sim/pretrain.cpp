@@ -1,78 +1,108 @@
-// `pfcr pretrain` (PFCR stage 1, algorithm "pfcr", no privacy mechanism yet): every domain, or
-// each of its data.shards_per_domain user shards, is a client; clients are assigned to MPI ranks by the balanced rule; each round every client
-// copies the global code table, runs one local epoch (Adam on all its parameters) while
-// summing its code-table gradient, and contributes train_rows/total_rows times that sum; the
-// contributions are added in 64-bit fixed point so the MPI sum is exact; every rank takes the
-// same server SGD step. metrics.jsonl therefore has the same bytes for any rank count.
-// federation.client_fraction < 1 samples clients per round (weights over the sampled rows).
-// Not yet here: other algorithms, privacy, checkpoints and resume.
+// `pfcr pretrain` (PFCR stage 1): builds the clients (every domain, each of its
+// data.shards_per_domain user shards, or one pooled client for `centralized`), assigns them to
+// MPI ranks by the balanced rule, keeps only this rank's clients' data, and drives the rounds
+// of federation/engine.hpp. Rank 0 writes metrics.jsonl (one line per round: per-client train
+// loss, sampled clients, aggregate norm, bytes, phase timings) and a grep-able summary line.
+// Everything except the "time" fields has the same bytes for any rank or thread count.
+#include <sys/resource.h>
+
 #include <cmath>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
 
+#include <tbb/global_control.h>
+
 #include "core/error.hpp"
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
+#include "federation/engine.hpp"
 #include "federation/fixed_point.hpp"
 #include "io/atomic_file.hpp"
 #include "sim/commands.hpp"
 
 namespace pfcr {
+namespace {
+
+double peak_rss_mib() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_maxrss) / 1024.0; // Linux: KiB
+}
+
+// Max over ranks of non-negative doubles (microsecond resolution; for timings and memory).
+std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
+    std::vector<int64_t> q(v.size());
+    for (size_t i = 0; i < v.size(); ++i) q[i] = int64_t(std::llround(v[i] * 1e6));
+    comm.allreduce_max(q.data(), int64_t(q.size()));
+    std::vector<double> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = double(q[i]) * 1e-6;
+    return out;
+}
+
+} // namespace
 
 void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream& out) {
+    Stopwatch total_time;
     const std::string path = prepared_path(cfg);
     check(std::filesystem::exists(path), path,
           ": prepared data not found; run `pfcr prepare` with the same config first");
-    const PreparedData data = read_prepared(path);
-    check(data.manifest.code_dim == cfg.get_int("code_dim") &&
-              data.manifest.code_cap == cfg.get_int("code_cap"),
-          path, ": items were coded with code_dim = ", data.manifest.code_dim, ", code_cap = ",
-          data.manifest.code_cap, "; the config disagrees (re-run pfcr prepare)");
-    // Clients: every domain's user shards, in domain order, then shard order.
-    std::vector<PreparedDomain> clients;
-    for (const auto& d : data.domains)
-        for (auto& shard : split_into_shards(d, cfg.get_int("data.shards_per_domain")))
-            clients.push_back(std::move(shard));
-    const int64_t K = int64_t(clients.size());
-    std::vector<int64_t> rows(static_cast<size_t>(K));
-    for (int64_t k = 0; k < K; ++k) rows[size_t(k)] = int64_t(clients[size_t(k)].train.rows());
-    const std::vector<int> owner = assign_clients(rows, comm.size());
-
-    const TrainOptions base = train_options(cfg);
-    const ParamLayout layout(base.hp.shape);
-    const auto& table = layout.at("pq_code_embedding.weight");
-    // Global code table: the same keyed initialisation every client's model starts from.
-    std::vector<float> global(size_t(table.size));
+    const FederationOptions fed = federation_options(cfg);
+    std::deque<PreparedDomain> storage; // this rank's client data (stable addresses)
+    std::vector<ClientSpec> specs;
+    std::vector<std::vector<const PreparedDomain*>> client_data; // filled for owned clients
+    std::vector<int> owner;
     {
-        AlignedBuffer<float> init(layout.total());
-        init_params(layout, init.data(), base.seed, cfg.get_double("initializer_range"));
-        std::copy(init.data() + table.offset, init.data() + table.offset + table.size, global.begin());
-    }
-    // This rank's clients: model state + trainer, in client-id order.
-    struct Client {
-        int64_t id;
-        std::unique_ptr<ModelState> state;
-        std::unique_ptr<Trainer> trainer;
-    };
-    std::vector<Client> mine;
-    // This rank's clients train one after another, so they share one step scratch: a client
-    // persistently holds only its ModelState.
-    const auto scratch = make_trainer_scratch();
-    for (int64_t k = 0; k < K; ++k) {
-        if (owner[size_t(k)] != comm.rank()) continue;
-        TrainOptions opt = base;
-        opt.client = uint32_t(k);
-        Client c{k, std::make_unique<ModelState>(base.hp.shape), nullptr};
-        init_params(layout, c.state->params.data(), base.seed, cfg.get_double("initializer_range"));
-        c.trainer = std::make_unique<Trainer>(opt, clients[size_t(k)], scratch);
-        mine.push_back(std::move(c));
-    }
-    const int bits = int(cfg.get_int("federation.fixed_point_bits"));
-    const int64_t max_abs = fixed_point_max_abs(K);
-    const double lr = cfg.get_double("learning_rate");
+        PreparedData data = read_prepared(path);
+        check(data.manifest.code_dim == cfg.get_int("code_dim") &&
+                  data.manifest.code_cap == cfg.get_int("code_cap"),
+              path, ": items were coded with code_dim = ", data.manifest.code_dim,
+              ", code_cap = ", data.manifest.code_cap, "; the config disagrees (re-run pfcr prepare)");
+        if (fed.algorithm == Algorithm::centralized) {
+            ClientSpec s{0, "*", 0, 0};
+            for (const auto& d : data.domains) s.train_rows += int64_t(d.train.rows());
+            specs.push_back(s);
+            owner = assign_clients({s.train_rows}, comm.size());
+            client_data.resize(1);
+            if (owner[0] == comm.rank()) {
+                for (auto& d : data.domains) {
+                    storage.push_back(std::move(d));
+                    client_data[0].push_back(&storage.back());
+                }
+            }
+        } else {
+            // Clients: every domain's user shards, in domain order, then shard order.
+            const int64_t n_shards = cfg.get_int("data.shards_per_domain");
+            std::vector<PreparedDomain> shards;
+            for (const auto& d : data.domains) {
+                int64_t s = 0;
+                for (auto& shard : split_into_shards(d, n_shards)) {
+                    specs.push_back({int64_t(specs.size()), d.name, s++, int64_t(shard.train.rows())});
+                    shards.push_back(std::move(shard));
+                }
+            }
+            std::vector<int64_t> rows;
+            for (const auto& s : specs) rows.push_back(s.train_rows);
+            owner = assign_clients(rows, comm.size());
+            client_data.resize(specs.size());
+            for (size_t k = 0; k < specs.size(); ++k) {
+                if (owner[k] != comm.rank()) continue;
+                storage.push_back(std::move(shards[k]));
+                client_data[k].push_back(&storage.back());
+            }
+        }
+    } // the other ranks' data is released here
+    const int64_t K = int64_t(specs.size());
+    const TrainOptions base = train_options(cfg);
+    Federation federation(fed, base, cfg.get_double("initializer_range"), specs, owner, comm);
+    for (int64_t k = 0; k < K; ++k)
+        if (owner[size_t(k)] == comm.rank()) federation.add_client(k, client_data[size_t(k)]);
+    int64_t client_bytes = 0;
+    for (const auto& c : federation.clients()) client_bytes += c.bytes();
+
     const int64_t rounds = cfg.get_int("federation.rounds");
     const std::string dir = cfg.get_string("output_dir");
     std::ofstream metrics;
@@ -80,87 +110,78 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
         std::filesystem::create_directories(dir);
         metrics.open((std::filesystem::path(dir) / "metrics.jsonl").string(), std::ios::trunc);
         check(bool(metrics), dir, "/metrics.jsonl: cannot open for writing");
-        log.info("pretrain: " + std::to_string(K) + " clients on " + std::to_string(comm.size()) +
-                 " ranks, " + std::to_string(rounds) + " rounds");
+        std::ostringstream os;
+        os << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients on "
+           << comm.size() << " ranks, " << rounds << " rounds, shared "
+           << (federation.shared_end() - federation.shared_begin()) << " floats, client state "
+           << std::fixed << std::setprecision(1)
+           << double(client_bytes) / double(std::max<size_t>(federation.clients().size(), 1)) / 1048576.0
+           << " MiB per client";
+        log.info(os.str());
     }
 
-    std::vector<float> grad_sum(size_t(table.size));
-    std::vector<int64_t> acc(size_t(table.size));
-    std::vector<int64_t> loss_acc(static_cast<size_t>(K));
-    std::vector<float> aggregate(size_t(table.size));
-    const double fraction = cfg.get_double("federation.client_fraction");
+    double round_seconds = 0;
     for (int64_t round = 0; round < rounds; ++round) {
-        Stopwatch sw;
-        std::fill(acc.begin(), acc.end(), 0);
-        std::fill(loss_acc.begin(), loss_acc.end(), 0);
-        // This round's clients: a pure function of (seed, round), the same on every rank.
-        const std::vector<int64_t> sampled = sample_clients(base.seed, round, K, fraction);
+        const RoundResult r = federation.run_round(round);
+        const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate, r.t_server});
+        round_seconds += t[0] + t[1] + t[2] + t[3];
+        if (comm.rank() != 0) continue;
         std::vector<char> active(size_t(K), 0);
-        int64_t sampled_rows = 0;
-        for (int64_t k : sampled) {
-            active[size_t(k)] = 1;
-            sampled_rows += rows[size_t(k)];
+        for (int64_t k : r.sampled) active[size_t(k)] = 1;
+        metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
+                << ", \"train_loss\": [";
+        for (int64_t k = 0; k < K; ++k) {
+            metrics << (k ? ", " : "");
+            if (active[size_t(k)]) metrics << float(r.loss[size_t(k)]);
+            else metrics << "null"; // not sampled this round
         }
-        for (auto& c : mine) {
-            if (!active[size_t(c.id)]) continue;
-            float* local_table = c.state->params.data() + table.offset;
-            std::copy(global.begin(), global.end(), local_table);  // clients take the global E
-            std::fill(grad_sum.begin(), grad_sum.end(), 0.0f);
-            c.trainer->set_shared_grad_accumulator(grad_sum.data());
-            const float loss = float(c.trainer->train_epoch(*c.state, uint32_t(round)));
-            c.trainer->set_shared_grad_accumulator(nullptr);
-            const double weight = double(rows[size_t(c.id)]) / double(sampled_rows);
-            encode_add(acc.data(), grad_sum.data(), table.size, weight, bits, max_abs);
-            encode_add(loss_acc.data() + c.id, &loss, 1, 1.0, bits, max_abs);
+        metrics << "], \"clients\": [";
+        for (size_t i = 0; i < r.sampled.size(); ++i) metrics << (i ? ", " : "") << r.sampled[i];
+        metrics << "], \"aggregate_norm\": " << r.aggregate_norm
+                << ", \"bytes_up_per_client\": " << r.bytes_up_per_client
+                << ", \"bytes_down_per_client\": " << r.bytes_down_per_client
+                << std::setprecision(6) << ", \"time\": {\"local_train\": " << t[0]
+                << ", \"aggregate\": " << t[1] << ", \"communicate\": " << t[2]
+                << ", \"server\": " << t[3] << "}}\n"
+                << std::flush;
+        std::ostringstream line;
+        line << "round " << round << "  loss";
+        for (int64_t k = 0; k < K && k < 8; ++k) {
+            if (active[size_t(k)])
+                line << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
+            else line << " -";
         }
-        const double t_local = sw.seconds();
-        sw.reset();
-        comm.allreduce_sum(acc.data(), table.size);
-        comm.allreduce_sum(loss_acc.data(), K);
-        const double t_comm = sw.seconds();
-        // Server SGD step, identical on every rank: E <- E - lr * sum_k w_k g_k.
-        decode(aggregate.data(), acc.data(), table.size, bits);
-        for (int64_t i = 0; i < table.size; ++i) global[size_t(i)] -= float(lr) * aggregate[size_t(i)];
-        std::vector<float> losses(static_cast<size_t>(K));
-        decode(losses.data(), loss_acc.data(), K, bits);
-        if (comm.rank() == 0) {
-            double norm2 = 0;
-            for (float g : aggregate) norm2 += double(g) * g;
-            metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
-                    << ", \"train_loss\": [";
-            for (int64_t k = 0; k < K; ++k) {
-                metrics << (k ? ", " : "");
-                if (active[size_t(k)]) metrics << losses[size_t(k)];
-                else metrics << "null";  // not sampled this round
-            }
-            metrics << "], \"clients\": [";
-            for (size_t i = 0; i < sampled.size(); ++i) metrics << (i ? ", " : "") << sampled[i];
-            metrics << "], \"aggregate_norm\": " << std::sqrt(norm2)
-                    << ", \"bytes_up_per_client\": " << table.size * 4
-                    << ", \"bytes_down_per_client\": " << table.size * 4 << "}\n" << std::flush;
-            std::ostringstream line;
-            line << "round " << round << "  loss";
-            for (int64_t k = 0; k < K; ++k) {
-                if (active[size_t(k)]) line << " " << std::fixed << std::setprecision(4) << losses[size_t(k)];
-                else line << " -";
-            }
-            line << "  (" << std::setprecision(1) << t_local << " s local, " << t_comm << " s allreduce)";
-            log.info(line.str());
-        }
+        if (K > 8) line << " ...";
+        line << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
+             << " s allreduce)";
+        log.info(line.str());
     }
-    // Final state of the shared table, the same on every rank: a checksum for the summary line.
-    const std::string sum = [&] {
+    // Checksum of the whole final state (server + every client's private parameters), the
+    // same on every rank: per-client sums travel in fixed point, then add up in id order.
+    std::vector<int64_t> client_sums(static_cast<size_t>(K), 0);
+    for (const auto& c : federation.clients()) {
         double s = 0;
-        for (float v : global) s += double(v);
-        std::ostringstream os;
-        os << std::setprecision(17) << s;
-        return os.str();
-    }();
+        for (int64_t i = 0; i < c.private_params.size(); ++i) s += double(c.private_params[i]);
+        const float f = float(s);
+        encode_add(client_sums.data() + c.spec.id, &f, 1, 1.0, 20, fixed_point_max_abs(1));
+    }
+    comm.allreduce_sum(client_sums.data(), K);
+    double sum = 0;
+    for (float v : federation.server_params()) sum += double(v);
+    for (int64_t k = 0; k < K; ++k) sum += double(client_sums[size_t(k)]) * std::ldexp(1.0, -20);
+    const auto mem = max_over_ranks(comm, {peak_rss_mib()});
     if (comm.rank() == 0) {
-        metrics << "{\"event\": \"end\", \"rounds\": " << rounds << ", \"code_table_sum\": " << sum << "}\n";
-        write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(), cfg.to_yaml());
-        out << "pretrain: " << K << " clients, " << comm.size() << " ranks, " << rounds
-            << " rounds, code_table_sum " << sum << " -> " << dir << "/metrics.jsonl\n";
+        std::ostringstream s;
+        s << std::setprecision(17) << sum;
+        metrics << "{\"event\": \"end\", \"rounds\": " << rounds
+                << ", \"state_sum\": " << s.str() << "}\n";
+        write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
+                               cfg.to_yaml());
+        out << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients, "
+            << comm.size() << " ranks, " << rounds << " rounds, " << std::fixed
+            << std::setprecision(2) << round_seconds / double(std::max<int64_t>(rounds, 1))
+            << " s/round, " << std::setprecision(1) << total_time.seconds() << " s total, peak RSS "
+            << mem[0] << " MiB/rank, state_sum " << s.str() << " -> " << dir << "/metrics.jsonl\n";
     }
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Determinism contract of `pfcr pretrain` through the real binary under mpirun: the same
-# config gives byte-identical metrics.jsonl (losses and server-state checksum at round-trip
-# precision) with 1, 2 and 4 ranks and with 1 or 2 threads; more ranks than clients is a clear
-# error. Usage: test_pretrain_ranks.sh PFCR_BINARY SOURCE_DIR MPIEXEC
+# config gives byte-identical metrics.jsonl (losses and whole-state checksum at round-trip
+# precision; only the "time" fields may differ) with 1, 2 and 4 ranks and with 1 or 2 threads,
+# for every algorithm; more ranks than clients is a clear error. Usage: test_pretrain_ranks.sh PFCR_BINARY SOURCE_DIR MPIEXEC
 set -euo pipefail
 pfcr=$1
 src=$2
@@ -13,6 +13,11 @@ export ASAN_OPTIONS=detect_leaks=0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fails=0
+# metrics.jsonl without its wall-clock "time" objects.
+strip() { /usr/bin/python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line); d.pop("time", None); print(json.dumps(d))' "$1"; }
+same() { cmp -s <(strip "$1") <(strip "$2"); }
 pass() { echo "ok   $1"; }
 failed() { echo "FAIL $1"; fails=$((fails + 1)); }
 
@@ -25,9 +30,9 @@ for run in "1 1" "2 1" "4 1" "2 2"; do
   set -- $run
   "$mpiexec" -n "$1" --oversubscribe "$pfcr" pretrain "${common[@]}" -t "$2" --set output_dir="$work/r$1t$2" >"$work/r$1t$2.out"
 done
-grep -q "pretrain: 4 clients, 4 ranks, 2 rounds" "$work/r4t1.out" && pass "pretrain on 4 ranks" || failed "pretrain: $(cat "$work/r4t1.out")"
+grep -q "pretrain: pfcr, 4 clients, 4 ranks, 2 rounds" "$work/r4t1.out" && pass "pretrain on 4 ranks" || failed "pretrain: $(cat "$work/r4t1.out")"
 for other in r2t1 r4t1 r2t2; do
-  cmp -s "$work/r1t1/metrics.jsonl" "$work/$other/metrics.jsonl" && pass "metrics identical: 1 rank 1 thread vs $other" \
+  same "$work/r1t1/metrics.jsonl" "$work/$other/metrics.jsonl" && pass "metrics identical: 1 rank 1 thread vs $other" \
     || failed "metrics differ: r1t1 vs $other"
 done
 # User shards: 4 domains x 3 shards = 12 clients, identical on 1 and 4 ranks.
@@ -35,9 +40,22 @@ for n in 1 4; do
   "$mpiexec" -n "$n" --oversubscribe "$pfcr" pretrain "${common[@]}" --set data.shards_per_domain=3 \
     --set output_dir="$work/sh$n" >"$work/sh$n.out"
 done
-grep -q "pretrain: 12 clients, 4 ranks" "$work/sh4.out" && pass "12 shard clients on 4 ranks" || failed "shards: $(cat "$work/sh4.out")"
-cmp -s "$work/sh1/metrics.jsonl" "$work/sh4/metrics.jsonl" && pass "shard clients: metrics identical on 1 and 4 ranks" \
+grep -q "pretrain: pfcr, 12 clients, 4 ranks" "$work/sh4.out" && pass "12 shard clients on 4 ranks" || failed "shards: $(cat "$work/sh4.out")"
+same "$work/sh1/metrics.jsonl" "$work/sh4/metrics.jsonl" && pass "shard clients: metrics identical on 1 and 4 ranks" \
   || failed "shard clients: metrics differ"
+# Every algorithm: 1 rank x 1 thread vs 4 ranks (2 for centralized's single client: 1 rank)
+# x 2 threads, with client sampling, so clients run as parallel tasks and ranks sit idle.
+for alg in fedavg fedprox scaffold local "fedavg whole" "scaffold whole" centralized; do
+  set -- $alg
+  extra=(--set federation.algorithm=$1)
+  [ $# -gt 1 ] && extra+=(--set federation.shared=$2)
+  big=4; [ "$1" = centralized ] && big=1
+  "$mpiexec" -n 1 "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 1 --set output_dir="$work/a1" >"$work/a1.out"
+  "$mpiexec" -n $big --oversubscribe "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 2 --set output_dir="$work/a$big" >"$work/a$big.out"
+  grep -q "pretrain: $1, " "$work/a1.out" || failed "$alg: $(cat "$work/a1.out")"
+  same "$work/a1/metrics.jsonl" "$work/a$big/metrics.jsonl" && pass "$alg: metrics identical, 1 rank x 1 thread vs $big x 2" \
+    || failed "$alg: metrics differ between 1 and $big ranks"
+done
 if "$mpiexec" -n 5 --oversubscribe "$pfcr" pretrain "${common[@]}" --set output_dir="$work/r5" >/dev/null 2>"$work/r5.err"; then
   failed "5 ranks for 4 clients accepted"
 else

@@ -1,0 +1,376 @@
+// The federated round for every algorithm (see engine.hpp). The update rules, per client k
+// with weight w_k = train_rows_k / rows of this round's sampled clients, shared range x:
+//   pfcr      u_k = sum over the local epoch's steps of dL/dx (x = the code table);
+//             x <- x - server_lr * sum_k w_k u_k                                 (PFCR.md §6)
+//   fedavg    u_k = x_k - x after local training;   x <- x + sum_k w_k u_k      (McMahan 2017)
+//   fedprox   as fedavg, local gradient + mu (x_k - x)                            (Li 2020)
+//   scaffold  as fedavg, local gradient + (c - c_k); then c_k+ = c_k - c + (x - x_k)/(S lr),
+//             S = local steps (option II of Karimireddy 2020), c <- c + (1/K) sum_k (c_k+ - c_k)
+//             over the K clients of the federation (the published server rule). The local
+//             optimizer is Adam, as in every PFCR variant, not SGD: (x - x_k)/(S lr) is then
+//             an average preconditioned gradient, the usual practical reading.
+//   local     nothing is shared; every client keeps training its own model
+//   centralized  one client holds every domain (batches of all domains interleaved)
+// Contributions are added in int64 fixed point, so the sums are exact and order-free.
+#include "federation/engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "data/batching.hpp"
+#include "federation/clients.hpp"
+#include "federation/fixed_point.hpp"
+
+namespace pfcr {
+
+Algorithm parse_algorithm(const std::string& name) {
+    if (name == "pfcr") return Algorithm::pfcr;
+    if (name == "fedavg") return Algorithm::fedavg;
+    if (name == "fedprox") return Algorithm::fedprox;
+    if (name == "scaffold") return Algorithm::scaffold;
+    if (name == "local") return Algorithm::local;
+    if (name == "centralized") return Algorithm::centralized;
+    fail("federation.algorithm: unknown algorithm '", name, "'");
+}
+
+const char* algorithm_name(Algorithm a) {
+    switch (a) {
+    case Algorithm::pfcr: return "pfcr";
+    case Algorithm::fedavg: return "fedavg";
+    case Algorithm::fedprox: return "fedprox";
+    case Algorithm::scaffold: return "scaffold";
+    case Algorithm::local: return "local";
+    case Algorithm::centralized: return "centralized";
+    }
+    return "?";
+}
+
+FederationOptions federation_options(const Config& cfg) {
+    FederationOptions f;
+    f.algorithm = parse_algorithm(cfg.get_string("federation.algorithm"));
+    f.share_whole_model = cfg.get_string("federation.shared") == "whole";
+    check(!(f.algorithm == Algorithm::pfcr && f.share_whole_model),
+          "federation.shared: 'whole' is not defined for algorithm pfcr (it shares the code "
+          "table's gradient only); use fedavg, fedprox or scaffold");
+    f.local_epochs = cfg.get_int("federation.local_epochs");
+    f.client_fraction = cfg.get_double("federation.client_fraction");
+    f.server_lr = cfg.get_double("learning_rate");
+    f.mu = cfg.get_double("federation.mu");
+    f.fixed_point_bits = int(cfg.get_int("federation.fixed_point_bits"));
+    return f;
+}
+
+int64_t ClientState::bytes() const {
+    return int64_t(sizeof(float)) *
+           (private_params.size() + adam_m.size() + adam_v.size() + control.size());
+}
+
+// Transient per-worker state: a full model to train in, the trainer scratch, upload buffers.
+struct Federation::Slot {
+    Slot(const ModelShape& shape, int64_t shared) : state(shape), upload(size_t(shared)) {}
+    ModelState state;
+    std::shared_ptr<TrainerScratch> scratch = make_trainer_scratch();
+    std::vector<float> upload, delta_control;
+};
+
+// Free slots; a slot is created on first demand, so there are at most as many as clients ever
+// trained at once (= threads, thanks to task isolation).
+struct Federation::Pool {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<Slot>> free;
+    std::unique_ptr<Slot> acquire(const ModelShape& shape, int64_t shared) {
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (!free.empty()) {
+                auto s = std::move(free.back());
+                free.pop_back();
+                return s;
+            }
+        }
+        return std::make_unique<Slot>(shape, shared);
+    }
+    void release(std::unique_ptr<Slot> s) {
+        std::lock_guard<std::mutex> lock(mutex);
+        free.push_back(std::move(s));
+    }
+};
+
+Federation::Federation(const FederationOptions& fed, const TrainOptions& base,
+                       double initializer_range, std::vector<ClientSpec> all,
+                       std::vector<int> owner, Comm& comm)
+    : fed_(fed), base_(base), layout_(base.hp.shape), comm_(comm), all_(std::move(all)),
+      owner_(std::move(owner)), pool_(std::make_unique<Pool>()) {
+    check(all_.size() == owner_.size(), "Federation: owner list does not match the clients");
+    check(fed_.algorithm != Algorithm::centralized || all_.size() == 1,
+          "centralized training has exactly one (pooled) client");
+    const auto& table = layout_.at("pq_code_embedding.weight");
+    switch (fed_.algorithm) {
+    case Algorithm::local:
+    case Algorithm::centralized: shared_begin_ = shared_end_ = 0; break;
+    case Algorithm::pfcr:
+        shared_begin_ = table.offset;
+        shared_end_ = table.offset + table.size;
+        break;
+    default:
+        shared_begin_ = fed_.share_whole_model ? 0 : table.offset;
+        shared_end_ = fed_.share_whole_model ? layout_.total() : table.offset + table.size;
+    }
+    // The shared range must consist of whole entries (checkpoints name them).
+    for (const auto& e : layout_.entries()) {
+        const bool inside = e.offset >= shared_begin_ && e.offset + e.size <= shared_end_;
+        const bool outside = e.offset + e.size <= shared_begin_ || e.offset >= shared_end_;
+        check(inside || outside, "shared range splits parameter ", e.name);
+    }
+    init_.resize(layout_.total());
+    init_params(layout_, init_.data(), base_.seed, initializer_range);
+    global_.assign(init_.data() + shared_begin_, init_.data() + shared_end_);
+    if (fed_.algorithm == Algorithm::scaffold) control_.assign(global_.size(), 0.0f);
+}
+
+Federation::~Federation() = default;
+
+bool Federation::is_shared(const ParamEntry& e) const {
+    return e.offset >= shared_begin_ && e.offset + e.size <= shared_end_ && e.size > 0 &&
+           shared_end_ > shared_begin_;
+}
+
+void Federation::add_client(int64_t id, std::vector<const PreparedDomain*> data) {
+    check(id >= 0 && id < int64_t(all_.size()) && owner_[size_t(id)] == comm_.rank(),
+          "Federation::add_client: client ", id, " is not owned by rank ", comm_.rank());
+    check(mine_.empty() || mine_.back().spec.id < id, "Federation::add_client: ids must ascend");
+    ClientState c;
+    c.spec = all_[size_t(id)];
+    c.data = std::move(data);
+    const int64_t total = layout_.total(), shared = shared_end_ - shared_begin_;
+    c.private_params.resize(total - shared);
+    std::copy(init_.data(), init_.data() + shared_begin_, c.private_params.data());
+    std::copy(init_.data() + shared_end_, init_.data() + total,
+              c.private_params.data() + shared_begin_);
+    c.adam_m.resize(total);
+    c.adam_v.resize(total);
+    if (fed_.algorithm == Algorithm::scaffold) c.control.resize(shared);
+    mine_.push_back(std::move(c));
+}
+
+void Federation::materialize(const ClientState& c, float* params) const {
+    const int64_t total = layout_.total();
+    const float* p = c.private_params.data();
+    std::copy(p, p + shared_begin_, params);
+    std::copy(global_.begin(), global_.end(), params + shared_begin_);
+    std::copy(p + shared_begin_, p + (total - (shared_end_ - shared_begin_)), params + shared_end_);
+}
+
+void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double weight,
+                              int64_t sampled_rows, double& loss) {
+    (void)weight;
+    (void)sampled_rows;
+    ModelState& st = slot.state;
+    const int64_t total = layout_.total(), S = shared_end_ - shared_begin_;
+    materialize(c, st.params.data());
+    std::swap(st.adam_m, c.adam_m); // the moments move in and out instead of being copied
+    std::swap(st.adam_v, c.adam_v);
+    st.step = c.step;
+    struct SwapBack { // also on an exception: the client must keep its moments
+        ClientState& c;
+        ModelState& st;
+        ~SwapBack() {
+            std::swap(st.adam_m, c.adam_m);
+            std::swap(st.adam_v, c.adam_v);
+        }
+    } swap_back{c, st};
+
+    std::vector<std::unique_ptr<Trainer>> trainers;
+    for (const PreparedDomain* d : c.data) {
+        TrainOptions opt = base_;
+        opt.client = uint32_t(c.spec.id);
+        trainers.push_back(std::make_unique<Trainer>(opt, *d, slot.scratch));
+    }
+    const float* x = global_.data();
+    float* upload = slot.upload.data();
+    switch (fed_.algorithm) {
+    case Algorithm::pfcr:
+        std::fill(slot.upload.begin(), slot.upload.end(), 0.0f);
+        for (auto& t : trainers) t->set_shared_grad_accumulator(upload);
+        break;
+    case Algorithm::fedprox: {
+        const float mu = float(fed_.mu);
+        const int64_t sb = shared_begin_;
+        for (auto& t : trainers)
+            t->set_grad_hook([mu, x, sb, S](float* grad, const float* params) {
+                for (int64_t i = 0; i < S; ++i) grad[sb + i] += mu * (params[sb + i] - x[i]);
+            });
+        break;
+    }
+    case Algorithm::scaffold: {
+        const float* cg = control_.data();
+        const float* ck = c.control.data();
+        const int64_t sb = shared_begin_;
+        for (auto& t : trainers)
+            t->set_grad_hook([cg, ck, sb, S](float* grad, const float*) {
+                for (int64_t i = 0; i < S; ++i) grad[sb + i] += cg[i] - ck[i];
+            });
+        break;
+    }
+    default: break;
+    }
+
+    const int64_t step0 = st.step;
+    double loss_sum = 0;
+    int64_t loss_rows = 0;
+    for (int64_t e = 0; e < fed_.local_epochs; ++e) {
+        const uint32_t epoch = uint32_t(round * fed_.local_epochs + e);
+        if (trainers.size() == 1) {
+            const int64_t n = int64_t(c.data[0]->train.rows());
+            loss_sum += trainers[0]->train_epoch(st, epoch) * double(n);
+            loss_rows += n;
+            continue;
+        }
+        // Pooled client: the batches of every domain in one keyed order.
+        std::vector<std::pair<size_t, int64_t>> batches;
+        for (size_t d = 0; d < trainers.size(); ++d)
+            for (int64_t b = 0; b < trainers[d]->n_train_batches(); ++b) batches.emplace_back(d, b);
+        const auto order = epoch_permutation(int64_t(batches.size()), base_.seed,
+                                             0x80000000u | uint32_t(c.spec.id), epoch);
+        for (int64_t i : order) {
+            const auto [d, b] = batches[size_t(i)];
+            const int64_t n = int64_t(c.data[d]->train.rows());
+            const int64_t rows = std::min(base_.train_batch_size, n - b * base_.train_batch_size);
+            loss_sum += trainers[d]->train_batch(st, epoch, b) * double(rows);
+            loss_rows += rows;
+        }
+    }
+    loss = loss_sum / double(std::max<int64_t>(loss_rows, 1));
+
+    if (fed_.algorithm == Algorithm::fedavg || fed_.algorithm == Algorithm::fedprox ||
+        fed_.algorithm == Algorithm::scaffold) {
+        for (int64_t i = 0; i < S; ++i) upload[i] = st.params[shared_begin_ + i] - x[i];
+    }
+    if (fed_.algorithm == Algorithm::scaffold) {
+        // c_k+ = c_k - c + (x - x_k) / (steps lr) = c_k - c - u / (steps lr).
+        const double inv = 1.0 / (double(st.step - step0) * base_.learning_rate);
+        slot.delta_control.resize(size_t(S));
+        for (int64_t i = 0; i < S; ++i) {
+            const float next = c.control[i] - control_[size_t(i)] - float(double(upload[i]) * inv);
+            slot.delta_control[size_t(i)] = next - c.control[i];
+            c.control[i] = next;
+        }
+    }
+    // Keep what is private; the shared range comes from the server next round.
+    const float* p = st.params.data();
+    std::copy(p, p + shared_begin_, c.private_params.data());
+    std::copy(p + shared_end_, p + total, c.private_params.data() + shared_begin_);
+    c.step = st.step;
+    c.rounds_trained += 1;
+}
+
+RoundResult Federation::run_round(int64_t round) {
+    const int64_t K = int64_t(all_.size());
+    const int64_t S = shared_end_ - shared_begin_;
+    const int bits = fed_.fixed_point_bits;
+    const int64_t max_abs = fixed_point_max_abs(K);
+    RoundResult r;
+    r.round = round;
+    r.sampled = sample_clients(base_.seed, round, K, fed_.client_fraction);
+    std::vector<char> active(size_t(K), 0);
+    int64_t sampled_rows = 0;
+    for (int64_t k : r.sampled) {
+        active[size_t(k)] = 1;
+        sampled_rows += all_[size_t(k)].train_rows;
+    }
+
+    Stopwatch sw;
+    std::vector<int64_t> acc(static_cast<size_t>(S), 0), control_acc, loss_acc(static_cast<size_t>(K), 0);
+    if (fed_.algorithm == Algorithm::scaffold) control_acc.assign(size_t(S), 0);
+    std::vector<ClientState*> todo;
+    for (auto& c : mine_)
+        if (active[size_t(c.spec.id)]) todo.push_back(&c);
+    std::mutex acc_mutex;
+    std::vector<double> local_loss(todo.size(), 0.0);
+    std::vector<std::string> errors(todo.size());
+    double t_aggregate = 0;
+    // Clients as tasks; the upload is added to the rank's int64 accumulator under a lock
+    // (integer sums: the order in which clients finish cannot matter).
+    tbb::parallel_for(size_t(0), todo.size(), [&](size_t i) {
+        ClientState& c = *todo[i];
+        auto slot = pool_->acquire(layout_.shape(), S);
+        try {
+            const double w = double(c.spec.train_rows) / double(sampled_rows);
+            tbb::this_task_arena::isolate(
+                [&] { train_client(c, *slot, round, w, sampled_rows, local_loss[i]); });
+            Stopwatch agg;
+            std::lock_guard<std::mutex> lock(acc_mutex);
+            if (S > 0) encode_add(acc.data(), slot->upload.data(), S, w, bits, max_abs);
+            if (!control_acc.empty())
+                encode_add(control_acc.data(), slot->delta_control.data(), S, 1.0 / double(K), bits,
+                           max_abs);
+            const float l = float(local_loss[i]);
+            encode_add(loss_acc.data() + c.spec.id, &l, 1, 1.0, bits, max_abs);
+            t_aggregate += agg.seconds();
+        } catch (const Error& e) {
+            errors[i] = e.what();
+        }
+        pool_->release(std::move(slot));
+    });
+    r.t_local = sw.seconds() - t_aggregate;
+    r.t_aggregate = t_aggregate;
+
+    // Agree on failures before any collective that carries data: the lowest failing id wins.
+    int64_t failing = 0;
+    for (size_t i = 0; i < todo.size(); ++i)
+        if (!errors[i].empty()) {
+            failing = K - todo[i]->spec.id;
+            break;
+        }
+    comm_.allreduce_max(&failing, 1);
+    if (failing > 0) {
+        const int64_t id = K - failing;
+        for (size_t i = 0; i < todo.size(); ++i)
+            if (todo[i]->spec.id == id)
+                fail("round ", round, ", client ", id, " (domain ", todo[i]->spec.domain,
+                     ", shard ", todo[i]->spec.shard, "): ", errors[i]);
+        fail("round ", round, ": client ", id, " failed on rank ", owner_[size_t(id)],
+             " (see that rank's message); stopping");
+    }
+
+    sw.reset();
+    if (S > 0) comm_.allreduce_sum(acc.data(), S);
+    if (!control_acc.empty()) comm_.allreduce_sum(control_acc.data(), S);
+    comm_.allreduce_sum(loss_acc.data(), K);
+    r.t_communicate = sw.seconds();
+
+    sw.reset();
+    std::vector<float> losses(static_cast<size_t>(K));
+    decode(losses.data(), loss_acc.data(), K, bits);
+    r.loss.assign(losses.begin(), losses.end());
+    if (S > 0) {
+        std::vector<float> aggregate(static_cast<size_t>(S));
+        decode(aggregate.data(), acc.data(), S, bits);
+        double norm2 = 0;
+        for (float g : aggregate) norm2 += double(g) * g;
+        r.aggregate_norm = std::sqrt(norm2);
+        if (fed_.algorithm == Algorithm::pfcr) {
+            const float lr = float(fed_.server_lr);
+            for (int64_t i = 0; i < S; ++i) global_[size_t(i)] -= lr * aggregate[size_t(i)];
+        } else {
+            for (int64_t i = 0; i < S; ++i) global_[size_t(i)] += aggregate[size_t(i)];
+        }
+        if (!control_acc.empty()) {
+            decode(aggregate.data(), control_acc.data(), S, bits);
+            for (int64_t i = 0; i < S; ++i) control_[size_t(i)] += aggregate[size_t(i)];
+        }
+    }
+    r.t_server = sw.seconds();
+    const int64_t factor = fed_.algorithm == Algorithm::scaffold ? 2 : 1;
+    r.bytes_up_per_client = factor * S * int64_t(sizeof(float));
+    r.bytes_down_per_client = factor * S * int64_t(sizeof(float));
+    return r;
+}
+
+} // namespace pfcr

@@ -1,0 +1,118 @@
+// The federated round of pre-training (PFCR.md §6, ARCHITECTURE.md §3–4) for every algorithm:
+// persistent client state, local training of a rank's clients as oneTBB tasks, the client
+// update (gradient sum, parameter delta, control variates), its exact fixed-point (or integer
+// bucket) encoding, one allreduce through Comm, and the server step every rank computes
+// identically. Files, metrics and checkpoints are the driver's (src/sim/pretrain.cpp).
+//
+// Memory (ARCHITECTURE §3): a client persists only the parameters outside the shared range,
+// the Adam moments and (SCAFFOLD) its control variate. The materialized full model, the
+// trainer scratch and the upload buffer are per worker slot; at most one slot per thread is
+// in use, because each client's training runs inside tbb::this_task_arena::isolate.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/prepared.hpp"
+#include "federation/comm.hpp"
+#include "io/config.hpp"
+#include "model/trainer.hpp"
+
+namespace pfcr {
+
+enum class Algorithm { pfcr, fedavg, fedprox, scaffold, local, centralized };
+Algorithm parse_algorithm(const std::string& name);
+const char* algorithm_name(Algorithm a);
+
+struct FederationOptions {
+    Algorithm algorithm = Algorithm::pfcr;
+    bool share_whole_model = false; // federation.shared: "table" (code table) or "whole"
+    int64_t local_epochs = 1;       // federation.local_epochs
+    double client_fraction = 1.0;   // federation.client_fraction
+    double server_lr = 0.001;       // pfcr: E <- E - server_lr * aggregate (= learning_rate)
+    double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
+    int fixed_point_bits = 40;      // federation.fixed_point_bits
+};
+FederationOptions federation_options(const Config& cfg);
+
+// What every rank knows about every client (ids 0..K-1: domain order, then shard order).
+struct ClientSpec {
+    int64_t id = 0;
+    std::string domain; // "*" for the centralized client (every domain pooled)
+    int64_t shard = 0;
+    int64_t train_rows = 0;
+};
+
+// One client's persistent state on its owning rank.
+struct ClientState {
+    ClientSpec spec;
+    std::vector<const PreparedDomain*> data; // one domain (or shard); every domain if pooled
+    AlignedBuffer<float> private_params;     // layout entries outside the shared range
+    AlignedBuffer<float> adam_m, adam_v;     // full layout
+    int64_t step = 0;                        // Adam steps taken
+    int64_t rounds_trained = 0;              // rounds this client took part in (rng counter)
+    AlignedBuffer<float> control;            // SCAFFOLD c_k over the shared range (else empty)
+    int64_t bytes() const; // persistent bytes (the buffers above)
+};
+
+struct RoundResult {
+    int64_t round = 0;
+    std::vector<int64_t> sampled;      // ascending client ids
+    std::vector<double> loss;          // mean train loss per client (0 if not sampled)
+    double aggregate_norm = 0;         // L2 norm of the decoded aggregate
+    double t_local = 0, t_aggregate = 0, t_communicate = 0, t_server = 0; // seconds, this rank
+    int64_t bytes_up_per_client = 0;   // what one sampled client would upload
+    int64_t bytes_down_per_client = 0; // and download
+};
+
+class Federation {
+public:
+    // `all` lists every client (same on every rank); `owner[k]` is the rank of client k.
+    Federation(const FederationOptions& fed, const TrainOptions& base, double initializer_range,
+               std::vector<ClientSpec> all, std::vector<int> owner, Comm& comm);
+    ~Federation();
+    // Registers an owned client with its data (must outlive the Federation); ascending ids.
+    void add_client(int64_t id, std::vector<const PreparedDomain*> data);
+
+    // One round: sampled clients train (oneTBB tasks), updates are aggregated exactly, the
+    // server steps. Throws Error naming round, client and step on a non-finite loss; every
+    // rank throws (the failure is agreed on with one allreduce), so no rank hangs.
+    RoundResult run_round(int64_t round);
+
+    const FederationOptions& options() const { return fed_; }
+    const ParamLayout& layout() const { return layout_; }
+    // The shared range [begin, end) of the flat layout (whole entries only; empty for local
+    // and centralized): what the server holds and clients exchange.
+    int64_t shared_begin() const { return shared_begin_; }
+    int64_t shared_end() const { return shared_end_; }
+    bool is_shared(const ParamEntry& e) const;
+    std::vector<float>& server_params() { return global_; }   // shared range values
+    std::vector<float>& server_control() { return control_; } // SCAFFOLD c (else empty)
+    std::vector<ClientState>& clients() { return mine_; }
+    const std::vector<ClientSpec>& all_clients() const { return all_; }
+    const std::vector<int>& owner() const { return owner_; }
+    // The full parameters of an owned client as its next round would start (shared range from
+    // the server): for evaluation and checkpoints.
+    void materialize(const ClientState& c, float* params) const;
+
+private:
+    struct Slot;
+    void train_client(ClientState& c, Slot& slot, int64_t round, double weight,
+                      int64_t sampled_rows, double& loss);
+    FederationOptions fed_;
+    TrainOptions base_;
+    ParamLayout layout_;
+    Comm& comm_;
+    std::vector<ClientSpec> all_;
+    std::vector<int> owner_;
+    int64_t shared_begin_ = 0, shared_end_ = 0;
+    std::vector<float> global_, control_;
+    std::vector<ClientState> mine_;
+    AlignedBuffer<float> init_; // the keyed initial parameters every client starts from
+    struct Pool;
+    std::unique_ptr<Pool> pool_;
+};
+
+} // namespace pfcr
