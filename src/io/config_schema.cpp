@@ -184,6 +184,31 @@ std::vector<KeySpec> make_schema() {
                    "fractional bits of the exact int64 cross-rank sums"),
                8, 48),
 
+        // --- privacy of the uploads (PFCR.md §7, docs/PRIVACY.md)
+        choice(key("privacy.mechanism", K::string, "none",
+                   "upload privatization: none, pfcr-reference (PFCR's published arithmetic, "
+                   "not valid LDP), randomized-response (eps-LDP per coordinate), gaussian "
+                   "(L2 clip + Gaussian noise)"),
+               {"none", "pfcr-reference", "randomized-response", "gaussian"}),
+        ranged(key("privacy.epsilon", K::real, "0.3",
+                   "epsilon of pfcr-reference and randomized-response (per coordinate, round)"),
+               0, 1e6, true),
+        ranged(key("privacy.clip", K::real, "0.12",
+                   "c: elements clamped to [-c, c] before bucketing (bucket mechanisms)"),
+               0, 1e30, true),
+        ranged(key("privacy.buckets", K::integer, "256",
+                   "K: bucket step c/K; randomized-response uses 2K+1 levels"),
+               1, 1 << 20),
+        ranged(key("privacy.clip_norm", K::real, "1.0",
+                   "C: gaussian clips each client's whole upload to L2 norm C"),
+               0, 1e30, true),
+        ranged(key("privacy.noise_multiplier", K::real, "1.0",
+                   "sigma: gaussian noise std is sigma * C per element"),
+               0, 1e6, true),
+        ranged(key("privacy.delta", K::real, "1e-5",
+                   "delta of the (epsilon, delta) reported for gaussian"),
+               0, 1, true, true),
+
         // --- fine-tuning (pfcr finetune)
         choice(key("finetune.mode", K::string, "full",
                    "full: train every parameter (from scratch = the local-only baseline); "
