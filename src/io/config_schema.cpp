@@ -209,6 +209,17 @@ std::vector<KeySpec> make_schema() {
                    "delta of the (epsilon, delta) reported for gaussian"),
                0, 1, true, true),
 
+        // --- checkpoints (ARCHITECTURE.md §5)
+        ranged(key("checkpoint.every", K::integer, "1",
+                   "write a checkpoint every N rounds, and always after the last; 0 = only after "
+                   "the last"),
+               0, 1000000),
+        ranged(key("checkpoint.keep", K::integer, "2",
+                   "checkpoints kept in checkpoint.dir (the newest by round; older ones deleted)"),
+               1, 1000000),
+        key("checkpoint.dir", K::string, "",
+            "checkpoint directory; empty = <output_dir>/ckpt"),
+
         // --- fine-tuning (pfcr finetune)
         choice(key("finetune.mode", K::string, "full",
                    "full: train every parameter (from scratch = the local-only baseline); "

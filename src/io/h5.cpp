@@ -40,6 +40,9 @@ int close_type(int64_t id) {
 int close_attr(int64_t id) {
     return H5Aclose(hid_t(id));
 }
+int close_plist(int64_t id) {
+    return H5Pclose(hid_t(id));
+}
 
 template <typename T> hid_t native_type() {
     if constexpr (std::is_same_v<T, float>)
@@ -148,6 +151,20 @@ bool Group::has_group(const std::string& name) const {
     return info.type == H5O_TYPE_GROUP;
 }
 
+std::vector<std::string> Group::datasets() const {
+    std::vector<std::string> names;
+    auto visit = [](hid_t root, const char* name, const H5L_info_t* link, void* data) -> herr_t {
+        if (link->type != H5L_TYPE_HARD) return 0;
+        H5O_info_t info;
+        if (H5Oget_info_by_name2(root, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return -1;
+        if (info.type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+        return 0;
+    };
+    check(H5Lvisit(hid_t(h_.get()), H5_INDEX_NAME, H5_ITER_INC, visit, &names) >= 0, where(),
+          ": cannot list datasets");
+    return names;
+}
+
 std::vector<std::string> Group::children() const {
     std::vector<std::string> names;
     auto visit = [](hid_t, const char* name, const H5L_info_t*, void* data) -> herr_t {
@@ -171,6 +188,27 @@ void Group::write(const std::string& name, const Shape& shape, const T* data) {
         check(H5Dwrite(hid_t(ds.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
               where(name), ": write failed");
     }
+}
+
+template <typename T> void Dataset::write(const T* data) {
+    check(H5Dwrite(hid_t(h_.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
+          where_, ": write failed");
+}
+
+template <typename T> Dataset Group::create_dataset(const std::string& name, const Shape& shape) {
+    Handle space = simple_space(shape);
+    Handle lcpl(H5Pcreate(H5P_LINK_CREATE), close_plist);
+    Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), close_plist);
+    check(lcpl.valid() && dcpl.valid() &&
+              H5Pset_create_intermediate_group(hid_t(lcpl.get()), 1) >= 0 &&
+              H5Pset_alloc_time(hid_t(dcpl.get()), H5D_ALLOC_TIME_EARLY) >= 0 &&
+              H5Pset_fill_time(hid_t(dcpl.get()), H5D_FILL_TIME_NEVER) >= 0,
+          where(name), ": cannot set up dataset properties");
+    Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), native_type<T>(), hid_t(space.get()),
+                         hid_t(lcpl.get()), hid_t(dcpl.get()), H5P_DEFAULT),
+              close_dataset);
+    check(ds.valid(), where(name), ": cannot create dataset");
+    return Dataset(std::move(ds), where(name));
 }
 
 Shape Group::shape(const std::string& name) const {
@@ -217,6 +255,14 @@ template <typename T> std::vector<T> Group::read(const std::string& name, Shape*
     }
     if (shape_out) *shape_out = s;
     return out;
+}
+
+template <typename T> void Group::read_into(const std::string& name, T* out) const {
+    check(has(name), where(name), ": dataset missing");
+    Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
+    check(ds.valid(), where(name), ": cannot open dataset");
+    check(H5Dread(hid_t(ds.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0,
+          where(name), ": read failed (type conversion to the requested type impossible?)");
 }
 
 void Group::write_strings(const std::string& name, const std::vector<std::string>& values) {
@@ -337,6 +383,19 @@ File File::open_read(const std::string& path) {
     return File(std::move(f), path, "/");
 }
 
+File File::create_parallel(const std::string& path, MPI_Comm comm) {
+    silence_hdf5();
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS), close_plist);
+    const hid_t p = hid_t(fapl.get());
+    check(fapl.valid() && H5Pset_fapl_mpio(p, comm, MPI_INFO_NULL) >= 0 &&
+              H5Pset_all_coll_metadata_ops(p, 1) >= 0 && H5Pset_coll_metadata_write(p, 1) >= 0 &&
+              H5Pset_libver_bounds(p, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) >= 0,
+          path, ": cannot set up parallel HDF5 access (is HDF5 built with MPI?)");
+    Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, p), close_file);
+    check(f.valid(), path, ": cannot create HDF5 file (parallel)");
+    return File(std::move(f), path, "/");
+}
+
 void File::close() {
     if (h_.valid()) {
         check(H5Fflush(hid_t(h_.get()), H5F_SCOPE_GLOBAL) >= 0, file_, ": flush failed");
@@ -351,7 +410,10 @@ bool is_hdf5(const std::string& path) {
 
 #define PFCR_H5_INSTANTIATE(T)                                                                     \
     template void Group::write<T>(const std::string&, const Shape&, const T*);                     \
-    template std::vector<T> Group::read<T>(const std::string&, Shape*) const;
+    template std::vector<T> Group::read<T>(const std::string&, Shape*) const;                      \
+    template void Group::read_into<T>(const std::string&, T*) const;                               \
+    template Dataset Group::create_dataset<T>(const std::string&, const Shape&);                   \
+    template void Dataset::write<T>(const T*);
 PFCR_H5_INSTANTIATE(float)
 PFCR_H5_INSTANTIATE(double)
 PFCR_H5_INSTANTIATE(int32_t)

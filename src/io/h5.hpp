@@ -1,8 +1,11 @@
 // RAII wrappers over the HDF5 C API: files, groups, datasets and attributes of the few
 // types pfcr stores (float32/64, int32/64, uint8, UTF-8 strings). Raw hid_t never leaves
-// src/io. Errors become pfcr::Error naming the file and the object path. Serial access only
-// for now; collective (MPI-IO) access is added with the checkpoint writer.
+// src/io. Errors become pfcr::Error naming the file and the object path. Files are serial
+// (File::create / open_read) or parallel (File::create_parallel: MPI-IO driver, collective
+// metadata); which calls are collective on a parallel file is documented at create_parallel.
 #pragma once
+
+#include <mpi.h>
 
 #include <cstdint>
 #include <string>
@@ -32,6 +35,21 @@ private:
     Closer closer_ = nullptr;
 };
 
+// An open dataset, for writing its data separately from creating it (parallel files: the
+// creation is collective, the write independent).
+class Dataset {
+public:
+    Dataset(Handle h, std::string where) : h_(std::move(h)), where_(std::move(where)) {}
+    // Writes the whole dataset from `data` (product(shape) elements, row-major). On a parallel
+    // file this is an independent transfer: only the calling rank writes.
+    template <typename T> void write(const T* data);
+    const std::string& where() const { return where_; }
+
+private:
+    Handle h_;
+    std::string where_;
+};
+
 // A group (or the file's root group). Paths in messages are "<file>:<object path>".
 class Group {
 public:
@@ -43,6 +61,9 @@ public:
     bool has(const std::string& name) const;       // link exists (group or dataset)
     bool has_group(const std::string& name) const; // exists and is a group
     std::vector<std::string> children() const;     // link names, in name order
+    // Paths (relative to this group, '/'-separated) of every dataset below it, recursively,
+    // in name order: "model/LayerNorm.bias", "optim/LayerNorm.bias/m", ...
+    std::vector<std::string> datasets() const;
     const std::string& path() const { return path_; }
     std::string where(const std::string& name = "") const; // "<file>:<path>/<name>"
 
@@ -53,6 +74,12 @@ public:
     }
     template <typename T>
     std::vector<T> read(const std::string& name, Shape* shape = nullptr) const;
+    // Reads the whole dataset into `out`, which must hold product(shape(name)) elements.
+    template <typename T> void read_into(const std::string& name, T* out) const;
+    // Creates a dataset without writing it: contiguous, space allocated at creation, never
+    // filled (the caller writes every element). `name` may contain '/': missing intermediate
+    // groups are created.
+    template <typename T> Dataset create_dataset(const std::string& name, const Shape& shape);
     Shape shape(const std::string& name) const;
     // "float32", "float64", "int32", "int64", "uint8", "string" or "other".
     std::string dtype(const std::string& name) const;
@@ -81,7 +108,14 @@ class File : public Group {
 public:
     static File create(const std::string& path); // truncates an existing file
     static File open_read(const std::string& path);
-    void close(); // flushes; further use is an error
+    // Creates (truncates) `path` with the MPI-IO driver over `comm`; every rank of `comm` calls
+    // it. From then on every call that creates or modifies metadata (create_group,
+    // create_dataset, set_attr, close) is COLLECTIVE: every rank makes the same calls in the
+    // same order with identical arguments (including attribute values). Dataset::write is
+    // independent. Metadata reads and writes are collective (H5Pset_all_coll_metadata_ops,
+    // H5Pset_coll_metadata_write), the format is the newest the library knows (libver latest).
+    static File create_parallel(const std::string& path, MPI_Comm comm);
+    void close(); // flushes (MPI_File_sync on a parallel file); further use is an error
 
 private:
     using Group::Group;
