@@ -14,6 +14,7 @@
 #include "pfcr/version.hpp"
 #include "federation/comm.hpp"
 #include "sim/commands.hpp"
+#include "sim/signals.hpp"
 
 namespace {
 
@@ -66,9 +67,16 @@ int main(int argc, char** argv) {
     add_config_options(prepare, prepare_args);
 
     ConfigArgs pretrain_args;
+    std::string resume;
     auto* pretrain = app.add_subcommand(
-        "pretrain", "federated pre-training of the shared code table (run under mpirun -n R)");
+        "pretrain",
+        "federated pre-training (federation.algorithm, privacy.mechanism) under mpirun -n R; "
+        "checkpoints to <output_dir>/ckpt and resumes from the newest one there. Exit status "
+        "75 = stopped by SIGTERM/SIGUSR1 after writing a checkpoint (run again to resume)");
     add_config_options(pretrain, pretrain_args);
+    pretrain->add_option("--resume", resume,
+                         "resume from this checkpoint file, or the newest complete one in this "
+                         "directory (default: the run's own checkpoint directory, if any)");
 
     ConfigArgs finetune_args;
     std::string finetune_mode;
@@ -115,8 +123,13 @@ int main(int argc, char** argv) {
             const auto threads = limit_threads(cfg);
             const pfcr::Logger log(rank, pretrain_args.quiet || rank != 0);
             if (!pretrain_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+            pfcr::install_stop_handlers();
             try {
-                pfcr::run_pretrain(cfg, comm, log, std::cout);
+                return pfcr::run_pretrain(cfg, comm, log, std::cout, resume);
+            } catch (const pfcr::CollectiveError& e) {
+                // Every rank stopped here: exit normally (MPI_Finalize), status 1.
+                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+                return 1;
             } catch (const std::exception& e) {
                 // One rank failing must not leave the others waiting in a collective.
                 std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;

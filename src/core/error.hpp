@@ -15,6 +15,20 @@ public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// An error every MPI rank throws at the same point because the ranks agreed on it (e.g. a
+// client's NaN loss, found with one allreduce): main exits normally with status 1 instead of
+// aborting the job, so that the rank holding the details always gets to print them.
+class CollectiveError : public Error {
+public:
+    explicit CollectiveError(const std::string& what) : Error(what) {}
+};
+
+template <typename... Parts> [[noreturn]] void fail_collective(Parts&&... parts) {
+    std::ostringstream os;
+    (os << ... << std::forward<Parts>(parts));
+    throw CollectiveError(os.str());
+}
+
 // Builds a message from any streamable parts: fail("a.inter:", 12, ": bad id ", id).
 template <typename... Parts> [[noreturn]] void fail(Parts&&... parts) {
     std::ostringstream os;

@@ -63,7 +63,11 @@ FederationOptions federation_options(const Config& cfg) {
     f.client_fraction = cfg.get_double("federation.client_fraction");
     f.server_lr = cfg.get_double("learning_rate");
     f.mu = cfg.get_double("federation.mu");
-    f.fixed_point_bits = int(cfg.get_int("federation.fixed_point_bits"));
+    f.privacy = privacy_options(cfg);
+    check(f.privacy.mechanism == PrivacyMechanism::none ||
+              (f.algorithm != Algorithm::local && f.algorithm != Algorithm::centralized),
+          "privacy.mechanism: ", mechanism_name(f.privacy.mechanism), " needs an upload to "
+          "privatize; algorithm ", algorithm_name(f.algorithm), " has none (use privacy.mechanism: none)");
     return f;
 }
 
@@ -74,16 +78,21 @@ int64_t ClientState::bytes() const {
 
 // Transient per-worker state: a full model to train in, the trainer scratch, upload buffers.
 struct Federation::Slot {
-    Slot(const ModelShape& shape, int64_t shared) : state(shape), upload(size_t(shared)) {}
+    Slot(const ModelShape& shape, int64_t shared)
+        : state(shape), upload(size_t(shared)), acc(size_t(shared), 0) {}
     ModelState state;
     std::shared_ptr<TrainerScratch> scratch = make_trainer_scratch();
     std::vector<float> upload, delta_control;
+    // This slot's share of the round's integer sums (added into the round's totals after the
+    // local phase: integer addition, so which slot served which client cannot matter).
+    std::vector<int64_t> acc, control_acc;
 };
 
 // Free slots; a slot is created on first demand, so there are at most as many as clients ever
 // trained at once (= threads, thanks to task isolation).
 struct Federation::Pool {
     std::mutex mutex;
+    std::vector<Slot*> all; // every slot ever created (they are all free between rounds)
     std::vector<std::unique_ptr<Slot>> free;
     std::unique_ptr<Slot> acquire(const ModelShape& shape, int64_t shared) {
         {
@@ -94,7 +103,10 @@ struct Federation::Pool {
                 return s;
             }
         }
-        return std::make_unique<Slot>(shape, shared);
+        auto s = std::make_unique<Slot>(shape, shared);
+        std::lock_guard<std::mutex> lock(mutex);
+        all.push_back(s.get());
+        return s;
     }
     void release(std::unique_ptr<Slot> s) {
         std::lock_guard<std::mutex> lock(mutex);
@@ -270,10 +282,20 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double 
     c.rounds_trained += 1;
 }
 
+int64_t upload_bits_per_element(const PrivacyOptions& p) {
+    int64_t values = 0; // number of distinct integers a bucket mechanism can send
+    if (p.mechanism == PrivacyMechanism::pfcr_reference) values = p.buckets;
+    else if (p.mechanism == PrivacyMechanism::randomized_response) values = 2 * p.buckets + 1;
+    else return 32;
+    int64_t bits = 0;
+    while ((int64_t(1) << bits) < values) ++bits;
+    return bits;
+}
+
 RoundResult Federation::run_round(int64_t round) {
     const int64_t K = int64_t(all_.size());
     const int64_t S = shared_end_ - shared_begin_;
-    const int bits = fed_.fixed_point_bits;
+    const int bits = fed_.privacy.fixed_point_bits;
     const int64_t max_abs = fixed_point_max_abs(K);
     RoundResult r;
     r.round = round;
@@ -291,12 +313,9 @@ RoundResult Federation::run_round(int64_t round) {
     std::vector<ClientState*> todo;
     for (auto& c : mine_)
         if (active[size_t(c.spec.id)]) todo.push_back(&c);
-    std::mutex acc_mutex;
     std::vector<double> local_loss(todo.size(), 0.0);
     std::vector<std::string> errors(todo.size());
-    double t_aggregate = 0;
-    // Clients as tasks; the upload is added to the rank's int64 accumulator under a lock
-    // (integer sums: the order in which clients finish cannot matter).
+    std::vector<double> t_encode(todo.size(), 0.0);
     tbb::parallel_for(size_t(0), todo.size(), [&](size_t i) {
         ClientState& c = *todo[i];
         auto slot = pool_->acquire(layout_.shape(), S);
@@ -304,21 +323,41 @@ RoundResult Federation::run_round(int64_t round) {
             const double w = double(c.spec.train_rows) / double(sampled_rows);
             tbb::this_task_arena::isolate(
                 [&] { train_client(c, *slot, round, w, sampled_rows, local_loss[i]); });
-            Stopwatch agg;
-            std::lock_guard<std::mutex> lock(acc_mutex);
-            if (S > 0) encode_add(acc.data(), slot->upload.data(), S, w, bits, max_abs);
-            if (!control_acc.empty())
-                encode_add(control_acc.data(), slot->delta_control.data(), S, 1.0 / double(K), bits,
-                           max_abs);
+            Stopwatch enc;
+            if (S > 0)
+                privatize_add(fed_.privacy, base_.seed, round, c.spec.id, c.spec.train_rows,
+                              sampled_rows, K, slot->upload.data(), S, slot->acc.data());
+            if (fed_.algorithm == Algorithm::scaffold) {
+                slot->control_acc.resize(size_t(S), 0);
+                encode_add(slot->control_acc.data(), slot->delta_control.data(), S,
+                           1.0 / double(K), bits, max_abs);
+            }
             const float l = float(local_loss[i]);
-            encode_add(loss_acc.data() + c.spec.id, &l, 1, 1.0, bits, max_abs);
-            t_aggregate += agg.seconds();
+            encode_add(loss_acc.data() + c.spec.id, &l, 1, 1.0, bits, max_abs); // own entry
+            t_encode[i] = enc.seconds();
         } catch (const Error& e) {
             errors[i] = e.what();
         }
         pool_->release(std::move(slot));
     });
-    r.t_local = sw.seconds() - t_aggregate;
+    double t_aggregate = 0;
+    for (double t : t_encode) t_aggregate += t;
+    // The rank's sum over its slots (integers; slot order is irrelevant but fixed anyway).
+    Stopwatch sum_sw;
+    for (Slot* slot : pool_->all) {
+        if (S > 0)
+            for (int64_t i = 0; i < S; ++i) {
+                acc[size_t(i)] += slot->acc[size_t(i)];
+                slot->acc[size_t(i)] = 0;
+            }
+        if (!slot->control_acc.empty())
+            for (int64_t i = 0; i < S; ++i) {
+                control_acc[size_t(i)] += slot->control_acc[size_t(i)];
+                slot->control_acc[size_t(i)] = 0;
+            }
+    }
+    t_aggregate += sum_sw.seconds();
+    r.t_local = sw.seconds() - t_aggregate; // encode time counted as aggregation
     r.t_aggregate = t_aggregate;
 
     // Agree on failures before any collective that carries data: the lowest failing id wins.
@@ -333,9 +372,9 @@ RoundResult Federation::run_round(int64_t round) {
         const int64_t id = K - failing;
         for (size_t i = 0; i < todo.size(); ++i)
             if (todo[i]->spec.id == id)
-                fail("round ", round, ", client ", id, " (domain ", todo[i]->spec.domain,
+                fail_collective("round ", round, ", client ", id, " (domain ", todo[i]->spec.domain,
                      ", shard ", todo[i]->spec.shard, "): ", errors[i]);
-        fail("round ", round, ": client ", id, " failed on rank ", owner_[size_t(id)],
+        fail_collective("round ", round, ": client ", id, " failed on rank ", owner_[size_t(id)],
              " (see that rank's message); stopping");
     }
 
@@ -351,7 +390,7 @@ RoundResult Federation::run_round(int64_t round) {
     r.loss.assign(losses.begin(), losses.end());
     if (S > 0) {
         std::vector<float> aggregate(static_cast<size_t>(S));
-        decode(aggregate.data(), acc.data(), S, bits);
+        privatize_decode(fed_.privacy, acc.data(), S, sampled_rows, aggregate.data());
         double norm2 = 0;
         for (float g : aggregate) norm2 += double(g) * g;
         r.aggregate_norm = std::sqrt(norm2);
@@ -367,9 +406,13 @@ RoundResult Federation::run_round(int64_t round) {
         }
     }
     r.t_server = sw.seconds();
-    const int64_t factor = fed_.algorithm == Algorithm::scaffold ? 2 : 1;
-    r.bytes_up_per_client = factor * S * int64_t(sizeof(float));
-    r.bytes_down_per_client = factor * S * int64_t(sizeof(float));
+    // Per element: a float, or the bucket index of a bucket mechanism (ceil(log2 #buckets)
+    // bits). SCAFFOLD also sends its control variate delta up and the server's c down.
+    const int64_t up_bits = upload_bits_per_element(fed_.privacy);
+    const int64_t control_bytes = fed_.algorithm == Algorithm::scaffold ? S * 4 : 0;
+    r.bytes_up_per_client = (S * up_bits + 7) / 8 + control_bytes;
+    r.bytes_down_per_client = S * 4 + control_bytes;
+    if (S > 0) r.privacy = privacy_spent(fed_.privacy, round + 1);
     return r;
 }
 

@@ -17,6 +17,7 @@
 
 #include "data/prepared.hpp"
 #include "federation/comm.hpp"
+#include "federation/privacy.hpp"
 #include "io/config.hpp"
 #include "model/trainer.hpp"
 
@@ -33,7 +34,7 @@ struct FederationOptions {
     double client_fraction = 1.0;   // federation.client_fraction
     double server_lr = 0.001;       // pfcr: E <- E - server_lr * aggregate (= learning_rate)
     double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
-    int fixed_point_bits = 40;      // federation.fixed_point_bits
+    PrivacyOptions privacy;         // privacy.* (+ federation.fixed_point_bits)
 };
 FederationOptions federation_options(const Config& cfg);
 
@@ -65,7 +66,11 @@ struct RoundResult {
     double t_local = 0, t_aggregate = 0, t_communicate = 0, t_server = 0; // seconds, this rank
     int64_t bytes_up_per_client = 0;   // what one sampled client would upload
     int64_t bytes_down_per_client = 0; // and download
+    PrivacySpent privacy;              // by a client sampled in every round so far (a bound)
 };
+
+// Bits one element of a client's upload takes on the wire under mechanism `p`.
+int64_t upload_bits_per_element(const PrivacyOptions& p);
 
 class Federation {
 public:

@@ -382,6 +382,8 @@ void Config::validate() const {
           where("topk"));
 }
 
+std::string Config::value_text(const std::string& key) const { return value_yaml(value(key)); }
+
 std::string Config::to_yaml() const {
     std::ostringstream os;
     os << "# pfcr resolved configuration: every key, with where its value came from\n";

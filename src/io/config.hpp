@@ -51,6 +51,8 @@ public:
     const std::string& get_string(const std::string& key) const;
     const std::vector<int64_t>& get_int_list(const std::string& key) const;
     const std::vector<std::string>& get_string_list(const std::string& key) const;
+    // The value as YAML text ("0.001", "[Scientific, Office]"), e.g. to compare two configs.
+    std::string value_text(const std::string& key) const;
     // Where the value came from: "default", "<file>:<line>" or "--set".
     const std::string& origin(const std::string& key) const;
 

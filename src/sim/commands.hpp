@@ -29,10 +29,15 @@ void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 // test with the best state; metrics.jsonl + results.json in output_dir, table on `out`.
 void run_finetune(const Config& cfg, const Logger& log, std::ostream& out);
 
-class Comm;
+class MpiComm;
 // `pfcr pretrain`: federated pre-training (federation.algorithm) over the ranks of `comm`;
 // rank 0 writes metrics.jsonl, identical apart from timings for any rank or thread count.
-void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream& out);
+// Checkpoints every checkpoint.every rounds and at the end (collective parallel HDF5);
+// resumes from `resume` (a checkpoint file or directory) or else from the newest complete
+// checkpoint of the run's checkpoint directory. Returns 0, or exit_code_preempted
+// (signals.hpp) after a stop signal once the checkpoint is written.
+int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                 const std::string& resume = "");
 
 // `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.
 int run_inspect(const std::string& path, std::ostream& out);

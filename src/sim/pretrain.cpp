@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include <cmath>
+#include <ctime>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -22,7 +23,10 @@
 #include "federation/engine.hpp"
 #include "federation/fixed_point.hpp"
 #include "io/atomic_file.hpp"
+#include "io/checkpoint.hpp"
+#include "pfcr/version.hpp"
 #include "sim/commands.hpp"
+#include "sim/signals.hpp"
 
 namespace pfcr {
 namespace {
@@ -43,9 +47,166 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
     return out;
 }
 
+
+// Keys that may change between a run and its resumption: where things are, how many threads,
+// how many rounds in total, checkpoint policy, later stages. Everything else shapes the
+// trajectory and must match the checkpoint.
+bool may_differ_on_resume(const std::string& key) {
+    for (const char* prefix : {"checkpoint.", "finetune.", "run.threads"})
+        if (key.rfind(prefix, 0) == 0) return true;
+    for (const char* k : {"output_dir", "federation.rounds", "data.path", "data.prepared",
+                          "synth.output"})
+        if (key == k) return true;
+    return false;
+}
+
+std::string checkpoint_dir(const Config& cfg) {
+    const std::string d = cfg.get_string("checkpoint.dir");
+    return d.empty() ? (std::filesystem::path(cfg.get_string("output_dir")) / "ckpt").string() : d;
+}
+
+// Tensor names of the checkpoint: shared entries under /server (and SCAFFOLD's c under
+// /server/control/...), the rest of the model under /clients/<id>/model, moments of every
+// entry under optim/<name>/m|v, SCAFFOLD's c_k under control/<name>.
+struct CheckpointLayout {
+    std::vector<TensorSpec> server, client;
+    std::vector<std::pair<int, int64_t>> server_src, client_src; // (what, offset) per tensor
+    enum What { global_params, global_control, priv, adam_m, adam_v, client_control };
+};
+
+CheckpointLayout checkpoint_layout(const Federation& fed) {
+    CheckpointLayout L;
+    const int64_t sb = fed.shared_begin(), S = fed.shared_end() - fed.shared_begin();
+    const bool scaffold = fed.options().algorithm == Algorithm::scaffold;
+    for (const auto& e : fed.layout().entries()) {
+        if (fed.is_shared(e)) {
+            L.server.push_back({e.name, e.shape});
+            L.server_src.emplace_back(CheckpointLayout::global_params, e.offset - sb);
+            if (scaffold) {
+                L.server.push_back({"control/" + e.name, e.shape});
+                L.server_src.emplace_back(CheckpointLayout::global_control, e.offset - sb);
+                L.client.push_back({"control/" + e.name, e.shape});
+                L.client_src.emplace_back(CheckpointLayout::client_control, e.offset - sb);
+            }
+        } else {
+            L.client.push_back({"model/" + e.name, e.shape});
+            L.client_src.emplace_back(CheckpointLayout::priv, e.offset < sb ? e.offset : e.offset - S);
+        }
+    }
+    for (const auto& e : fed.layout().entries()) {
+        L.client.push_back({"optim/" + e.name + "/m", e.shape});
+        L.client_src.emplace_back(CheckpointLayout::adam_m, e.offset);
+        L.client.push_back({"optim/" + e.name + "/v", e.shape});
+        L.client_src.emplace_back(CheckpointLayout::adam_v, e.offset);
+    }
+    return L;
+}
+
+float* source(Federation& fed, ClientState* c, std::pair<int, int64_t> src) {
+    switch (src.first) {
+    case CheckpointLayout::global_params: return fed.server_params().data() + src.second;
+    case CheckpointLayout::global_control: return fed.server_control().data() + src.second;
+    case CheckpointLayout::priv: return c->private_params.data() + src.second;
+    case CheckpointLayout::adam_m: return c->adam_m.data() + src.second;
+    case CheckpointLayout::adam_v: return c->adam_v.data() + src.second;
+    default: return c->control.data() + src.second;
+    }
+}
+
+// JSON has no infinity (no privacy = epsilon infinite): null instead.
+std::string json_number(double v) {
+    if (!std::isfinite(v)) return "null";
+    std::ostringstream os;
+    os << std::setprecision(17) << v;
+    return os.str();
+}
+
+std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
+
+void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done) {
+    const CheckpointLayout L = checkpoint_layout(fed);
+    CheckpointContent c;
+    c.header.stage = "pretrain";
+    c.header.round = rounds_done;
+    c.header.seed = uint64_t(cfg.get_int("seed"));
+    c.header.n_clients = int64_t(fed.all_clients().size());
+    c.header.software_version = software_version;
+    c.header.created_utc = utc_now();
+    c.header.config_yaml = cfg.to_yaml();
+    c.header.algorithm = algorithm_name(fed.options().algorithm);
+    c.server = L.server;
+    for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
+    for (const auto& s : fed.all_clients()) c.clients.push_back({s.id, s.domain, s.shard, s.train_rows});
+    c.client_tensors = L.client;
+    for (auto& cl : fed.clients()) {
+        CheckpointContent::Owned o;
+        o.id = cl.spec.id;
+        o.adam_step = cl.step;
+        o.rng_counter = cl.rounds_trained;
+        for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
+        c.owned.push_back(std::move(o));
+    }
+    write_checkpoint(comm.handle(), checkpoint_dir(cfg), c, int(cfg.get_int("checkpoint.keep")));
+}
+
+// Loads `path` into the federation (every rank reads its own clients); returns rounds done.
+int64_t restore(Federation& fed, const Config& cfg, const std::string& path) {
+    const CheckpointReader r(path);
+    const auto& h = r.header();
+    check(h.stage == "pretrain", path, ": stage '", h.stage, "', expected 'pretrain'");
+    const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
+    for (const auto& spec : config_schema()) {
+        if (may_differ_on_resume(spec.key)) continue;
+        const std::string now = cfg.value_text(spec.key), then = saved.value_text(spec.key);
+        check(now == then, path, ": config key '", spec.key, "' is ", then,
+              " in the checkpoint but ", now, " now (", cfg.origin(spec.key),
+              "); resume with the checkpoint's config or use another output_dir");
+    }
+    check(h.n_clients == int64_t(fed.all_clients().size()), path, ": ", h.n_clients,
+          " clients, the config defines ", fed.all_clients().size());
+    for (const auto& s : fed.all_clients()) {
+        check(r.has_client(s.id), path, ": client ", s.id, " missing");
+        const auto& m = r.clients()[size_t(s.id)];
+        check(m.domain == s.domain && m.shard == s.shard && m.n_train_rows == s.train_rows, path,
+              ": client ", s.id, " is domain ", m.domain, " shard ", m.shard, " with ",
+              m.n_train_rows, " train rows; the data now gives domain ", s.domain, " shard ",
+              s.shard, " with ", s.train_rows, " (different prepared.h5?)");
+    }
+    const CheckpointLayout L = checkpoint_layout(fed);
+    for (size_t i = 0; i < L.server.size(); ++i)
+        r.read_server(L.server[i], source(fed, nullptr, L.server_src[i]));
+    for (auto& c : fed.clients()) {
+        for (size_t i = 0; i < L.client.size(); ++i)
+            r.read_client(c.spec.id, L.client[i], source(fed, &c, L.client_src[i]));
+        c.step = r.adam_step(c.spec.id);
+        c.rounds_trained = r.rng_counter(c.spec.id);
+    }
+    return h.round;
+}
+
+// metrics.jsonl lines of rounds before `round` (a resumed run continues the file).
+std::string metrics_before(const std::string& file, int64_t round) {
+    std::ifstream in(file);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+        const std::string key = "\"round\": ";
+        const auto at = line.find(key);
+        if (line.find("\"event\": \"round\"") == std::string::npos || at == std::string::npos)
+            continue;
+        if (std::stoll(line.substr(at + key.size())) < round) kept += line + "\n";
+    }
+    return kept;
+}
+
 } // namespace
 
-void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream& out) {
+int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                 const std::string& resume) {
     Stopwatch total_time;
     const std::string path = prepared_path(cfg);
     check(std::filesystem::exists(path), path,
@@ -105,56 +266,114 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
 
     const int64_t rounds = cfg.get_int("federation.rounds");
     const std::string dir = cfg.get_string("output_dir");
+    const std::string ckpt_dir = checkpoint_dir(cfg);
+    // Resume: an explicit checkpoint (file, or a directory's newest), else the newest complete
+    // checkpoint of this run's checkpoint directory, if any.
+    std::string from = resume;
+    if (!from.empty() && std::filesystem::is_directory(from)) {
+        const std::string latest = latest_checkpoint(from);
+        check(!latest.empty(), from, ": --resume: no complete checkpoint (round_*.h5) here");
+        from = latest;
+    }
+    if (from.empty()) from = latest_checkpoint(ckpt_dir);
+    int64_t start = 0;
+    if (!from.empty()) {
+        start = restore(federation, cfg, from);
+        check(start <= rounds, from, ": already has ", start, " rounds; federation.rounds = ",
+              rounds, " (raise it to continue)");
+        log.info("resumed from " + from + " after round " + std::to_string(start - 1));
+    }
+    const int64_t every = cfg.get_int("checkpoint.every");
+    const int keep = int(cfg.get_int("checkpoint.keep"));
+    (void)keep;
+
     std::ofstream metrics;
     if (comm.rank() == 0) {
         std::filesystem::create_directories(dir);
-        metrics.open((std::filesystem::path(dir) / "metrics.jsonl").string(), std::ios::trunc);
-        check(bool(metrics), dir, "/metrics.jsonl: cannot open for writing");
+        const std::string file = (std::filesystem::path(dir) / "metrics.jsonl").string();
+        const std::string kept = start > 0 ? metrics_before(file, start) : "";
+        metrics.open(file, std::ios::trunc);
+        check(bool(metrics), file, ": cannot open for writing");
+        metrics << kept;
+        write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
+                               cfg.to_yaml());
         std::ostringstream os;
         os << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients on "
-           << comm.size() << " ranks, " << rounds << " rounds, shared "
+           << comm.size() << " ranks, rounds " << start << ".." << rounds - 1 << ", shared "
            << (federation.shared_end() - federation.shared_begin()) << " floats, client state "
            << std::fixed << std::setprecision(1)
            << double(client_bytes) / double(std::max<size_t>(federation.clients().size(), 1)) / 1048576.0
-           << " MiB per client";
+           << " MiB per client; " << describe(fed.privacy);
         log.info(os.str());
+        if (fed.privacy.mechanism == PrivacyMechanism::pfcr_reference)
+            log.info("WARNING: privacy.mechanism pfcr-reference reproduces the published PFCR "
+                     "arithmetic; it is NOT a valid local-DP mechanism (see docs/PRIVACY.md)");
     }
 
     double round_seconds = 0;
-    for (int64_t round = 0; round < rounds; ++round) {
+    bool stopped = false;
+    for (int64_t round = start; round < rounds; ++round) {
         const RoundResult r = federation.run_round(round);
-        const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate, r.t_server});
+        // Every rank learns of a signal that reached any rank (srun signals all; a user's kill
+        // may reach one), and all of them stop after this round.
+        stopped = comm.any(stop_requested());
+        const bool last = round + 1 == rounds;
+        double t_ckpt = 0;
+        if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
+            Stopwatch sw;
+            save(federation, cfg, comm, round + 1);
+            t_ckpt = sw.seconds();
+        }
+        const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate,
+                                             r.t_server, t_ckpt});
         round_seconds += t[0] + t[1] + t[2] + t[3];
-        if (comm.rank() != 0) continue;
-        std::vector<char> active(size_t(K), 0);
-        for (int64_t k : r.sampled) active[size_t(k)] = 1;
-        metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
-                << ", \"train_loss\": [";
-        for (int64_t k = 0; k < K; ++k) {
-            metrics << (k ? ", " : "");
-            if (active[size_t(k)]) metrics << float(r.loss[size_t(k)]);
-            else metrics << "null"; // not sampled this round
+        if (comm.rank() == 0) {
+            std::vector<char> active(size_t(K), 0);
+            for (int64_t k : r.sampled) active[size_t(k)] = 1;
+            metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
+                    << ", \"train_loss\": [";
+            for (int64_t k = 0; k < K; ++k) {
+                metrics << (k ? ", " : "");
+                if (active[size_t(k)]) metrics << float(r.loss[size_t(k)]);
+                else metrics << "null"; // not sampled this round
+            }
+            metrics << "], \"clients\": [";
+            for (size_t i = 0; i < r.sampled.size(); ++i) metrics << (i ? ", " : "") << r.sampled[i];
+            metrics << "], \"aggregate_norm\": " << r.aggregate_norm
+                    << ", \"bytes_up_per_client\": " << r.bytes_up_per_client
+                    << ", \"bytes_down_per_client\": " << r.bytes_down_per_client
+                    << ", \"privacy\": {\"mechanism\": \"" << mechanism_name(fed.privacy.mechanism)
+                    << "\", \"epsilon_round\": " << json_number(r.privacy.epsilon_round)
+                    << ", \"epsilon_total\": " << json_number(r.privacy.epsilon_total)
+                    << ", \"delta\": " << r.privacy.delta
+                    << ", \"valid_ldp\": " << (r.privacy.valid_ldp ? "true" : "false") << "}"
+                    << std::setprecision(6) << ", \"time\": {\"local_train\": " << t[0]
+                    << ", \"aggregate\": " << t[1] << ", \"communicate\": " << t[2]
+                    << ", \"server\": " << t[3] << ", \"checkpoint\": " << t[4] << "}}\n"
+                    << std::flush;
+            std::ostringstream line;
+            line << "round " << round << "  loss";
+            for (int64_t k = 0; k < K && k < 8; ++k) {
+                if (active[size_t(k)])
+                    line << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
+                else line << " -";
+            }
+            if (K > 8) line << " ...";
+            line << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
+                 << " s allreduce, " << t[4] << " s checkpoint)";
+            log.info(line.str());
         }
-        metrics << "], \"clients\": [";
-        for (size_t i = 0; i < r.sampled.size(); ++i) metrics << (i ? ", " : "") << r.sampled[i];
-        metrics << "], \"aggregate_norm\": " << r.aggregate_norm
-                << ", \"bytes_up_per_client\": " << r.bytes_up_per_client
-                << ", \"bytes_down_per_client\": " << r.bytes_down_per_client
-                << std::setprecision(6) << ", \"time\": {\"local_train\": " << t[0]
-                << ", \"aggregate\": " << t[1] << ", \"communicate\": " << t[2]
-                << ", \"server\": " << t[3] << "}}\n"
-                << std::flush;
-        std::ostringstream line;
-        line << "round " << round << "  loss";
-        for (int64_t k = 0; k < K && k < 8; ++k) {
-            if (active[size_t(k)])
-                line << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
-            else line << " -";
+        if (stopped && !last) {
+            if (comm.rank() == 0) {
+                metrics << "{\"event\": \"preempted\", \"rounds_done\": " << round + 1 << "}\n";
+                log.info("stop signal: checkpoint after round " + std::to_string(round) +
+                         " written to " + ckpt_dir + "; exiting with status " +
+                         std::to_string(exit_code_preempted) + " (resume by running again)");
+                out << "pretrain: preempted after " << round + 1 << " of " << rounds
+                    << " rounds; checkpoint in " << ckpt_dir << "\n";
+            }
+            return exit_code_preempted;
         }
-        if (K > 8) line << " ...";
-        line << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
-             << " s allreduce)";
-        log.info(line.str());
     }
     // Checksum of the whole final state (server + every client's private parameters), the
     // same on every rank: per-client sums travel in fixed point, then add up in id order.
@@ -175,14 +394,13 @@ void run_pretrain(const Config& cfg, Comm& comm, const Logger& log, std::ostream
         s << std::setprecision(17) << sum;
         metrics << "{\"event\": \"end\", \"rounds\": " << rounds
                 << ", \"state_sum\": " << s.str() << "}\n";
-        write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
-                               cfg.to_yaml());
         out << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients, "
             << comm.size() << " ranks, " << rounds << " rounds, " << std::fixed
             << std::setprecision(2) << round_seconds / double(std::max<int64_t>(rounds, 1))
             << " s/round, " << std::setprecision(1) << total_time.seconds() << " s total, peak RSS "
             << mem[0] << " MiB/rank, state_sum " << s.str() << " -> " << dir << "/metrics.jsonl\n";
     }
+    return 0;
 }
 
 } // namespace pfcr

@@ -1,0 +1,19 @@
+// Graceful stop on SIGTERM / SIGUSR1 (SLURM's pre-emption warning, `scancel --signal`): the
+// handler only records the request; the round loop polls it at the end of every round,
+// agrees on it across ranks, writes a checkpoint and exits with exit_code_preempted, so that
+// a batch script can requeue the job and resume. The flag is process-global by nature (a
+// signal handler has no context); nothing else in pfcr is.
+#pragma once
+
+namespace pfcr {
+
+// Exit status of a run that stopped on a signal after writing a complete checkpoint
+// (EX_TEMPFAIL: "try again later"). Documented in README.md; jobs/ scripts test for it.
+inline constexpr int exit_code_preempted = 75;
+
+// Installs the SIGTERM and SIGUSR1 handlers (idempotent).
+void install_stop_handlers();
+// True once SIGTERM or SIGUSR1 has arrived.
+bool stop_requested();
+
+} // namespace pfcr

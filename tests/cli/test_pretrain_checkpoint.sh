@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Checkpoints and failure behaviour of `pfcr pretrain` through the real binary under mpirun:
+# every algorithm and privacy mechanism writes a checkpoint that analysis/check_checkpoint.py
+# validates; 2 rounds on 1 rank + resume for 2 on 4 ranks == 4 rounds on 2 ranks (every
+# dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; kill -9
+# during a checkpoint write leaves the previous one loadable; NaN loss, a contradicting
+# config, a wrong-format / wrong-version / wrong-shape checkpoint -> clear error, non-zero exit.
+# Usage: test_pretrain_checkpoint.sh PFCR_BINARY SOURCE_DIR MPIEXEC
+set -euo pipefail
+pfcr=$1
+src=$2
+mpiexec=$3
+py=/usr/bin/python3
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export ASAN_OPTIONS=detect_leaks=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+pass() { echo "ok   $1"; }
+failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+valid() { "$py" "$src/analysis/check_checkpoint.py" "$1" >"$work/check.out" 2>&1; }
+# Every dataset of two checkpoints bitwise equal (attrs like created_utc may differ).
+same_ckpt() { "$py" - "$1" "$2" <<'EOF'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+def names(f):
+    out = []
+    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
+    return out
+na, nb = names(a), names(b)
+ok = na == nb and all(np.array_equal(a[n][()], b[n][()]) for n in na)
+ok = ok and all(a["clients"][c].attrs["rng_counter"] == b["clients"][c].attrs["rng_counter"] and
+                a["clients"][c]["optim"].attrs["step"] == b["clients"][c]["optim"].attrs["step"]
+                for c in a["clients"])
+sys.exit(0 if ok and a.attrs["round"] == b.attrs["round"] else 1)
+EOF
+}
+strip() { "$py" -c 'import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line); d.pop("time", None); print(json.dumps(d))' "$1"; }
+same_metrics() { cmp -s <(strip "$1") <(strip "$2"); }
+
+"$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.output="$work/syn" >/dev/null
+"$pfcr" prepare -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/prep" >/dev/null
+common=(-q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set data.prepared="$work/prep/prepared.h5"
+        --set federation.client_fraction=0.5)
+run() { local n=$1; shift; "$mpiexec" -n "$n" --oversubscribe "$pfcr" pretrain "${common[@]}" "$@"; }
+
+# --- every algorithm, every privacy mechanism: completes, checkpoint validates
+for alg in pfcr fedavg fedprox scaffold local "fedavg whole" "fedprox whole" "scaffold whole" \
+           centralized "pfcr pfcr-reference" "pfcr randomized-response" "pfcr gaussian" \
+           "fedavg randomized-response"; do
+  set -- $alg
+  extra=(--set federation.algorithm=$1 --set federation.rounds=2)
+  case "${2:-}" in
+    whole) extra+=(--set federation.shared=whole) ;;
+    "") ;;
+    *) extra+=(--set privacy.mechanism=$2) ;;
+  esac
+  n=2; [ "$1" = centralized ] && n=1
+  out="$work/alg-${alg// /-}"
+  if run $n "${extra[@]}" --set output_dir="$out" >"$out.log" 2>&1 && valid "$out/ckpt/round_000002.h5"; then
+    pass "$alg: 2 rounds, checkpoint valid ($(cat "$work/check.out"))"
+  else
+    failed "$alg: $(tail -3 "$out.log") $(cat "$work/check.out" 2>/dev/null)"
+  fi
+done
+grep -q "NOT a valid local-DP mechanism" <(run 1 --set privacy.mechanism=pfcr-reference --set federation.rounds=1 \
+  --set output_dir="$work/warn" 2>&1 | sed 's/-q//') || true
+run 1 --set privacy.mechanism=pfcr-reference --set federation.rounds=1 --set output_dir="$work/warn2" 2>/dev/null >/dev/null
+"$mpiexec" -n 1 "$pfcr" pretrain "${common[@]/-q/}" --set privacy.mechanism=pfcr-reference --set federation.rounds=1 \
+  --set output_dir="$work/warn3" 2>&1 | grep -q "NOT a valid local-DP" && pass "pfcr-reference warns in the log" \
+  || failed "pfcr-reference: no warning"
+
+# --- resume: 2 rounds on 1 rank + 2 more on 4 ranks == 4 rounds on 2 ranks
+run 2 --set federation.rounds=4 --set output_dir="$work/full" >/dev/null
+run 1 --set federation.rounds=2 --set output_dir="$work/split" >/dev/null
+run 4 --set federation.rounds=4 --set output_dir="$work/split" >"$work/split.out"
+same_ckpt "$work/full/ckpt/round_000004.h5" "$work/split/ckpt/round_000004.h5" \
+  && pass "2 rounds (1 rank) + resume 2 (4 ranks) == 4 rounds (2 ranks): every dataset bitwise" \
+  || failed "resumed checkpoint differs"
+same_metrics "$work/full/metrics.jsonl" "$work/split/metrics.jsonl" && pass "resumed metrics.jsonl identical" \
+  || failed "resumed metrics differ"
+ls "$work/full/ckpt" | tr '\n' ' ' | grep -qx "round_000003.h5 round_000004.h5 " && pass "checkpoint.keep=2 keeps the newest two" \
+  || failed "kept checkpoints: $(ls "$work/full/ckpt")"
+# Explicit --resume from a directory, with SCAFFOLD (server and client control variates).
+run 2 --set federation.algorithm=scaffold --set federation.rounds=3 --set output_dir="$work/sc3" >/dev/null
+run 2 --set federation.algorithm=scaffold --set federation.rounds=1 --set output_dir="$work/sc1" >/dev/null
+run 1 --set federation.algorithm=scaffold --set federation.rounds=3 --set output_dir="$work/sc1b" \
+  --resume "$work/sc1/ckpt" >/dev/null
+same_ckpt "$work/sc3/ckpt/round_000003.h5" "$work/sc1b/ckpt/round_000003.h5" \
+  && pass "scaffold: --resume DIR continues the exact trajectory" || failed "scaffold resume differs"
+
+# --- SIGUSR1 (SLURM's warning): finish the round, checkpoint, exit 75; a rerun resumes
+set +e
+run 2 --set federation.rounds=100000 --set checkpoint.every=0 --set output_dir="$work/sig" >"$work/sig.out" 2>&1 &
+pid=$!
+for _ in $(seq 100); do [ -s "$work/sig/metrics.jsonl" ] && [ "$(wc -l <"$work/sig/metrics.jsonl")" -ge 3 ] && break; sleep 0.1; done
+kill -USR1 $pid
+wait $pid
+rc=$?
+set -e
+done_rounds=$(ls "$work/sig/ckpt" | sed -n 's/round_0*\([0-9][0-9]*\)\.h5$/\1/p' | tail -1)
+if [ "$rc" -eq 75 ] && [ -n "$done_rounds" ] && valid "$work/sig/ckpt/$(ls "$work/sig/ckpt" | tail -1)"; then
+  pass "SIGUSR1: exit 75 with a valid checkpoint after round $done_rounds"
+else
+  failed "SIGUSR1: rc $rc, ckpt '$(ls "$work/sig/ckpt" 2>/dev/null)': $(tail -3 "$work/sig.out")"
+fi
+grep -q '"event": "preempted"' "$work/sig/metrics.jsonl" && pass "preempted event in metrics.jsonl" || failed "no preempted event"
+if [ -n "$done_rounds" ]; then
+  total=$((done_rounds + 2))
+  run 1 --set federation.rounds=$total --set checkpoint.every=0 --set output_dir="$work/sig" >/dev/null
+  run 2 --set federation.rounds=$total --set checkpoint.every=0 --set output_dir="$work/nosig" >/dev/null
+  f=$(printf 'round_%06d.h5' $total)
+  same_ckpt "$work/sig/ckpt/$f" "$work/nosig/ckpt/$f" && pass "preempted + resumed == uninterrupted ($total rounds)" \
+    || failed "preempted run resumed differently"
+  same_metrics "$work/sig/metrics.jsonl" "$work/nosig/metrics.jsonl" && pass "preempted + resumed metrics identical" \
+    || failed "preempted metrics differ"
+fi
+
+# --- kill -9 in the middle of writing round 3: round 2 stays loadable, a rerun resumes from it
+set +e
+PFCR_TEST_KILL_DURING_CHECKPOINT=3 run 2 --set federation.rounds=4 --set output_dir="$work/k9" >/dev/null 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] && [ ! -e "$work/k9/ckpt/round_000003.h5" ] && valid "$work/k9/ckpt/round_000002.h5" \
+  && pass "kill -9 during checkpoint write: previous checkpoint valid (rc $rc, $(ls "$work/k9/ckpt" | tr '\n' ' '))" \
+  || failed "kill -9: rc $rc, $(ls "$work/k9/ckpt")"
+run 2 --set federation.rounds=4 --set output_dir="$work/k9" >/dev/null
+same_ckpt "$work/full/ckpt/round_000004.h5" "$work/k9/ckpt/round_000004.h5" && pass "after kill -9: resume == uninterrupted" \
+  || failed "after kill -9: differs"
+[ -z "$(ls "$work/k9/ckpt" | grep tmp)" ] && pass "stale .tmp removed by the next write" || failed "stale tmp left: $(ls "$work/k9/ckpt")"
+
+# --- failures: clear message, non-zero exit, last good checkpoint intact
+expect_error() { # name, grep pattern, command...
+  local name=$1 pattern=$2; shift 2
+  if "$@" >"$work/err.out" 2>&1; then failed "$name: accepted"; return; fi
+  grep -q -- "$pattern" "$work/err.out" && pass "$name: $(grep -m1 -o -- "$pattern.*" "$work/err.out" | cut -c1-110)" \
+    || failed "$name: $(tail -3 "$work/err.out")"
+}
+cp -r "$work/full" "$work/nan"
+sum_before=$(sha256sum "$work/nan/ckpt/round_000004.h5")
+expect_error "NaN loss" "round 4, client .*non-finite" run 2 --set federation.rounds=6 --set output_dir="$work/nan" \
+  --set learning_rate=1e30 --set checkpoint.dir="$work/nan/ckpt" --resume "$work/nan/ckpt"
+[ "$sum_before" = "$(sha256sum "$work/nan/ckpt/round_000004.h5")" ] && [ ! -e "$work/nan/ckpt/round_000005.h5" ] \
+  && pass "NaN: last good checkpoint untouched" || failed "NaN: checkpoint changed"
+expect_error "config contradicts checkpoint" "config key 'learning_rate' is 0.001 in the checkpoint but 0.002" \
+  run 1 --set federation.rounds=5 --set output_dir="$work/full" --set learning_rate=0.002
+expect_error "model shape contradicts checkpoint" "config key 'hidden_size' is 32 in the checkpoint but 64" \
+  run 1 --set federation.rounds=5 --set output_dir="$work/full" --set hidden_size=64 --set inner_size=64
+mkdir -p "$work/bad"
+cp "$work/prep/prepared.h5" "$work/bad/round_000009.h5"
+expect_error "wrong format" "expected 'pfcr-checkpoint'" run 1 --set federation.rounds=10 \
+  --set output_dir="$work/badrun" --resume "$work/bad/round_000009.h5"
+cp "$work/full/ckpt/round_000004.h5" "$work/bad/v.h5"
+"$py" -c 'import h5py, sys; h5py.File(sys.argv[1], "r+").attrs["format_version"] = "0.9"' "$work/bad/v.h5"
+expect_error "wrong version" "0.9.*1.0" run 1 --set federation.rounds=10 --set output_dir="$work/badrun" --resume "$work/bad/v.h5"
+cp "$work/full/ckpt/round_000004.h5" "$work/bad/s.h5"
+"$py" - "$work/bad/s.h5" <<'EOF'
+import h5py, sys, numpy as np
+f = h5py.File(sys.argv[1], "r+")
+name = "clients/1/model/LayerNorm.weight"
+del f[name]
+f.create_dataset(name, data=np.ones(7, dtype=np.float32))
+EOF
+expect_error "wrong tensor shape" "LayerNorm.weight" run 1 --set federation.rounds=10 --set output_dir="$work/badrun" \
+  --resume "$work/bad/s.h5"
+valid "$work/bad/s.h5" && failed "check_checkpoint.py accepted a wrong shape" || pass "check_checkpoint.py rejects a wrong shape"
+expect_error "inspect: wrong shape" "LayerNorm.weight" "$pfcr" inspect "$work/bad/s.h5"
+"$pfcr" inspect "$work/full/ckpt/round_000004.h5" >"$work/inspect.out" && grep -q "pretrain" "$work/inspect.out" \
+  && pass "pfcr inspect validates a checkpoint" || failed "inspect: $(tail -3 "$work/inspect.out")"
+
+echo "pretrain checkpoints: $fails failures"
+[ "$fails" -eq 0 ]
