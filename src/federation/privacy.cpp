@@ -19,10 +19,10 @@ namespace {
 
 // Philox counter (round, client, tag, element): one block of 4 x 32 bits per element and use.
 // Retries of a rejection draw use tag | attempt << 8 (attempt >= 1).
-constexpr uint32_t tag_pfcr = 1;      // words 0,1: add coin; words 2,3: the added u in 0..K-1
-constexpr uint32_t tag_rr_keep = 2;   // words 0,1: stochastic rounding; words 2,3: keep coin
-constexpr uint32_t tag_rr_other = 3;  // words 0,1: which of the other B-1 buckets
-constexpr uint32_t tag_gaussian = 4;  // element pair i/2: words 0..3 -> one Box-Muller pair
+constexpr uint32_t tag_pfcr = 1;     // words 0,1: add coin; words 2,3: the added u in 0..K-1
+constexpr uint32_t tag_rr_keep = 2;  // words 0,1: stochastic rounding; words 2,3: keep coin
+constexpr uint32_t tag_rr_other = 3; // words 0,1: which of the other B-1 buckets
+constexpr uint32_t tag_gaussian = 4; // element pair i/2: words 0..3 -> one Box-Muller pair
 constexpr int64_t max_buckets = int64_t(1) << 20;
 
 // Uniform in [0, 1) from 53 of the 64 bits (hi, lo).
@@ -62,7 +62,8 @@ void encode_one(int64_t* acc, int64_t i, double v, double weight, double scale, 
 void add_bucket(int64_t* acc, int64_t i, int64_t rows, int64_t y) {
     int64_t sum;
     if (__builtin_add_overflow(acc[i], rows * y, &sum))
-        fail("privacy: element ", i, ": int64 accumulator overflow (total_rows smaller than the "
+        fail("privacy: element ", i,
+             ": int64 accumulator overflow (total_rows smaller than the "
              "rows actually added?)");
     acc[i] = sum;
 }
@@ -73,12 +74,11 @@ void check_finite(float v, int64_t i) {
 
 // Bucket mechanisms add rows * y with 0 <= y <= y_max: every partial sum stays below
 // total_rows * y_max, and each contribution below fixed_point_max_abs(n_contributions).
-void check_bucket_bounds(int64_t rows, int64_t total_rows, int64_t n_contributions,
-                         int64_t y_max) {
+void check_bucket_bounds(int64_t rows, int64_t total_rows, int64_t n_contributions, int64_t y_max) {
     const int64_t ym = std::max<int64_t>(y_max, 1);
     check(rows <= fixed_point_max_abs(n_contributions) / ym && total_rows <= INT64_MAX / ym,
-          "privacy: rows ", rows, " / total_rows ", total_rows, " times the largest bucket ",
-          y_max, " overflow int64 with ", n_contributions, " contributions");
+          "privacy: rows ", rows, " / total_rows ", total_rows, " times the largest bucket ", y_max,
+          " overflow int64 with ", n_contributions, " contributions");
 }
 
 // sigma-zCDP conversion to (eps, delta)-DP (Bun & Steinke 2016, Prop. 1.3).
@@ -99,10 +99,14 @@ PrivacyMechanism parse_privacy_mechanism(const std::string& name) {
 
 std::string mechanism_name(PrivacyMechanism m) {
     switch (m) {
-    case PrivacyMechanism::none: return "none";
-    case PrivacyMechanism::pfcr_reference: return "pfcr-reference";
-    case PrivacyMechanism::randomized_response: return "randomized-response";
-    case PrivacyMechanism::gaussian: return "gaussian";
+    case PrivacyMechanism::none:
+        return "none";
+    case PrivacyMechanism::pfcr_reference:
+        return "pfcr-reference";
+    case PrivacyMechanism::randomized_response:
+        return "randomized-response";
+    case PrivacyMechanism::gaussian:
+        return "gaussian";
     }
     fail("privacy: invalid mechanism value ", int(m));
 }
@@ -181,8 +185,8 @@ void privatize_add(const PrivacyOptions& opt, uint64_t seed, int64_t round, int6
     check(round >= 0 && round < u32_end, "privacy: round must be in [0, 2^32), got ", round);
     check(client >= 0 && client < u32_end, "privacy: client must be in [0, 2^32), got ", client);
     check(n >= 0 && n <= u32_end, "privacy: upload length must be in [0, 2^32], got ", n);
-    check(rows >= 1 && total_rows >= rows, "privacy: need 1 <= rows <= total_rows, got rows ",
-          rows, ", total_rows ", total_rows);
+    check(rows >= 1 && total_rows >= rows, "privacy: need 1 <= rows <= total_rows, got rows ", rows,
+          ", total_rows ", total_rows);
     check(n_contributions >= 1, "privacy: n_contributions must be >= 1, got ", n_contributions);
     const double weight = double(rows) / double(total_rows);
     const KeyedRng rng(seed, RngPurpose::privacy);
@@ -227,9 +231,8 @@ void privatize_add(const PrivacyOptions& opt, uint64_t seed, int64_t round, int6
             if (!(uniform53(b[2], b[3]) < p)) {
                 // One of the other B - 1 buckets, uniformly: j in [0, B-1), skipping q.
                 const PhiloxCounter o = rng.block(r32, c32, tag_rr_other, uint32_t(i));
-                const auto j = int64_t(uniform_below(uint64_t(B - 1),
-                                                     (uint64_t(o[0]) << 32) | o[1], rng, r32,
-                                                     c32, tag_rr_other, uint32_t(i)));
+                const auto j = int64_t(uniform_below(uint64_t(B - 1), (uint64_t(o[0]) << 32) | o[1],
+                                                     rng, r32, c32, tag_rr_other, uint32_t(i)));
                 y = j < q ? j : j + 1;
             }
             add_bucket(acc, i, rows, y);
@@ -259,14 +262,16 @@ void privatize_add(const PrivacyOptions& opt, uint64_t seed, int64_t round, int6
     }
 }
 
-void privatize_decode(const PrivacyOptions& opt, const int64_t* acc, int64_t n,
-                      int64_t total_rows, float* out) {
+void privatize_decode(const PrivacyOptions& opt, const int64_t* acc, int64_t n, int64_t total_rows,
+                      float* out) {
     validate(opt);
     check(total_rows >= 1, "privacy decode: total_rows must be >= 1, got ", total_rows);
     const double c = opt.clip, s = c / double(opt.buckets);
     switch (opt.mechanism) {
     case PrivacyMechanism::none:
-    case PrivacyMechanism::gaussian: decode(out, acc, n, opt.fixed_point_bits); return;
+    case PrivacyMechanism::gaussian:
+        decode(out, acc, n, opt.fixed_point_bits);
+        return;
 
     case PrivacyMechanism::pfcr_reference:
         // The published formula, literally: m is in bucket units (0..K-1) yet c is subtracted
@@ -325,8 +330,8 @@ PrivacySpent privacy_spent(const PrivacyOptions& opt, int64_t rounds_participate
             break;
         }
         const double rho = 2.0 / (opt.noise_multiplier * opt.noise_multiplier);
-        ps = {zcdp_epsilon(rho, opt.delta), zcdp_epsilon(rounds * rho, opt.delta), opt.delta,
-              true, ""};
+        ps = {zcdp_epsilon(rho, opt.delta), zcdp_epsilon(rounds * rho, opt.delta), opt.delta, true,
+              ""};
         note << std::setprecision(6) << "(epsilon, delta)-LDP of the whole clipped vector: "
              << "Gaussian mechanism, L2 sensitivity 2*clip_norm (replace-one), rho = 2/sigma^2 = "
              << rho << " zCDP per round, rho_total = rounds*rho, epsilon = rho + "
@@ -349,8 +354,8 @@ std::string describe(const PrivacyOptions& opt) {
         break;
     case PrivacyMechanism::pfcr_reference:
         os << " epsilon=" << opt.epsilon << " clip=" << opt.clip << " buckets=" << K
-           << " (add probability " << pfcr_reference_add_probability(opt.epsilon)
-           << ", step " << s << ") WARNING: not a valid LDP mechanism, biased decoding";
+           << " (add probability " << pfcr_reference_add_probability(opt.epsilon) << ", step " << s
+           << ") WARNING: not a valid LDP mechanism, biased decoding";
         break;
     case PrivacyMechanism::randomized_response:
         os << " epsilon=" << opt.epsilon << " clip=" << opt.clip << " buckets=" << K << " ("

@@ -7,8 +7,9 @@
 // by sampling, and any parallelism (privatize_add is a serial loop; callers serialize acc).
 //
 // Randomness.  Every draw comes from KeyedRng(seed, RngPurpose::privacy) addressed by the
-//   Philox counter (round, client, tag, element): one 128-bit block per element and use, so a
-//   draw never depends on thread or rank layout, nor on the other elements. Tags below.
+//   Philox counter (round, client, tag, element): one 128-bit block per element and use (per
+//   element pair for gaussian's Box-Muller; tags listed in privacy.cpp), so a draw never
+//   depends on thread or rank layout, nor on the other elements or on n.
 //
 // Mechanisms (c = clip, K = buckets, s = c / K, B = 2K + 1, eps = epsilon):
 //   none  acc[i] += llround(w_k * x[i] * 2^bits) (encode_add of fixed_point.hpp, overflow
@@ -87,8 +88,8 @@ void privatize_add(const PrivacyOptions& opt, uint64_t seed, int64_t round, int6
 
 // out[0..n) = the weighted aggregate sum_k w_k * xhat_k decoded from the summed accumulator.
 // total_rows as passed to privatize_add.
-void privatize_decode(const PrivacyOptions& opt, const int64_t* acc, int64_t n,
-                      int64_t total_rows, float* out);
+void privatize_decode(const PrivacyOptions& opt, const int64_t* acc, int64_t n, int64_t total_rows,
+                      float* out);
 
 // Privacy accounting for the log and metrics of one client that took part in
 // rounds_participated rounds. epsilon_* are +inf when there is no guarantee (none).

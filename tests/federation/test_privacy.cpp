@@ -47,16 +47,16 @@ std::vector<float> uniform_values(uint32_t tag, uint32_t client, int64_t n, doub
 }
 
 // One client that holds all rows: acc = its contribution alone.
-std::vector<int64_t> single(const PrivacyOptions& o, const std::vector<float>& x,
-                            int64_t round = 0, int64_t client = 0, uint64_t seed = 11) {
+std::vector<int64_t> single(const PrivacyOptions& o, const std::vector<float>& x, int64_t round = 0,
+                            int64_t client = 0, uint64_t seed = 11) {
     std::vector<int64_t> acc(x.size(), 0);
     privatize_add(o, seed, round, client, 1, 1, 1, x.data(), int64_t(x.size()), acc.data());
     return acc;
 }
 
-const PrivacyMechanism all_mechanisms[] = {
-    PrivacyMechanism::none, PrivacyMechanism::pfcr_reference,
-    PrivacyMechanism::randomized_response, PrivacyMechanism::gaussian};
+const PrivacyMechanism all_mechanisms[] = {PrivacyMechanism::none, PrivacyMechanism::pfcr_reference,
+                                           PrivacyMechanism::randomized_response,
+                                           PrivacyMechanism::gaussian};
 
 } // namespace
 
@@ -156,8 +156,8 @@ TEST(PrivacyAll, ContributionIsAPureFunctionOfSeedRoundClientAndElement) {
         EXPECT_EQ(a, single(o, x, 3, 7, 5)) << mechanism_name(m);
         // Another client, round or seed draws other noise (nearly every element differs for
         // gaussian; for the bucket mechanisms at least a large share).
-        for (const auto& other : {single(o, x, 3, 8, 5), single(o, x, 4, 7, 5),
-                                  single(o, x, 3, 7, 6)}) {
+        for (const auto& other :
+             {single(o, x, 3, 8, 5), single(o, x, 4, 7, 5), single(o, x, 3, 7, 6)}) {
             int64_t differ = 0;
             for (size_t i = 0; i < x.size(); ++i) differ += a[i] != other[i];
             EXPECT_GT(differ, int64_t(x.size()) / 3) << mechanism_name(m);
@@ -214,8 +214,8 @@ TEST(PfcrReference, BucketsRoundHalfToEvenAndClamp) {
     EXPECT_EQ(pfcr_reference_bucket(0.375f, 1.0, 4), 6);  // 5.5 -> 6
     EXPECT_EQ(pfcr_reference_bucket(0.3f, 1.0, 4), 5);    // 5.2 -> 5
     EXPECT_EQ(pfcr_reference_bucket(1.0f, 1.0, 4), 8);
-    EXPECT_EQ(pfcr_reference_bucket(5.0f, 1.0, 4), 8);   // clamped to c
-    EXPECT_EQ(pfcr_reference_bucket(-7.0f, 1.0, 4), 0);  // clamped to -c
+    EXPECT_EQ(pfcr_reference_bucket(5.0f, 1.0, 4), 8);  // clamped to c
+    EXPECT_EQ(pfcr_reference_bucket(-7.0f, 1.0, 4), 0); // clamped to -c
     // PFCR's defaults: c = 0.12, K = 256 gives buckets 0..512 with 0 at 256.
     EXPECT_EQ(pfcr_reference_bucket(-0.12f, 0.12, 256), 0);
     EXPECT_EQ(pfcr_reference_bucket(0.0f, 0.12, 256), 256);
@@ -250,12 +250,14 @@ TEST(PfcrReference, ReportsBucketsModKWithTheAddProbability) {
             const double expected = d == 0 ? 1 - p + p / K : p / K;
             // Binomial count: 5 standard deviations (two-sided miss probability 6e-7).
             const double bound = 5 * std::sqrt(expected * (1 - expected) / n);
-            EXPECT_NEAR(double(count[size_t(d)]) / n, expected, bound) << "eps " << eps << " d " << d;
+            EXPECT_NEAR(double(count[size_t(d)]) / n, expected, bound)
+                << "eps " << eps << " d " << d;
         }
     }
     // Its actual LDP level: ln(1 + K (1-p)/p) = 4.70 at PFCR's eps = 0.3, K = 256.
     EXPECT_NEAR(pfcr_reference_effective_epsilon(0.3, 256), 4.700, 0.001);
-    EXPECT_LT(pfcr_reference_effective_epsilon(3.0, 256), pfcr_reference_effective_epsilon(0.3, 256));
+    EXPECT_LT(pfcr_reference_effective_epsilon(3.0, 256),
+              pfcr_reference_effective_epsilon(0.3, 256));
 }
 
 TEST(PfcrReference, DecodeIsThePublishedFormula) {
@@ -357,8 +359,8 @@ TEST(RandomizedResponse, DecodedAggregateIsUnbiasedForTheClampedMean) {
             const double w = double(rows[size_t(k)]) / double(total);
             for (int64_t i = 0; i < n; ++i) {
                 truth[size_t(i)] += w * std::clamp(double(x[size_t(i)]), -c, c);
-                var[size_t(i)] += w * w * (s / a) * (s / a) *
-                                  rr_report_variance(x[size_t(i)], c, 4, eps);
+                var[size_t(i)] +=
+                    w * w * (s / a) * (s / a) * rr_report_variance(x[size_t(i)], c, 4, eps);
             }
         }
         std::vector<float> est(static_cast<size_t>(n));
@@ -418,7 +420,8 @@ TEST(Gaussian, ClipsTheWholeVectorToTheL2Norm) {
         double norm2 = 0;
         for (float v : x) norm2 += double(v) * v;
         const double norm = std::sqrt(norm2);
-        EXPECT_DOUBLE_EQ(l2_clip_factor(x.data(), int64_t(x.size()), 1.0), std::min(1.0, 1.0 / norm));
+        EXPECT_DOUBLE_EQ(l2_clip_factor(x.data(), int64_t(x.size()), 1.0),
+                         std::min(1.0, 1.0 / norm));
         const auto acc = single(o, x);
         std::vector<float> out(x.size());
         privatize_decode(o, acc.data(), int64_t(acc.size()), 1, out.data());
