@@ -87,8 +87,8 @@ int main(int argc, char** argv) {
     finetune->add_option("--mode", finetune_mode, "full | prompt-full | prompt-light (finetune.mode)");
 
     std::string inspect_path;
-    auto* inspect =
-        app.add_subcommand("inspect", "summarize and validate a pfcr HDF5 file (prepared.h5)");
+    auto* inspect = app.add_subcommand(
+        "inspect", "summarize and validate a pfcr HDF5 file (prepared.h5 or a checkpoint)");
     inspect->add_option("file", inspect_path, "the file to inspect")->required();
 
     auto* keys =

@@ -74,7 +74,8 @@ template <typename F> void agreed(MPI_Comm comm, F&& f) {
 struct Fingerprint {
     uint64_t h = 0xcbf29ce484222325ull;
     void bytes(const void* p, size_t n) {
-        for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
+        for (size_t i = 0; i < n; ++i)
+            h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
     }
     void add(int64_t v) { bytes(&v, sizeof v); }
     void add(const std::string& s) {
@@ -93,7 +94,8 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
     const auto& h = c.header;
     f.add(dir);
     f.add(int64_t(keep));
-    for (const auto* s : {&h.stage, &h.software_version, &h.created_utc, &h.config_yaml, &h.algorithm})
+    for (const auto* s :
+         {&h.stage, &h.software_version, &h.created_utc, &h.config_yaml, &h.algorithm})
         f.add(*s);
     f.add(h.round);
     f.add(int64_t(h.seed));
@@ -134,8 +136,8 @@ void check_content(const CheckpointContent& c, int keep, int rank) {
           "', expected 'pretrain' or 'finetune'");
     check(h.round >= 0, "checkpoint: round ", h.round, " < 0");
     check(h.seed <= uint64_t(INT64_MAX), "checkpoint: seed ", h.seed, " does not fit int64");
-    check(h.n_clients == int64_t(c.clients.size()), "checkpoint: header.n_clients = ",
-          h.n_clients, " but ", c.clients.size(), " clients are listed");
+    check(h.n_clients == int64_t(c.clients.size()), "checkpoint: header.n_clients = ", h.n_clients,
+          " but ", c.clients.size(), " clients are listed");
     std::set<int64_t> ids;
     for (const auto& m : c.clients) {
         check(m.id >= 0, "checkpoint: client id ", m.id, " < 0");
@@ -260,8 +262,7 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
         counters[3 * i + 2] = 1;
         mine[o.id] = &o;
     }
-    if (n > 0)
-        MPI_Allreduce(MPI_IN_PLACE, counters.data(), int(3 * n), MPI_INT64_T, MPI_SUM, comm);
+    if (n > 0) MPI_Allreduce(MPI_IN_PLACE, counters.data(), int(3 * n), MPI_INT64_T, MPI_SUM, comm);
     for (size_t i = 0; i < n; ++i)
         check(counters[3 * i + 2] == 1, "checkpoint: client ", c.clients[i].id, " is owned by ",
               counters[3 * i + 2], " ranks, expected exactly 1");
@@ -394,11 +395,10 @@ namespace {
 
 h5::File open_checkpoint(const std::string& path) {
     check(fs::exists(path), path, ": no such file (expected a ", checkpoint_format, " file)");
-    check(h5::is_hdf5(path), path, ": not an HDF5 file (expected a ", checkpoint_format,
-          " file)");
+    check(h5::is_hdf5(path), path, ": not an HDF5 file (expected a ", checkpoint_format, " file)");
     h5::File f = h5::File::open_read(path);
-    check(f.has_attr("format"), path, ": no root attribute 'format', expected '",
-          checkpoint_format, "'");
+    check(f.has_attr("format"), path, ": no root attribute 'format', expected '", checkpoint_format,
+          "'");
     const std::string format = f.attr_string("format");
     check(format == checkpoint_format, path, ": format '", format, "', expected '",
           checkpoint_format, "'");
@@ -449,14 +449,13 @@ CheckpointReader::CheckpointReader(const std::string& path)
     }
     std::sort(clients_.begin(), clients_.end(),
               [](const ClientMeta& a, const ClientMeta& b) { return a.id < b.id; });
-    check(int64_t(clients_.size()) == header_.n_clients, path, ": n_clients = ",
-          header_.n_clients, " but /clients holds ", clients_.size(), " clients");
+    check(int64_t(clients_.size()) == header_.n_clients, path, ": n_clients = ", header_.n_clients,
+          " but /clients holds ", clients_.size(), " clients");
 }
 
 bool CheckpointReader::has_client(int64_t id) const {
-    return std::binary_search(
-        clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0},
-        [](const ClientMeta& a, const ClientMeta& b) { return a.id < b.id; });
+    return std::binary_search(clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0},
+                              [](const ClientMeta& a, const ClientMeta& b) { return a.id < b.id; });
 }
 
 h5::Group CheckpointReader::client_group(int64_t id) const {

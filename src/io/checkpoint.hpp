@@ -53,15 +53,15 @@ struct ClientMeta {
 // client_tensors) must be identical on every rank; write_checkpoint checks that they are.
 struct CheckpointContent {
     CheckpointHeader header;
-    std::vector<TensorSpec> server;        // /server/<name>
-    std::vector<const float*> server_data; // parallel to `server`; rank 0's copy is written
-    std::vector<ClientMeta> clients;       // every client, any order, ids unique
+    std::vector<TensorSpec> server;         // /server/<name>
+    std::vector<const float*> server_data;  // parallel to `server`; rank 0's copy is written
+    std::vector<ClientMeta> clients;        // every client, any order, ids unique
     std::vector<TensorSpec> client_tensors; // the same set under every /clients/<id>/
     // A client this rank owns. Every client is owned by exactly one rank.
     struct Owned {
         int64_t id = 0;
-        int64_t adam_step = 0;   // -> /clients/<id>/optim attr "step"
-        int64_t rng_counter = 0; // -> /clients/<id> attr "rng_counter"
+        int64_t adam_step = 0;          // -> /clients/<id>/optim attr "step"
+        int64_t rng_counter = 0;        // -> /clients/<id> attr "rng_counter"
         std::vector<const float*> data; // parallel to client_tensors
     };
     std::vector<Owned> owned;

@@ -103,6 +103,22 @@ std::string read_string_value(hid_t obj, bool is_attr, const std::string& where)
     return out;
 }
 
+// "float32", "float64", "int32", "int64", "uint8", "string" or "other".
+std::string type_name(hid_t t) {
+    const size_t size = H5Tget_size(t);
+    switch (H5Tget_class(t)) {
+    case H5T_FLOAT:
+        return size == 4 ? "float32" : size == 8 ? "float64" : "other";
+    case H5T_INTEGER:
+        if (H5Tget_sign(t) == H5T_SGN_NONE) return size == 1 ? "uint8" : "other";
+        return size == 4 ? "int32" : size == 8 ? "int64" : "other";
+    case H5T_STRING:
+        return "string";
+    default:
+        return "other";
+    }
+}
+
 } // namespace
 
 Handle& Handle::operator=(Handle&& o) noexcept {
@@ -157,7 +173,8 @@ std::vector<std::string> Group::datasets() const {
         if (link->type != H5L_TYPE_HARD) return 0;
         H5O_info_t info;
         if (H5Oget_info_by_name2(root, name, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return -1;
-        if (info.type == H5O_TYPE_DATASET) static_cast<std::vector<std::string>*>(data)->push_back(name);
+        if (info.type == H5O_TYPE_DATASET)
+            static_cast<std::vector<std::string>*>(data)->push_back(name);
         return 0;
     };
     check(H5Lvisit(hid_t(h_.get()), H5_INDEX_NAME, H5_ITER_INC, visit, &names) >= 0, where(),
@@ -228,19 +245,15 @@ std::string Group::dtype(const std::string& name) const {
     Handle ds(H5Dopen2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_dataset);
     check(ds.valid(), where(name), ": cannot open dataset");
     Handle type(H5Dget_type(hid_t(ds.get())), close_type);
-    const hid_t t = hid_t(type.get());
-    const size_t size = H5Tget_size(t);
-    switch (H5Tget_class(t)) {
-    case H5T_FLOAT:
-        return size == 4 ? "float32" : size == 8 ? "float64" : "other";
-    case H5T_INTEGER:
-        if (H5Tget_sign(t) == H5T_SGN_NONE) return size == 1 ? "uint8" : "other";
-        return size == 4 ? "int32" : size == 8 ? "int64" : "other";
-    case H5T_STRING:
-        return "string";
-    default:
-        return "other";
-    }
+    return type_name(hid_t(type.get()));
+}
+
+std::string Group::attr_dtype(const std::string& name) const {
+    check(has_attr(name), where(), ": attribute '", name, "' missing");
+    Handle a(H5Aopen(hid_t(h_.get()), name.c_str(), H5P_DEFAULT), close_attr);
+    check(a.valid(), where(), ": cannot open attribute ", name);
+    Handle type(H5Aget_type(hid_t(a.get())), close_type);
+    return type_name(hid_t(type.get()));
 }
 
 template <typename T> std::vector<T> Group::read(const std::string& name, Shape* shape_out) const {

@@ -94,6 +94,7 @@ public:
     void set_attr(const std::string& name, int64_t value);
     void set_attr(const std::string& name, double value);
     bool has_attr(const std::string& name) const;
+    std::string attr_dtype(const std::string& name) const; // as dtype()
     std::string attr_string(const std::string& name) const;
     int64_t attr_int(const std::string& name) const;
     double attr_double(const std::string& name) const;

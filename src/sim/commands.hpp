@@ -1,10 +1,11 @@
-// Drivers of the data-stage subcommands: `pfcr synth`, `pfcr prepare`, `pfcr inspect`.
+// Drivers of the subcommands: `pfcr synth`, `prepare`, `pretrain`, `finetune`, `inspect`.
 // They translate the config into module options, run the module code, print summaries and
 // write outputs atomically. No math lives here.
 #pragma once
 
 #include <iosfwd>
 #include <string>
+#include <vector>
 
 #include "core/log.hpp"
 #include "data/prepared.hpp"
@@ -39,8 +40,13 @@ class MpiComm;
 int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
                  const std::string& resume = "");
 
-// `pfcr inspect FILE`: summary + schema validation; returns 0 if valid, 1 otherwise.
+// `pfcr inspect FILE`: summary + schema validation of prepared.h5 or a checkpoint (by the root
+// `format` attribute); returns 0 if valid, 1 otherwise.
 int run_inspect(const std::string& path, std::ostream& out);
+
+// Schema problems of a checkpoint (the checks of analysis/check_checkpoint.py; shapes from the
+// ParamLayout of the stored config_yaml); empty if valid.
+std::vector<std::string> validate_checkpoint(const std::string& path);
 
 // Model/optimizer options from the config (RecBole key names).
 TrainOptions train_options(const Config& cfg);

@@ -7,12 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <cmath>
 #include <map>
 
 #include "core/error.hpp"
@@ -71,8 +71,12 @@ std::vector<float> tensor_values(int64_t c, size_t t, int64_t n) {
     return v;
 }
 
-int64_t step_of(int64_t c) { return 1000 + 7 * c; }
-int64_t rng_of(int64_t c) { return (int64_t(1) << 40) + c; }
+int64_t step_of(int64_t c) {
+    return 1000 + 7 * c;
+}
+int64_t rng_of(int64_t c) {
+    return (int64_t(1) << 40) + c;
+}
 
 // Content with n clients (listed in reverse id order, on purpose) of which this rank owns
 // those with owner(c) == rank; the storage the pointers point into lives here too.
@@ -228,8 +232,7 @@ TEST(Checkpoint, HeaderAndAttributesFollowTheLayout) {
     EXPECT_EQ(c5.attr_int("rng_counter"), rng_of(5));
     EXPECT_EQ(c5.open_group("optim").attr_int("step"), step_of(5));
     EXPECT_EQ(c5.dtype("model/trm_encoder.layer.0.feed_forward.dense_1.weight"), "float32");
-    EXPECT_EQ(c5.shape("model/trm_encoder.layer.0.feed_forward.dense_1.weight"),
-              (h5::Shape{6, 4}));
+    EXPECT_EQ(c5.shape("model/trm_encoder.layer.0.feed_forward.dense_1.weight"), (h5::Shape{6, 4}));
     EXPECT_EQ(c5.shape("optim/LayerNorm.weight/v"), (h5::Shape{4}));
     EXPECT_EQ(f.open_group("server").dtype("pq_code_embedding.weight"), "float32");
 }
@@ -239,8 +242,7 @@ TEST(Checkpoint, KeepsTheNewestNAndDeletesStaleTempFiles) {
     const std::string dir = test_dir(comm, "keep");
     const auto owner = [&](int64_t c) { return int(c % comm.size()); };
     for (int64_t round = 1; round <= 4; ++round)
-        write_checkpoint(comm.handle(), dir, make_content(3, round, comm.rank(), owner).content,
-                         2);
+        write_checkpoint(comm.handle(), dir, make_content(3, round, comm.rank(), owner).content, 2);
     comm.barrier();
     EXPECT_EQ(files_in(dir), (std::vector<std::string>{"round_000003.h5", "round_000004.h5"}));
     comm.barrier(); // every rank has looked before rank 0 adds files
@@ -273,9 +275,9 @@ TEST(Checkpoint, LatestIgnoresTempFilesAndPicksTheLargestRound) {
     EXPECT_EQ(latest_checkpoint(dir + "/missing"), "") << "no dir";
     comm.barrier(); // every rank has looked before rank 0 adds files
     if (comm.rank() == 0)
-        for (const char* name : {"round_000003.h5", "round_000012.h5", "round_000099.h5.tmp",
-                                 "round_12345.h5", "round_0000200.h5x", "other.h5",
-                                 "round_000100.h5.tmp.123"})
+        for (const char* name :
+             {"round_000003.h5", "round_000012.h5", "round_000099.h5.tmp", "round_12345.h5",
+              "round_0000200.h5x", "other.h5", "round_000100.h5.tmp.123"})
             std::ofstream(fs::path(dir) / name) << "x";
     comm.barrier();
     EXPECT_EQ(latest_checkpoint(dir), (fs::path(dir) / "round_000012.h5").string());
@@ -319,8 +321,7 @@ TEST(Checkpoint, ReaderReportsWhatItExpectedAndFound) {
                 HasSubstr(dir + "/missing.h5: no such file"));
 
     const auto path = write_checkpoint(
-        comm.handle(), dir, make_content(3, 1, comm.rank(), [](int64_t) { return 0; }).content,
-        1);
+        comm.handle(), dir, make_content(3, 1, comm.rank(), [](int64_t) { return 0; }).content, 1);
     const CheckpointReader r(path);
     std::vector<float> buf(64);
     EXPECT_THAT(
@@ -330,10 +331,14 @@ TEST(Checkpoint, ReaderReportsWhatItExpectedAndFound) {
         }),
         HasSubstr(path + ":/clients/2/model/trm_encoder.layer.0.feed_forward.dense_1.weight: "
                          "shape [6, 4], expected [4, 6]"));
-    EXPECT_THAT(error_of([&] { r.read_server({"pq_code_embedding.weight", {9, 4, 1}}, buf.data()); }),
+    EXPECT_THAT(error_of([&] {
+                    r.read_server({"pq_code_embedding.weight", {9, 4, 1}}, buf.data());
+                }),
                 HasSubstr(path + ":/server/pq_code_embedding.weight: shape [9, 4], expected "
                                  "[9, 4, 1]"));
-    EXPECT_THAT(error_of([&] { r.read_client(1, {"model/prompt", {4}}, buf.data()); }),
+    EXPECT_THAT(error_of([&] {
+                    r.read_client(1, {"model/prompt", {4}}, buf.data());
+                }),
                 HasSubstr(path + ":/clients/1/model/prompt: dataset missing"));
     EXPECT_THAT(error_of([&] { r.read_client(3, client_specs[0], buf.data()); }),
                 HasSubstr(path + ":/clients/3: no such client"));
@@ -345,8 +350,8 @@ TEST(Checkpoint, WriterErrorsReachEveryRankAndLeaveTheOldCheckpoint) {
     const std::string dir = test_dir(comm, "writer_errors");
     const int R = comm.size();
     const auto owner = [&](int64_t c) { return int(c % R); };
-    const std::string good = write_checkpoint(
-        comm.handle(), dir, make_content(5, 1, comm.rank(), owner).content, 1);
+    const std::string good =
+        write_checkpoint(comm.handle(), dir, make_content(5, 1, comm.rank(), owner).content, 1);
 
     auto s = make_content(5, 2, comm.rank(), owner);
     EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, s.content, 0); }),
@@ -380,8 +385,9 @@ TEST(Checkpoint, WriterErrorsReachEveryRankAndLeaveTheOldCheckpoint) {
     comm.barrier();
     if (comm.rank() == 0) std::ofstream(dir + "/blocker") << "x";
     comm.barrier();
-    EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir + "/blocker/ckpt", s.content, 1); }),
-                HasSubstr("cannot create checkpoint directory"));
+    EXPECT_THAT(
+        error_of([&] { write_checkpoint(comm.handle(), dir + "/blocker/ckpt", s.content, 1); }),
+        HasSubstr("cannot create checkpoint directory"));
 
     comm.barrier();
     std::vector<std::string> want = {"blocker", "round_000001.h5"};
@@ -408,8 +414,7 @@ TEST(Checkpoint, OneRankAndAllRanksWriteTheSameBytes) {
     // The first ceil(R/2) ranks, then every rank, by a round-robin rule.
     const int half = (R + 1) / 2;
     MPI_Comm first_half;
-    MPI_Comm_split(comm.handle(), comm.rank() < half ? 0 : MPI_UNDEFINED, comm.rank(),
-                   &first_half);
+    MPI_Comm_split(comm.handle(), comm.rank() < half ? 0 : MPI_UNDEFINED, comm.rank(), &first_half);
     if (comm.rank() < half) {
         const auto s = make_content(n, 8, comm.rank(), [&](int64_t c) { return int(c % half); });
         write_checkpoint(first_half, dir_half, s.content, 1);
