@@ -82,8 +82,10 @@ public:
     void add_client(int64_t id, std::vector<const PreparedDomain*> data);
 
     // One round: sampled clients train (oneTBB tasks), updates are aggregated exactly, the
-    // server steps. Throws Error naming round, client and step on a non-finite loss; every
-    // rank throws (the failure is agreed on with one allreduce), so no rank hangs.
+    // server steps. Throws CollectiveError naming round, client and step on a non-finite
+    // loss; every rank throws (the failure is agreed on with one allreduce), so no rank hangs.
+    // TEST-ONLY: the environment variable PFCR_TEST_NAN_AT="<round>:<client>" sets one weight
+    // of that client to NaN before it trains in that round (tests of the failure path).
     RoundResult run_round(int64_t round);
 
     const FederationOptions& options() const { return fed_; }
