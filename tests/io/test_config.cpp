@@ -156,3 +156,17 @@ TEST(Config, ShippedConfigsLoad) {
     EXPECT_EQ(d.get_int("hidden_size"), 300);
     EXPECT_EQ(d.get_double("learning_rate"), 0.001);
 }
+
+TEST(Config, CheckpointKeys) {
+    const Config c;
+    EXPECT_EQ(c.get_int("checkpoint.every"), 1);
+    EXPECT_EQ(c.get_int("checkpoint.keep"), 2);
+    EXPECT_EQ(c.get_string("checkpoint.dir"), "");
+    const Config d = Config::load({}, {"checkpoint.every=0", "checkpoint.dir=/scratch/ck"});
+    EXPECT_EQ(d.get_int("checkpoint.every"), 0);
+    EXPECT_EQ(d.get_string("checkpoint.dir"), "/scratch/ck");
+    EXPECT_THAT(error_of([] { Config::load({}, {"checkpoint.keep=0"}); }),
+                HasSubstr("checkpoint.keep = 0 is out of range [1, "));
+    EXPECT_THAT(error_of([] { Config::load({}, {"checkpoint.every=-1"}); }),
+                HasSubstr("checkpoint.every = -1 is out of range [0, "));
+}
