@@ -8,7 +8,7 @@ in the stored config (hidden_size, inner_size, n_layers, code_dim, code_cap,
 MAX_ITEM_LIST_LENGTH), no NaN/Inf. `pfcr inspect` runs the same checks.
 Exit 0 with one summary line if valid; exit 1 with one line per problem otherwise.
 
-Usage: analysis/check_checkpoint.py runs/x/checkpoints/round_000010.h5
+Usage: analysis/check_checkpoint.py runs/x/ckpt/round_000010.h5
 """
 import argparse
 import re
