@@ -50,10 +50,11 @@ for alg in fedavg fedprox scaffold local "fedavg whole" "scaffold whole" central
   extra=(--set federation.algorithm=$1)
   [ $# -gt 1 ] && extra+=(--set federation.shared=$2)
   big=4; [ "$1" = centralized ] && big=1
-  "$mpiexec" -n 1 "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 1 --set output_dir="$work/a1" >"$work/a1.out"
-  "$mpiexec" -n $big --oversubscribe "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 2 --set output_dir="$work/a$big" >"$work/a$big.out"
-  grep -q "pretrain: $1, " "$work/a1.out" || failed "$alg: $(cat "$work/a1.out")"
-  same "$work/a1/metrics.jsonl" "$work/a$big/metrics.jsonl" && pass "$alg: metrics identical, 1 rank x 1 thread vs $big x 2" \
+  a="$work/${alg// /-}"  # a fresh run directory each (an existing checkpoint would be resumed)
+  "$mpiexec" -n 1 "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 1 --set output_dir="$a-1" >"$a-1.out"
+  "$mpiexec" -n $big --oversubscribe "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 2 --set output_dir="$a-$big" >"$a-$big.out"
+  grep -q "pretrain: $1, " "$a-1.out" || failed "$alg: $(cat "$a-1.out")"
+  same "$a-1/metrics.jsonl" "$a-$big/metrics.jsonl" && pass "$alg: metrics identical, 1 rank x 1 thread vs $big x 2" \
     || failed "$alg: metrics differ between 1 and $big ranks"
 done
 if "$mpiexec" -n 5 --oversubscribe "$pfcr" pretrain "${common[@]}" --set output_dir="$work/r5" >/dev/null 2>"$work/r5.err"; then
