@@ -14,7 +14,8 @@ py=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export ASAN_OPTIONS=detect_leaks=0
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 fails=0
 pass() { echo "ok   $1"; }
 failed() { echo "FAIL $1"; fails=$((fails + 1)); }
@@ -92,13 +93,14 @@ same_ckpt "$work/sc3/ckpt/round_000003.h5" "$work/sc1b/ckpt/round_000003.h5" \
 set +e
 # mpirun itself in the background (not a shell function): the signal goes to mpirun, which
 # forwards SIGUSR1 to every rank, as srun does on a cluster.
-"$mpiexec" -n 2 --oversubscribe "$pfcr" pretrain -q "${common[@]}" --set federation.rounds=100000 \
+"$mpiexec" -n 2 --oversubscribe "$pfcr" pretrain -q "${common[@]}" --set federation.rounds=3000 \
   --set checkpoint.every=0 --set output_dir="$work/sig" >"$work/sig.out" 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -s "$work/sig/metrics.jsonl" ] && [ "$(wc -l <"$work/sig/metrics.jsonl")" -ge 3 ] && break; sleep 0.1; done
 kill -USR1 $pid
 wait $pid
 rc=$?
+pid=
 set -e
 done_rounds=$(ls "$work/sig/ckpt" 2>/dev/null | sed -n 's/round_0*\([0-9][0-9]*\)\.h5$/\1/p' | tail -1)
 if [ "$rc" -eq 75 ] && [ -n "$done_rounds" ] && valid "$work/sig/ckpt/$(ls "$work/sig/ckpt" 2>/dev/null | tail -1)"; then
