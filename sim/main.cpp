@@ -79,12 +79,15 @@ int main(int argc, char** argv) {
                          "directory (default: the run's own checkpoint directory, if any)");
 
     ConfigArgs finetune_args;
-    std::string finetune_mode;
+    std::string finetune_mode, finetune_from;
     auto* finetune = app.add_subcommand(
-        "finetune", "train each domain (--mode full from scratch = the local-only baseline), "
-                    "early stopping on valid, test with the best state");
+        "finetune", "fine-tune every client from a pre-training checkpoint (or from scratch = the "
+                    "local-only baseline) under mpirun -n R; early stopping on valid, test with "
+                    "the best state");
     add_config_options(finetune, finetune_args);
     finetune->add_option("--mode", finetune_mode, "full | prompt-full | prompt-light (finetune.mode)");
+    finetune->add_option("--from", finetune_from,
+                         "pre-training checkpoint file or directory (finetune.from)");
 
     std::string inspect_path;
     auto* inspect = app.add_subcommand(
@@ -102,19 +105,31 @@ int main(int argc, char** argv) {
 
     int rank = 0;
     try {
-        if (*synth || *prepare || *finetune) {
-            ConfigArgs a = *synth ? synth_args : *prepare ? prepare_args : finetune_args;
-            if (*finetune && !finetune_mode.empty()) a.sets.push_back("finetune.mode=" + finetune_mode);
+        if (*synth || *prepare) {
+            ConfigArgs a = *synth ? synth_args : prepare_args;
             const pfcr::Config cfg = load_config(a);
             const auto threads = limit_threads(cfg);
             const pfcr::Logger log(0, a.quiet);
             if (!a.quiet) std::cout << cfg.to_yaml() << std::flush;
             if (*synth)
                 pfcr::run_synth(cfg, log, std::cout);
-            else if (*prepare)
-                pfcr::run_prepare(cfg, log, std::cout);
             else
-                pfcr::run_finetune(cfg, log, std::cout);
+                pfcr::run_prepare(cfg, log, std::cout);
+        } else if (*finetune) {
+            pfcr::MpiEnvironment mpi(&argc, &argv);
+            pfcr::MpiComm comm;
+            rank = comm.rank();
+            if (!finetune_mode.empty()) finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
+            const pfcr::Config cfg = load_config(finetune_args);
+            const auto threads = limit_threads(cfg);
+            const pfcr::Logger log(rank, finetune_args.quiet || rank != 0);
+            if (!finetune_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+            try {
+                pfcr::run_finetune(cfg, comm, log, std::cout, finetune_from);
+            } catch (const std::exception& e) {
+                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+                pfcr::MpiEnvironment::abort(1);
+            }
         } else if (*pretrain) {
             pfcr::MpiEnvironment mpi(&argc, &argv);
             pfcr::MpiComm comm;

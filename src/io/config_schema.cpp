@@ -227,6 +227,9 @@ std::vector<KeySpec> make_schema() {
                {"full", "prompt-full", "prompt-light"}),
         key("finetune.domains", K::string_list, "[]",
             "domains to fine-tune (empty = every domain of prepared.h5)"),
+        key("finetune.from", K::string, "",
+            "pre-training checkpoint (file, or directory = its newest) to start from; empty = "
+            "from scratch (the local-only baseline)"),
 
         // --- execution
         ranged(key("run.threads", K::integer, "0",

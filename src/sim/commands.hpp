@@ -26,11 +26,18 @@ void run_prepare(const Config& cfg, const Logger& log, std::ostream& out);
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
 void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
 
-// `pfcr finetune`: per-domain training (finetune.mode = full), early stopping on valid,
-// test with the best state; metrics.jsonl + results.json in output_dir, table on `out`.
-void run_finetune(const Config& cfg, const Logger& log, std::ostream& out);
-
 class MpiComm;
+// `pfcr finetune`: every client (same ids as pretrain) fine-tuned on its owning rank from the
+// pre-training checkpoint `from` (file or directory; empty: finetune.from; empty too: from
+// scratch = the local-only baseline), early stopping on valid, test with the best state;
+// rank 0 writes metrics.jsonl + results.json (per domain and mean) and prints a table; every
+// rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
+void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                  const std::string& from = "");
+
+// A checkpoint file as given, or the newest complete one if `path` is a directory.
+std::string resolve_checkpoint(const std::string& path);
+
 // `pfcr pretrain`: federated pre-training (federation.algorithm) over the ranks of `comm`;
 // rank 0 writes metrics.jsonl, identical apart from timings for any rank or thread count.
 // Checkpoints every checkpoint.every rounds and at the end (collective parallel HDF5);

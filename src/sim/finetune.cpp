@@ -1,27 +1,36 @@
-// `pfcr finetune`: per-domain training with early stopping on validation and a test
-// evaluation with the best state. `--mode full` from a fresh initialisation is the
-// "local only" baseline (no federation). Writes metrics.jsonl (one line per epoch) and
-// results.json to output_dir and prints a table with the popularity baseline beside it.
-// Pre-trained starting points and the prompt modes arrive with the federation and prompt stages.
+// `pfcr finetune` (PFCR stage 2, PFCR.md §8): every client (a domain, or a user shard of one;
+// the same ids as pretrain) is fine-tuned on its owning rank with early stopping on validation
+// and tested with its best state. The start is a pre-training checkpoint (`--from` /
+// finetune.from: the server's shared tensors + the client's own, by state_dict name; a
+// centralized checkpoint's single pooled model serves every client) or, without one, a fresh
+// initialisation: `--mode full` from scratch is the "local only" baseline. Adam starts fresh,
+// as RecBole builds a new optimizer for fine-tuning. Rank 0 gathers every client's epoch
+// lines and results, so metrics.jsonl and results.json have the same bytes for any rank count
+// (timings aside); every rank writes its clients into the stage's checkpoint.
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <ostream>
 #include <sstream>
 
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "io/atomic_file.hpp"
+#include "io/checkpoint.hpp"
 #include "model/trainer.hpp"
+#include "pfcr/version.hpp"
 #include "sim/commands.hpp"
+#include "sim/run_clients.hpp"
 
 namespace pfcr {
 namespace {
 
 std::string json_metrics(const EvalResult& r) {
     std::ostringstream os;
-    os << std::setprecision(17) << "{";  // round-trip precision: runs compare bit for bit
+    os << std::setprecision(17) << "{"; // round-trip precision: runs compare bit for bit
     for (size_t i = 0; i < r.ks.size(); ++i)
         os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
            << r.ks[i] << "\": " << r.ndcg[i];
@@ -30,6 +39,102 @@ std::string json_metrics(const EvalResult& r) {
 
 // RecBole's metric_decimal_place = 4: early stopping compares rounded validation scores.
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
+
+// Keys a pre-training checkpoint must agree on to be a valid start: the model's shapes and
+// the data that defines clients and item codes.
+bool shapes_model_or_data(const std::string& key) {
+    for (const char* k : {"n_layers", "n_heads", "hidden_size", "inner_size", "code_dim",
+                          "code_cap", "MAX_ITEM_LIST_LENGTH", "plm_size", "data.domains",
+                          "data.shards_per_domain", "data.features", "data.feature_suffix"})
+        if (key == k) return true;
+    return false;
+}
+
+// The owner's bytes on every rank (a broadcast from `root`, length first).
+std::string share_string(Comm& comm, const std::string& s, int root) {
+    int64_t n = comm.rank() == root ? int64_t(s.size()) : 0;
+    comm.allreduce_sum(&n, 1);
+    std::string out = comm.rank() == root ? s : std::string(size_t(n), '\0');
+    if (n > 0) comm.broadcast(out.data(), n, root);
+    return out;
+}
+
+// One client's outcome, as text lines and numbers rank 0 needs.
+struct ClientOutcome {
+    std::string epoch_lines;         // metrics.jsonl lines of its epochs and test
+    EvalResult test, popularity;
+    int64_t best_epoch = -1, epochs_run = 0;
+};
+
+std::string serialize(const ClientOutcome& o) {
+    std::ostringstream os;
+    os << std::setprecision(17) << o.best_epoch << ' ' << o.epochs_run << ' ' << o.test.rows
+       << ' ' << o.popularity.rows << ' ' << o.test.ks.size();
+    for (size_t i = 0; i < o.test.ks.size(); ++i)
+        os << ' ' << o.test.ks[i] << ' ' << o.test.recall[i] << ' ' << o.test.ndcg[i] << ' '
+           << o.popularity.recall[i] << ' ' << o.popularity.ndcg[i];
+    os << '\n' << o.epoch_lines;
+    return os.str();
+}
+
+ClientOutcome deserialize(const std::string& s) {
+    ClientOutcome o;
+    std::istringstream is(s);
+    size_t nk = 0;
+    is >> o.best_epoch >> o.epochs_run >> o.test.rows >> o.popularity.rows >> nk;
+    for (size_t i = 0; i < nk; ++i) {
+        int64_t k;
+        double r, n, pr, pn;
+        is >> k >> r >> n >> pr >> pn; // operator>> reads the 17-digit values back exactly
+        o.test.ks.push_back(k);
+        o.popularity.ks.push_back(k);
+        o.test.recall.push_back(r);
+        o.test.ndcg.push_back(n);
+        o.popularity.recall.push_back(pr);
+        o.popularity.ndcg.push_back(pn);
+    }
+    std::string rest;
+    std::getline(is, rest);
+    o.epoch_lines = s.substr(size_t(is.tellg()));
+    return o;
+}
+
+// Row-weighted mean of several evaluations (shards of one domain = all of its users).
+EvalResult merge(const std::vector<const EvalResult*>& parts) {
+    EvalResult m;
+    m.ks = parts.at(0)->ks;
+    m.recall.assign(m.ks.size(), 0.0);
+    m.ndcg.assign(m.ks.size(), 0.0);
+    for (const auto* p : parts) m.rows += p->rows;
+    for (const auto* p : parts)
+        for (size_t i = 0; i < m.ks.size(); ++i) {
+            m.recall[i] += p->recall[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
+            m.ndcg[i] += p->ndcg[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
+        }
+    return m;
+}
+
+// Loads a client's starting parameters from a pre-training checkpoint, tensor by tensor:
+// /server/<name> if the server holds it, else /clients/<src>/model/<name>.
+void load_start(const CheckpointReader& r, int64_t src, const ParamLayout& layout, float* params) {
+    std::map<std::string, bool> on_server;
+    for (const auto& t : r.server_tensors()) on_server[t.name] = true;
+    for (const auto& e : layout.entries()) {
+        const TensorSpec spec{e.name, e.shape};
+        if (on_server.count(e.name)) {
+            r.read_server(spec, params + e.offset);
+        } else {
+            r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
+        }
+    }
+}
+
+std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+    return buf;
+}
 
 } // namespace
 
@@ -54,86 +159,123 @@ TrainOptions train_options(const Config& cfg) {
     return o;
 }
 
-void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
+std::string resolve_checkpoint(const std::string& path) {
+    if (path.empty() || !std::filesystem::is_directory(path)) return path;
+    const std::string latest = latest_checkpoint(path);
+    check(!latest.empty(), path, ": no complete checkpoint (round_*.h5) in this directory");
+    return latest;
+}
+
+void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                  const std::string& from_arg) {
     const std::string mode = cfg.get_string("finetune.mode");
     check(mode == "full", "finetune.mode = '", mode, "' (", cfg.origin("finetune.mode"),
           "): prompt tuning is not available yet; use --mode full");
-    const std::string path = prepared_path(cfg);
-    check(std::filesystem::exists(path), path, ": prepared data not found; run `pfcr prepare` with the same config first");
-    const PreparedData data = read_prepared(path);
-    const auto& m = data.manifest;
-    check(m.code_dim == cfg.get_int("code_dim") && m.code_cap == cfg.get_int("code_cap"), path,
-          ": items were coded with code_dim = ", m.code_dim, ", code_cap = ", m.code_cap,
-          " but the config says code_dim = ", cfg.get_int("code_dim"), " (", cfg.origin("code_dim"),
-          "), code_cap = ", cfg.get_int("code_cap"), "; re-run pfcr prepare");
-    check(m.max_history <= cfg.get_int("MAX_ITEM_LIST_LENGTH"), path, ": histories of up to ",
-          m.max_history, " items, but MAX_ITEM_LIST_LENGTH = ", cfg.get_int("MAX_ITEM_LIST_LENGTH"));
+    const std::string from =
+        resolve_checkpoint(from_arg.empty() ? cfg.get_string("finetune.from") : from_arg);
+    RunClients rc = load_run_clients(cfg, comm, false, cfg.get_string_list("finetune.domains"));
+    const int64_t K = int64_t(rc.specs.size());
 
-    std::vector<std::string> names = cfg.get_string_list("finetune.domains");
-    if (names.empty())
-        for (const auto& d : data.domains) names.push_back(d.name);
-    const std::string dir = cfg.get_string("output_dir");
-    std::filesystem::create_directories(dir);
-    const std::string metrics_path = (std::filesystem::path(dir) / "metrics.jsonl").string();
-    std::ofstream metrics(metrics_path, std::ios::trunc);
-    check(bool(metrics), metrics_path, ": cannot open for writing");
+    // The starting point, checked before any training.
+    std::unique_ptr<CheckpointReader> start;
+    bool pooled_start = false;
+    if (!from.empty()) {
+        start = std::make_unique<CheckpointReader>(from);
+        const auto& h = start->header();
+        check(h.stage == "pretrain", from, ": stage '", h.stage,
+              "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
+        const Config saved = Config::from_yaml_text(h.config_yaml, from + ":/config_yaml");
+        for (const auto& spec : config_schema()) {
+            if (!shapes_model_or_data(spec.key)) continue;
+            check(cfg.value_text(spec.key) == saved.value_text(spec.key), from, ": config key '",
+                  spec.key, "' is ", saved.value_text(spec.key), " in the checkpoint but ",
+                  cfg.value_text(spec.key), " now (", cfg.origin(spec.key), ")");
+        }
+        pooled_start = h.n_clients == 1 && !start->clients().empty() &&
+                       start->clients()[0].domain == "*";
+        if (!pooled_start) {
+            check(h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ", K);
+            for (const auto& s : rc.specs) {
+                const auto& m = start->clients()[size_t(s.id)];
+                check(m.domain == s.domain && m.shard == s.shard, from, ": client ", s.id,
+                      " is domain ", m.domain, " shard ", m.shard, "; the config gives domain ",
+                      s.domain, " shard ", s.shard);
+            }
+        }
+    }
+
     const std::vector<int64_t> ks = cfg.get_int_list("topk");
     const std::string valid_metric = cfg.get_string("valid_metric");
     const int64_t max_epochs = cfg.get_int("epochs"), patience = cfg.get_int("stopping_step");
-
-    std::ostringstream results;
-    results << "{\"mode\": \"" << mode << "\", \"prepared\": " << quote_string(path)
-            << ", \"fingerprint\": \"" << m.fingerprint << "\", \"domains\": {";
-    std::ostringstream table;
-    table << std::left << std::setw(14) << "domain" << std::right;
-    for (int64_t k : ks) table << std::setw(10) << ("R@" + std::to_string(k)) << std::setw(10) << ("N@" + std::to_string(k));
-    table << std::setw(8) << "epochs" << "\n";
-    std::vector<double> mean_recall(ks.size(), 0), mean_ndcg(ks.size(), 0);
+    const TrainOptions base = train_options(cfg);
+    const ParamLayout layout(base.hp.shape);
+    const std::string dir = cfg.get_string("output_dir");
+    if (comm.rank() == 0) {
+        std::filesystem::create_directories(dir);
+        int64_t n = 0;
+        for (int o : rc.owner) n += o >= 0;
+        log.info("finetune: mode " + mode + ", " + std::to_string(n) + " clients on " +
+                 std::to_string(comm.size()) + " ranks, from " +
+                 (from.empty() ? std::string("scratch (local only)") : from));
+    }
     Stopwatch total;
-    for (size_t di = 0; di < names.size(); ++di) {
-        const PreparedDomain* dom = nullptr;
-        uint32_t client = 0;
-        for (size_t j = 0; j < data.domains.size(); ++j)
-            if (data.domains[j].name == names[di]) dom = &data.domains[j], client = uint32_t(j);
-        check(dom != nullptr, "finetune.domains (", cfg.origin("finetune.domains"), "): '",
-              names[di], "' is not a domain of ", path);
-        TrainOptions opt = train_options(cfg);
-        opt.client = client;
-        ModelState state(opt.hp.shape);
-        init_params(state.layout, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
-        Trainer trainer(opt, *dom);
-        AlignedBuffer<float> best(state.layout.total());
+
+    // This rank's clients, one after another (each one's batches are chunk-parallel).
+    struct Done {
+        int64_t id;
+        ModelState state;
+        AlignedBuffer<float> best;
+    };
+    std::vector<std::unique_ptr<Done>> done;
+    std::map<int64_t, ClientOutcome> outcomes;
+    for (int64_t k = 0; k < K; ++k) {
+        if (rc.owner[size_t(k)] != comm.rank()) continue;
+        const ClientSpec& spec = rc.specs[size_t(k)];
+        const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
+        TrainOptions opt = base;
+        opt.client = uint32_t(k);
+        auto d = std::make_unique<Done>(Done{k, ModelState(base.hp.shape), {}});
+        ModelState& state = d->state;
+        if (start) load_start(*start, pooled_start ? 0 : k, layout, state.params.data());
+        else init_params(layout, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
+        Trainer trainer(opt, dom);
+        d->best.resize(layout.total());
+        ClientOutcome o;
+        std::ostringstream lines;
         double best_score = -1;
-        int64_t best_epoch = -1, bad = 0, epoch = 0;
-        log.info(dom->name + ": " + std::to_string(dom->train.rows()) + " train rows, " +
-                 std::to_string(dom->n_items) + " items, up to " + std::to_string(max_epochs) + " epochs");
+        int64_t bad = 0, epoch = 0;
+        const std::string who = spec.domain + (rc.specs.size() > rc.domain_names.size()
+                                                     ? "/" + std::to_string(spec.shard)
+                                                     : std::string());
         for (; epoch < max_epochs; ++epoch) {
             Stopwatch sw;
             const double loss = trainer.train_epoch(state, uint32_t(epoch));
             const double t_train = sw.seconds();
             sw.reset();
-            const EvalResult valid = trainer.evaluate(state, dom->valid, ks);
+            const EvalResult valid = trainer.evaluate(state, dom.valid, ks);
             const double t_eval = sw.seconds();
             const double score = round4(valid.metric(valid_metric));
-            const bool improved = score >= best_score;  // RecBole: ">=" counts as improvement
+            const bool improved = score >= best_score; // RecBole: ">=" counts as improvement
             if (improved) {
                 best_score = score;
-                best_epoch = epoch;
+                o.best_epoch = epoch;
                 bad = 0;
-                std::copy(state.params.data(), state.params.data() + state.layout.total(), best.data());
+                std::copy(state.params.data(), state.params.data() + layout.total(), d->best.data());
             } else {
                 ++bad;
             }
-            metrics << "{\"event\": \"epoch\", \"domain\": " << quote_string(dom->name)
-                    << ", \"epoch\": " << epoch << ", \"train_loss\": " << std::setprecision(8) << loss
-                    << ", \"valid\": " << json_metrics(valid) << ", \"time_train_s\": " << t_train
-                    << ", \"time_eval_s\": " << t_eval << ", \"best_epoch\": " << best_epoch << "}\n"
-                    << std::flush;
+            lines << "{\"event\": \"epoch\", \"client\": " << k << ", \"domain\": "
+                  << quote_string(spec.domain) << ", \"shard\": " << spec.shard
+                  << ", \"epoch\": " << epoch << ", \"train_loss\": " << std::setprecision(17)
+                  << loss << ", \"valid\": " << json_metrics(valid)
+                  << ", \"best_epoch\": " << o.best_epoch << std::setprecision(6)
+                  << ", \"time\": {\"train\": " << t_train << ", \"evaluate\": " << t_eval
+                  << "}}\n";
             std::ostringstream line;
-            line << dom->name << " epoch " << epoch << "  loss " << std::fixed << std::setprecision(4)
+            line << who << " epoch " << epoch << "  loss " << std::fixed << std::setprecision(4)
                  << loss << "  valid " << valid_metric << " " << valid.metric(valid_metric)
-                 << (improved ? " *" : "  ") << "  (" << std::setprecision(1) << t_train << " s train, "
-                 << t_eval << " s eval)";
+                 << (improved ? " *" : "  ") << "  (" << std::setprecision(1) << t_train
+                 << " s train, " << t_eval << " s eval)";
             log.info(line.str());
             // RecBole early_stopping: stop once the non-improving streak exceeds stopping_step.
             if (bad > patience) {
@@ -141,22 +283,121 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
                 break;
             }
         }
-        std::copy(best.data(), best.data() + state.layout.total(), state.params.data());
-        const EvalResult test = trainer.evaluate(state, dom->test, ks);
-        const EvalResult pop = evaluate_popularity(*dom, dom->test, ks);
-        metrics << "{\"event\": \"test\", \"domain\": " << quote_string(dom->name)
-                << ", \"best_epoch\": " << best_epoch << ", \"test\": " << json_metrics(test)
-                << ", \"popularity\": " << json_metrics(pop) << "}\n" << std::flush;
-        results << (di ? ", " : "") << quote_string(dom->name) << ": {\"test\": " << json_metrics(test)
-                << ", \"popularity_test\": " << json_metrics(pop) << ", \"best_epoch\": " << best_epoch
-                << ", \"epochs_run\": " << epoch << "}";
-        table << std::left << std::setw(14) << dom->name << std::right << std::fixed << std::setprecision(4);
+        o.epochs_run = epoch;
+        // Test with the best state; the final state stays in `state` for the checkpoint.
+        std::swap(state.params, d->best);
+        o.test = trainer.evaluate(state, dom.test, ks);
+        std::swap(state.params, d->best);
+        o.popularity = evaluate_popularity(dom, dom.test, ks);
+        lines << "{\"event\": \"test\", \"client\": " << k << ", \"domain\": "
+              << quote_string(spec.domain) << ", \"shard\": " << spec.shard
+              << ", \"best_epoch\": " << o.best_epoch << ", \"epochs_run\": " << o.epochs_run
+              << ", \"test\": " << json_metrics(o.test)
+              << ", \"popularity\": " << json_metrics(o.popularity) << "}\n";
+        o.epoch_lines = lines.str();
+        outcomes[k] = std::move(o);
+        done.push_back(std::move(d));
+    }
+
+    // The stage's checkpoint: every client's final model, its best model and Adam moments.
+    {
+        CheckpointContent c;
+        c.header.stage = "finetune";
+        int64_t epochs = 0;
+        for (const auto& [id, o] : outcomes) epochs = std::max(epochs, o.epochs_run);
+        comm.allreduce_max(&epochs, 1);
+        c.header.round = epochs;
+        c.header.seed = base.seed;
+        c.header.software_version = software_version;
+        c.header.created_utc = utc_now();
+        c.header.config_yaml = cfg.to_yaml();
+        c.header.algorithm = "finetune-" + mode;
+        for (const auto& s : rc.specs)
+            if (rc.owner[size_t(s.id)] >= 0)
+                c.clients.push_back({s.id, s.domain, s.shard, s.train_rows});
+        c.header.n_clients = int64_t(c.clients.size());
+        for (const auto& e : layout.entries()) c.client_tensors.push_back({"model/" + e.name, e.shape});
+        for (const auto& e : layout.entries()) c.client_tensors.push_back({"best/" + e.name, e.shape});
+        for (const auto& e : layout.entries()) {
+            c.client_tensors.push_back({"optim/" + e.name + "/m", e.shape});
+            c.client_tensors.push_back({"optim/" + e.name + "/v", e.shape});
+        }
+        for (auto& d : done) {
+            CheckpointContent::Owned o;
+            o.id = d->id;
+            o.adam_step = d->state.step;
+            o.rng_counter = outcomes[d->id].epochs_run;
+            for (const auto& e : layout.entries()) o.data.push_back(d->state.params.data() + e.offset);
+            for (const auto& e : layout.entries()) o.data.push_back(d->best.data() + e.offset);
+            for (const auto& e : layout.entries()) {
+                o.data.push_back(d->state.adam_m.data() + e.offset);
+                o.data.push_back(d->state.adam_v.data() + e.offset);
+            }
+            c.owned.push_back(std::move(o));
+        }
+        const std::string ckpt = cfg.get_string("checkpoint.dir").empty()
+                                     ? (std::filesystem::path(dir) / "ckpt").string()
+                                     : cfg.get_string("checkpoint.dir");
+        write_checkpoint(comm.handle(), ckpt, c, int(cfg.get_int("checkpoint.keep")));
+    }
+
+    // Rank 0 collects every client's outcome in id order.
+    std::map<int64_t, ClientOutcome> all;
+    for (int64_t k = 0; k < K; ++k) {
+        const int owner = rc.owner[size_t(k)];
+        if (owner < 0) continue;
+        const std::string s =
+            share_string(comm, owner == comm.rank() ? serialize(outcomes[k]) : std::string(), owner);
+        if (comm.rank() == 0) all[k] = owner == 0 ? outcomes[k] : deserialize(s);
+    }
+    if (comm.rank() != 0) return;
+
+    std::string metrics_text;
+    for (const auto& [id, o] : all) metrics_text += o.epoch_lines;
+    write_text_file_atomic((std::filesystem::path(dir) / "metrics.jsonl").string(), metrics_text);
+    // Per domain: the row-weighted merge of its clients (shards), then the mean over domains.
+    std::ostringstream results, table;
+    results << "{\"mode\": \"" << mode << "\", \"from\": " << quote_string(from)
+            << ", \"prepared\": " << quote_string(rc.prepared) << ", \"fingerprint\": \""
+            << rc.manifest.fingerprint << "\", \"domains\": {";
+    table << std::left << std::setw(14) << "domain" << std::right;
+    for (int64_t k : ks)
+        table << std::setw(10) << ("R@" + std::to_string(k)) << std::setw(10) << ("N@" + std::to_string(k));
+    table << std::setw(8) << "epochs" << "\n";
+    std::vector<double> mean_recall(ks.size(), 0), mean_ndcg(ks.size(), 0);
+    int64_t n_domains = 0;
+    for (const auto& name : rc.domain_names) {
+        bool any = false;
+        for (const auto& [id, o] : all) any = any || rc.specs[size_t(id)].domain == name;
+        n_domains += any;
+    }
+    bool first = true;
+    for (const auto& name : rc.domain_names) {
+        std::vector<const EvalResult*> tests, pops;
+        std::ostringstream best, runs;
+        int64_t max_run = 0;
+        for (const auto& [id, o] : all) {
+            if (rc.specs[size_t(id)].domain != name) continue;
+            tests.push_back(&o.test);
+            pops.push_back(&o.popularity);
+            best << (best.tellp() > 0 ? ", " : "") << o.best_epoch;
+            runs << (runs.tellp() > 0 ? ", " : "") << o.epochs_run;
+            max_run = std::max(max_run, o.epochs_run);
+        }
+        if (tests.empty()) continue;
+        const EvalResult test = merge(tests), pop = merge(pops);
+        results << (first ? "" : ", ") << quote_string(name) << ": {\"test\": " << json_metrics(test)
+                << ", \"popularity_test\": " << json_metrics(pop) << ", \"best_epoch\": ["
+                << best.str() << "], \"epochs_run\": [" << runs.str() << "], \"test_rows\": "
+                << test.rows << "}";
+        first = false;
+        table << std::left << std::setw(14) << name << std::right << std::fixed << std::setprecision(4);
         for (size_t i = 0; i < ks.size(); ++i) {
             table << std::setw(10) << test.recall[i] << std::setw(10) << test.ndcg[i];
-            mean_recall[i] += test.recall[i] / double(names.size());
-            mean_ndcg[i] += test.ndcg[i] / double(names.size());
+            mean_recall[i] += test.recall[i] / double(n_domains);
+            mean_ndcg[i] += test.ndcg[i] / double(n_domains);
         }
-        table << std::setw(8) << epoch << "\n" << std::left << std::setw(14) << "  popularity" << std::right;
+        table << std::setw(8) << max_run << "\n" << std::left << std::setw(14) << "  popularity" << std::right;
         for (size_t i = 0; i < ks.size(); ++i) table << std::setw(10) << pop.recall[i] << std::setw(10) << pop.ndcg[i];
         table << "\n";
         table.unsetf(std::ios::fixed);
@@ -169,7 +410,7 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
     write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(), results.str());
     write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(), cfg.to_yaml());
     out << table.str();
-    out << "finetune: mode " << mode << ", " << names.size() << " domains, mean test recall@"
+    out << "finetune: mode " << mode << ", " << n_domains << " domains, mean test recall@"
         << ks[0] << " " << std::fixed << std::setprecision(4) << mean_recall[0] << " in "
         << std::setprecision(1) << total.seconds() << " s -> " << dir << "/results.json\n";
     out.unsetf(std::ios::fixed);

@@ -26,6 +26,7 @@
 #include "io/checkpoint.hpp"
 #include "pfcr/version.hpp"
 #include "sim/commands.hpp"
+#include "sim/run_clients.hpp"
 #include "sim/signals.hpp"
 
 namespace pfcr {
@@ -208,59 +209,15 @@ std::string metrics_before(const std::string& file, int64_t round) {
 int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
                  const std::string& resume) {
     Stopwatch total_time;
-    const std::string path = prepared_path(cfg);
-    check(std::filesystem::exists(path), path,
-          ": prepared data not found; run `pfcr prepare` with the same config first");
     const FederationOptions fed = federation_options(cfg);
-    std::deque<PreparedDomain> storage; // this rank's client data (stable addresses)
-    std::vector<ClientSpec> specs;
-    std::vector<std::vector<const PreparedDomain*>> client_data; // filled for owned clients
-    std::vector<int> owner;
-    {
-        PreparedData data = read_prepared(path);
-        check(data.manifest.code_dim == cfg.get_int("code_dim") &&
-                  data.manifest.code_cap == cfg.get_int("code_cap"),
-              path, ": items were coded with code_dim = ", data.manifest.code_dim,
-              ", code_cap = ", data.manifest.code_cap, "; the config disagrees (re-run pfcr prepare)");
-        if (fed.algorithm == Algorithm::centralized) {
-            ClientSpec s{0, "*", 0, 0};
-            for (const auto& d : data.domains) s.train_rows += int64_t(d.train.rows());
-            specs.push_back(s);
-            owner = assign_clients({s.train_rows}, comm.size());
-            client_data.resize(1);
-            if (owner[0] == comm.rank()) {
-                for (auto& d : data.domains) {
-                    storage.push_back(std::move(d));
-                    client_data[0].push_back(&storage.back());
-                }
-            }
-        } else {
-            // Clients: every domain's user shards, in domain order, then shard order.
-            const int64_t n_shards = cfg.get_int("data.shards_per_domain");
-            std::vector<PreparedDomain> shards;
-            for (const auto& d : data.domains) {
-                int64_t s = 0;
-                for (auto& shard : split_into_shards(d, n_shards)) {
-                    specs.push_back({int64_t(specs.size()), d.name, s++, int64_t(shard.train.rows())});
-                    shards.push_back(std::move(shard));
-                }
-            }
-            std::vector<int64_t> rows;
-            for (const auto& s : specs) rows.push_back(s.train_rows);
-            owner = assign_clients(rows, comm.size());
-            client_data.resize(specs.size());
-            for (size_t k = 0; k < specs.size(); ++k) {
-                if (owner[k] != comm.rank()) continue;
-                storage.push_back(std::move(shards[k]));
-                client_data[k].push_back(&storage.back());
-            }
-        }
-    } // the other ranks' data is released here
+    RunClients rc = load_run_clients(cfg, comm, fed.algorithm == Algorithm::centralized);
+    const std::vector<ClientSpec>& specs = rc.specs;
+    const std::vector<int>& owner = rc.owner;
     const int64_t K = int64_t(specs.size());
     const TrainOptions base = train_options(cfg);
     Federation federation(fed, base, cfg.get_double("initializer_range"), specs, owner, comm);
     for (int64_t k = 0; k < K; ++k)
-        if (owner[size_t(k)] == comm.rank()) federation.add_client(k, client_data[size_t(k)]);
+        if (owner[size_t(k)] == comm.rank()) federation.add_client(k, rc.data[size_t(k)]);
     int64_t client_bytes = 0;
     for (const auto& c : federation.clients()) client_bytes += c.bytes();
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checkpoints and failure behaviour of `pfcr pretrain` through the real binary under mpirun:
+# Checkpoints and failure behaviour of `pfcr pretrain` (and `pfcr finetune` from its
+# checkpoints) through the real binary under mpirun:
 # every algorithm and privacy mechanism writes a checkpoint that analysis/check_checkpoint.py
 # validates; 2 rounds on 1 rank + resume for 2 on 4 ranks == 4 rounds on 2 ranks (every
 # dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; kill -9
@@ -172,6 +173,26 @@ valid "$work/bad/s.h5" && failed "check_checkpoint.py accepted a wrong shape" ||
 expect_error "inspect: wrong shape" "LayerNorm.weight" "$pfcr" inspect "$work/bad/s.h5"
 "$pfcr" inspect "$work/full/ckpt/round_000004.h5" >"$work/inspect.out" && grep -q "pretrain" "$work/inspect.out" \
   && pass "pfcr inspect validates a checkpoint" || failed "inspect: $(tail -3 "$work/inspect.out")"
+
+# --- finetune from a pre-training checkpoint: same results on 1 and 2 ranks, valid checkpoint
+ft() { local n=$1; shift; "$mpiexec" -n "$n" --oversubscribe "$pfcr" finetune -q "${common[@]}" --set epochs=3 "$@"; }
+ft 1 --from "$work/full/ckpt" --set output_dir="$work/ft1" >/dev/null
+ft 2 --from "$work/full/ckpt" --set output_dir="$work/ft2" >"$work/ft2.out"
+cmp -s "$work/ft1/results.json" "$work/ft2/results.json" && grep -q '"from": ".*round_000004.h5"' "$work/ft1/results.json" \
+  && pass "finetune --from a pretrain checkpoint: results.json identical on 1 and 2 ranks" || failed "finetune ranks differ"
+same_metrics "$work/ft1/metrics.jsonl" "$work/ft2/metrics.jsonl" && pass "finetune metrics identical on 1 and 2 ranks" \
+  || failed "finetune metrics differ"
+valid "$work/ft2/ckpt/$(ls "$work/ft2/ckpt" | tail -1)" && pass "finetune checkpoint valid ($(cat "$work/check.out" | sed 's/.*: //'))" \
+  || failed "finetune checkpoint: $(cat "$work/check.out")"
+ft 1 --set output_dir="$work/ft0" >/dev/null
+cmp -s "$work/ft0/results.json" "$work/ft1/results.json" && failed "pre-training changed nothing" \
+  || pass "fine-tuning from scratch differs from fine-tuning the pre-trained model"
+run 1 --set federation.algorithm=centralized --set federation.rounds=1 --set output_dir="$work/cen" >/dev/null
+ft 2 --from "$work/cen/ckpt" --set output_dir="$work/ftc" >/dev/null && grep -q '"mean_test"' "$work/ftc/results.json" \
+  && pass "finetune from a centralized checkpoint (one pooled model for every client)" || failed "finetune from centralized"
+expect_error "finetune from a finetune checkpoint" "expected 'pretrain'" ft 1 --from "$work/ft1/ckpt" --set output_dir="$work/ftx"
+expect_error "finetune with another model shape" "config key 'hidden_size' is 32 in the checkpoint but 64" \
+  ft 1 --from "$work/full/ckpt" --set hidden_size=64 --set inner_size=64 --set output_dir="$work/ftx"
 
 echo "pretrain checkpoints: $fails failures"
 [ "$fails" -eq 0 ]
