@@ -89,6 +89,13 @@ int main(int argc, char** argv) {
     finetune->add_option("--from", finetune_from,
                          "pre-training checkpoint file or directory (finetune.from)");
 
+    ConfigArgs run_args;
+    auto* run = app.add_subcommand(
+        "run", "the whole experiment under mpirun -n R: prepare (if missing or stale) -> "
+               "pretrain -> finetune -> results.json + table in output_dir; exit 75 = stopped by "
+               "a signal during pre-training (run again to resume)");
+    add_config_options(run, run_args);
+
     std::string inspect_path;
     auto* inspect = app.add_subcommand(
         "inspect", "summarize and validate a pfcr HDF5 file (prepared.h5 or a checkpoint)");
@@ -126,6 +133,24 @@ int main(int argc, char** argv) {
             if (!finetune_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
             try {
                 pfcr::run_finetune(cfg, comm, log, std::cout, finetune_from);
+            } catch (const std::exception& e) {
+                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+                pfcr::MpiEnvironment::abort(1);
+            }
+        } else if (*run) {
+            pfcr::MpiEnvironment mpi(&argc, &argv);
+            pfcr::MpiComm comm;
+            rank = comm.rank();
+            const pfcr::Config cfg = load_config(run_args);
+            const auto threads = limit_threads(cfg);
+            const pfcr::Logger log(rank, run_args.quiet || rank != 0);
+            if (!run_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+            pfcr::install_stop_handlers();
+            try {
+                return pfcr::run_experiment(cfg, comm, log, std::cout);
+            } catch (const pfcr::CollectiveError& e) {
+                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+                return 1;
             } catch (const std::exception& e) {
                 std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
                 pfcr::MpiEnvironment::abort(1);

@@ -35,6 +35,11 @@ class MpiComm;
 void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
                   const std::string& from = "");
 
+// `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
+// <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->
+// <output_dir>/results.json + table on `out`. Returns 0, or exit_code_preempted.
+int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out);
+
 // A checkpoint file as given, or the newest complete one if `path` is a directory.
 std::string resolve_checkpoint(const std::string& path);
 

@@ -238,7 +238,8 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
         start = restore(federation, cfg, from);
         check(start <= rounds, from, ": already has ", start, " rounds; federation.rounds = ",
               rounds, " (raise it to continue)");
-        log.info("resumed from " + from + " after round " + std::to_string(start - 1));
+        log.info("resumed from " + from + " after round " + std::to_string(start - 1) +
+                 (start == rounds ? " (all federation.rounds done)" : ""));
     }
     const int64_t every = cfg.get_int("checkpoint.every");
     const int keep = int(cfg.get_int("checkpoint.keep"));

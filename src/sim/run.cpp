@@ -1,0 +1,137 @@
+// `pfcr run`: the whole experiment in one command, under mpirun -n R. prepare (rank 0, only if
+// prepared.h5 is missing or stale: a data-shaping config key or an input file's sha256 differs
+// from its manifest) -> pretrain into <output_dir>/pretrain (skipped for algorithm `local`;
+// resumes if its checkpoints are there) -> finetune every client from the newest pre-training
+// checkpoint into <output_dir>/finetune -> <output_dir>/results.json and a printed table.
+// The stages are the same drivers as the subcommands; nothing is computed here.
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/text.hpp"
+#include "federation/comm.hpp"
+#include "io/atomic_file.hpp"
+#include "io/checkpoint.hpp"
+#include "io/sha256.hpp"
+#include "sim/commands.hpp"
+#include "sim/signals.hpp"
+
+namespace pfcr {
+namespace {
+
+// Keys that shape prepared.h5 (its content, not how clients are cut from it).
+bool shapes_prepared(const std::string& key) {
+    if (key == "data.prepared" || key == "data.shards_per_domain") return false;
+    return key.rfind("data.", 0) == 0 || key == "code_dim" || key == "code_cap" ||
+           key == "plm_size";
+}
+
+// Why prepared.h5 must be (re)built, or "" if it is up to date.
+std::string stale_reason(const Config& cfg, const std::string& path) {
+    if (!std::filesystem::exists(path)) return "missing";
+    const PreparedData d = read_prepared(path);
+    const auto& m = d.manifest;
+    const Config then = Config::from_yaml_text(m.config_yaml, path + ":/manifest/config_yaml");
+    for (const auto& spec : config_schema())
+        if (shapes_prepared(spec.key) && cfg.value_text(spec.key) != then.value_text(spec.key))
+            return "config key '" + spec.key + "' changed (" + then.value_text(spec.key) + " -> " +
+                   cfg.value_text(spec.key) + ")";
+    for (size_t i = 0; i < m.input_files.size(); ++i) {
+        if (!std::filesystem::exists(m.input_files[i])) return m.input_files[i] + " is gone";
+        if (sha256_file(m.input_files[i]) != m.input_sha256[i])
+            return m.input_files[i] + " changed (sha256)";
+    }
+    return "";
+}
+
+Config with(const Config& cfg, const std::string& key, const std::string& value) {
+    Config c = cfg;
+    c.set(key, quote_string(value), "pfcr run");
+    return c;
+}
+
+} // namespace
+
+int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out) {
+    Stopwatch total;
+    const std::filesystem::path dir = cfg.get_string("output_dir");
+    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    const std::string prepared = prepared_path(cfg);
+    Config run_cfg = with(cfg, "data.prepared", prepared);
+
+    // 1. prepare, on rank 0; the others wait and learn the outcome.
+    int64_t failed = 0;
+    if (comm.rank() == 0) {
+        try {
+            const std::string why = stale_reason(cfg, prepared);
+            if (why.empty()) {
+                log.info("prepare: " + prepared + " is up to date");
+            } else {
+                log.info("prepare: " + prepared + " " + why + "; preparing");
+                std::ostringstream summary;
+                run_prepare(with(cfg, "output_dir", std::filesystem::path(prepared).parent_path().string()),
+                            log, summary);
+                log.info(summary.str().substr(summary.str().rfind("prepared:")));
+            }
+        } catch (const std::exception&) {
+            failed = 1;
+            comm.allreduce_max(&failed, 1);
+            throw;
+        }
+    }
+    comm.allreduce_max(&failed, 1);
+    if (failed) fail_collective("prepare failed on rank 0 (see its message)");
+    const double t_prepare = total.seconds();
+
+    // 2. pretrain (not for local-only), 3. finetune from its newest checkpoint.
+    const bool local = cfg.get_string("federation.algorithm") == "local";
+    std::ostringstream stage_out;
+    Stopwatch sw;
+    std::string from;
+    if (!local) {
+        const Config pc = with(run_cfg, "output_dir", (dir / "pretrain").string());
+        const int rc = run_pretrain(pc, comm, log, stage_out);
+        if (rc != 0) {
+            if (comm.rank() == 0)
+                out << "run: pre-training stopped by a signal; run the same command again to resume\n";
+            return rc;
+        }
+        from = latest_checkpoint((dir / "pretrain" / "ckpt").string());
+    }
+    const double t_pretrain = sw.seconds();
+    sw.reset();
+    std::ostringstream finetune_out;
+    run_finetune(with(run_cfg, "output_dir", (dir / "finetune").string()), comm, log, finetune_out, from);
+    const double t_finetune = sw.seconds();
+    if (comm.rank() != 0) return 0;
+
+    // results.json of the run: the fine-tuning results plus what produced them.
+    std::ifstream in(dir / "finetune" / "results.json");
+    std::stringstream ft;
+    ft << in.rdbuf();
+    std::string body = ft.str();
+    body = body.substr(0, body.rfind('}')); // reopen the object to add the run's fields
+    std::ostringstream results;
+    results << body << ", \"algorithm\": \"" << cfg.get_string("federation.algorithm")
+            << "\", \"shared\": \"" << cfg.get_string("federation.shared")
+            << "\", \"privacy\": \"" << cfg.get_string("privacy.mechanism")
+            << "\", \"seed\": " << cfg.get_int("seed") << ", \"pretrain_checkpoint\": " << quote_string(from)
+            << std::fixed << std::setprecision(1) << ", \"time_s\": {\"prepare\": " << t_prepare
+            << ", \"pretrain\": " << t_pretrain << ", \"finetune\": " << t_finetune << "}}\n";
+    write_text_file_atomic((dir / "results.json").string(), results.str());
+    write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
+    const std::string table = finetune_out.str();
+    out << table.substr(0, table.rfind("finetune:"));
+    out << "run: " << cfg.get_string("federation.algorithm") << " + finetune "
+        << cfg.get_string("finetune.mode") << ", privacy " << cfg.get_string("privacy.mechanism")
+        << ", seed " << cfg.get_int("seed") << ": prepare " << std::fixed << std::setprecision(1)
+        << t_prepare << " s, pretrain " << t_pretrain << " s, finetune " << t_finetune << " s -> "
+        << (dir / "results.json").string() << "\n";
+    out.unsetf(std::ios::fixed);
+    return 0;
+}
+
+} // namespace pfcr
