@@ -52,6 +52,15 @@ def method_key(method):
     return (ORDER.get(method, len(ORDER)), method)
 
 
+def color_of(method, others):
+    """A fixed colour per paper method (same in every figure); `others` = the sorted list of
+    non-paper methods, which take the colours after them."""
+    import matplotlib.pyplot as plt
+    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    i = ORDER[method] if method in ORDER else len(ORDER) + others.index(method)
+    return palette[i % len(palette)]
+
+
 def label_of(method):
     return LABELS.get(method, method)
 

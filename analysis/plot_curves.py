@@ -21,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from pfcr_runs import METRICS, RunError, label_of, method_key, method_of, read_jsonl  # noqa: E402
+from pfcr_runs import (METRICS, ORDER, RunError, color_of, label_of, method_key,  # noqa: E402
+                       method_of, read_jsonl)
 
 
 def run_curves(run_dir, metric):
@@ -66,9 +67,10 @@ def collect(run_dirs, metric, skip_missing=False):
 def plot(by_method, domains, metric, out, title=None):
     fig, axes = plt.subplots(1, len(domains), figsize=(5.2 * len(domains), 4.2), squeeze=False)
     methods = sorted(by_method, key=method_key)
-    colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(methods), 2)))
+    others = [m for m in methods if m not in ORDER]
     for ax, dom in zip(axes[0], domains):
-        for color, method in zip(colors, methods):
+        for method in methods:
+            color = color_of(method, others)
             seeds = [c[dom] for c in by_method[method] if dom in c]
             if not seeds:
                 continue

@@ -23,8 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pfcr_runs import (METRICS, RunError, config_get, label_of, load_results,  # noqa: E402
-                       method_key, read_jsonl, read_resolved_config)
+from pfcr_runs import (METRICS, ORDER, RunError, color_of, config_get,  # noqa: E402
+                       label_of, load_results, method_key, read_jsonl, read_resolved_config)
 
 
 def last_round_privacy(run_dir):
@@ -81,16 +81,19 @@ MECHANISM_LABELS = {"pfcr-reference": "PFCR's arithmetic (not valid LDP)",
 def plot(private, public, metric, source, out, title=None):
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     all_eps = sorted({e for by_eps in private.values() for e in by_eps})
+    mech_colors = {"pfcr-reference": color_of("pfcr-ldp-reference", []),
+                   "randomized-response": color_of("pfcr-ldp-rr", []), "gaussian": "tab:gray"}
     for mechanism in sorted(private):
         by_eps = private[mechanism]
         eps = sorted(by_eps)
         mean = [np.mean(by_eps[e]) for e in eps]
         err = [np.std(by_eps[e], ddof=1) if len(by_eps[e]) > 1 else 0.0 for e in eps]
         n = sorted({len(by_eps[e]) for e in eps})
-        ax.errorbar(eps, mean, yerr=err, marker="o", capsize=3,
+        ax.errorbar(eps, mean, yerr=err, marker="o", capsize=3, color=mech_colors.get(mechanism),
                     label=f"{MECHANISM_LABELS.get(mechanism, mechanism)} (n={'/'.join(map(str, n))})")
-    colors = plt.get_cmap("Dark2")(np.linspace(0, 1, max(len(public), 2)))
-    for color, method in zip(colors, sorted(public, key=method_key)):
+    others = sorted(m for m in public if m not in ORDER)
+    for method in sorted(public, key=method_key):
+        color = color_of(method, others)
         v = public[method]
         mean = float(np.mean(v))
         ax.axhline(mean, color=color, ls="--", lw=1.2,
@@ -103,7 +106,7 @@ def plot(private, public, metric, source, out, title=None):
     ax.set_xlabel("ε per coordinate and round" if source == "round" else "ε spent (total)")
     ax.set_ylabel(f"test {dict(METRICS).get(metric, metric)}, mean over domains")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best", framealpha=0.9)
     if title:
         ax.set_title(title)
     fig.tight_layout()
