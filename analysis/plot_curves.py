@@ -98,6 +98,8 @@ def plot(by_method, domains, metric, out, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
     fig.savefig(out, dpi=130)
     plt.close(fig)
 

@@ -110,6 +110,8 @@ def plot(private, public, metric, source, out, title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    if os.path.dirname(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
     fig.savefig(out, dpi=130)
     plt.close(fig)
 
