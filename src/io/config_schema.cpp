@@ -168,7 +168,7 @@ std::vector<KeySpec> make_schema() {
                    "pfcr: summed code-table gradient + server SGD step (PFCR.md §6); fedavg: "
                    "weighted parameter deltas; fedprox: fedavg + mu/2 ||w - w_global||^2; "
                    "scaffold: fedavg + control variates; local: no federation; centralized: "
-                   "every domain pooled into one client (1 rank)"),
+                   "every domain pooled into one client (on rank 0; other ranks idle)"),
                {"pfcr", "fedavg", "fedprox", "scaffold", "local", "centralized"}),
         choice(key("federation.shared", K::string, "table",
                    "what fedavg/fedprox/scaffold share: the code table or the whole model"),

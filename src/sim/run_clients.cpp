@@ -60,7 +60,9 @@ RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
             ids.push_back(s.id);
             rows.push_back(s.train_rows);
         }
-    const std::vector<int> rank_of = assign_clients(rows, comm.size());
+    // The pooled client lives on rank 0; other ranks sit idle (its rounds need no peers).
+    const std::vector<int> rank_of =
+        pooled ? std::vector<int>{0} : assign_clients(rows, comm.size());
     rc.owner.assign(rc.specs.size(), -1);
     for (size_t i = 0; i < ids.size(); ++i) rc.owner[size_t(ids[i])] = rank_of[i];
     rc.data.resize(rc.specs.size());

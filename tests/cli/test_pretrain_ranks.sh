@@ -44,12 +44,12 @@ grep -q "pretrain: pfcr, 12 clients, 4 ranks" "$work/sh4.out" && pass "12 shard 
 same "$work/sh1/metrics.jsonl" "$work/sh4/metrics.jsonl" && pass "shard clients: metrics identical on 1 and 4 ranks" \
   || failed "shard clients: metrics differ"
 # Every algorithm over 8 shard clients (4 sampled per round): 1 rank x 1 thread vs 2 ranks x 2
-# threads, so several clients of a rank run as parallel tasks (centralized: 1 vs 2 threads).
+# threads, so several clients of a rank run as parallel tasks (centralized: rank 1 idles).
 for alg in fedavg fedprox scaffold local "fedavg whole" "scaffold whole" centralized; do
   set -- $alg
   extra=(--set federation.algorithm=$1 --set data.shards_per_domain=2)
   [ $# -gt 1 ] && extra+=(--set federation.shared=$2)
-  big=2; [ "$1" = centralized ] && big=1
+  big=2  # centralized: the pooled client on rank 0, rank 1 idle
   a="$work/${alg// /-}"  # a fresh run directory each (an existing checkpoint would be resumed)
   "$mpiexec" -n 1 "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 1 --set output_dir="$a-1" >"$a-1.out"
   "$mpiexec" -n $big --oversubscribe "$pfcr" pretrain "${common[@]}" "${extra[@]}" -t 2 --set output_dir="$a-$big" >"$a-$big.out"
