@@ -2,7 +2,9 @@
 // evaluation with the best state. `--mode full` from a fresh initialisation is the
 // "local only" baseline (no federation). Writes metrics.jsonl (one line per epoch) and
 // results.json to output_dir and prints a table with the popularity baseline beside it.
-// Pre-trained starting points and the prompt modes arrive with the federation and prompt stages.
+// `--mode prompt-full | prompt-light` add PFCR's prompt-tuning head (model/prompt.hpp), with
+// the encoder frozen except the code table unless finetune.train_encoder. Pre-trained starting
+// points arrive with the federation stage.
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -51,13 +53,22 @@ TrainOptions train_options(const Config& cfg) {
     o.eval_batch_size = cfg.get_int("eval_batch_size");
     o.chunk_rows = cfg.get_int("run.chunk_rows");
     o.seed = uint64_t(cfg.get_int("seed"));
+    // Fine-tuning head (PFCR.md §8); shape.id_items is the domain's, set by the caller.
+    const std::string mode = cfg.get_string("finetune.mode");
+    o.hp.shape.head = mode == "prompt-full"    ? HeadMode::prompt_full
+                      : mode == "prompt-light" ? HeadMode::prompt_light
+                                               : HeadMode::none;
+    o.hp.shape.n_prompts = cfg.get_int("finetune.n_prompts");
+    o.hp.shape.prompt_heads = cfg.get_int("finetune.prompt_heads");
+    o.hp.shape.train_encoder = cfg.get_bool("finetune.train_encoder");
+    check(o.hp.shape.head == HeadMode::none || o.hp.shape.hidden % o.hp.shape.prompt_heads == 0,
+          "finetune.prompt_heads = ", o.hp.shape.prompt_heads, " (",
+          cfg.origin("finetune.prompt_heads"), ") must divide hidden_size = ", o.hp.shape.hidden);
     return o;
 }
 
 void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
     const std::string mode = cfg.get_string("finetune.mode");
-    check(mode == "full", "finetune.mode = '", mode, "' (", cfg.origin("finetune.mode"),
-          "): prompt tuning is not available yet; use --mode full");
     const std::string path = prepared_path(cfg);
     check(std::filesystem::exists(path), path, ": prepared data not found; run `pfcr prepare` with the same config first");
     const PreparedData data = read_prepared(path);
@@ -99,6 +110,7 @@ void run_finetune(const Config& cfg, const Logger& log, std::ostream& out) {
               names[di], "' is not a domain of ", path);
         TrainOptions opt = train_options(cfg);
         opt.client = client;
+        opt.hp.shape.id_items = dom->n_items + 1; // prompt-full's item_embedding rows
         ModelState state(opt.hp.shape);
         init_params(state.layout, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
         Trainer trainer(opt, *dom);

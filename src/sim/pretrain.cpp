@@ -257,7 +257,8 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
         }
     } // the other ranks' data is released here
     const int64_t K = int64_t(specs.size());
-    const TrainOptions base = train_options(cfg);
+    TrainOptions base = train_options(cfg);
+    base.hp.shape.head = HeadMode::none; // pre-training never has a fine-tuning head
     Federation federation(fed, base, cfg.get_double("initializer_range"), specs, owner, comm);
     for (int64_t k = 0; k < K; ++k)
         if (owner[size_t(k)] == comm.rank()) federation.add_client(k, client_data[size_t(k)]);
