@@ -44,6 +44,7 @@ struct ClientSpec {
     std::string domain; // "*" for the centralized client (every domain pooled)
     int64_t shard = 0;
     int64_t train_rows = 0;
+    int64_t n_items = 0; // items of the client's domain (0 for the pooled client)
 };
 
 // One client's persistent state on its owning rank.

@@ -108,6 +108,10 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
         f.add(m.domain);
         f.add(m.shard);
         f.add(m.n_train_rows);
+        for (const auto& [name, rows] : m.rows_override) {
+            f.add(name);
+            f.add(rows);
+        }
     }
     f.add(int64_t(c.client_tensors.size()));
     for (const auto& t : c.client_tensors) f.add(t);
@@ -336,7 +340,9 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
                 g.create_group("optim").set_attr("step", counters[3 * i]);
                 const auto it = mine.find(m.id);
                 for (size_t t = 0; t < c.client_tensors.size(); ++t) {
-                    const TensorSpec& spec = c.client_tensors[t];
+                    TensorSpec spec = c.client_tensors[t];
+                    for (const auto& [name, rows] : m.rows_override)
+                        if (name == spec.name && !spec.shape.empty()) spec.shape[0] = rows;
                     h5::Dataset ds = g.create_dataset<float>(spec.name, to_h5(spec.shape));
                     if (it != mine.end()) write_data(ds, spec, it->second->data[t]);
                 }
@@ -454,7 +460,7 @@ CheckpointReader::CheckpointReader(const std::string& path)
 }
 
 bool CheckpointReader::has_client(int64_t id) const {
-    return std::binary_search(clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0},
+    return std::binary_search(clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0, {}},
                               [](const ClientMeta& a, const ClientMeta& b) { return a.id < b.id; });
 }
 

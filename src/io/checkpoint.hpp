@@ -47,6 +47,9 @@ struct ClientMeta {
     std::string domain;
     int64_t shard = 0;
     int64_t n_train_rows = 0;
+    // Client tensors whose first dimension differs from the shared spec for this client (e.g.
+    // prompt-full's item_embedding, one row per item of the client's domain): (name, rows).
+    std::vector<std::pair<std::string, int64_t>> rows_override;
 };
 
 // Everything one rank passes to write_checkpoint. Shared parts (header, server, clients,

@@ -223,8 +223,16 @@ std::vector<KeySpec> make_schema() {
         // --- fine-tuning (pfcr finetune)
         choice(key("finetune.mode", K::string, "full",
                    "full: train every parameter (from scratch = the local-only baseline); "
-                   "prompt-full / prompt-light arrive with prompt tuning"),
+                   "prompt-full / prompt-light: PFCR's full / light prompt tuning heads"),
                {"full", "prompt-full", "prompt-light"}),
+        ranged(key("finetune.n_prompts", K::integer, "1024",
+                   "prompt modes: rows of the domain prompt P (PFCR hard-codes 1024)"),
+               1, 1 << 20),
+        ranged(key("finetune.prompt_heads", K::integer, "4",
+                   "prompt modes: heads of the prompt attention; must divide hidden_size"),
+               1, 4096),
+        key("finetune.train_encoder", K::boolean, "false",
+            "prompt modes: also train the encoder (false = PFCR: frozen except the code table)"),
         key("finetune.domains", K::string_list, "[]",
             "domains to fine-tune (empty = every domain of prepared.h5)"),
         key("finetune.from", K::string, "",

@@ -89,19 +89,22 @@ EncoderTensors<P> bind_tensors(P* base, const ParamLayout& layout, int64_t first
     return t;
 }
 
-// Which dropout masks a forward pass uses: stream (client, step, site) of a dropout-keyed rng;
-// first_batch_row = this chunk's first row in the whole training batch. train = false turns
-// every dropout off (evaluation).
+// Which dropout masks a forward pass uses: stream (client, step, site_base + site) of a
+// dropout-keyed rng; first_batch_row = this chunk's first row in the whole training batch.
+// train = false turns every dropout off (evaluation). site_base = 0 for the encoder; a second
+// Transformer (the prompt-full ID branch, model/prompt.hpp) uses its own base.
 struct DropoutKeys {
     const KeyedRng* rng = nullptr;
     uint32_t client = 0;
     uint32_t step = 0;
     int64_t first_batch_row = 0;
     bool train = false;
+    uint32_t site_base = 0;
 };
 
-// Dropout site ids (the `c` counter): 0 after the embedding LayerNorm; layer l uses 1 + 3l
-// (attention probabilities), 2 + 3l (attention output), 3 + 3l (feed-forward output).
+// Dropout site ids (the `c` counter, before adding site_base): 0 after the embedding
+// LayerNorm; layer l uses 1 + 3l (attention probabilities), 2 + 3l (attention output),
+// 3 + 3l (feed-forward output).
 inline uint32_t dropout_site(int64_t layer, int kind) {
     return uint32_t(1 + 3 * layer + kind);
 }
@@ -173,7 +176,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
     layernorm_forward(w.ln0.data(), w.mean0.data(), w.rstd0.data(), w.x.data(), P.ln_w, P.ln_b, N,
                       C, eps);
     dropout_forward(w.h0.data(), w.mask0.data(), w.ln0.data(), N, C, p_hid, *keys.rng, keys.client,
-                    keys.step, 0u, w.row_base.data());
+                    keys.step, keys.site_base, w.row_base.data());
 
     w.layers.resize(size_t(L));
     const T* h_in = w.h0.data();
@@ -225,7 +228,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         ad.rng = keys.rng;
         ad.a = keys.client;
         ad.b = keys.step;
-        ad.c = dropout_site(l, 0);
+        ad.c = keys.site_base + dropout_site(l, 0);
         ad.row_base = a.attn_row_base.data();
         ad.T_max = Tm;
         attention_forward(a.ctx.data(), a.probs.data(),
@@ -235,7 +238,8 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         // h1 = LN(Dropout(Dense(ctx)) + hq)
         linear_forward(a.ao.data(), a.ctx.data(), W.o_w, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
-                        keys.client, keys.step, dropout_site(l, 1), a.hid_row_base.data());
+                        keys.client, keys.step, keys.site_base + dropout_site(l, 1),
+                        a.hid_row_base.data());
         for (int64_t i = 0; i < R * C; ++i) a.res1[size_t(i)] += a.hq[size_t(i)];
         layernorm_forward(a.h1.data(), a.mean1.data(), a.rstd1.data(), a.res1.data(), W.ln1_w,
                           W.ln1_b, R, C, eps);
@@ -244,7 +248,8 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         gelu_forward(a.g.data(), a.f1.data(), R * F);
         linear_forward(a.f2.data(), a.g.data(), W.f2_w, W.f2_b, R, F, C);
         dropout_forward(a.res2.data(), a.mask2.data(), a.f2.data(), R, C, p_hid, *keys.rng,
-                        keys.client, keys.step, dropout_site(l, 2), a.hid_row_base.data());
+                        keys.client, keys.step, keys.site_base + dropout_site(l, 2),
+                        a.hid_row_base.data());
         for (int64_t i = 0; i < R * C; ++i) a.res2[size_t(i)] += a.h1[size_t(i)];
         layernorm_forward(a.h2.data(), a.mean2.data(), a.rstd2.data(), a.res2.data(), W.ln2_w,
                           W.ln2_b, R, C, eps);
@@ -254,7 +259,8 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
 }
 
 // ds (B,C) -> parameter gradients accumulated into G (bound to a gradient buffer; its
-// code_table may be null) and d_emb (N,C) = dLoss/d(code-mean embedding of each token), which
+// code_table may be null, and so may any other tensor of a frozen part: that gradient is then
+// not computed) and d_emb (N,C) = dLoss/d(code-mean embedding of each token), which
 // the caller scatters into the code table (item_embedding_backward) so that the shared
 // table's gradient is summed in a fixed order across chunks. Uses the state of the last
 // encoder_forward on `w`.

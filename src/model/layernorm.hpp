@@ -39,7 +39,7 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 }
 
 // dout (N,C), inp (N,C), weight (C), mean (N), rstd (N) -> dinp (N,C), dweight (C), dbias (C)
-// All three gradients are ACCUMULATED (+=). With norm = (x - mean) * rstd and
+// All three gradients are ACCUMULATED (+=); dweight and dbias may be nullptr (frozen). With norm = (x - mean) * rstd and
 // dnorm = dout * weight, the exact gradient of the normalisation is
 //   dx = rstd * (dnorm - mean_i(dnorm) - norm * mean_i(dnorm * norm))
 // (the two subtracted terms come from the dependence of mean and rstd on every x_i).
@@ -64,8 +64,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
         for (int64_t i = 0; i < C; ++i) {
             const T norm = (x[i] - m) * s;
             const T dnorm = weight[i] * dy[i];
-            dbias[i] += dy[i];          // out = ... + bias
-            dweight[i] += norm * dy[i]; // out = norm * weight + ...
+            if (dbias) dbias[i] += dy[i];            // out = ... + bias
+            if (dweight) dweight[i] += norm * dy[i]; // out = norm * weight + ...
             dx[i] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
         }
     }

@@ -20,9 +20,9 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
     if (bias) y.rowwise() += vec(bias, OC);
 }
 
-// dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C) or nullptr, dweight (OC,C),
-// dbias (OC) or nullptr. All gradients are ACCUMULATED (+=); a nullptr skips that gradient
-// (e.g. dinp for the first layer, dbias for a bias-free layer).
+// dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each
+// or nullptr. All gradients are ACCUMULATED (+=); a nullptr skips that gradient (dinp for the
+// first layer, dbias for a bias-free layer, dweight/dbias of a frozen layer).
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int64_t N, int64_t C, int64_t OC) {
@@ -30,7 +30,7 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
     if (dinp) mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
     // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)
-    mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
+    if (dweight) mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
     // out = ... + bias (broadcast over rows)  =>  d bias = column sums of dout
     if (dbias) vec(dbias, OC) += dy.colwise().sum();
 }
@@ -56,7 +56,7 @@ void linear_backward_reference(T* dinp, T* dweight, T* dbias, const T* dout, con
             if (dbias) dbias[o] += g;
             for (int64_t c = 0; c < C; ++c) {
                 if (dinp) dinp[n * C + c] += g * weight[o * C + c];
-                dweight[o * C + c] += g * inp[n * C + c];
+                if (dweight) dweight[o * C + c] += g * inp[n * C + c];
             }
         }
 }

@@ -8,7 +8,15 @@
 //     dŜ = G Ê -> ds -> encoder backward into the chunk's own gradient buffer and d_emb rows
 //   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
 //     dÊ = Gᵀ Ŝ (fixed row blocks) -> dE -> code table; d_emb -> code table (sequential);
-//     Adam on every parameter (fixed blocks).
+//     Adam on every trainable parameter (fixed blocks).
+// With a prompt head (model/prompt.hpp) the loss reads o = head(s) instead of s:
+//   once per step: k, v = prompt_kv_forward(P)
+//   per chunk: o = prompt_head_forward(s); backward dLoss/do -> head (its per-row parameter
+//     gradients into the chunk's buffer, attention state into batch-wide rows) -> ds -> encoder
+//   after the chunks, in a fixed order: dk, dv from every row (fixed prompt-row blocks) -> dP
+//     and the key/value in-projection; the ID embedding's token rows -> item_embedding
+//     (sequential, like the code table). A frozen encoder (the reference) gets no parameter
+//     gradients at all: the chunk buffers then start at the head.
 #include "model/trainer.hpp"
 
 #include <tbb/blocked_range.h>
@@ -23,6 +31,7 @@
 #include "model/adam.hpp"
 #include "model/embedding.hpp"
 #include "model/loss.hpp"
+#include "model/prompt.hpp"
 
 namespace pfcr {
 namespace {
@@ -58,8 +67,10 @@ EvalResult eval_result(const RankAccumulator& acc) {
 // Per-thread scratch, allocated on first use and reused (vectors only grow).
 struct ThreadWorkspace {
     EncoderWorkspace<float> enc;
+    PromptWorkspace<float> head;
     std::vector<int64_t> off;
-    std::vector<float> d_s_hat, ds, scores;
+    std::vector<float> d_s_hat, ds, d_enc, scores;
+    std::vector<float> q, probs, ctx; // evaluation's prompt attention rows
     PackedBatch batch;
 };
 
@@ -72,8 +83,11 @@ struct ThreadWorkspace {
 struct TrainerScratch {
     std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)
     std::vector<float> s, s_hat, s_norm, g, d_emb;         // (B,C), (B), (B,V1), (N,C)
-    std::vector<AlignedBuffer<float>> chunk_grads;         // local part, one per chunk
-    int64_t chunk_grad_size = -1;                          // their size (the local part)
+    // Prompt head: o (B,C) it outputs; k, v, dk, dv (NP,C); the attention rows q, ctx, d_ctx
+    // (B,C) and probs, d_scores (B,PH,NP) of the whole batch; d_id (N,C) ID-embedding tokens.
+    std::vector<float> o, k, v, dk, dv, q, ctx, d_ctx, probs, d_scores, d_id;
+    std::vector<AlignedBuffer<float>> chunk_grads;         // [chunk_begin, chunk_end), per chunk
+    int64_t chunk_grad_size = -1;                          // their size
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
     PackedBatch batch;         // train_batch's gathered rows
@@ -84,7 +98,14 @@ std::shared_ptr<TrainerScratch> make_trainer_scratch() { return std::make_shared
 
 struct Trainer::Impl {
     int64_t V1 = 0, C = 0, M = 0;
-    int64_t local_begin = 0, local_size = 0;
+    // Per-chunk gradient buffers hold layout elements [chunk_begin, chunk_begin + chunk_size):
+    // everything after the code table; with a frozen encoder only the head; never the ID
+    // embedding (last in the layout, row-sparse, scattered like the code table).
+    int64_t chunk_begin = 0, chunk_size = 0;
+    HeadMode head = HeadMode::none;
+    int64_t NP = 0, PH = 0;
+    std::vector<int32_t> id_codes;                    // identity codes of the ID branch
+    std::vector<std::pair<int64_t, int64_t>> adam_ranges; // trainable [begin, end) runs
     KeyedRng dropout_rng;
     std::shared_ptr<TrainerScratch> scratch;
     // The scratch's buffers under the names the step code uses.
@@ -103,14 +124,42 @@ struct Trainer::Impl {
         C = opt.hp.shape.hidden;
         M = opt.hp.shape.code_dim;
         const ParamLayout layout(opt.hp.shape);
-        local_begin = local_params_begin(layout);
-        local_size = layout.total() - local_begin;
-        check(scratch->chunk_grad_size < 0 || scratch->chunk_grad_size == local_size,
+        head = opt.hp.shape.head;
+        NP = opt.hp.shape.n_prompts;
+        PH = opt.hp.shape.prompt_heads;
+        const bool encoder_trained = head == HeadMode::none || opt.hp.shape.train_encoder;
+        chunk_begin = encoder_trained ? local_params_begin(layout) : layout.head_begin();
+        int64_t chunk_end = layout.total();
+        if (head == HeadMode::prompt_full) {
+            check(opt.hp.shape.id_items == V1, "domain ", d.name, " has ", d.n_items,
+                  " items but the prompt-full model's item_embedding has ",
+                  opt.hp.shape.id_items, " rows (items + 1 expected)");
+            chunk_end = layout.at("prompt/item_embedding.weight").offset;
+            id_codes = identity_item_codes(V1);
+        }
+        chunk_size = chunk_end - chunk_begin;
+        // Adam's runs: maximal runs of trainable entries (alignment gaps inside a run are
+        // zeros with zero gradient, which Adam leaves at zero).
+        for (const auto& e : layout.entries()) {
+            if (!e.trainable) continue;
+            if (!adam_ranges.empty() && adam_ranges.back().second >= e.offset - 15)
+                adam_ranges.back().second = e.offset + e.size;
+            else
+                adam_ranges.emplace_back(e.offset, e.offset + e.size);
+        }
+        check(scratch->chunk_grad_size < 0 || scratch->chunk_grad_size == chunk_size,
               "TrainerScratch shared by models of different shapes");
-        scratch->chunk_grad_size = local_size;
+        scratch->chunk_grad_size = chunk_size;
         if (grad.size() < layout.total()) grad.resize(layout.total());
         for (auto* v : {&e_all, &e_hat, &d_e_hat, &d_e}) grow(*v, V1 * C);
         grow(e_norm, V1);
+    }
+
+    // Prompt attention rows [b0, b0 + n) of the batch-wide buffers.
+    PromptAttnRows<float> rows(int64_t b0) {
+        return {scratch->q.data() + b0 * C,        scratch->probs.data() + b0 * PH * NP,
+                scratch->ctx.data() + b0 * C,      scratch->d_ctx.data() + b0 * C,
+                scratch->d_scores.data() + b0 * PH * NP, nullptr};
     }
 
     // Ê (V1,C) and ||E|| from the current code table.
@@ -152,8 +201,12 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     const float g_scale = float(1.0 / (double(B) * opt_.temperature));
     const ParamLayout& layout = state.layout;
     const auto P = bind_tensors<const float>(state.params.data(), layout);
+    const auto H = bind_prompt_tensors<const float>(state.params.data(), layout);
     const int32_t* codes = domain_.item_codes.data();
     const uint32_t step_key = uint32_t(state.step);
+    const bool head = I.head != HeadMode::none;
+    const int64_t NP = I.NP, PH = I.PH;
+    TrainerScratch& S = *I.scratch;
 
     I.candidates(P.code_table, codes);
     grow(I.s, B * C);
@@ -161,7 +214,14 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     grow(I.s_norm, B);
     grow(I.g, B * V1);
     grow(I.d_emb, N * C);
-    while (int64_t(I.chunk_grads.size()) < n_chunks) I.chunk_grads.emplace_back(I.local_size);
+    if (head) {
+        for (auto* v : {&S.o, &S.q, &S.ctx, &S.d_ctx}) grow(*v, B * C);
+        for (auto* v : {&S.probs, &S.d_scores}) grow(*v, B * PH * NP);
+        for (auto* v : {&S.k, &S.v, &S.dk, &S.dv}) grow(*v, NP * C);
+        if (I.head == HeadMode::prompt_full) grow(S.d_id, N * C);
+        prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
+    }
+    while (int64_t(I.chunk_grads.size()) < n_chunks) I.chunk_grads.emplace_back(I.chunk_size);
     I.chunk_loss.assign(size_t(n_chunks), 0.0);
 
     tbb::parallel_for(
@@ -181,7 +241,17 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 float* g = I.g.data() + b0 * V1;
                 encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
                                 keys, ws.enc);
-                l2_normalize_forward(s_hat, s_norm, s, Bc, C);
+                // The loss reads the representation `rep`: s, or the head's o.
+                const float* rep = s;
+                if (head) {
+                    float* o = S.o.data() + b0 * C;
+                    prompt_head_forward(o, H, opt_.hp, static_cast<const float*>(s),
+                                        S.k.data(), S.v.data(), I.rows(b0),
+                                        batch.items.data() + t0, ws.off.data(), Bc,
+                                        I.id_codes.data(), keys, ws.head);
+                    rep = o;
+                }
+                l2_normalize_forward(s_hat, s_norm, rep, Bc, C);
                 // Z = Ŝ Êᵀ / τ, then row-wise softmax cross-entropy; G = (P - onehot) / (B τ).
                 mat(g, Bc, V1).noalias() =
                     mat(static_cast<const float*>(s_hat), Bc, C) *
@@ -213,13 +283,30 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                     mat(static_cast<const float*>(I.e_hat.data()), V1, C);
                 ws.ds.assign(size_t(Bc * C), 0.0f);
                 l2_normalize_backward(ws.ds.data(), ws.d_s_hat.data(), s_hat, s_norm, Bc, C);
-                // Encoder backward into this chunk's gradient buffer and d_emb rows.
+                // Head and encoder backward into this chunk's gradient buffer and d_emb rows.
                 AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
                 cg.zero();
-                const auto G = bind_tensors<float>(cg.data(), layout, I.local_begin);
+                const auto G = bind_tensors<float>(cg.data(), layout, I.chunk_begin);
+                const int64_t n_tok = batch.off[size_t(b1)] - t0;
                 float* d_emb = I.d_emb.data() + t0 * C;
-                std::fill(d_emb, d_emb + (batch.off[size_t(b1)] - t0) * C, 0.0f);
-                encoder_backward(d_emb, G, ws.ds.data(), P, opt_.hp, keys, ws.enc);
+                std::fill(d_emb, d_emb + n_tok * C, 0.0f);
+                const float* d_enc = ws.ds.data();
+                if (head) {
+                    const auto GH = bind_prompt_tensors<float>(cg.data(), layout, I.chunk_begin,
+                                                               I.chunk_begin + I.chunk_size);
+                    float* d_id = nullptr;
+                    if (I.head == HeadMode::prompt_full) {
+                        d_id = S.d_id.data() + t0 * C;
+                        std::fill(d_id, d_id + n_tok * C, 0.0f);
+                    }
+                    ws.d_enc.assign(size_t(Bc * C), 0.0f);
+                    prompt_head_backward(ws.d_enc.data(), d_id, GH,
+                                         static_cast<const float*>(ws.ds.data()), H, opt_.hp,
+                                         static_cast<const float*>(s), S.k.data(), S.v.data(),
+                                         I.rows(b0), keys, ws.head);
+                    d_enc = ws.d_enc.data();
+                }
+                encoder_backward(d_emb, G, d_enc, P, opt_.hp, keys, ws.enc);
             }
         },
         tbb::simple_partitioner());
@@ -232,14 +319,34 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
 
     // Local gradients: sum of the chunk buffers in chunk order, element blocks in parallel.
     float* grad = I.grad.data();
-    for_fixed_blocks(I.local_size, 1 << 14, [&](int64_t i0, int64_t i1) {
-        float* out = grad + I.local_begin;
+    for_fixed_blocks(I.chunk_size, 1 << 14, [&](int64_t i0, int64_t i1) {
+        float* out = grad + I.chunk_begin;
         std::fill(out + i0, out + i1, 0.0f);
         for (int64_t k = 0; k < n_chunks; ++k) {
             const float* cg = I.chunk_grads[size_t(k)].data();
             for (int64_t i = i0; i < i1; ++i) out[i] += cg[i];
         }
     });
+    if (head) {
+        // Batch-level head gradients: dk, dv over every row in fixed prompt-row blocks, then the
+        // prompts and the key/value in-projection; the ID embedding from its token rows.
+        const auto GH = bind_prompt_tensors<float>(grad, layout);
+        std::fill(S.dk.begin(), S.dk.begin() + NP * C, 0.0f);
+        std::fill(S.dv.begin(), S.dv.begin() + NP * C, 0.0f);
+        const PromptAttnRows<float> all = I.rows(0);
+        for_fixed_blocks(NP, 64, [&](int64_t n0, int64_t n1) {
+            prompt_attention_kv_backward(S.dk.data(), S.dv.data(), all, B, NP, C, PH, n0, n1);
+        });
+        prompt_kv_backward(GH.prompts, GH.in_w, GH.in_b, static_cast<const float*>(S.dk.data()),
+                           static_cast<const float*>(S.dv.data()), H.prompts, H.in_w, NP, C);
+        if (I.head == HeadMode::prompt_full) {
+            const auto& e = layout.at("prompt/item_embedding.weight");
+            std::fill(grad + e.offset, grad + e.offset + e.size, 0.0f);
+            item_embedding_backward(GH.id.code_table, static_cast<const float*>(S.d_id.data()),
+                                    batch.items.data(), I.id_codes.data(), N, 1, C);
+        }
+    }
+
     // Shared code table: candidates' path (dÊ = Gᵀ Ŝ in fixed row blocks), then the inputs'.
     const auto GT = bind_tensors<float>(grad, layout);
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
@@ -262,13 +369,16 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
 
     if (grad_hook_) grad_hook_(grad, state.params.data());
 
-    // Adam on every parameter, fixed element blocks.
+    // Adam on every trainable parameter, fixed element blocks (element-wise, so the runs give
+    // the same bits as one pass over the layout; frozen parameters and moments stay untouched).
     const int64_t t = ++state.step;
-    for_fixed_blocks(layout.total(), 1 << 14, [&](int64_t i0, int64_t i1) {
-        adam_step(state.params.data() + i0, grad + i0, state.adam_m.data() + i0,
-                  state.adam_v.data() + i0, i1 - i0, opt_.learning_rate, opt_.adam_beta1,
-                  opt_.adam_beta2, opt_.adam_eps, t);
-    });
+    for (const auto& [r0, r1] : I.adam_ranges) {
+        for_fixed_blocks(r1 - r0, 1 << 14, [&](int64_t i0, int64_t i1) {
+            adam_step(state.params.data() + r0 + i0, grad + r0 + i0,
+                      state.adam_m.data() + r0 + i0, state.adam_v.data() + r0 + i0, i1 - i0,
+                      opt_.learning_rate, opt_.adam_beta1, opt_.adam_beta2, opt_.adam_eps, t);
+        });
+    }
     return loss;
 }
 
@@ -312,8 +422,16 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
     const int64_t n = int64_t(split.rows()), C = I.C, V1 = I.V1, V = V1 - 1;
     const int64_t chunk = opt_.chunk_rows, n_chunks = (n + chunk - 1) / chunk;
     const auto P = bind_tensors<const float>(state.params.data(), state.layout);
+    const auto H = bind_prompt_tensors<const float>(state.params.data(), state.layout);
     const int32_t* codes = domain_.item_codes.data();
+    const bool head = I.head != HeadMode::none;
+    const int64_t NP = I.NP, PH = I.PH;
+    TrainerScratch& S = *I.scratch;
     I.candidates(P.code_table, codes);
+    if (head) {
+        for (auto* v : {&S.k, &S.v}) grow(*v, NP * C);
+        prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
+    }
     std::vector<RankAccumulator> acc(static_cast<size_t>(n_chunks), RankAccumulator(ks));
     tbb::parallel_for(
         tbb::blocked_range<int64_t>(0, n_chunks, 1),
@@ -325,14 +443,27 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 rows.resize(size_t(Bc));
                 for (int64_t i = 0; i < Bc; ++i) rows[size_t(i)] = r0 + i;
                 gather_batch(split, rows.data(), Bc, ws.batch);
-                grow(ws.ds, 2 * Bc * C + Bc);
+                grow(ws.ds, 3 * Bc * C + Bc);
                 float* s = ws.ds.data();
                 float* s_hat = s + Bc * C;
                 float* s_norm = s_hat + Bc * C;
+                float* o = s_norm + Bc;
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, 0, r0, false};
                 encoder_forward(s, P, opt_.hp, ws.batch.items.data(), ws.batch.off.data(), Bc,
                                 codes, keys, ws.enc);
-                l2_normalize_forward(s_hat, s_norm, s, Bc, C);
+                const float* rep = s;
+                if (head) {
+                    for (auto* v : {&ws.q, &ws.ctx}) grow(*v, Bc * C);
+                    grow(ws.probs, Bc * PH * NP);
+                    const PromptAttnRows<float> rows{ws.q.data(), ws.probs.data(), ws.ctx.data(),
+                                                     nullptr, nullptr, nullptr};
+                    prompt_head_forward(o, H, opt_.hp, static_cast<const float*>(s), S.k.data(),
+                                        S.v.data(), rows, ws.batch.items.data(),
+                                        ws.batch.off.data(), Bc, I.id_codes.data(), keys,
+                                        ws.head);
+                    rep = o;
+                }
+                l2_normalize_forward(s_hat, s_norm, rep, Bc, C);
                 // Cosine scores (PFCR's full_sort_predict: no temperature), padding column
                 // ignored by the ranking.
                 grow(ws.scores, Bc * V1);

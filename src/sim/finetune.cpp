@@ -3,7 +3,9 @@
 // and tested with its best state. The start is a pre-training checkpoint (`--from` /
 // finetune.from: the server's shared tensors + the client's own, by state_dict name; a
 // centralized checkpoint's single pooled model serves every client) or, without one, a fresh
-// initialisation: `--mode full` from scratch is the "local only" baseline. Adam starts fresh,
+// initialisation: `--mode full` from scratch is the "local only" baseline. `--mode
+// prompt-full | prompt-light` add PFCR's prompt-tuning head (model/prompt.hpp; encoder frozen
+// except the code table unless finetune.train_encoder), initialised fresh. Adam starts fresh,
 // as RecBole builds a new optimizer for fine-tuning. Rank 0 gathers every client's epoch
 // lines and results, so metrics.jsonl and results.json have the same bytes for any rank count
 // (timings aside); every rank writes its clients into the stage's checkpoint.
@@ -114,12 +116,14 @@ EvalResult merge(const std::vector<const EvalResult*>& parts) {
     return m;
 }
 
-// Loads a client's starting parameters from a pre-training checkpoint, tensor by tensor:
-// /server/<name> if the server holds it, else /clients/<src>/model/<name>.
+// Loads a client's starting encoder from a pre-training checkpoint, tensor by tensor:
+// /server/<name> if the server holds it, else /clients/<src>/model/<name>. Head entries
+// (prompt tuning) are not in a pre-training checkpoint and keep their initialisation.
 void load_start(const CheckpointReader& r, int64_t src, const ParamLayout& layout, float* params) {
     std::map<std::string, bool> on_server;
     for (const auto& t : r.server_tensors()) on_server[t.name] = true;
     for (const auto& e : layout.entries()) {
+        if (e.prompt) continue; // the prompt-tuning head is new in this stage: keep its init
         const TensorSpec spec{e.name, e.shape};
         if (on_server.count(e.name)) {
             r.read_server(spec, params + e.offset);
@@ -156,6 +160,17 @@ TrainOptions train_options(const Config& cfg) {
     o.eval_batch_size = cfg.get_int("eval_batch_size");
     o.chunk_rows = cfg.get_int("run.chunk_rows");
     o.seed = uint64_t(cfg.get_int("seed"));
+    // Fine-tuning head (PFCR.md §8); shape.id_items is the domain's, set by the caller.
+    const std::string mode = cfg.get_string("finetune.mode");
+    o.hp.shape.head = mode == "prompt-full"    ? HeadMode::prompt_full
+                      : mode == "prompt-light" ? HeadMode::prompt_light
+                                               : HeadMode::none;
+    o.hp.shape.n_prompts = cfg.get_int("finetune.n_prompts");
+    o.hp.shape.prompt_heads = cfg.get_int("finetune.prompt_heads");
+    o.hp.shape.train_encoder = cfg.get_bool("finetune.train_encoder");
+    check(o.hp.shape.head == HeadMode::none || o.hp.shape.hidden % o.hp.shape.prompt_heads == 0,
+          "finetune.prompt_heads = ", o.hp.shape.prompt_heads, " (",
+          cfg.origin("finetune.prompt_heads"), ") must divide hidden_size = ", o.hp.shape.hidden);
     return o;
 }
 
@@ -169,8 +184,6 @@ std::string resolve_checkpoint(const std::string& path) {
 void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
                   const std::string& from_arg) {
     const std::string mode = cfg.get_string("finetune.mode");
-    check(mode == "full", "finetune.mode = '", mode, "' (", cfg.origin("finetune.mode"),
-          "): prompt tuning is not available yet; use --mode full");
     const std::string from =
         resolve_checkpoint(from_arg.empty() ? cfg.get_string("finetune.from") : from_arg);
     RunClients rc = load_run_clients(cfg, comm, false, cfg.get_string_list("finetune.domains"));
@@ -207,8 +220,16 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
     const std::vector<int64_t> ks = cfg.get_int_list("topk");
     const std::string valid_metric = cfg.get_string("valid_metric");
     const int64_t max_epochs = cfg.get_int("epochs"), patience = cfg.get_int("stopping_step");
-    const TrainOptions base = train_options(cfg);
+    // Every client's layout is this one except prompt-full's item_embedding rows (its
+    // domain's items + 1), which the checkpoint records per client.
+    TrainOptions base = train_options(cfg);
+    base.hp.shape.id_items = 1;
     const ParamLayout layout(base.hp.shape);
+    const auto client_layout = [&](const ClientSpec& s) {
+        ModelShape shape = base.hp.shape;
+        shape.id_items = s.n_items + 1;
+        return shape;
+    };
     const std::string dir = cfg.get_string("output_dir");
     if (comm.rank() == 0) {
         std::filesystem::create_directories(dir);
@@ -234,12 +255,14 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
         TrainOptions opt = base;
         opt.client = uint32_t(k);
-        auto d = std::make_unique<Done>(Done{k, ModelState(base.hp.shape), {}});
+        opt.hp.shape = client_layout(spec);
+        auto d = std::make_unique<Done>(Done{k, ModelState(opt.hp.shape), {}});
         ModelState& state = d->state;
-        if (start) load_start(*start, pooled_start ? 0 : k, layout, state.params.data());
-        else init_params(layout, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
+        const ParamLayout& cl = state.layout;
+        init_params(cl, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
+        if (start) load_start(*start, pooled_start ? 0 : k, cl, state.params.data());
         Trainer trainer(opt, dom);
-        d->best.resize(layout.total());
+        d->best.resize(cl.total());
         ClientOutcome o;
         std::ostringstream lines;
         double best_score = -1;
@@ -260,7 +283,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
                 best_score = score;
                 o.best_epoch = epoch;
                 bad = 0;
-                std::copy(state.params.data(), state.params.data() + layout.total(), d->best.data());
+                std::copy(state.params.data(), state.params.data() + cl.total(), d->best.data());
             } else {
                 ++bad;
             }
@@ -312,24 +335,36 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         c.header.created_utc = utc_now();
         c.header.config_yaml = cfg.to_yaml();
         c.header.algorithm = "finetune-" + mode;
-        for (const auto& s : rc.specs)
-            if (rc.owner[size_t(s.id)] >= 0)
-                c.clients.push_back({s.id, s.domain, s.shard, s.train_rows});
-        c.header.n_clients = int64_t(c.clients.size());
-        for (const auto& e : layout.entries()) c.client_tensors.push_back({"model/" + e.name, e.shape});
-        for (const auto& e : layout.entries()) c.client_tensors.push_back({"best/" + e.name, e.shape});
+        // Names: model/<name> for the encoder, prompt/<name> for the head (ARCHITECTURE §5),
+        // best/ and optim/ of either.
+        const auto stored = [](const ParamEntry& e) { return e.prompt ? e.key() : "model/" + e.name; };
+        const auto plain = [](const ParamEntry& e) { return e.prompt ? e.key() : e.name; };
+        std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
         for (const auto& e : layout.entries()) {
-            c.client_tensors.push_back({"optim/" + e.name + "/m", e.shape});
-            c.client_tensors.push_back({"optim/" + e.name + "/v", e.shape});
+            c.client_tensors.push_back({stored(e), e.shape});
+            c.client_tensors.push_back({"best/" + plain(e), e.shape});
+            c.client_tensors.push_back({"optim/" + plain(e) + "/m", e.shape});
+            c.client_tensors.push_back({"optim/" + plain(e) + "/v", e.shape});
+            if (e.name == "item_embedding.weight")
+                for (const auto& t : {stored(e), "best/" + plain(e), "optim/" + plain(e) + "/m",
+                                      "optim/" + plain(e) + "/v"})
+                    per_client_rows.push_back(t);
         }
+        for (const auto& s : rc.specs)
+            if (rc.owner[size_t(s.id)] >= 0) {
+                ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}};
+                for (const auto& t : per_client_rows) meta.rows_override.emplace_back(t, s.n_items + 1);
+                c.clients.push_back(meta);
+            }
+        c.header.n_clients = int64_t(c.clients.size());
         for (auto& d : done) {
             CheckpointContent::Owned o;
             o.id = d->id;
             o.adam_step = d->state.step;
             o.rng_counter = outcomes[d->id].epochs_run;
-            for (const auto& e : layout.entries()) o.data.push_back(d->state.params.data() + e.offset);
-            for (const auto& e : layout.entries()) o.data.push_back(d->best.data() + e.offset);
-            for (const auto& e : layout.entries()) {
+            for (const auto& e : d->state.layout.entries()) {
+                o.data.push_back(d->state.params.data() + e.offset);
+                o.data.push_back(d->best.data() + e.offset);
                 o.data.push_back(d->state.adam_m.data() + e.offset);
                 o.data.push_back(d->state.adam_v.data() + e.offset);
             }

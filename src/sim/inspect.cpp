@@ -78,7 +78,9 @@ private:
     void load_model_shapes(const std::string& yaml) {
         try {
             const Config cfg = Config::from_yaml_text(yaml, path_ + ":config_yaml");
-            const ParamLayout layout(train_options(cfg).hp.shape);
+            ModelShape shape = train_options(cfg).hp.shape;
+            shape.head = HeadMode::none; // checkpoints of pre-training: the encoder only
+            const ParamLayout layout(shape);
             for (const auto& e : layout.entries())
                 expected_[e.name] = std::vector<uint64_t>(e.shape.begin(), e.shape.end());
             n_layers_ = cfg.get_int("n_layers");

@@ -142,7 +142,7 @@ void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done
     c.header.algorithm = algorithm_name(fed.options().algorithm);
     c.server = L.server;
     for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
-    for (const auto& s : fed.all_clients()) c.clients.push_back({s.id, s.domain, s.shard, s.train_rows});
+    for (const auto& s : fed.all_clients()) c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
     c.client_tensors = L.client;
     for (auto& cl : fed.clients()) {
         CheckpointContent::Owned o;
@@ -214,7 +214,8 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
     const std::vector<ClientSpec>& specs = rc.specs;
     const std::vector<int>& owner = rc.owner;
     const int64_t K = int64_t(specs.size());
-    const TrainOptions base = train_options(cfg);
+    TrainOptions base = train_options(cfg);
+    base.hp.shape.head = HeadMode::none; // pre-training never has a fine-tuning head
     Federation federation(fed, base, cfg.get_double("initializer_range"), specs, owner, comm);
     for (int64_t k = 0; k < K; ++k)
         if (owner[size_t(k)] == comm.rank()) federation.add_client(k, rc.data[size_t(k)]);

@@ -39,7 +39,7 @@ RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
 
     std::vector<PreparedDomain> pieces; // parallel to specs
     if (pooled) {
-        ClientSpec s{0, "*", 0, 0};
+        ClientSpec s{0, "*", 0, 0, 0};
         for (const auto& d : data.domains) s.train_rows += int64_t(d.train.rows());
         rc.specs.push_back(s);
     } else {
@@ -47,8 +47,8 @@ RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
         for (const auto& d : data.domains) {
             int64_t s = 0;
             for (auto& shard : split_into_shards(d, n_shards)) {
-                rc.specs.push_back(
-                    {int64_t(rc.specs.size()), d.name, s++, int64_t(shard.train.rows())});
+                rc.specs.push_back({int64_t(rc.specs.size()), d.name, s++,
+                                    int64_t(shard.train.rows()), d.n_items});
                 pieces.push_back(std::move(shard));
             }
         }

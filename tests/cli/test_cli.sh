@@ -45,8 +45,20 @@ done
 grep -q "finetune: mode full, 2 domains" "$work/ft1.out" && pass "finetune runs" || failed "finetune: $(cat "$work/ft1.out")"
 cmp -s "$work/ft1/results.json" "$work/ft2/results.json" && pass "finetune results identical with 1 and 2 threads" \
   || failed "finetune results differ between 1 and 2 threads"
-expect_error "finetune prompt mode not yet" "prompt tuning is not available yet" \
-  "$pfcr" finetune -q -c "$src/configs/tiny.yaml" --mode prompt-light --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ftp"
+# Both prompt-tuning heads run end to end, identically with 1 and 2 threads.
+for m in prompt-light prompt-full; do
+  for t in 1 2; do
+    "$pfcr" finetune -q -t "$t" -c "$src/configs/tiny.yaml" --mode "$m" --set epochs=1 \
+      --set finetune.n_prompts=32 --set "finetune.domains=[synth000, synth001]" \
+      --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ft-$m$t" >"$work/ft-$m$t.out"
+  done
+  grep -q "finetune: mode $m, 2 domains" "$work/ft-${m}1.out" && pass "finetune --mode $m runs" \
+    || failed "finetune $m: $(cat "$work/ft-${m}1.out")"
+  cmp -s "$work/ft-${m}1/results.json" "$work/ft-${m}2/results.json" \
+    && pass "finetune $m identical with 1 and 2 threads" || failed "finetune $m differs between 1 and 2 threads"
+done
+expect_error "finetune prompt_heads must divide hidden_size" "must divide hidden_size" \
+  "$pfcr" finetune -q -c "$src/configs/tiny.yaml" --mode prompt-light --set finetune.prompt_heads=5 --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ftp"
 expect_error "finetune code_dim mismatch" "items were coded with code_dim = 4" \
   "$pfcr" finetune -q -c "$src/configs/tiny.yaml" --set code_dim=8 --set data.prepared="$work/run/prepared.h5" --set output_dir="$work/ftp"
 

@@ -184,6 +184,14 @@ same_metrics "$work/ft1/metrics.jsonl" "$work/ft2/metrics.jsonl" && pass "finetu
   || failed "finetune metrics differ"
 valid "$work/ft2/ckpt/$(ls "$work/ft2/ckpt" | tail -1)" && pass "finetune checkpoint valid ($(cat "$work/check.out" | sed 's/.*: //'))" \
   || failed "finetune checkpoint: $(cat "$work/check.out")"
+for mode in prompt-full prompt-light; do
+  ft 1 --mode $mode --from "$work/full/ckpt" --set output_dir="$work/ft1-$mode" >/dev/null
+  ft 2 --mode $mode --from "$work/full/ckpt" --set output_dir="$work/ft2-$mode" >/dev/null
+  cmp -s "$work/ft1-$mode/results.json" "$work/ft2-$mode/results.json" \
+    && valid "$work/ft2-$mode/ckpt/$(ls "$work/ft2-$mode/ckpt" | tail -1)" \
+    && pass "finetune --mode $mode from the pretrain checkpoint: same on 1 and 2 ranks, checkpoint valid" \
+    || failed "finetune $mode: $(cat "$work/check.out")"
+done
 ft 1 --set output_dir="$work/ft0" >/dev/null
 cmp -s "$work/ft0/results.json" "$work/ft1/results.json" && failed "pre-training changed nothing" \
   || pass "fine-tuning from scratch differs from fine-tuning the pre-trained model"

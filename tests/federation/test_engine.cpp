@@ -76,7 +76,7 @@ std::unique_ptr<Federation> make(SerialComm& comm, Algorithm a, bool whole = fal
     const auto& data = tiny_data();
     std::vector<ClientSpec> specs;
     if (a == Algorithm::centralized) {
-        specs.push_back({0, "*", 0, 0});
+        specs.push_back({0, "*", 0, 0, 0});
         for (const auto& d : data.domains) specs[0].train_rows += int64_t(d.train.rows());
     } else {
         for (int k = 0; k < n_clients; ++k)

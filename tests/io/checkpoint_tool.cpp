@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
         std::vector<int64_t> rows;
         for (int64_t k = 0; k < n_clients; ++k) {
             rows.push_back(100 + (k * 37) % 50);
-            c.clients.push_back({k, "domain" + std::to_string(k % 8), k / 8, rows.back()});
+            c.clients.push_back({k, "domain" + std::to_string(k % 8), k / 8, rows.back(), {}});
         }
         const std::vector<int> owner = assign_clients(rows, comm.size());
 

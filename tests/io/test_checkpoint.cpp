@@ -103,7 +103,7 @@ Synthetic make_content(int64_t n, int64_t round, int rank,
         s.server_store.push_back(tensor_values(-1, t, server_specs[t].size()));
     for (const auto& v : s.server_store) c.server_data.push_back(v.data());
     for (int64_t id = n - 1; id >= 0; --id)
-        c.clients.push_back({id, id % 3 == 0 ? "Ωffice" : "Arts", id / 3, 100 + id});
+        c.clients.push_back({id, id % 3 == 0 ? "Ωffice" : "Arts", id / 3, 100 + id, {}});
     c.client_tensors = client_specs;
     s.client_store.reserve(size_t(n));
     for (int64_t id = 0; id < n; ++id) {

@@ -3,7 +3,10 @@ MultiHeadAttention / FeedForward and PFCR's VQRec-style code-mean item embedding
 post-LN layers, causal + key-padding mask with -10000, exact-erf GELU, position embeddings,
 LayerNorm and dropout on the input, the hidden state at len-1, cosine logits over all items /
 temperature, cross-entropy with the padding item as a class, pq_code_embedding with
-padding_idx=0. The reference of pfcr's parity fixture and of its PyTorch benchmark; not in CI.
+padding_idx=0. Plus PFCR's two prompt-tuning heads (PFCR.md §8), written out from the authors'
+model/light_prompt.py (seq_prompt) and model/full_prompt.py (id_prompt): LightPromptModel and
+FullPromptModel, with freeze_like_reference() as prompt_finetune.py freezes. The reference of
+pfcr's parity fixtures and of its PyTorch benchmark; not in CI.
 """
 import math
 from dataclasses import dataclass
@@ -114,14 +117,20 @@ class PFCRModel(nn.Module):
     def item_embeddings(self, ids):
         return self.pq_code_embedding(self.pq_codes[ids]).mean(dim=-2)
 
-    def forward(self, item_seq, item_seq_len):
+    def positions(self, item_seq):
         pos = torch.arange(item_seq.size(1), dtype=torch.long).unsqueeze(0).expand_as(item_seq)
-        x = self.LayerNorm(self.item_embeddings(item_seq) + self.position_embedding(pos))
-        x = self.dropout(x)
-        keep = (item_seq > 0).unsqueeze(1).unsqueeze(2)                       # key padding
+        return self.position_embedding(pos)
+
+    @staticmethod
+    def attention_mask(item_seq, dtype):  # RecBole get_attention_mask: causal + key padding
+        keep = (item_seq > 0).unsqueeze(1).unsqueeze(2)
         causal = torch.tril(torch.ones(item_seq.size(1), item_seq.size(1), dtype=torch.bool))
-        mask = torch.where(keep & causal, 0.0, -10000.0).to(x.dtype)
-        out = self.trm_encoder(x, mask)
+        return torch.where(keep & causal, 0.0, -10000.0).to(dtype)
+
+    def forward(self, item_seq, item_seq_len):
+        x = self.LayerNorm(self.item_embeddings(item_seq) + self.positions(item_seq))
+        x = self.dropout(x)
+        out = self.trm_encoder(x, self.attention_mask(item_seq, x.dtype))
         return out[torch.arange(out.size(0)), item_seq_len - 1]             # gather len-1
 
     def loss_and_logits(self, item_seq, item_seq_len, targets):
@@ -129,3 +138,72 @@ class PFCRModel(nn.Module):
         e = F.normalize(self.item_embeddings(torch.arange(self.pq_codes.size(0))), dim=-1)
         logits = torch.matmul(s, e.transpose(0, 1)) / self.hp.temperature
         return F.cross_entropy(logits, targets), logits
+
+
+def freeze_like_reference(model):
+    """prompt_finetune.py: the pre-trained encoder is frozen except the code table."""
+    for p in model.vqrec.parameters():
+        p.requires_grad = False
+    for p in model.vqrec.pq_code_embedding.parameters():
+        p.requires_grad = True
+
+
+class PromptHead(nn.Module):
+    """What both heads share: the prompts, the prompt attention and the cosine loss."""
+
+    def init_prompts(self, hp, n_prompts, prompt_heads):
+        self.prompts = nn.Parameter(torch.randn(n_prompts, hp.hidden))
+        nn.init.xavier_uniform_(self.prompts)
+
+    def get_prompt(self, seq_out):  # seq_out (B,1,C): batch_first=False reads it as (L=B, N=1)
+        prompt = self.prompts.unsqueeze(1)
+        prompt, _ = self.attn_layer(seq_out, prompt, prompt)
+        return prompt
+
+    def loss_and_logits(self, item_seq, item_seq_len, targets):
+        o = F.normalize(self.output(item_seq, item_seq_len), dim=-1)
+        e = F.normalize(self.vqrec.item_embeddings(torch.arange(self.vqrec.pq_codes.size(0))),
+                        dim=-1)
+        logits = torch.matmul(o, e.transpose(0, 1)) / self.vqrec.hp.temperature
+        return F.cross_entropy(logits, targets), logits
+
+
+class LightPromptModel(PromptHead):
+    """seq_prompt: o = s + MHA(s, P, P)."""
+
+    def __init__(self, hp, pq_codes, n_prompts=1024, prompt_heads=4):
+        super().__init__()
+        self.init_prompts(hp, n_prompts, prompt_heads)
+        self.vqrec = PFCRModel(hp, pq_codes)
+        self.attn_layer = nn.MultiheadAttention(hp.hidden, num_heads=prompt_heads)
+
+    def output(self, item_seq, item_seq_len):
+        s = self.vqrec(item_seq, item_seq_len)
+        return s + self.get_prompt(s.unsqueeze(1)).squeeze(1)
+
+
+class FullPromptModel(PromptHead):
+    """id_prompt: o = Dropout(LN(concat_layer([MHA(s, P, P); ID branch; s]))). The ID branch's
+    Transformer and the Linear layers keep PyTorch's default init (id_prompt never applies
+    RecBole's _init_weights); one LayerNorm and one Dropout module serve both places."""
+
+    def __init__(self, hp, pq_codes, n_items, n_prompts=1024, prompt_heads=4):
+        super().__init__()
+        self.item_embedding = nn.Embedding(n_items, hp.hidden, padding_idx=0)  # n_items incl. pad
+        self.init_prompts(hp, n_prompts, prompt_heads)
+        self.item_trm_encoder = Encoder(hp)
+        self.LayerNorm = nn.LayerNorm(hp.hidden, eps=hp.eps)
+        self.dropout = nn.Dropout(hp.hidden_dropout)
+        self.vqrec = PFCRModel(hp, pq_codes)
+        self.attn_layer = nn.MultiheadAttention(hp.hidden, num_heads=prompt_heads)
+        self.concat_layer = nn.Linear(hp.hidden * 3, hp.hidden)
+
+    def output(self, item_seq, item_seq_len):
+        item_emb = self.item_embedding(item_seq) + self.vqrec.positions(item_seq)
+        x = self.dropout(self.LayerNorm(item_emb))
+        out = self.item_trm_encoder(x, self.vqrec.attention_mask(item_seq, x.dtype))
+        item_output = out[torch.arange(out.size(0)), item_seq_len - 1]
+        feature_output = self.vqrec(item_seq, item_seq_len)
+        prompt = self.get_prompt(feature_output.unsqueeze(1)).squeeze(1)
+        o = self.concat_layer(torch.cat((prompt, item_output, feature_output), -1))
+        return self.dropout(self.LayerNorm(o))
