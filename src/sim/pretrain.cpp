@@ -55,8 +55,10 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
 bool may_differ_on_resume(const std::string& key) {
     for (const char* prefix : {"checkpoint.", "finetune.", "run.threads"})
         if (key.rfind(prefix, 0) == 0) return true;
+    // Fine-tuning and evaluation keys do not enter pre-training either.
     for (const char* k : {"output_dir", "federation.rounds", "data.path", "data.prepared",
-                          "synth.output"})
+                          "synth.output", "epochs", "stopping_step", "valid_metric", "topk",
+                          "metrics", "eval_batch_size"})
         if (key == k) return true;
     return false;
 }
