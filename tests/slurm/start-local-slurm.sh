@@ -12,7 +12,8 @@
 #   start are alive it only prints that line. Stop with tests/slurm/stop-local-slurm.sh.
 # Environment: SLURM_LOCAL_DIR (default /tmp/pfcr-slurm), SLURM_LOCAL_CPUS (advertise more CPUs
 #   than the machine has, e.g. 4 on a 2-core VM to run 4 ranks oversubscribed),
-#   SLURM_LOCAL_PORT (slurmctld port, slurmd uses +1; default 6817).
+#   SLURM_LOCAL_PORT (slurmctld port, slurmd uses +1; default 6817), SLURM_LOCAL_CRED_EXPIRE
+#   (seconds a requeued job waits before it may start again; SLURM's default 120, here 10).
 set -euo pipefail
 dir=${SLURM_LOCAL_DIR:-/tmp/pfcr-slurm}
 port=${SLURM_LOCAL_PORT:-6817}
@@ -130,6 +131,8 @@ SlurmdPort=$((port + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job may start again only after its old credential expires (default 120 s).
+AuthInfo=cred_expire=${SLURM_LOCAL_CRED_EXPIRE:-10}
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.daemon.pid
@@ -144,7 +147,9 @@ JobCompLoc=$dir/log/jobcomp.log
 MpiDefault=pmix
 TaskProlog=$dir/task_prolog.sh
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,bf_interval=1,sched_min_interval=0
+# Start jobs within ~1 s (pitfall 14); the main scheduler every 2 s also starts a requeued job
+# once it is eligible again (nothing else wakes the scheduler then).
+SchedulerParameters=batch_sched_delay=0,bf_interval=1,sched_min_interval=0,sched_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 EnforcePartLimits=ALL
