@@ -95,9 +95,10 @@ array_id=$id
 submit "$work/scaling.log" --ntasks=2 --export=ALL,SCALING_RANKS="1 2" "$src/jobs/scaling.sbatch" \
     "$work/scaling" "$tiny" "${data[@]}" --set federation.rounds=3
 scaling_id=$id
-# 4. the mpirun fallback: pretrain-requeue's normal path (no signal, exit 0)
+# 4. the mpirun fallback: pretrain-requeue's normal path (no signal, exit 0), the same 150
+#    rounds uninterrupted: its final state must equal the preempted + requeued run's
 submit "$work/mpirun.log" --export=ALL,PFCR_LAUNCHER=mpirun "$src/jobs/pretrain-requeue.sbatch" "$tiny" \
-    "${data[@]}" --set federation.rounds=3 --set output_dir="$work/mpirun"
+    "${data[@]}" --set federation.rounds=$rounds --set checkpoint.every=0 --set output_dir="$work/mpirun"
 mpirun_id=$id
 # 5. the single experiment, once `pfcr run` exists (CLI11 answers `pfcr run --help` with the
 #    top-level help and status 0 while there is no `run`: look for its own usage line)
@@ -176,9 +177,13 @@ fi
 
 wait_job "$mpirun_id"
 completed && grep -q "launcher mpirun" "$work/mpirun.log" && grep -q "training complete" "$work/mpirun.log" &&
-    rounds_ok "$work/mpirun/metrics.jsonl" 3 && grep -q ', 2 ranks, 3 rounds' "$work/mpirun.log" &&
-    pass "PFCR_LAUNCHER=mpirun: 2 ranks from the allocation, 3 rounds, exit 0" ||
+    rounds_ok "$work/mpirun/metrics.jsonl" $rounds && grep -q ", 2 ranks, $rounds rounds" "$work/mpirun.log" &&
+    pass "PFCR_LAUNCHER=mpirun: 2 ranks from the allocation, $rounds rounds, exit 0" ||
     { failed "mpirun fallback: $states"; tail -5 "$work/mpirun.log"; }
+end_sum() { grep -o '"state_sum": [-0-9.e+]*' "$1"; }
+[ -n "$(end_sum "$work/rq/metrics.jsonl")" ] && [ "$(end_sum "$work/rq/metrics.jsonl")" = "$(end_sum "$work/mpirun/metrics.jsonl")" ] &&
+    pass "preempted + requeued run ends in the uninterrupted run's state ($(end_sum "$work/rq/metrics.jsonl"))" ||
+    failed "requeued state $(end_sum "$work/rq/metrics.jsonl") != uninterrupted $(end_sum "$work/mpirun/metrics.jsonl")"
 
 if [ -n "$run_id" ]; then
     wait_job "$run_id"
