@@ -25,9 +25,10 @@ alive() { # pidfile comm
     local pid
     pid=$(cat "$1" 2>/dev/null) || return 1
     [ -r "/proc/$pid/stat" ] || return 1
-    local stat
+    local stat state
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    [ "$(cut -d' ' -f3 <<<"${stat##*)}" | tr -d ' ')" != Z ] || return 1
+    read -r state _ <<<"${stat##*)}" # the field after "(comm)"
+    [ "$state" != Z ] || return 1
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 

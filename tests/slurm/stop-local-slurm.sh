@@ -10,9 +10,10 @@ list=$dir/started.pids
 
 # Alive = /proc entry, not a zombie (PID 1 reaps lazily here), and the recorded command name.
 alive() { # pid comm
-    local stat
+    local stat state
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    [ "$(cut -d' ' -f3 <<<"${stat##*)}" | tr -d ' ')" != Z ] || return 1
+    read -r state _ <<<"${stat##*)}" # the field after "(comm)"
+    [ "$state" != Z ] || return 1
     [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
 }
 
