@@ -66,7 +66,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     done
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
         --no-install-recommends "${missing[@]}" >&2
-    [ -n "$policy_added" ] && rm -f /usr/sbin/policy-rc.d
+    if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # --- a stale start (daemons killed or crashed): stop what is left of it, then start fresh
