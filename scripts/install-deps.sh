@@ -14,7 +14,7 @@ packages=(
   libssl-dev                            # SHA-256 of inputs in manifests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy python3-h5py    # analysis/ scripts and their tests
-  python3-matplotlib                    # analysis/plot_*.py (PNG figures)
+  python3-pandas python3-matplotlib     # analysis/ tables and plots
 )
 
 missing=()

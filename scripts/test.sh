@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, command 2 (and what CI runs): install dependencies, build everything, run the
-# whole test suite (labels unit, cli, slow; mpi once the federation stage lands).
+# whole test suite (every label: unit, cli, mpi, slow, slurm — slurm starts a local SLURM, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
