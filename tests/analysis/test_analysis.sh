@@ -236,6 +236,18 @@ if $py "$src/analysis/plot_privacy.py" "$R"/main/* --out "$work/x.png" >/dev/nul
 else grep -q "no run with a privacy mechanism" "$work/e7" && pass "plot_privacy: no private run is an error" \
   || failed "plot_privacy none: $(cat "$work/e7")"; fi
 
+# --- domain_gain.py: Scientific R@10 local [0.10, 0.11, 0.12] vs pfcr-full [0.13, 0.14, 0.15]
+$py "$src/analysis/domain_gain.py" "$R"/main/* --baseline local --method pfcr-full --md "$work/g.md" \
+  >"$work/g.out" 2>"$work/g.err" && pass "domain_gain: runs" || failed "domain_gain: $(cat "$work/g.err")"
+check "domain_gain: Scientific 0.1100 ± 0.0100 vs 0.1400 ± 0.0100, paired +0.0300 ± 0.0000, 3/3 seeds" \
+  grep -qF "| Scientific | 100 | 0.1100 ± 0.0100 | 0.1400 ± 0.0100 | +0.0300 ± 0.0000 | 3/3 seeds |" "$work/g.md"
+check "domain_gain: a mean-over-domains row" grep -q "mean over domains" "$work/g.md"
+if $py "$src/analysis/domain_gain.py" "$R"/main/* --baseline local --method nosuch >/dev/null 2>"$work/g2.err"; then
+  failed "domain_gain: unknown method accepted"
+else
+  check "domain_gain: unknown method is an error naming it" grep -q "nosuch" "$work/g2.err"
+fi
+
 # --- run_matrix.sh with a stub mpirun and pfcr -------------------------------------------------
 cat >"$work/mpirun" <<'EOF'
 #!/usr/bin/env bash
