@@ -48,6 +48,37 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config& cfg) {
                                                  size_t(n));
 }
 
+// An MPI subcommand (pretrain, finetune, run): MPI up, config, threads, logger, stop-signal
+// handlers, then `body`. A CollectiveError was thrown by every rank at once: exit normally
+// with status 1. Any other error may be one rank's alone: abort the job so that no rank
+// waits in a collective forever.
+template <typename Body>
+int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
+    pfcr::MpiEnvironment mpi(&argc, &argv);
+    pfcr::MpiComm comm;
+    const int rank = comm.rank();
+    try {
+        const pfcr::Config cfg = load_config(args);
+        const auto threads = limit_threads(cfg);
+        const pfcr::Logger log(rank, args.quiet || rank != 0);
+        if (!args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+        pfcr::install_stop_handlers();
+        try {
+            return body(cfg, comm, log);
+        } catch (const pfcr::CollectiveError& e) {
+            std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+            return 1;
+        } catch (const std::exception& e) {
+            std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+            pfcr::MpiEnvironment::abort(1);
+        }
+    } catch (const std::exception& e) { // config errors: every rank sees the same one
+        std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+        return 1;
+    }
+    return 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -123,58 +154,19 @@ int main(int argc, char** argv) {
             else
                 pfcr::run_prepare(cfg, log, std::cout);
         } else if (*finetune) {
-            pfcr::MpiEnvironment mpi(&argc, &argv);
-            pfcr::MpiComm comm;
-            rank = comm.rank();
             if (!finetune_mode.empty()) finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
-            const pfcr::Config cfg = load_config(finetune_args);
-            const auto threads = limit_threads(cfg);
-            const pfcr::Logger log(rank, finetune_args.quiet || rank != 0);
-            if (!finetune_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
-            try {
+            return run_mpi(argc, argv, finetune_args, [&](auto& cfg, auto& comm, auto& log) {
                 pfcr::run_finetune(cfg, comm, log, std::cout, finetune_from);
-            } catch (const std::exception& e) {
-                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-                pfcr::MpiEnvironment::abort(1);
-            }
+                return 0;
+            });
         } else if (*run) {
-            pfcr::MpiEnvironment mpi(&argc, &argv);
-            pfcr::MpiComm comm;
-            rank = comm.rank();
-            const pfcr::Config cfg = load_config(run_args);
-            const auto threads = limit_threads(cfg);
-            const pfcr::Logger log(rank, run_args.quiet || rank != 0);
-            if (!run_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
-            pfcr::install_stop_handlers();
-            try {
+            return run_mpi(argc, argv, run_args, [&](auto& cfg, auto& comm, auto& log) {
                 return pfcr::run_experiment(cfg, comm, log, std::cout);
-            } catch (const pfcr::CollectiveError& e) {
-                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-                return 1;
-            } catch (const std::exception& e) {
-                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-                pfcr::MpiEnvironment::abort(1);
-            }
+            });
         } else if (*pretrain) {
-            pfcr::MpiEnvironment mpi(&argc, &argv);
-            pfcr::MpiComm comm;
-            rank = comm.rank();
-            const pfcr::Config cfg = load_config(pretrain_args);
-            const auto threads = limit_threads(cfg);
-            const pfcr::Logger log(rank, pretrain_args.quiet || rank != 0);
-            if (!pretrain_args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
-            pfcr::install_stop_handlers();
-            try {
+            return run_mpi(argc, argv, pretrain_args, [&](auto& cfg, auto& comm, auto& log) {
                 return pfcr::run_pretrain(cfg, comm, log, std::cout, resume);
-            } catch (const pfcr::CollectiveError& e) {
-                // Every rank stopped here: exit normally (MPI_Finalize), status 1.
-                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-                return 1;
-            } catch (const std::exception& e) {
-                // One rank failing must not leave the others waiting in a collective.
-                std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-                pfcr::MpiEnvironment::abort(1);
-            }
+            });
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);
         } else if (*keys) {

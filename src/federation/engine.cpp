@@ -180,10 +180,7 @@ void Federation::materialize(const ClientState& c, float* params) const {
     std::copy(p + shared_begin_, p + (total - (shared_end_ - shared_begin_)), params + shared_end_);
 }
 
-void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double weight,
-                              int64_t sampled_rows, double& loss) {
-    (void)weight;
-    (void)sampled_rows;
+void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double& loss) {
     ModelState& st = slot.state;
     const int64_t total = layout_.total(), S = shared_end_ - shared_begin_;
     materialize(c, st.params.data());
@@ -326,9 +323,7 @@ RoundResult Federation::run_round(int64_t round) {
         ClientState& c = *todo[i];
         auto slot = pool_->acquire(layout_.shape(), S);
         try {
-            const double w = double(c.spec.train_rows) / double(sampled_rows);
-            tbb::this_task_arena::isolate(
-                [&] { train_client(c, *slot, round, w, sampled_rows, local_loss[i]); });
+            tbb::this_task_arena::isolate([&] { train_client(c, *slot, round, local_loss[i]); });
             Stopwatch enc;
             if (S > 0)
                 privatize_add(fed_.privacy, base_.seed, round, c.spec.id, c.spec.train_rows,

@@ -107,8 +107,7 @@ public:
 
 private:
     struct Slot;
-    void train_client(ClientState& c, Slot& slot, int64_t round, double weight,
-                      int64_t sampled_rows, double& loss);
+    void train_client(ClientState& c, Slot& slot, int64_t round, double& loss);
     FederationOptions fed_;
     TrainOptions base_;
     ParamLayout layout_;

@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "core/text.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
@@ -131,13 +132,6 @@ void load_start(const CheckpointReader& r, int64_t src, const ParamLayout& layou
             r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
         }
     }
-}
-
-std::string utc_now() {
-    const std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
 }
 
 } // namespace
@@ -332,7 +326,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         c.header.round = epochs;
         c.header.seed = base.seed;
         c.header.software_version = software_version;
-        c.header.created_utc = utc_now();
+        c.header.created_utc = utc_timestamp();
         c.header.config_yaml = cfg.to_yaml();
         c.header.algorithm = "finetune-" + mode;
         // Names: model/<name> for the encoder, prompt/<name> for the head (ARCHITECTURE §5),

@@ -18,6 +18,7 @@
 #include <tbb/global_control.h>
 
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "federation/engine.hpp"
@@ -124,13 +125,6 @@ std::string json_number(double v) {
     return os.str();
 }
 
-std::string utc_now() {
-    const std::time_t t = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-    return buf;
-}
-
 void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done) {
     const CheckpointLayout L = checkpoint_layout(fed);
     CheckpointContent c;
@@ -139,7 +133,7 @@ void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done
     c.header.seed = uint64_t(cfg.get_int("seed"));
     c.header.n_clients = int64_t(fed.all_clients().size());
     c.header.software_version = software_version;
-    c.header.created_utc = utc_now();
+    c.header.created_utc = utc_timestamp();
     c.header.config_yaml = cfg.to_yaml();
     c.header.algorithm = algorithm_name(fed.options().algorithm);
     c.server = L.server;
