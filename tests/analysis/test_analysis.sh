@@ -2,7 +2,8 @@
 # The analysis scripts on fake run directories written here (3 methods x 3 seeds on two
 # domains with known numbers, plus privacy runs): results_table.py against hand-computed
 # mean ± std, bold best, LaTeX, CSV; plot_curves.py and plot_privacy.py write PNGs; broken and
-# missing inputs fail naming the file; run_matrix.sh with a stub mpirun/pfcr; the paper matrix.
+# missing inputs fail naming the file; run_matrix.sh with a stub mpirun/pfcr; the paper matrix
+# and the privacy sweep.
 # Needs /usr/bin/python3 with numpy and matplotlib only; no pfcr binary. Usage: test_analysis.sh SRC
 set -euo pipefail
 src=$(realpath "${1:-$(dirname "$0")/../..}")
@@ -289,6 +290,16 @@ check "configs/paper/matrix.txt: 11 methods x seeds 1 2 3, every config file exi
        [ \"\$rest\" = \"-c configs/scientific-office.yaml -c configs/paper/base.yaml -c configs/paper/\$m.yaml --set seed=\$s\" ] \
          && [ -f configs/paper/\$m.yaml ] || { echo \"bad line: \$name \$rest\"; exit 1; }
      done <configs/paper/matrix.txt"
+
+check "configs/paper/privacy-sweep.txt: 2 LDP methods x 4 epsilons x seeds 1 2 3, eps as named" bash -c "
+  cd '$src' && lines=\$(grep -vE '^\\s*(#|\$)' configs/paper/privacy-sweep.txt) \
+  && [ \"\$(wc -l <<<\"\$lines\")\" = 24 ] && [ \"\$(cut -d' ' -f1 <<<\"\$lines\" | sort -u | wc -l)\" = 24 ] \
+  && while read -r name rest; do
+       [[ \$name =~ ^(pfcr-ldp-(rr|reference))-eps([0-9.]+)-s([123])\$ ]] || { echo \"bad name: \$name\"; exit 1; }
+       m=\${BASH_REMATCH[1]} e=\${BASH_REMATCH[3]} s=\${BASH_REMATCH[4]}
+       [ \"\$rest\" = \"-c configs/scientific-office.yaml -c configs/paper/base.yaml -c configs/paper/\$m.yaml --set privacy.epsilon=\$e --set seed=\$s\" ] \
+         && [ -f configs/paper/\$m.yaml ] || { echo \"bad line: \$name \$rest\"; exit 1; }
+     done <<<\"\$lines\""
 
 echo "analysis: $fails failure(s)"
 [ "$fails" -eq 0 ]
