@@ -64,12 +64,18 @@ def collect(run_dirs, metric, skip_missing=False):
     return by_method, domains
 
 
+# Line style and marker cycle on top of the method colour: methods whose curves nearly coincide
+# (e.g. PFCR + full and its pfcr-reference variant) stay distinguishable.
+LINE_STYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "x"]
+
+
 def plot(by_method, domains, metric, out, title=None):
     fig, axes = plt.subplots(1, len(domains), figsize=(5.2 * len(domains), 4.2), squeeze=False)
     methods = sorted(by_method, key=method_key)
     others = [m for m in methods if m not in ORDER]
     for ax, dom in zip(axes[0], domains):
-        for method in methods:
+        for i, method in enumerate(methods):
             color = color_of(method, others)
             seeds = [c[dom] for c in by_method[method] if dom in c]
             if not seeds:
@@ -77,7 +83,8 @@ def plot(by_method, domains, metric, out, title=None):
             epochs = sorted({e for s in seeds for e in s})
             vals = [[s[e] for s in seeds if e in s] for e in epochs]
             mean = [np.mean(v) for v in vals]
-            ax.plot(epochs, mean, color=color, lw=1.4,
+            ax.plot(epochs, mean, color=color, lw=1.4, ls=LINE_STYLES[i % len(LINE_STYLES)],
+                    marker=MARKERS[i % len(MARKERS)], ms=3.5,
                     label=f"{label_of(method)} (n={len(seeds)})")
             if len(seeds) > 1:
                 ax.fill_between(epochs, [min(v) for v in vals], [max(v) for v in vals],
