@@ -48,20 +48,21 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config& cfg) {
                                                  size_t(n));
 }
 
-// An MPI subcommand (pretrain, finetune, run): MPI up, config, threads, logger, stop-signal
+// An MPI subcommand (pretrain, finetune, evaluate, run): MPI up, config, threads, logger, stop-signal
 // handlers, then `body`. A CollectiveError was thrown by every rank at once: exit normally
 // with status 1. Any other error may be one rank's alone: abort the job so that no rank
 // waits in a collective forever.
-template <typename Body>
-int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
+// `load` returns the config (every rank loads the same one); `print_config`: echo it first.
+template <typename Load, typename Body>
+int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, Body body) {
     pfcr::MpiEnvironment mpi(&argc, &argv);
     pfcr::MpiComm comm;
     const int rank = comm.rank();
     try {
-        const pfcr::Config cfg = load_config(args);
+        const pfcr::Config cfg = load();
         const auto threads = limit_threads(cfg);
-        const pfcr::Logger log(rank, args.quiet || rank != 0);
-        if (!args.quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+        const pfcr::Logger log(rank, quiet || rank != 0);
+        if (print_config && !quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
         pfcr::install_stop_handlers();
         try {
             return body(cfg, comm, log);
@@ -77,6 +78,11 @@ int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
         return 1;
     }
     return 1;
+}
+
+template <typename Body>
+int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
+    return run_mpi(argc, argv, args.quiet, true, [&] { return load_config(args); }, body);
 }
 
 } // namespace
@@ -127,6 +133,30 @@ int main(int argc, char** argv) {
                "a signal during pre-training (run again to resume)");
     add_config_options(run, run_args);
 
+    pfcr::EvaluateOptions eval_opts;
+    ConfigArgs eval_args;
+    auto* evaluate = app.add_subcommand(
+        "evaluate", "full-sort Recall@K / NDCG@K (topk) of a pre-training or fine-tuning "
+                    "checkpoint's clients under mpirun -n R; the model and data come from the "
+                    "config stored in the checkpoint (--set may change e.g. data.prepared, topk, "
+                    "eval_batch_size, never the model's shape). Writes nothing but --json");
+    evaluate->add_option("checkpoint", eval_opts.checkpoint,
+                         "checkpoint file, or a directory (its newest complete checkpoint)")
+        ->required();
+    evaluate->add_option("--split", eval_opts.split, "valid | test (default test)")
+        ->check(CLI::IsMember({"valid", "test"}));
+    evaluate->add_option("--state", eval_opts.state,
+                         "best | final: a fine-tuning checkpoint's best state (the one "
+                         "finetune tested; default) or its last one")
+        ->check(CLI::IsMember({"best", "final"}));
+    evaluate->add_option("--json", eval_opts.json,
+                         "also write the results as JSON (results.json's shape) to this file");
+    evaluate->add_option("--set", eval_args.sets,
+                         "override one key: --set key=value (repeatable)");
+    evaluate->add_option("-t,--threads", eval_args.threads,
+                         "worker threads (same as --set run.threads=N; 0 = all)");
+    evaluate->add_flag("-q,--quiet", eval_args.quiet, "no progress lines on stderr");
+
     std::string inspect_path;
     auto* inspect = app.add_subcommand(
         "inspect", "summarize and validate a pfcr HDF5 file (prepared.h5 or a checkpoint)");
@@ -159,6 +189,16 @@ int main(int argc, char** argv) {
                 pfcr::run_finetune(cfg, comm, log, std::cout, finetune_from);
                 return 0;
             });
+        } else if (*evaluate) {
+            auto sets = eval_args.sets;
+            if (eval_args.threads >= 0) sets.push_back("run.threads=" + std::to_string(eval_args.threads));
+            return run_mpi(
+                argc, argv, eval_args.quiet, false,
+                [&] { return pfcr::evaluate_config(eval_opts.checkpoint, sets); },
+                [&](auto& cfg, auto& comm, auto& log) {
+                    pfcr::run_evaluate(cfg, comm, log, std::cout, eval_opts);
+                    return 0;
+                });
         } else if (*run) {
             return run_mpi(argc, argv, run_args, [&](auto& cfg, auto& comm, auto& log) {
                 return pfcr::run_experiment(cfg, comm, log, std::cout);

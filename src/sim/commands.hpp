@@ -1,4 +1,5 @@
-// Drivers of the subcommands: `pfcr synth`, `prepare`, `pretrain`, `finetune`, `inspect`.
+// Drivers of the subcommands: `pfcr synth`, `prepare`, `pretrain`, `finetune`, `evaluate`,
+// `run`, `inspect`.
 // They translate the config into module options, run the module code, print summaries and
 // write outputs atomically. No math lives here.
 #pragma once
@@ -34,6 +35,27 @@ class MpiComm;
 // rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
 void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
                   const std::string& from = "");
+
+// `pfcr evaluate`: which checkpoint (file, or the newest in a directory), split ("valid" |
+// "test"), state ("best" | "final"; "" = best for a fine-tuning checkpoint, final for a
+// pre-training one), and an optional JSON output file (written atomically).
+struct EvaluateOptions {
+    std::string checkpoint;
+    std::string split = "test";
+    std::string state;
+    std::string json;
+};
+
+// The config of `pfcr evaluate`: the one stored in the checkpoint, then `overrides`
+// ("key=value", as --set).
+Config evaluate_config(const std::string& checkpoint, const std::vector<std::string>& overrides);
+
+// `pfcr evaluate`: full-sort Recall@K / NDCG@K (topk) of every client of a pre-training or
+// fine-tuning checkpoint on its owning rank; rank 0 prints a table per domain and the mean
+// and writes opts.json, in the shape of results.json. Model and data keys of `cfg` must equal
+// the checkpoint's (and the fine-tuning head's keys, for a fine-tuning checkpoint).
+void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                  const EvaluateOptions& opts);
 
 // `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
 // <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->

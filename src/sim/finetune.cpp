@@ -25,42 +25,15 @@
 #include "io/checkpoint.hpp"
 #include "model/trainer.hpp"
 #include "pfcr/version.hpp"
+#include "sim/client_results.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
 
 namespace pfcr {
 namespace {
 
-std::string json_metrics(const EvalResult& r) {
-    std::ostringstream os;
-    os << std::setprecision(17) << "{"; // round-trip precision: runs compare bit for bit
-    for (size_t i = 0; i < r.ks.size(); ++i)
-        os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
-           << r.ks[i] << "\": " << r.ndcg[i];
-    return os.str() + "}";
-}
-
 // RecBole's metric_decimal_place = 4: early stopping compares rounded validation scores.
 double round4(double v) { return std::round(v * 1e4) / 1e4; }
-
-// Keys a pre-training checkpoint must agree on to be a valid start: the model's shapes and
-// the data that defines clients and item codes.
-bool shapes_model_or_data(const std::string& key) {
-    for (const char* k : {"n_layers", "n_heads", "hidden_size", "inner_size", "code_dim",
-                          "code_cap", "MAX_ITEM_LIST_LENGTH", "plm_size", "data.domains",
-                          "data.shards_per_domain", "data.features", "data.feature_suffix"})
-        if (key == k) return true;
-    return false;
-}
-
-// The owner's bytes on every rank (a broadcast from `root`, length first).
-std::string share_string(Comm& comm, const std::string& s, int root) {
-    int64_t n = comm.rank() == root ? int64_t(s.size()) : 0;
-    comm.allreduce_sum(&n, 1);
-    std::string out = comm.rank() == root ? s : std::string(size_t(n), '\0');
-    if (n > 0) comm.broadcast(out.data(), n, root);
-    return out;
-}
 
 // One client's outcome, as text lines and numbers rank 0 needs.
 struct ClientOutcome {
@@ -100,38 +73,6 @@ ClientOutcome deserialize(const std::string& s) {
     std::getline(is, rest);
     o.epoch_lines = s.substr(size_t(is.tellg()));
     return o;
-}
-
-// Row-weighted mean of several evaluations (shards of one domain = all of its users).
-EvalResult merge(const std::vector<const EvalResult*>& parts) {
-    EvalResult m;
-    m.ks = parts.at(0)->ks;
-    m.recall.assign(m.ks.size(), 0.0);
-    m.ndcg.assign(m.ks.size(), 0.0);
-    for (const auto* p : parts) m.rows += p->rows;
-    for (const auto* p : parts)
-        for (size_t i = 0; i < m.ks.size(); ++i) {
-            m.recall[i] += p->recall[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
-            m.ndcg[i] += p->ndcg[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
-        }
-    return m;
-}
-
-// Loads a client's starting encoder from a pre-training checkpoint, tensor by tensor:
-// /server/<name> if the server holds it, else /clients/<src>/model/<name>. Head entries
-// (prompt tuning) are not in a pre-training checkpoint and keep their initialisation.
-void load_start(const CheckpointReader& r, int64_t src, const ParamLayout& layout, float* params) {
-    std::map<std::string, bool> on_server;
-    for (const auto& t : r.server_tensors()) on_server[t.name] = true;
-    for (const auto& e : layout.entries()) {
-        if (e.prompt) continue; // the prompt-tuning head is new in this stage: keep its init
-        const TensorSpec spec{e.name, e.shape};
-        if (on_server.count(e.name)) {
-            r.read_server(spec, params + e.offset);
-        } else {
-            r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
-        }
-    }
 }
 
 } // namespace
@@ -191,24 +132,10 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         const auto& h = start->header();
         check(h.stage == "pretrain", from, ": stage '", h.stage,
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
-        const Config saved = Config::from_yaml_text(h.config_yaml, from + ":/config_yaml");
-        for (const auto& spec : config_schema()) {
-            if (!shapes_model_or_data(spec.key)) continue;
-            check(cfg.value_text(spec.key) == saved.value_text(spec.key), from, ": config key '",
-                  spec.key, "' is ", saved.value_text(spec.key), " in the checkpoint but ",
-                  cfg.value_text(spec.key), " now (", cfg.origin(spec.key), ")");
-        }
-        pooled_start = h.n_clients == 1 && !start->clients().empty() &&
-                       start->clients()[0].domain == "*";
-        if (!pooled_start) {
-            check(h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ", K);
-            for (const auto& s : rc.specs) {
-                const auto& m = start->clients()[size_t(s.id)];
-                check(m.domain == s.domain && m.shard == s.shard, from, ": client ", s.id,
-                      " is domain ", m.domain, " shard ", m.shard, "; the config gives domain ",
-                      s.domain, " shard ", s.shard);
-            }
-        }
+        check_same_shapes(cfg, *start);
+        const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
+        check(pooled || h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ", K);
+        pooled_start = check_clients(*start, rc);
     }
 
     const std::vector<int64_t> ks = cfg.get_int_list("topk");
@@ -254,7 +181,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         ModelState& state = d->state;
         const ParamLayout& cl = state.layout;
         init_params(cl, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
-        if (start) load_start(*start, pooled_start ? 0 : k, cl, state.params.data());
+        if (start) load_pretrained(*start, pooled_start ? 0 : k, cl, state.params.data());
         Trainer trainer(opt, dom);
         d->best.resize(cl.total());
         ClientOutcome o;
@@ -414,7 +341,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
             max_run = std::max(max_run, o.epochs_run);
         }
         if (tests.empty()) continue;
-        const EvalResult test = merge(tests), pop = merge(pops);
+        const EvalResult test = merge_rows(tests), pop = merge_rows(pops);
         results << (first ? "" : ", ") << quote_string(name) << ": {\"test\": " << json_metrics(test)
                 << ", \"popularity_test\": " << json_metrics(pop) << ", \"best_epoch\": ["
                 << best.str() << "], \"epochs_run\": [" << runs.str() << "], \"test_rows\": "

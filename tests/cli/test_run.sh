@@ -2,7 +2,8 @@
 # `pfcr run` end to end on a tiny synthetic dataset under mpirun: prepare -> pretrain ->
 # finetune -> results.json; a second run reuses prepared.h5 (up to date) and the finished
 # pre-training (resumed, nothing to do) and gives the same results; a changed data key makes
-# prepared.h5 stale; algorithm local skips pre-training. Usage: test_run.sh PFCR SRC MPIEXEC
+# prepared.h5 stale; algorithm local skips pre-training; `pfcr evaluate` of its checkpoints
+# reproduces results.json. Usage: test_run.sh PFCR SRC MPIEXEC
 set -euo pipefail
 pfcr=$1
 src=$2
@@ -32,6 +33,52 @@ grep -q "is up to date" "$work/r2.err" && grep -q "all federation.rounds done" "
   && pass "second run: prepared.h5 up to date, pre-training already complete" || failed "second run: $(head -5 "$work/r2.err")"
 cmp -s <(grep -o '"domains".*"mean_test"[^}]*}' "$work/first.json") <(grep -o '"domains".*"mean_test"[^}]*}' "$work/r/results.json") \
   && pass "second run: same test results" || failed "second run results differ"
+# `pfcr evaluate`: a fine-tuning checkpoint's best state on test gives results.json's numbers bit
+# for bit, on 2 ranks and on 1.
+tests_of() { grep -o '"test": {[^}]*}\|"mean_test": {[^}]*}' "$1"; }
+evaluate() { "$mpiexec" -n "$1" --oversubscribe "$pfcr" evaluate -q "${@:2}"; }
+evaluate 2 "$work/r/finetune/ckpt" --json "$work/e2.json" >"$work/e2.out" 2>&1 || true
+evaluate 1 "$work/r/finetune/ckpt" --json "$work/e1.json" >/dev/null 2>&1 || true
+[ "$(tests_of "$work/r/finetune/results.json" | wc -l)" -ge 2 ] \
+  && cmp -s <(tests_of "$work/r/finetune/results.json") <(tests_of "$work/e2.json") \
+  && cmp -s <(tests_of "$work/e1.json") <(tests_of "$work/e2.json") && grep -q "^mean " "$work/e2.out" \
+  && pass "evaluate: best state on test = results.json bit for bit (1 and 2 ranks)" || failed "evaluate: $(tail -3 "$work/e2.out")"
+# prompt-full at a learning rate where some client's best epoch is not its last: the best and
+# the final state on valid equal metrics.jsonl's valid lines of the best and the last epoch.
+"$mpiexec" -n 2 --oversubscribe "$pfcr" finetune -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set epochs=4 \
+  --set learning_rate=0.01 --set data.prepared="$work/r/prepared.h5" --set output_dir="$work/pf" --mode prompt-full \
+  --from "$work/r/pretrain/ckpt" >/dev/null 2>&1 || true
+evaluate 2 "$work/pf/ckpt" --json "$work/epf.json" >"$work/epf.out" 2>&1 || true
+[ "$(tests_of "$work/pf/results.json" | wc -l)" -ge 2 ] && cmp -s <(tests_of "$work/pf/results.json") <(tests_of "$work/epf.json") \
+  && pass "evaluate: prompt-full checkpoint = its results.json" || failed "evaluate prompt-full: $(tail -3 "$work/epf.out")"
+evaluate 2 "$work/pf/ckpt" --split valid --json "$work/epf-best.json" >/dev/null 2>&1 || true
+evaluate 2 "$work/pf/ckpt" --split valid --state final --json "$work/epf-final.json" >/dev/null 2>&1 || true
+/usr/bin/python3 - "$work/pf/results.json" "$work/pf/metrics.jsonl" "$work/epf-best.json" "$work/epf-final.json" <<'PY' \
+  && pass "evaluate --state best|final on valid = metrics.jsonl of the best|last epoch" || failed "evaluate --state"
+import json, sys
+res, best, final = (json.load(open(sys.argv[i])) for i in (1, 3, 4))
+epochs = [e for e in map(json.loads, open(sys.argv[2])) if e["event"] == "epoch"]
+differ = 0
+for dom, r in res["domains"].items():
+    mine = [e for e in epochs if e["domain"] == dom]
+    b = r["best_epoch"][0]
+    assert best["domains"][dom]["valid"] == [e for e in mine if e["epoch"] == b][0]["valid"], dom
+    assert final["domains"][dom]["valid"] == mine[-1]["valid"], dom
+    differ += b != mine[-1]["epoch"]
+assert differ > 0, "no client's best epoch differs from its last: the test needs one (raise learning_rate)"
+PY
+evaluate 2 "$work/r/pretrain/ckpt" --split valid --json "$work/ep2.json" >/dev/null 2>&1 || true
+evaluate 1 "$work/r/pretrain/ckpt" --split valid --json "$work/ep1.json" >/dev/null 2>&1 || true
+grep -q '"stage": "pretrain", "round": 2, "state": "final", "split": "valid"' "$work/ep2.json" \
+  && grep -q '"mean_valid"' "$work/ep2.json" && cmp -s "$work/ep1.json" "$work/ep2.json" \
+  && pass "evaluate: pre-training checkpoint on valid, same bytes on 1 and 2 ranks" || failed "evaluate pretrain: $(head -c 300 "$work/ep2.json")"
+evaluate 2 "$work/r/finetune/ckpt" --set hidden_size=64 >"$work/bad.out" 2>&1 && failed "evaluate accepted another hidden_size" \
+  || { grep -q "config key 'hidden_size' is 32 in the checkpoint but 64 now (--set hidden_size=64)" "$work/bad.out" \
+       && ! grep -q MPI_ABORT "$work/bad.out" && pass "evaluate: changed model key is a clean error naming it" \
+       || failed "evaluate bad key: $(head -3 "$work/bad.out")"; }
+evaluate 1 "$work/r/pretrain/ckpt" --state best >"$work/bad2.out" 2>&1 && failed "evaluate --state best on pretrain" \
+  || { grep -q "needs a fine-tuning checkpoint" "$work/bad2.out" && pass "evaluate: --state best needs a fine-tuning checkpoint" \
+       || failed "evaluate --state: $(head -3 "$work/bad2.out")"; }
 run --set output_dir="$work/r" --set data.text_ngrams=1 >/dev/null 2>"$work/r3.err" || true
 grep -q "config key 'data.text_ngrams' changed" "$work/r3.err" && pass "changed data key: prepared.h5 is rebuilt" \
   || failed "stale prepared.h5 not detected: $(head -3 "$work/r3.err")"

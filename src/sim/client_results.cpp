@@ -1,0 +1,92 @@
+// Helpers shared by `pfcr finetune` and `pfcr evaluate` (see client_results.hpp).
+#include "sim/client_results.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <set>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace pfcr {
+
+bool shapes_model_or_data(const std::string& key) {
+    for (const char* k : {"n_layers", "n_heads", "hidden_size", "inner_size", "code_dim",
+                          "code_cap", "MAX_ITEM_LIST_LENGTH", "plm_size", "data.domains",
+                          "data.shards_per_domain", "data.features", "data.feature_suffix"})
+        if (key == k) return true;
+    return false;
+}
+
+void check_same_shapes(const Config& cfg, const CheckpointReader& r) {
+    const Config saved = Config::from_yaml_text(r.header().config_yaml, r.path() + ":/config_yaml");
+    for (const auto& spec : config_schema()) {
+        if (!shapes_model_or_data(spec.key)) continue;
+        check(cfg.value_text(spec.key) == saved.value_text(spec.key), r.path(), ": config key '",
+              spec.key, "' is ", saved.value_text(spec.key), " in the checkpoint but ",
+              cfg.value_text(spec.key), " now (", cfg.origin(spec.key), ")");
+    }
+}
+
+bool check_clients(const CheckpointReader& r, const RunClients& rc) {
+    const auto& stored = r.clients();
+    if (r.header().n_clients == 1 && !stored.empty() && stored[0].domain == "*") return true;
+    for (const auto& s : rc.specs) {
+        if (rc.owner[size_t(s.id)] < 0) continue;
+        check(r.has_client(s.id), r.path(), ": no client ", s.id, " (domain ", s.domain,
+              " shard ", s.shard, ")");
+        const auto m = std::find_if(stored.begin(), stored.end(),
+                                    [&](const ClientMeta& c) { return c.id == s.id; });
+        check(m->domain == s.domain && m->shard == s.shard, r.path(), ": client ", s.id,
+              " is domain ", m->domain, " shard ", m->shard, "; the config gives domain ",
+              s.domain, " shard ", s.shard);
+    }
+    return false;
+}
+
+void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& layout,
+                     float* params) {
+    std::set<std::string> on_server;
+    for (const auto& t : r.server_tensors()) on_server.insert(t.name);
+    for (const auto& e : layout.entries()) {
+        if (e.prompt) continue; // the prompt-tuning head is new in fine-tuning
+        if (on_server.count(e.name)) {
+            r.read_server(TensorSpec{e.name, e.shape}, params + e.offset);
+        } else {
+            r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
+        }
+    }
+}
+
+std::string json_metrics(const EvalResult& r) {
+    std::ostringstream os;
+    os << std::setprecision(17) << "{";
+    for (size_t i = 0; i < r.ks.size(); ++i)
+        os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
+           << r.ks[i] << "\": " << r.ndcg[i];
+    return os.str() + "}";
+}
+
+EvalResult merge_rows(const std::vector<const EvalResult*>& parts) {
+    EvalResult m;
+    m.ks = parts.at(0)->ks;
+    m.recall.assign(m.ks.size(), 0.0);
+    m.ndcg.assign(m.ks.size(), 0.0);
+    for (const auto* p : parts) m.rows += p->rows;
+    for (const auto* p : parts)
+        for (size_t i = 0; i < m.ks.size(); ++i) {
+            m.recall[i] += p->recall[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
+            m.ndcg[i] += p->ndcg[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
+        }
+    return m;
+}
+
+std::string share_string(Comm& comm, const std::string& s, int root) {
+    int64_t n = comm.rank() == root ? int64_t(s.size()) : 0;
+    comm.allreduce_sum(&n, 1);
+    std::string out = comm.rank() == root ? s : std::string(size_t(n), '\0');
+    if (n > 0) comm.broadcast(out.data(), n, root);
+    return out;
+}
+
+} // namespace pfcr

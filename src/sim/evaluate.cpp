@@ -1,0 +1,211 @@
+// `pfcr evaluate` (ARCHITECTURE.md §1): full-sort Recall@K / NDCG@K of every client stored in
+// a checkpoint, on the valid or test split, clients spread over ranks as in pretrain and
+// finetune. A pre-training checkpoint gives each client its encoder (server tensors + its
+// own; a centralized checkpoint's pooled model serves every client) without a head: the
+// "before fine-tuning" quality of federated pre-training. A fine-tuning checkpoint gives each
+// client its best state (what `finetune` tested, so `--split test` reproduces its
+// results.json bit for bit) or its final one, with its prompt head. The config is the one
+// stored in the checkpoint with the caller's --set overrides; keys that shape the model or the
+// data cannot change. Read-only: writes nothing but the optional --json file.
+#include <filesystem>
+#include <iomanip>
+#include <map>
+#include <ostream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/text.hpp"
+#include "io/atomic_file.hpp"
+#include "io/checkpoint.hpp"
+#include "model/trainer.hpp"
+#include "sim/client_results.hpp"
+#include "sim/commands.hpp"
+#include "sim/run_clients.hpp"
+
+namespace pfcr {
+namespace {
+
+std::string serialize(const EvalResult& r) {
+    std::ostringstream os;
+    os << std::setprecision(17) << r.rows << ' ' << r.ks.size();
+    for (size_t i = 0; i < r.ks.size(); ++i) os << ' ' << r.ks[i] << ' ' << r.recall[i] << ' ' << r.ndcg[i];
+    return os.str();
+}
+
+EvalResult deserialize(const std::string& s) {
+    EvalResult r;
+    std::istringstream is(s);
+    size_t nk = 0;
+    is >> r.rows >> nk;
+    r.ks.resize(nk);
+    r.recall.resize(nk);
+    r.ndcg.resize(nk);
+    for (size_t i = 0; i < nk; ++i) is >> r.ks[i] >> r.recall[i] >> r.ndcg[i]; // 17 digits: exact
+    return r;
+}
+
+} // namespace
+
+Config evaluate_config(const std::string& checkpoint, const std::vector<std::string>& overrides) {
+    const CheckpointReader r(resolve_checkpoint(checkpoint));
+    Config cfg = Config::from_yaml_text(r.header().config_yaml, r.path() + ":/config_yaml");
+    for (const auto& ov : overrides) {
+        const auto eq = ov.find('=');
+        check(eq != std::string::npos && eq > 0, "--set ", ov, ": expected key=value");
+        cfg.set(std::string(trim(ov.substr(0, eq))), ov.substr(eq + 1), "--set " + ov);
+    }
+    return cfg;
+}
+
+void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+                  const EvaluateOptions& opt) {
+    // Every rank reads the same checkpoint, config and prepared.h5, so a failed check fails on
+    // every rank at once: report it as such (exit 1) rather than aborting the job.
+    const auto collectively = [](const auto& checks) {
+        try {
+            checks();
+        } catch (const CollectiveError&) {
+            throw;
+        } catch (const Error& e) {
+            throw CollectiveError(e.what());
+        }
+    };
+    const std::string path = resolve_checkpoint(opt.checkpoint);
+    const CheckpointReader r(path);
+    const auto& h = r.header();
+    const bool finetuned = h.stage == "finetune";
+    const std::string state_name = opt.state.empty() ? (finetuned ? "best" : "final") : opt.state;
+    collectively([&] {
+        check(h.stage == "pretrain" || h.stage == "finetune", path, ": stage '", h.stage,
+              "', expected 'pretrain' or 'finetune'");
+        check(opt.split == "valid" || opt.split == "test", "--split ", opt.split,
+              ": expected valid or test");
+        check(state_name == "best" || state_name == "final", "--state ", state_name,
+              ": expected best or final");
+        check(finetuned || state_name == "final", path,
+              ": a pre-training checkpoint has one state per client; --state best needs a "
+              "fine-tuning checkpoint");
+        check_same_shapes(cfg, r);
+        const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
+        if (finetuned) // the head's layout is the fine-tuning mode's
+            for (const char* key : {"finetune.mode", "finetune.n_prompts", "finetune.prompt_heads",
+                                    "finetune.domains"})
+                check(cfg.value_text(key) == saved.value_text(key), path, ": config key '", key,
+                      "' is ", saved.value_text(key), " in the checkpoint but ", cfg.value_text(key),
+                      " now (", cfg.origin(key), ")");
+    });
+
+    const RunClients rc = load_run_clients(
+        cfg, comm, false, finetuned ? cfg.get_string_list("finetune.domains") : std::vector<std::string>{});
+    const int64_t K = int64_t(rc.specs.size());
+    bool pooled = false;
+    collectively([&] {
+        pooled = check_clients(r, rc);
+        check(finetuned || pooled || h.n_clients == K, path, ": ", h.n_clients,
+              " clients, the config defines ", K);
+    });
+
+    TrainOptions base = train_options(cfg);
+    if (!finetuned) base.hp.shape.head = HeadMode::none; // pre-training has no head
+    const std::vector<int64_t> ks = cfg.get_int_list("topk");
+    const std::string what = h.stage + " checkpoint " + path + " (round " +
+                             std::to_string(h.round) + "), " + state_name + " state, " +
+                             opt.split + " split";
+    if (comm.rank() == 0) log.info("evaluate: " + what);
+    Stopwatch total;
+
+    // This rank's clients, one after another, sharing one evaluation scratch.
+    const auto scratch = make_trainer_scratch();
+    std::map<int64_t, EvalResult> mine;
+    for (int64_t k = 0; k < K; ++k) {
+        if (rc.owner[size_t(k)] != comm.rank()) continue;
+        const ClientSpec& spec = rc.specs[size_t(k)];
+        const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
+        TrainOptions o = base;
+        o.client = uint32_t(k);
+        o.hp.shape.id_items = spec.n_items + 1;
+        ModelState state(o.hp.shape);
+        if (finetuned) {
+            // Dataset names as finetune writes them: model/<name> or prompt/<name> for the
+            // final state, best/<name> (head: best/prompt/<name>) for the best one.
+            for (const auto& e : state.layout.entries()) {
+                const std::string name = state_name == "best" ? "best/" + e.key()
+                                         : e.prompt           ? e.key()
+                                                              : "model/" + e.name;
+                r.read_client(k, TensorSpec{name, e.shape}, state.params.data() + e.offset);
+            }
+        } else {
+            load_pretrained(r, pooled ? 0 : k, state.layout, state.params.data());
+        }
+        Trainer trainer(o, dom, scratch);
+        Stopwatch sw;
+        const Split& split = opt.split == "valid" ? dom.valid : dom.test;
+        mine[k] = trainer.evaluate(state, split, ks);
+        std::ostringstream line;
+        line << spec.domain << "/" << spec.shard << ": " << opt.split << " recall@" << ks[0] << " "
+             << std::fixed << std::setprecision(4) << mine[k].recall[0] << " over " << mine[k].rows
+             << " rows (" << std::setprecision(1) << sw.seconds() << " s)";
+        log.info(line.str());
+    }
+
+    // Rank 0 collects every client's result in id order.
+    std::map<int64_t, EvalResult> all;
+    for (int64_t k = 0; k < K; ++k) {
+        const int owner = rc.owner[size_t(k)];
+        if (owner < 0) continue;
+        const std::string s =
+            share_string(comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
+        if (comm.rank() == 0) all[k] = owner == 0 ? mine[k] : deserialize(s);
+    }
+    if (comm.rank() != 0) return;
+
+    // Per domain: the row-weighted merge of its clients (shards); then the mean over domains.
+    std::vector<std::pair<std::string, EvalResult>> domains;
+    for (const auto& name : rc.domain_names) {
+        std::vector<const EvalResult*> parts;
+        for (const auto& [id, e] : all)
+            if (rc.specs[size_t(id)].domain == name) parts.push_back(&e);
+        if (!parts.empty()) domains.emplace_back(name, merge_rows(parts));
+    }
+    EvalResult mean;
+    mean.ks = ks;
+    mean.recall.assign(ks.size(), 0.0);
+    mean.ndcg.assign(ks.size(), 0.0);
+    for (const auto& [name, e] : domains)
+        for (size_t i = 0; i < ks.size(); ++i) {
+            mean.recall[i] += e.recall[i] / double(domains.size());
+            mean.ndcg[i] += e.ndcg[i] / double(domains.size());
+        }
+
+    std::ostringstream json, table;
+    json << "{\"checkpoint\": " << quote_string(path) << ", \"stage\": \"" << h.stage
+         << "\", \"round\": " << h.round << ", \"state\": \"" << state_name << "\", \"split\": \""
+         << opt.split << "\", \"prepared\": " << quote_string(rc.prepared)
+         << ", \"fingerprint\": \"" << rc.manifest.fingerprint << "\", \"domains\": {";
+    table << std::left << std::setw(14) << "domain" << std::right;
+    for (int64_t k : ks)
+        table << std::setw(10) << ("R@" + std::to_string(k)) << std::setw(10) << ("N@" + std::to_string(k));
+    table << std::setw(8) << "rows" << "\n";
+    const auto row = [&](const std::string& name, const EvalResult& e) {
+        table << std::left << std::setw(14) << name << std::right << std::fixed << std::setprecision(4);
+        for (size_t i = 0; i < ks.size(); ++i) table << std::setw(10) << e.recall[i] << std::setw(10) << e.ndcg[i];
+        table.unsetf(std::ios::fixed);
+        table << std::setw(8) << (e.rows ? std::to_string(e.rows) : std::string()) << "\n";
+    };
+    for (size_t d = 0; d < domains.size(); ++d) {
+        const auto& [name, e] = domains[d];
+        json << (d ? ", " : "") << quote_string(name) << ": {\"" << opt.split
+             << "\": " << json_metrics(e) << ", \"rows\": " << e.rows << "}";
+        row(name, e);
+    }
+    row("mean", mean);
+    json << "}, \"mean_" << opt.split << "\": " << json_metrics(mean) << "}\n";
+    if (!opt.json.empty()) write_text_file_atomic(opt.json, json.str());
+    out << "evaluate: " << what << "\n" << table.str() << "evaluate: " << domains.size()
+        << " domains in " << std::fixed << std::setprecision(1) << total.seconds() << " s"
+        << (opt.json.empty() ? std::string() : " -> " + opt.json) << "\n";
+    out.unsetf(std::ios::fixed);
+}
+
+} // namespace pfcr
