@@ -83,10 +83,13 @@ def _number(path, where, value):
     return float(value)
 
 
-def load_results(run_dir):
+def load_results(run_dir, name="results.json"):
     """results.json of a run, checked: every domain's test/popularity_test and mean_test hold
-    the four metrics as numbers. Adds `_path`, `_method`, `_seed`."""
-    path = os.path.join(run_dir, "results.json")
+    the four metrics as numbers, and the fields the run name implies match. Adds `_path`,
+    `_method`, `_seed`. Another `name` (a `pfcr evaluate --json` file of the run, same shape)
+    is read the same way except that popularity_test and the method fields are optional."""
+    path = os.path.join(run_dir, name)
+    full = name == "results.json"
     r = load_json(path)
     if not isinstance(r, dict):
         raise RunError(f"{path}: not a JSON object")
@@ -97,6 +100,8 @@ def load_results(run_dir):
         raise RunError(f"{path}: 'domains' is empty or not an object")
     for d, v in r["domains"].items():
         for part in ("test", "popularity_test"):
+            if not full and part != "test" and isinstance(v, dict) and part not in v:
+                continue
             if not isinstance(v, dict) or not isinstance(v.get(part), dict):
                 raise RunError(f"{path}: domains.{d}: missing '{part}'")
             for m, _ in METRICS:
@@ -106,7 +111,7 @@ def load_results(run_dir):
                 else None)
     method, seed = method_of(run_dir)
     for field, want in EXPECTED.get(method, {}).items():
-        if r.get(field) != want:
+        if (full or field in r) and r.get(field) != want:
             raise RunError(f"{path}: the run name says method '{method}' but {field} is "
                            f"{r.get(field)!r}, not {want!r}")
     r["_path"], r["_method"] = path, method

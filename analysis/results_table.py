@@ -7,9 +7,12 @@ popularity row (results.json `popularity_test`, over every run given). Writes Ma
 
 Method of a run = its directory name without the `-s<seed>` suffix (configs/paper/matrix.txt
 names); rows follow the paper's order (PFCR.md §10), other methods after it, alphabetically.
-It does not run anything, and reads nothing but results.json.
+It does not run anything, and reads nothing but results.json (or, with --results NAME, the
+file NAME of each run directory in the same shape, e.g. the JSON of `pfcr evaluate --json`; the
+popularity row is left out when no run has popularity_test).
 
 Usage: analysis/results_table.py runs/paper/* [--md t.md] [--tex t.tex] [--csv t.csv]
+       analysis/results_table.py runs/paper/* --results pretrain-test.json --skip-missing
 """
 import argparse
 import csv
@@ -24,18 +27,18 @@ from pfcr_runs import METRICS, RunError, label_of, load_results, method_key
 MEAN = "Mean"  # the column group of results.json mean_test (unweighted mean over domains)
 
 
-def collect(run_dirs, skip_missing=False):
+def collect(run_dirs, skip_missing=False, name="results.json"):
     """Load every run; returns (runs, skipped dirs). Errors name the file."""
     runs, skipped = [], []
     for d in run_dirs:
         if not os.path.isdir(d):
             raise RunError(f"{d}: not a directory")
-        if skip_missing and not os.path.exists(os.path.join(d, "results.json")):
+        if skip_missing and not os.path.exists(os.path.join(d, name)):
             skipped.append(d)
             continue
-        runs.append(load_results(d))
+        runs.append(load_results(d, name))
     if not runs:
-        raise RunError("no run with a results.json among: " + " ".join(run_dirs))
+        raise RunError(f"no run with a {name} among: " + " ".join(run_dirs))
     return runs, skipped
 
 
@@ -63,10 +66,12 @@ def run_values(r, group, part):
     if group == MEAN:
         if part == "test":
             return r["mean_test"]
-        pops = [v["popularity_test"] for v in r["domains"].values()]
+        pops = [v.get("popularity_test") for v in r["domains"].values()]
+        if any(p is None for p in pops):
+            return None
         return {m: float(np.mean([p[m] for p in pops])) for m, _ in METRICS}
     v = r["domains"].get(group)
-    return None if v is None else v[part]
+    return None if v is None else v.get(part)
 
 
 def build_table(runs):
@@ -96,6 +101,8 @@ def build_table(runs):
         for m, _ in METRICS:
             pop[(g, m)] = stats([v[m] for v in vals])
     popularity = ("popularity", "Popularity (train counts)", [r["_seed"] for r in runs], pop)
+    if all(c is None for c in pop.values()):
+        popularity = None  # no run has popularity_test (e.g. `pfcr evaluate` files)
     best = {}
     for g in groups:
         for m, _ in METRICS:
@@ -120,7 +127,7 @@ def is_best(cell, best):
 def markdown(rows, popularity, groups, best, digits):
     head = ["Method", "n"] + [f"{g} {short}" for g in groups for _, short in METRICS]
     out = ["| " + " | ".join(head) + " |", "|---|--:|" + "--:|" * (len(head) - 2)]
-    for method, label, seeds, cells in rows + [popularity]:
+    for method, label, seeds, cells in rows + ([popularity] if popularity else []):
         line = [label, str(len(seeds))]
         for g in groups:
             for m, _ in METRICS:
@@ -149,7 +156,7 @@ def latex(rows, popularity, groups, best, digits):
     out.append("Method & $n$ & " + " & ".join(short for _ in groups for _, short in METRICS)
                + " \\\\")
     out.append("\\midrule")
-    for method, label, seeds, cells in rows + [popularity]:
+    for method, label, seeds, cells in rows + ([popularity] if popularity else []):
         if method == "popularity":
             out.append("\\midrule")
         line = [tex_escape(label), str(len(seeds))]
@@ -169,7 +176,7 @@ def csv_text(rows, popularity, groups, best):
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["method", "label", "n", "seeds", "domain", "metric", "mean", "std", "best"])
-    for method, label, seeds, cells in rows + [popularity]:
+    for method, label, seeds, cells in rows + ([popularity] if popularity else []):
         for g in groups:
             for m, _ in METRICS:
                 c = cells[(g, m)]
@@ -199,16 +206,19 @@ def main():
     ap.add_argument("--csv", help="write the long-format CSV here")
     ap.add_argument("--digits", type=int, default=4, help="decimals shown (default 4)")
     ap.add_argument("--skip-missing", action="store_true",
-                    help="skip run directories without results.json (unfinished runs) with a "
-                         "warning instead of failing; a broken results.json still fails")
+                    help="skip run directories without the results file (unfinished runs) "
+                         "with a warning instead of failing; a broken one still fails")
+    ap.add_argument("--results", default="results.json", metavar="NAME",
+                    help="the JSON file read in every run directory (default results.json; "
+                         "e.g. a `pfcr evaluate --json` file such as pretrain-test.json)")
     args = ap.parse_args()
     try:
-        runs, skipped = collect(args.runs, args.skip_missing)
+        runs, skipped = collect(args.runs, args.skip_missing, args.results)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for d in skipped:
-        print(f"warning: {d}: no results.json, skipped", file=sys.stderr)
+        print(f"warning: {d}: no {args.results}, skipped", file=sys.stderr)
     rows, popularity, groups, best = build_table(runs)
     md = markdown(rows, popularity, groups, best, args.digits)
     write(args.md, md)

@@ -177,6 +177,24 @@ assert get[("popularity", "Scientific", "recall@50")]["best"] == "0"
 assert sum(int(r["best"]) for r in rows) == 12
 EOF
 
+# --results: `pfcr evaluate --json` files (no popularity, no method fields) in 5 of the 9 runs.
+$py - "$R/main" <<'EOF'
+import json, os, sys
+for method, seeds in (("fedavg-table", (1, 2, 3)), ("pfcr-full", (1, 2))):
+    for s in seeds:
+        t = {"recall@10": 0.01 * s, "ndcg@10": 0.002, "recall@50": 0.03, "ndcg@50": 0.004}
+        doc = {"checkpoint": "x/round_000003.h5", "stage": "pretrain", "round": 3, "state": "final",
+               "split": "test", "domains": {"Scientific": {"test": t, "rows": 10},
+                                            "Office2014": {"test": t, "rows": 5}}, "mean_test": t}
+        json.dump(doc, open(os.path.join(sys.argv[1], f"{method}-s{s}", "pretrain-test.json"), "w"))
+EOF
+$py "$src/analysis/results_table.py" "$R"/main/* --results pretrain-test.json --skip-missing >"$work/ev.md" 2>"$work/ev.err" \
+  && [ "$(grep -c 'no pretrain-test.json, skipped' "$work/ev.err")" -eq 4 ] && ! grep -q Popularity "$work/ev.md" \
+  && grep -q '^| FedAvg (code table) | 3 | \*\*0.0200\*\* ± 0.0100 |' "$work/ev.md" \
+  && grep -q '^| PFCR + full fine-tune | 2 | 0.0150 ± 0.0071 |' "$work/ev.md" \
+  && pass "results_table --results: evaluate files, local skipped, no popularity row, mean ± std" \
+  || failed "results_table --results: $(cat "$work/ev.err" "$work/ev.md")"
+
 # Broken, missing and mislabelled inputs fail and name the file.
 cp -r "$R/main/local-s1" "$work/bad-s1"
 echo '{"mode": "full", "domains": {' >"$work/bad-s1/results.json"
