@@ -2,6 +2,7 @@
 // with weight w_k = train_rows_k / rows of this round's sampled clients, shared range x:
 //   pfcr      u_k = sum over the local epoch's steps of dL/dx (x = the code table);
 //             x <- x - server_lr * sum_k w_k u_k                                 (PFCR.md §6)
+//             (server_lr = federation.server_lr, or learning_rate when that is 0, as PFCR)
 //   fedavg    u_k = x_k - x after local training;   x <- x + sum_k w_k u_k      (McMahan 2017)
 //   fedprox   as fedavg, local gradient + mu (x_k - x)                            (Li 2020)
 //   scaffold  as fedavg, local gradient + (c - c_k); then c_k+ = c_k - c + (x - x_k)/(S lr),
@@ -62,7 +63,11 @@ FederationOptions federation_options(const Config& cfg) {
           "table's gradient only); use fedavg, fedprox or scaffold");
     f.local_epochs = cfg.get_int("federation.local_epochs");
     f.client_fraction = cfg.get_double("federation.client_fraction");
-    f.server_lr = cfg.get_double("learning_rate");
+    const double server_lr = cfg.get_double("federation.server_lr");
+    check(server_lr == 0 || f.algorithm == Algorithm::pfcr, "federation.server_lr = ", server_lr,
+          " (", cfg.origin("federation.server_lr"), "): only algorithm pfcr takes a server step; "
+          "leave it 0 for ", algorithm_name(f.algorithm));
+    f.server_lr = server_lr > 0 ? server_lr : cfg.get_double("learning_rate");
     f.mu = cfg.get_double("federation.mu");
     f.privacy = privacy_options(cfg);
     check(f.privacy.mechanism == PrivacyMechanism::none ||

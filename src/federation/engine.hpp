@@ -32,7 +32,8 @@ struct FederationOptions {
     bool share_whole_model = false; // federation.shared: "table" (code table) or "whole"
     int64_t local_epochs = 1;       // federation.local_epochs
     double client_fraction = 1.0;   // federation.client_fraction
-    double server_lr = 0.001;       // pfcr: E <- E - server_lr * aggregate (= learning_rate)
+    double server_lr = 0.001;       // pfcr: E <- E - server_lr * aggregate (federation.server_lr,
+                                    // or learning_rate if that is 0)
     double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
     PrivacyOptions privacy;         // privacy.* (+ federation.fixed_point_bits)
 };

@@ -176,6 +176,10 @@ std::vector<KeySpec> make_schema() {
         ranged(key("federation.local_epochs", K::integer, "1",
                    "local epochs per client per round (PFCR: 1)"),
                1, 10000),
+        ranged(key("federation.server_lr", K::real, "0",
+                   "pfcr's server step E <- E - server_lr * aggregate; 0 = learning_rate, as "
+                   "PFCR.md section 6 and the authors' code (other algorithms: must stay 0)"),
+               0, 1e6),
         ranged(key("federation.mu", K::real, "0.01",
                    "FedProx proximal weight mu (PFCR's code adds 0.005 ||w - w_global||^2 = "
                    "mu/2 with mu = 0.01)"),

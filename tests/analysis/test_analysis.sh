@@ -319,5 +319,15 @@ check "configs/paper/privacy-sweep.txt: 2 LDP methods x 4 epsilons x seeds 1 2 3
          && [ -f configs/paper/\$m.yaml ] || { echo \"bad line: \$name \$rest\"; exit 1; }
      done <<<\"\$lines\""
 
+check "configs/paper/server-lr.txt: PFCR + full at server_lr 1 and 0.1 x seeds 1 2 3, lr as named" bash -c "
+  cd '$src' && lines=\$(grep -vE '^\\s*(#|\$)' configs/paper/server-lr.txt) \
+  && [ \"\$(wc -l <<<\"\$lines\")\" = 6 ] && [ \"\$(cut -d' ' -f1 <<<\"\$lines\" | sort -u | wc -l)\" = 6 ] \
+  && while read -r name rest; do
+       [[ \$name =~ ^pfcr-full-slr(1|01)-s([123])\$ ]] || { echo \"bad name: \$name\"; exit 1; }
+       lr=\${BASH_REMATCH[1]/01/0.1} s=\${BASH_REMATCH[2]}
+       [ \"\$rest\" = \"-c configs/scientific-office.yaml -c configs/paper/base.yaml -c configs/paper/pfcr-full.yaml --set federation.server_lr=\$lr --set seed=\$s\" ] \
+         || { echo \"bad line: \$name \$rest\"; exit 1; }
+     done <<<\"\$lines\""
+
 echo "analysis: $fails failure(s)"
 [ "$fails" -eq 0 ]

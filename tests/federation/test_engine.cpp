@@ -162,6 +162,26 @@ TEST(Engine, PfcrRoundIsServerSgdOnWeightedGradientSum) {
     EXPECT_GT(std::abs(double(fed->server_params()[probe]) - double(before[probe])), 0.0);
 }
 
+// federation.server_lr: 0 (the default) means learning_rate, as PFCR.md §6; another value is
+// pfcr's own server step; any other algorithm must leave it 0 (it would be silently unused).
+TEST(Engine, ServerLrDefaultsToLearningRateAndIsPfcrOnly) {
+    const auto opts = [](std::vector<std::string> sets) {
+        sets.push_back("learning_rate=0.002");
+        return federation_options(Config::load({}, sets));
+    };
+    EXPECT_EQ(opts({}).server_lr, 0.002);
+    EXPECT_EQ(opts({"federation.server_lr=0.5"}).server_lr, 0.5);
+    try {
+        opts({"federation.algorithm=fedavg", "federation.server_lr=0.5"});
+        FAIL() << "fedavg accepted federation.server_lr";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("federation.server_lr = 0.5 (--set "
+                                             "federation.server_lr=0.5): only algorithm pfcr"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(Engine, FedAvgOfOneClientIsLocalTraining) {
     for (bool whole : {false, true}) {
         SerialComm comm;
