@@ -240,9 +240,19 @@ void print_checkpoint_summary(const CheckpointReader& r, std::ostream& out) {
             out << "]\n";
         }
     };
+    // Server tensors with their L2 norm (double sum): how far federation moved the shared
+    // table from its N(0, initializer_range^2) start, or how much upload noise it absorbed.
     const auto server = r.server_tensors();
     out << "server tensors (" << server.size() << "):\n";
-    print_tensors(server);
+    for (const auto& t : server) {
+        std::vector<float> v(size_t(t.size()));
+        r.read_server(t, v.data());
+        double sq = 0;
+        for (float x : v) sq += double(x) * double(x);
+        out << "  " << t.name << "  [";
+        for (size_t i = 0; i < t.shape.size(); ++i) out << (i ? ", " : "") << t.shape[i];
+        out << "]  L2 " << std::setprecision(6) << std::sqrt(sq) << "\n";
+    }
     if (!r.clients().empty()) {
         const auto tensors = r.client_tensors(r.clients().front().id);
         out << "client tensors (" << tensors.size() << " under every /clients/<id>/):\n";

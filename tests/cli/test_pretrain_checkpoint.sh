@@ -173,6 +173,10 @@ valid "$work/bad/s.h5" && failed "check_checkpoint.py accepted a wrong shape" ||
 expect_error "inspect: wrong shape" "LayerNorm.weight" "$pfcr" inspect "$work/bad/s.h5"
 "$pfcr" inspect "$work/full/ckpt/round_000004.h5" >"$work/inspect.out" && grep -q "pretrain" "$work/inspect.out" \
   && pass "pfcr inspect validates a checkpoint" || failed "inspect: $(tail -3 "$work/inspect.out")"
+l2=$($py -c 'import sys, h5py, numpy as np; print("%.6g" % np.linalg.norm(h5py.File(sys.argv[1], "r")["server/pq_code_embedding.weight"][...].astype(np.float64)))' \
+  "$work/full/ckpt/round_000004.h5")
+grep -q "^  pq_code_embedding.weight  \[[0-9, ]*\]  L2 $l2\$" "$work/inspect.out" \
+  && pass "pfcr inspect prints the server table's L2 norm ($l2, as h5py computes it)" || failed "inspect L2: want $l2: $(grep L2 "$work/inspect.out")"
 
 # --- finetune from a pre-training checkpoint: same results on 1 and 2 ranks, valid checkpoint
 ft() { local n=$1; shift; "$mpiexec" -n "$n" --oversubscribe "$pfcr" finetune -q "${common[@]}" --set epochs=3 "$@"; }
