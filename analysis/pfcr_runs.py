@@ -48,8 +48,11 @@ def method_of(run_dir):
 
 
 def method_key(method):
-    """Sort key: the paper's order first, then other methods alphabetically."""
-    return (ORDER.get(method, len(ORDER)), method)
+    """Sort key: the paper's order first, then other methods alphabetically with numbers in
+    numeric order (`pfcr-ldp-rr-eps3` before `pfcr-ldp-rr-eps10`), ties by the plain name."""
+    parts = re.split(r"(\d+(?:\.\d+)?)", method)
+    natural = tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p)
+    return (ORDER.get(method, len(ORDER)), natural, method)
 
 
 def color_of(method, others):

@@ -195,6 +195,13 @@ $py "$src/analysis/results_table.py" "$R"/main/* --results pretrain-test.json --
   && pass "results_table --results: evaluate files, local skipped, no popularity row, mean ± std" \
   || failed "results_table --results: $(cat "$work/ev.err" "$work/ev.md")"
 
+check "method order: the paper's first, then others with numbers in numeric order" $py -c "
+import sys; sys.path.insert(0, '$src/analysis'); from pfcr_runs import method_key
+names = ['pfcr-ldp-rr-eps30', 'pfcr-ldp-rr-eps3', 'zeta', 'pfcr-ldp-rr-eps10', 'pfcr-full', 'local', 'pfcr-ldp-rr-eps0.3']
+got = sorted(names, key=method_key)
+assert got == ['local', 'pfcr-full', 'pfcr-ldp-rr-eps0.3', 'pfcr-ldp-rr-eps3', 'pfcr-ldp-rr-eps10',
+               'pfcr-ldp-rr-eps30', 'zeta'], got"
+
 # Broken, missing and mislabelled inputs fail and name the file.
 cp -r "$R/main/local-s1" "$work/bad-s1"
 echo '{"mode": "full", "domains": {' >"$work/bad-s1/results.json"
