@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -44,5 +45,22 @@ EvalResult merge_rows(const std::vector<const EvalResult*>& parts);
 
 // The owner's bytes on every rank (a broadcast from `root`, length first). Collective.
 std::string share_string(Comm& comm, const std::string& s, int root);
+
+// Rank 0 collects every client's value in id order: `mine` holds this rank's clients (by id),
+// `serialize` turns one into text and `deserialize` back (exactly). Collective; on other
+// ranks the result is empty.
+template <typename T, typename Serialize, typename Deserialize>
+std::map<int64_t, T> gather_to_rank0(Comm& comm, const RunClients& rc, std::map<int64_t, T>& mine,
+                                     Serialize serialize, Deserialize deserialize) {
+    std::map<int64_t, T> all;
+    for (int64_t k = 0; k < int64_t(rc.owner.size()); ++k) {
+        const int owner = rc.owner[size_t(k)];
+        if (owner < 0) continue;
+        const std::string s =
+            share_string(comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
+        if (comm.rank() == 0) all[k] = owner == 0 ? mine[k] : deserialize(s);
+    }
+    return all;
+}
 
 } // namespace pfcr

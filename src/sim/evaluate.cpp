@@ -150,14 +150,7 @@ void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
     }
 
     // Rank 0 collects every client's result in id order.
-    std::map<int64_t, EvalResult> all;
-    for (int64_t k = 0; k < K; ++k) {
-        const int owner = rc.owner[size_t(k)];
-        if (owner < 0) continue;
-        const std::string s =
-            share_string(comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
-        if (comm.rank() == 0) all[k] = owner == 0 ? mine[k] : deserialize(s);
-    }
+    const std::map<int64_t, EvalResult> all = gather_to_rank0(comm, rc, mine, serialize, deserialize);
     if (comm.rank() != 0) return;
 
     // Per domain: the row-weighted merge of its clients (shards); then the mean over domains.

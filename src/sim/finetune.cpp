@@ -298,14 +298,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
     }
 
     // Rank 0 collects every client's outcome in id order.
-    std::map<int64_t, ClientOutcome> all;
-    for (int64_t k = 0; k < K; ++k) {
-        const int owner = rc.owner[size_t(k)];
-        if (owner < 0) continue;
-        const std::string s =
-            share_string(comm, owner == comm.rank() ? serialize(outcomes[k]) : std::string(), owner);
-        if (comm.rank() == 0) all[k] = owner == 0 ? outcomes[k] : deserialize(s);
-    }
+    const std::map<int64_t, ClientOutcome> all = gather_to_rank0(comm, rc, outcomes, serialize, deserialize);
     if (comm.rank() != 0) return;
 
     std::string metrics_text;
