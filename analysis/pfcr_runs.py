@@ -12,7 +12,7 @@ import re
 
 METRICS = [("recall@10", "R@10"), ("ndcg@10", "N@10"), ("recall@50", "R@50"), ("ndcg@50", "N@50")]
 
-# Rows of the paper's table (PFCR.md §10), in order: name -> (label, fields results.json must have).
+# Rows of the paper's table (docs/METHOD.md §10), in order: name -> (label, fields results.json must have).
 PAPER_METHODS = [
     ("local", "Local only", {"algorithm": "local"}),
     ("centralized", "Centralized", {"algorithm": "centralized"}),

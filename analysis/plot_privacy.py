@@ -8,7 +8,7 @@ method matches --reference are horizontal reference lines (mean over seeds, band
 `privacy.epsilon` for pfcr-reference and randomized-response, and the last pre-training round's
 `epsilon_round` of pretrain/metrics.jsonl for gaussian; `total` = that round's `epsilon_total`
 (the privacy spent over all rounds). pfcr-reference is plotted at its nominal ε although it is
-not a valid LDP mechanism (PFCR.md §7). Method = run directory name without `-s<seed>`.
+not a valid LDP mechanism (docs/METHOD.md §7). Method = run directory name without `-s<seed>`.
 
 Usage: analysis/plot_privacy.py runs/paper/* --out privacy.png [--epsilon total]
 """

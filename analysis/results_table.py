@@ -6,7 +6,7 @@ popularity row (results.json `popularity_test`, over every run given). Writes Ma
 (booktabs; a bare tabular to \\input) and CSV (long format); prints the Markdown.
 
 Method of a run = its directory name without the `-s<seed>` suffix (configs/paper/matrix.txt
-names); rows follow the paper's order (PFCR.md §10), other methods after it, alphabetically.
+names); rows follow the paper's order (docs/METHOD.md §10), other methods after it, alphabetically.
 It does not run anything, and reads nothing but results.json (or, with --results NAME, the
 file NAME of each run directory in the same shape, e.g. the JSON of `pfcr evaluate --json`; the
 popularity row is left out when no run has popularity_test).

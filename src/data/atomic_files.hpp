@@ -1,4 +1,4 @@
-// Reader of one domain in the UniSRec atomic-file format (shared/data/README.md):
+// Reader of one domain in the UniSRec atomic-file format (data/README.md):
 // <D>.{train,valid,test}.inter, <D>.item2index, <D>.user2index, <D>.text and an optional
 // float32 feature file. Every malformed input is an Error naming file and line. Histories
 // are kept at their true length (CSR); item ids become internal ids (domain item i -> i+1,

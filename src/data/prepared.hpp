@@ -69,7 +69,7 @@ std::vector<std::string> validate_prepared(const std::string& path);
 
 namespace pfcr {
 
-// Splits a domain's users into `shards` disjoint clients (ARCHITECTURE.md §3): user u goes to
+// Splits a domain's users into `shards` disjoint clients (docs/ARCHITECTURE.md §3): user u goes to
 // shard mix64(u) % shards, and each shard keeps the train/valid/test rows of its users, in
 // file order, with the domain's items and codes. Shard s is named "<domain>#<s>". Throws
 // Error if a shard gets no train rows (too many shards for the domain).

@@ -489,7 +489,7 @@ SynthDomainSummary write_domain(const KeyedRng& rng, const SynthOptions& o, cons
         seq_ptr.push_back(int64_t(seq.size()));
     }
 
-    // Leave-one-out split (shared/data/README.md): train targets s[-3], s[-4], ..., s[1]
+    // Leave-one-out split (data/README.md): train targets s[-3], s[-4], ..., s[1]
     // (newest first), valid s[-2], test s[-1]; histories are the preceding items, capped.
     const char* header = "user_id:token\titem_id_list:token_seq\titem_id:token\n";
     std::string train = header, valid = header, test = header;

@@ -1,6 +1,6 @@
 // Which rank simulates which client, and which clients take part in a round. Both are pure
 // functions of their arguments, so every rank computes the same answer without communicating.
-// The rank assignment changes speed only, never results (ARCHITECTURE §3); client sampling
+// The rank assignment changes speed only, never results (docs/ARCHITECTURE.md §3); client sampling
 // depends on (seed, round) only, never on the rank layout. Not the client state itself.
 #pragma once
 

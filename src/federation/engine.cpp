@@ -1,7 +1,7 @@
 // The federated round for every algorithm (see engine.hpp). The update rules, per client k
 // with weight w_k = train_rows_k / rows of this round's sampled clients, shared range x:
 //   pfcr      u_k = sum over the local epoch's steps of dL/dx (x = the code table);
-//             x <- x - server_lr * sum_k w_k u_k                                 (PFCR.md §6)
+//             x <- x - server_lr * sum_k w_k u_k                                 (docs/METHOD.md §6)
 //             (server_lr = federation.server_lr, or learning_rate when that is 0, as PFCR)
 //   fedavg    u_k = x_k - x after local training;   x <- x + sum_k w_k u_k      (McMahan 2017)
 //   fedprox   as fedavg, local gradient + mu (x_k - x)                            (Li 2020)

@@ -1,10 +1,10 @@
-// The federated round of pre-training (PFCR.md §6, ARCHITECTURE.md §3–4) for every algorithm:
+// The federated round of pre-training (docs/METHOD.md §6, docs/ARCHITECTURE.md §3–4) for every algorithm:
 // persistent client state, local training of a rank's clients as oneTBB tasks, the client
 // update (gradient sum, parameter delta, control variates), its exact fixed-point (or integer
 // bucket) encoding, one allreduce through Comm, and the server step every rank computes
 // identically. Files, metrics and checkpoints are the driver's (src/sim/pretrain.cpp).
 //
-// Memory (ARCHITECTURE §3): a client persists only the parameters outside the shared range,
+// Memory (docs/ARCHITECTURE.md §3): a client persists only the parameters outside the shared range,
 // the Adam moments and (SCAFFOLD) its control variate. The materialized full model, the
 // trainer scratch and the upload buffer are per worker slot; at most one slot per thread is
 // in use, because each client's training runs inside tbb::this_task_arena::isolate.

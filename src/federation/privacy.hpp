@@ -1,4 +1,4 @@
-// Privatized, exactly aggregatable client uploads (PFCR.md §7, ARCHITECTURE.md §4). A client's
+// Privatized, exactly aggregatable client uploads (docs/METHOD.md §7, docs/ARCHITECTURE.md §4). A client's
 // float vector x (n entries, e.g. its summed code-table gradient) is privatized locally and
 // added as integers into an int64 accumulator, so that the server's weighted aggregate
 // sum_k w_k * decode(upload_k), w_k = rows_k / total_rows, is exact and order-free once the

@@ -1,5 +1,5 @@
 // Checkpoint writer (collective, parallel HDF5) and reader (serial, read-only); see
-// checkpoint.hpp for the protocol and ARCHITECTURE.md §5 for the layout.
+// checkpoint.hpp for the protocol and docs/ARCHITECTURE.md §5 for the layout.
 #include "io/checkpoint.hpp"
 
 #include <fcntl.h>

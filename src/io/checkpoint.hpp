@@ -1,4 +1,4 @@
-// Checkpoints `round_%06d.h5` (ARCHITECTURE.md §5, docs/formats.md): one HDF5 file holding the
+// Checkpoints `round_%06d.h5` (docs/ARCHITECTURE.md §5, docs/formats.md): one HDF5 file holding the
 // server tensors and every client's tensors and counters, written collectively by all ranks
 // with parallel HDF5 and read back with any number of ranks. This file knows the layout and
 // the write protocol (temp file, rename, keep the newest N); it does not know which tensors a

@@ -1,5 +1,5 @@
 // Every configuration key pfcr understands: type, default (the PFCR authors' code defaults,
-// see shared/design/PFCR.md), allowed range and meaning. Top-level keys use the RecBole/PFCR
+// see docs/METHOD.md), allowed range and meaning. Top-level keys use the RecBole/PFCR
 // spelling; keys new to pfcr are grouped (data.*, synth.*, run.*). Keys of one group must be
 // contiguous here: Config::to_yaml() prints them in this order. Later stages add their
 // groups (federation.*, privacy.*, checkpoint.*) here.
@@ -38,7 +38,7 @@ std::vector<KeySpec> make_schema() {
         key("output_dir", K::string, "runs/default",
             "run directory: resolved config, logs, outputs"),
 
-        // --- sequence encoder (PFCR.md §4)
+        // --- sequence encoder (docs/METHOD.md §4)
         ranged(key("n_layers", K::integer, "2", "Transformer layers"), 1, 64),
         ranged(key("n_heads", K::integer, "2", "attention heads; must divide hidden_size"), 1, 256),
         ranged(key("hidden_size", K::integer, "300", "model width C"), 1, 16384),
@@ -57,7 +57,7 @@ std::vector<KeySpec> make_schema() {
         ranged(key("MAX_ITEM_LIST_LENGTH", K::integer, "50", "longest history (positions)"), 1,
                4096),
 
-        // --- item codes (PFCR.md §3)
+        // --- item codes (docs/METHOD.md §3)
         ranged(key("code_dim", K::integer, "32", "PQ sub-codes per item (M)"), 1, 256),
         ranged(key("code_cap", K::integer, "256", "values per sub-code (power of two, 2..256)"), 2,
                256),
@@ -65,7 +65,7 @@ std::vector<KeySpec> make_schema() {
                    "item feature dimension d (feature file or text featurizer)"),
                1, 65536),
 
-        // --- training and evaluation (PFCR.md §5, §9)
+        // --- training and evaluation (docs/METHOD.md §5, §9)
         ranged(key("learning_rate", K::real, "0.001", "Adam learning rate"), 0, 10, true),
         ranged(key("train_batch_size", K::integer, "1024", "training rows per step"), 1, 1 << 24),
         ranged(key("eval_batch_size", K::integer, "1024", "evaluation rows per batch"), 1, 1 << 24),
@@ -157,7 +157,7 @@ std::vector<KeySpec> make_schema() {
         ranged(key("synth.feature_noise", K::real, "0.1", "noise std added to item features"), 0,
                100),
 
-        // --- federated pre-training (pfcr pretrain, PFCR.md §6)
+        // --- federated pre-training (pfcr pretrain, docs/METHOD.md §6)
         ranged(key("federation.rounds", K::integer, "10",
                    "pre-training rounds (PFCR's pretrain_epochs); one local epoch per round"),
                1, 1000000),
@@ -165,7 +165,7 @@ std::vector<KeySpec> make_schema() {
                    "share of clients sampled each round (pure function of seed and round)"),
                0, 1, true),
         choice(key("federation.algorithm", K::string, "pfcr",
-                   "pfcr: summed code-table gradient + server SGD step (PFCR.md §6); fedavg: "
+                   "pfcr: summed code-table gradient + server SGD step (docs/METHOD.md §6); fedavg: "
                    "weighted parameter deltas; fedprox: fedavg + mu/2 ||w - w_global||^2; "
                    "scaffold: fedavg + control variates; local: no federation; centralized: "
                    "every domain pooled into one client (on rank 0; other ranks idle)"),
@@ -178,7 +178,7 @@ std::vector<KeySpec> make_schema() {
                1, 10000),
         ranged(key("federation.server_lr", K::real, "0",
                    "pfcr's server step E <- E - server_lr * aggregate; 0 = learning_rate, as "
-                   "PFCR.md section 6 and the authors' code (other algorithms: must stay 0)"),
+                   "docs/METHOD.md section 6 and the authors' code (other algorithms: must stay 0)"),
                0, 1e6),
         ranged(key("federation.mu", K::real, "0.01",
                    "FedProx proximal weight mu (PFCR's code adds 0.005 ||w - w_global||^2 = "
@@ -188,7 +188,7 @@ std::vector<KeySpec> make_schema() {
                    "fractional bits of the exact int64 cross-rank sums"),
                8, 48),
 
-        // --- privacy of the uploads (PFCR.md §7, docs/PRIVACY.md)
+        // --- privacy of the uploads (docs/METHOD.md §7, docs/PRIVACY.md)
         choice(key("privacy.mechanism", K::string, "none",
                    "upload privatization: none, pfcr-reference (PFCR's published arithmetic, "
                    "not valid LDP), randomized-response (eps-LDP per coordinate), gaussian "
@@ -213,7 +213,7 @@ std::vector<KeySpec> make_schema() {
                    "delta of the (epsilon, delta) reported for gaussian"),
                0, 1, true, true),
 
-        // --- checkpoints (ARCHITECTURE.md §5)
+        // --- checkpoints (docs/ARCHITECTURE.md §5)
         ranged(key("checkpoint.every", K::integer, "1",
                    "write a checkpoint every N rounds, and always after the last; 0 = only after "
                    "the last"),

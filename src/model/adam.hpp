@@ -1,4 +1,4 @@
-// One step of torch.optim.Adam (PFCR.md §5: betas 0.9/0.999, eps 1e-8, lr 1e-3) for a flat
+// One step of torch.optim.Adam (docs/METHOD.md §5: betas 0.9/0.999, eps 1e-8, lr 1e-3) for a flat
 // parameter buffer, following torch's CPU single-tensor path operation by operation.
 // Not here: weight decay, amsgrad, maximize, clipping (PFCR uses none), the step counter
 // (the caller keeps t) and moment storage (caller-owned buffers mirroring the parameters).

@@ -1,4 +1,4 @@
-// Input embeddings of PFCR (PFCR.md §3-4): an item is the MEAN of its M code-table rows (no
+// Input embeddings of PFCR (docs/METHOD.md §3-4): an item is the MEAN of its M code-table rows (no
 // item-ID embedding), and a learned position embedding is added to each packed token. Forward
 // and backward side by side; backward accumulates. Not here: LayerNorm/dropout after the sum,
 // the L2 normalisation of candidates (loss.hpp).

@@ -1,4 +1,4 @@
-// PFCR's training loss (PFCR.md §5): cosine logits z[b][j] = <ŝ_b, ê_j> / tau over ALL items of
+// PFCR's training loss (docs/METHOD.md §5): cosine logits z[b][j] = <ŝ_b, ê_j> / tau over ALL items of
 // the domain (candidate row 0 = padding item, a class like any other in training), softmax
 // cross-entropy, batch mean. Also the evaluation scores (same logits, no softmax) and the
 // row-wise L2 normalisation they share, exactly torch.nn.functional.normalize(eps=1e-12).

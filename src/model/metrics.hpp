@@ -1,4 +1,4 @@
-// Full-sort ranking metrics (PFCR.md §9): the 1-based rank of the one relevant item among all
+// Full-sort ranking metrics (docs/METHOD.md §9): the 1-based rank of the one relevant item among all
 // V real items of the domain, then Recall@K and NDCG@K averaged over rows. The padding column
 // 0 is never ranked (scored -inf); history items are NOT masked. Not here: computing scores
 // (loss.hpp: cosine_scores) or choosing which rows to evaluate.

@@ -1,6 +1,6 @@
 // The parameter layout of the PFCR sequence model: every parameter's PyTorch state_dict name,
 // shape and offset in ONE flat buffer. Parameters, gradients and Adam moments are buffers of
-// the same layout; the same names label checkpoint datasets (ARCHITECTURE.md §5) and the
+// the same layout; the same names label checkpoint datasets (docs/ARCHITECTURE.md §5) and the
 // `shared` flag says what federation sends. This file does not run the model.
 #pragma once
 
@@ -10,12 +10,12 @@
 
 namespace pfcr {
 
-// Which fine-tuning head sits on the encoder (PFCR.md §8; model/prompt.hpp): none (pre-training
+// Which fine-tuning head sits on the encoder (docs/METHOD.md §8; model/prompt.hpp): none (pre-training
 // and plain fine-tuning), PFCR's "full prompt tuning" (id_prompt) or "light prompt tuning"
 // (seq_prompt).
 enum class HeadMode { none, prompt_full, prompt_light };
 
-// Sizes of the encoder (PFCR.md §4). Letters: C hidden, F inner, L layers, NH heads,
+// Sizes of the encoder (docs/METHOD.md §4). Letters: C hidden, F inner, L layers, NH heads,
 // T max positions, R code-table rows = code_dim * (code_cap + 1); for a prompt head also
 // NP prompts, PH prompt heads, V1 ID-embedding rows.
 struct ModelShape {
@@ -84,7 +84,7 @@ private:
     int64_t head_begin_ = 0;
 };
 
-// Initializes a flat buffer of `layout` as RecBole's _init_weights does (PFCR.md §4):
+// Initializes a flat buffer of `layout` as RecBole's _init_weights does (docs/METHOD.md §4):
 // weights and embeddings (incl. padding rows) ~ N(0, range^2), biases 0, LayerNorm 1 / 0;
 // head parameters as the reference's PyTorch modules initialise them (see ParamInit).
 // Every entry draws from its own keyed stream (seed, init, fnv(key)), so the values of a

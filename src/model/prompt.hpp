@@ -1,4 +1,4 @@
-// PFCR's two prompt-tuning heads (PFCR.md §8; the authors' model/light_prompt.py seq_prompt and
+// PFCR's two prompt-tuning heads (docs/METHOD.md §8; the authors' model/light_prompt.py seq_prompt and
 // model/full_prompt.py id_prompt) on top of the encoder's sequence representation s:
 //   prompt-light  o = s + MHA(s, P, P)
 //   prompt-full   p = MHA(s, P, P); u = ID-branch Transformer (item-ID embedding + the encoder's

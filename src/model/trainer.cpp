@@ -78,7 +78,7 @@ struct ThreadWorkspace {
 
 // Scratch of a training step / evaluation, sized for the largest domain it has served. Shared
 // by every Trainer of a rank whose clients run one after another, so that per-client memory is
-// only the ModelState (ARCHITECTURE.md §3); two Trainers must never use one scratch at the
+// only the ModelState (docs/ARCHITECTURE.md §3); two Trainers must never use one scratch at the
 // same time.
 struct TrainerScratch {
     std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)

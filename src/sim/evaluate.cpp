@@ -1,4 +1,4 @@
-// `pfcr evaluate` (ARCHITECTURE.md §1): full-sort Recall@K / NDCG@K of every client stored in
+// `pfcr evaluate` (docs/ARCHITECTURE.md §1): full-sort Recall@K / NDCG@K of every client stored in
 // a checkpoint, on the valid or test split, clients spread over ranks as in pretrain and
 // finetune. A pre-training checkpoint gives each client its encoder (server tensors + its
 // own; a centralized checkpoint's pooled model serves every client) without a head: the

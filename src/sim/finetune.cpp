@@ -1,4 +1,4 @@
-// `pfcr finetune` (PFCR stage 2, PFCR.md §8): every client (a domain, or a user shard of one;
+// `pfcr finetune` (PFCR stage 2, docs/METHOD.md §8): every client (a domain, or a user shard of one;
 // the same ids as pretrain) is fine-tuned on its owning rank with early stopping on validation
 // and tested with its best state. The start is a pre-training checkpoint (`--from` /
 // finetune.from: the server's shared tensors + the client's own, by state_dict name; a
@@ -95,7 +95,7 @@ TrainOptions train_options(const Config& cfg) {
     o.eval_batch_size = cfg.get_int("eval_batch_size");
     o.chunk_rows = cfg.get_int("run.chunk_rows");
     o.seed = uint64_t(cfg.get_int("seed"));
-    // Fine-tuning head (PFCR.md §8); shape.id_items is the domain's, set by the caller.
+    // Fine-tuning head (docs/METHOD.md §8); shape.id_items is the domain's, set by the caller.
     const std::string mode = cfg.get_string("finetune.mode");
     o.hp.shape.head = mode == "prompt-full"    ? HeadMode::prompt_full
                       : mode == "prompt-light" ? HeadMode::prompt_light
@@ -256,7 +256,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         c.header.created_utc = utc_timestamp();
         c.header.config_yaml = cfg.to_yaml();
         c.header.algorithm = "finetune-" + mode;
-        // Names: model/<name> for the encoder, prompt/<name> for the head (ARCHITECTURE §5),
+        // Names: model/<name> for the encoder, prompt/<name> for the head (docs/ARCHITECTURE.md §5),
         // best/ and optim/ of either.
         const auto stored = [](const ParamEntry& e) { return e.prompt ? e.key() : "model/" + e.name; };
         const auto plain = [](const ParamEntry& e) { return e.prompt ? e.key() : e.name; };

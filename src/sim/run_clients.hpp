@@ -1,4 +1,4 @@
-// The clients of a run as every stage sees them (ARCHITECTURE.md §3): read prepared.h5, cut
+// The clients of a run as every stage sees them (docs/ARCHITECTURE.md §3): read prepared.h5, cut
 // each domain into data.shards_per_domain user shards (client id = domain order, then shard
 // order) or pool every domain into one client (centralized), assign clients to ranks by the
 // balanced rule, and keep only this rank's clients' data. Shared by pretrain and finetune so

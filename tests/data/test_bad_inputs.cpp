@@ -100,7 +100,7 @@ void poke_float(const fs::path& p, int64_t index, float value) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A tiny valid domain, written with the leave-one-out rule of shared/data/README.md: user u has
+// A tiny valid domain, written with the leave-one-out rule of data/README.md: user u has
 // a sequence of 5..8 items; the items are handed out round-robin first so every item occurs.
 
 std::string raw_item_id(const std::string& domain, int64_t i) {

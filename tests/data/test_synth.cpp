@@ -114,7 +114,7 @@ std::string domain_file(const SynthOptions& o, const std::string& name, const st
 
 const std::string inter_header = "user_id:token\titem_id_list:token_seq\titem_id:token";
 
-// The leave-one-out rule of shared/data/README.md, written independently of synth.cpp.
+// The leave-one-out rule of data/README.md, written independently of synth.cpp.
 void write_split(const std::vector<std::vector<int64_t>>& seqs, int64_t max_history,
                  std::string& train, std::string& valid, std::string& test) {
     const auto row = [&](std::string& out, size_t user, const std::vector<int64_t>& s, size_t t) {

@@ -162,7 +162,7 @@ TEST(Engine, PfcrRoundIsServerSgdOnWeightedGradientSum) {
     EXPECT_GT(std::abs(double(fed->server_params()[probe]) - double(before[probe])), 0.0);
 }
 
-// federation.server_lr: 0 (the default) means learning_rate, as PFCR.md §6; another value is
+// federation.server_lr: 0 (the default) means learning_rate, as docs/METHOD.md §6; another value is
 // pfcr's own server step; any other algorithm must leave it 0 (it would be silently unused).
 TEST(Engine, ServerLrDefaultsToLearningRateAndIsPfcrOnly) {
     const auto opts = [](std::vector<std::string> sets) {

@@ -217,7 +217,7 @@ TEST(Checkpoint, HeaderAndAttributesFollowTheLayout) {
     EXPECT_EQ(h.created_utc.size(), 20u) << h.created_utc;
     EXPECT_EQ(h.created_utc.back(), 'Z');
 
-    // The raw layout of ARCHITECTURE.md §5, as h5py users see it.
+    // The raw layout of docs/ARCHITECTURE.md §5, as h5py users see it.
     const h5::File f = h5::File::open_read(path);
     EXPECT_EQ(f.attr_string("format"), "pfcr-checkpoint");
     EXPECT_EQ(f.attr_string("format_version"), "1.0");

@@ -309,7 +309,7 @@ TEST(CosineCe, GradCheckSequenceAndCandidates) {
     EXPECT_LT(gradcheck_rel_error(E, dE, f), kGradTol);
     double pad2 = 0;
     for (int64_t k = 0; k < C; ++k) pad2 += dE[k] * dE[k];
-    EXPECT_GT(pad2, 0.0) << "the padding class must receive gradient (PFCR.md §5)";
+    EXPECT_GT(pad2, 0.0) << "the padding class must receive gradient (docs/METHOD.md §5)";
 }
 
 // d_logits may alias probs.

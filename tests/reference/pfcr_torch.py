@@ -1,9 +1,9 @@
 """PFCR's sequence model in PyTorch, written out from RecBole 1.0.1's TransformerEncoder /
-MultiHeadAttention / FeedForward and PFCR's VQRec-style code-mean item embedding (PFCR.md §3-5):
+MultiHeadAttention / FeedForward and PFCR's VQRec-style code-mean item embedding (docs/METHOD.md §3-5):
 post-LN layers, causal + key-padding mask with -10000, exact-erf GELU, position embeddings,
 LayerNorm and dropout on the input, the hidden state at len-1, cosine logits over all items /
 temperature, cross-entropy with the padding item as a class, pq_code_embedding with
-padding_idx=0. Plus PFCR's two prompt-tuning heads (PFCR.md §8), written out from the authors'
+padding_idx=0. Plus PFCR's two prompt-tuning heads (docs/METHOD.md §8), written out from the authors'
 model/light_prompt.py (seq_prompt) and model/full_prompt.py (id_prompt): LightPromptModel and
 FullPromptModel, with freeze_like_reference() as prompt_finetune.py freezes. The reference of
 pfcr's parity fixtures and of its PyTorch benchmark; not in CI.

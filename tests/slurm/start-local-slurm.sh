@@ -4,7 +4,7 @@
 # MpiDefault=pmix, fast scheduling) into a private directory, runs munged, slurmctld and slurmd
 # as background daemons, waits until the node is idle and records the PIDs it started.
 # It does not touch /etc/slurm, does not do multi-node or accounting (see
-# /work/shared/design/SLURM-LOCAL.md for the pitfalls each step below avoids).
+# docs/SLURM-LOCAL.md for the pitfalls each step below avoids).
 #
 # Usage: source <(tests/slurm/start-local-slurm.sh)   or   eval "$(tests/slurm/start-local-slurm.sh)"
 #   stdout is one line, `export SLURM_CONF=<dir>/slurm.conf`, which client commands (sbatch,

@@ -5,7 +5,7 @@
 # 3-element array from a manifest, the scaling study (CSV + plot), the mpirun fallback, and
 # the single-experiment job once `pfcr run` exists. Tiny configs: about a minute.
 # Jobs are waited for by polling squeue every 0.2 s: `sbatch --wait` polls at 2 s and backs
-# off to 10 s (SLURM-LOCAL.md pitfall 15), which alone would double this test's time.
+# off to 10 s (docs/SLURM-LOCAL.md pitfall 15), which alone would double this test's time.
 # Usage: test_slurm_jobs.sh PFCR_BINARY SOURCE_DIR        (exit 77 = skipped: not root)
 set -euo pipefail
 pfcr=$(readlink -f "$1")
