@@ -35,14 +35,15 @@ void add_config_options(CLI::App* cmd, ConfigArgs& a) {
     cmd->add_flag("-q,--quiet", a.quiet, "no progress lines on stderr");
 }
 
-pfcr::Config load_config(const ConfigArgs& a) {
+// The config files + --set overrides, resolved into typed options once.
+pfcr::Options load_options(const ConfigArgs& a) {
     auto sets = a.sets;
     if (a.threads >= 0) sets.push_back("run.threads=" + std::to_string(a.threads));
-    return pfcr::Config::load(a.files, sets);
+    return pfcr::resolve_options(pfcr::Config::load(a.files, sets));
 }
 
-std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config& cfg) {
-    const auto n = cfg.get_int("run.threads");
+std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Options& opt) {
+    const auto n = opt.threads;
     if (n <= 0) return nullptr;
     return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                  size_t(n));
@@ -52,20 +53,20 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Config& cfg) {
 // handlers, then `body`. A CollectiveError was thrown by every rank at once: exit normally
 // with status 1. Any other error may be one rank's alone: abort the job so that no rank
 // waits in a collective forever.
-// `load` returns the config (every rank loads the same one); `print_config`: echo it first.
+// `load` returns the options (every rank loads the same); `print_config`: echo the config first.
 template <typename Load, typename Body>
 int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, Body body) {
     pfcr::MpiEnvironment mpi(&argc, &argv);
     pfcr::MpiComm comm;
     const int rank = comm.rank();
     try {
-        const pfcr::Config cfg = load();
-        const auto threads = limit_threads(cfg);
+        const pfcr::Options opt = load();
+        const auto threads = limit_threads(opt);
         const pfcr::Logger log(rank, quiet || rank != 0);
-        if (print_config && !quiet && rank == 0) std::cout << cfg.to_yaml() << std::flush;
+        if (print_config && !quiet && rank == 0) std::cout << opt.config.to_yaml() << std::flush;
         pfcr::install_stop_handlers();
         try {
-            return body(cfg, comm, log);
+            return body(opt, comm, log);
         } catch (const pfcr::CollectiveError& e) {
             std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
             return 1;
@@ -82,7 +83,7 @@ int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, B
 
 template <typename Body>
 int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
-    return run_mpi(argc, argv, args.quiet, true, [&] { return load_config(args); }, body);
+    return run_mpi(argc, argv, args.quiet, true, [&] { return load_options(args); }, body);
 }
 
 } // namespace
@@ -175,18 +176,18 @@ int main(int argc, char** argv) {
     try {
         if (*synth || *prepare) {
             ConfigArgs a = *synth ? synth_args : prepare_args;
-            const pfcr::Config cfg = load_config(a);
-            const auto threads = limit_threads(cfg);
+            const pfcr::Options opt = load_options(a);
+            const auto threads = limit_threads(opt);
             const pfcr::Logger log(0, a.quiet);
-            if (!a.quiet) std::cout << cfg.to_yaml() << std::flush;
+            if (!a.quiet) std::cout << opt.config.to_yaml() << std::flush;
             if (*synth)
-                pfcr::run_synth(cfg, log, std::cout);
+                pfcr::run_synth(opt, log, std::cout);
             else
-                pfcr::run_prepare(cfg, log, std::cout);
+                pfcr::run_prepare(opt, log, std::cout);
         } else if (*finetune) {
             if (!finetune_mode.empty()) finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
-            return run_mpi(argc, argv, finetune_args, [&](auto& cfg, auto& comm, auto& log) {
-                pfcr::run_finetune(cfg, comm, log, std::cout, finetune_from);
+            return run_mpi(argc, argv, finetune_args, [&](auto& opt, auto& comm, auto& log) {
+                pfcr::run_finetune(opt, comm, log, std::cout, finetune_from);
                 return 0;
             });
         } else if (*evaluate) {
@@ -194,18 +195,20 @@ int main(int argc, char** argv) {
             if (eval_args.threads >= 0) sets.push_back("run.threads=" + std::to_string(eval_args.threads));
             return run_mpi(
                 argc, argv, eval_args.quiet, false,
-                [&] { return pfcr::evaluate_config(eval_opts.checkpoint, sets); },
-                [&](auto& cfg, auto& comm, auto& log) {
-                    pfcr::run_evaluate(cfg, comm, log, std::cout, eval_opts);
+                [&] {
+                    return pfcr::resolve_options(pfcr::evaluate_config(eval_opts.checkpoint, sets));
+                },
+                [&](auto& opt, auto& comm, auto& log) {
+                    pfcr::run_evaluate(opt, comm, log, std::cout, eval_opts);
                     return 0;
                 });
         } else if (*run) {
-            return run_mpi(argc, argv, run_args, [&](auto& cfg, auto& comm, auto& log) {
-                return pfcr::run_experiment(cfg, comm, log, std::cout);
+            return run_mpi(argc, argv, run_args, [&](auto& opt, auto& comm, auto& log) {
+                return pfcr::run_experiment(opt, comm, log, std::cout);
             });
         } else if (*pretrain) {
-            return run_mpi(argc, argv, pretrain_args, [&](auto& cfg, auto& comm, auto& log) {
-                return pfcr::run_pretrain(cfg, comm, log, std::cout, resume);
+            return run_mpi(argc, argv, pretrain_args, [&](auto& opt, auto& comm, auto& log) {
+                return pfcr::run_pretrain(opt, comm, log, std::cout, resume);
             });
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);

@@ -44,6 +44,13 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
+std::string thousands(int64_t v) {
+    std::string s = std::to_string(v);
+    const int first = v < 0 ? 1 : 0;
+    for (int i = int(s.size()) - 3; i > first; i -= 3) s.insert(size_t(i), ",");
+    return s;
+}
+
 std::string quote_string(std::string_view s) {
     std::string out = "\"";
     for (char c : s) {

@@ -18,6 +18,8 @@ std::vector<std::string_view> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
 // s in double quotes with '"' and '\\' backslash-escaped: a valid YAML and JSON string.
 std::string quote_string(std::string_view s);
+// Decimal with thousands separators, for summaries: 1234567 -> "1,234,567".
+std::string thousands(int64_t v);
 size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
 std::optional<std::string> closest_match(std::string_view word,

@@ -54,29 +54,6 @@ const char* algorithm_name(Algorithm a) {
     return "?";
 }
 
-FederationOptions federation_options(const Config& cfg) {
-    FederationOptions f;
-    f.algorithm = parse_algorithm(cfg.get_string("federation.algorithm"));
-    f.share_whole_model = cfg.get_string("federation.shared") == "whole";
-    check(!(f.algorithm == Algorithm::pfcr && f.share_whole_model),
-          "federation.shared: 'whole' is not defined for algorithm pfcr (it shares the code "
-          "table's gradient only); use fedavg, fedprox or scaffold");
-    f.local_epochs = cfg.get_int("federation.local_epochs");
-    f.client_fraction = cfg.get_double("federation.client_fraction");
-    const double server_lr = cfg.get_double("federation.server_lr");
-    check(server_lr == 0 || f.algorithm == Algorithm::pfcr, "federation.server_lr = ", server_lr,
-          " (", cfg.origin("federation.server_lr"), "): only algorithm pfcr takes a server step; "
-          "leave it 0 for ", algorithm_name(f.algorithm));
-    f.server_lr = server_lr > 0 ? server_lr : cfg.get_double("learning_rate");
-    f.mu = cfg.get_double("federation.mu");
-    f.privacy = privacy_options(cfg);
-    check(f.privacy.mechanism == PrivacyMechanism::none ||
-              (f.algorithm != Algorithm::local && f.algorithm != Algorithm::centralized),
-          "privacy.mechanism: ", mechanism_name(f.privacy.mechanism), " needs an upload to "
-          "privatize; algorithm ", algorithm_name(f.algorithm), " has none (use privacy.mechanism: none)");
-    return f;
-}
-
 int64_t ClientState::bytes() const {
     return int64_t(sizeof(float)) *
            (private_params.size() + adam_m.size() + adam_v.size() + control.size());

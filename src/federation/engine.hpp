@@ -18,7 +18,6 @@
 #include "data/prepared.hpp"
 #include "federation/comm.hpp"
 #include "federation/privacy.hpp"
-#include "io/config.hpp"
 #include "model/trainer.hpp"
 
 namespace pfcr {
@@ -37,7 +36,7 @@ struct FederationOptions {
     double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
     PrivacyOptions privacy;         // privacy.* (+ federation.fixed_point_bits)
 };
-FederationOptions federation_options(const Config& cfg);
+// (src/options maps the config keys onto these fields and checks the cross-key rules.)
 
 // What every rank knows about every client (ids 0..K-1: domain order, then shard order).
 struct ClientSpec {

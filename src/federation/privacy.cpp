@@ -11,7 +11,6 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "federation/fixed_point.hpp"
-#include "io/config.hpp"
 
 namespace pfcr {
 
@@ -124,20 +123,6 @@ void validate(const PrivacyOptions& o) {
     check(o.delta > 0 && o.delta < 1, "privacy.delta must be in (0, 1), got ", o.delta);
     check(o.fixed_point_bits >= 0 && o.fixed_point_bits <= 62,
           "privacy: fixed_point_bits must be in [0, 62], got ", o.fixed_point_bits);
-}
-
-PrivacyOptions privacy_options(const Config& cfg) {
-    PrivacyOptions o;
-    o.mechanism = parse_privacy_mechanism(cfg.get_string("privacy.mechanism"));
-    o.epsilon = cfg.get_double("privacy.epsilon");
-    o.clip = cfg.get_double("privacy.clip");
-    o.buckets = cfg.get_int("privacy.buckets");
-    o.clip_norm = cfg.get_double("privacy.clip_norm");
-    o.noise_multiplier = cfg.get_double("privacy.noise_multiplier");
-    o.delta = cfg.get_double("privacy.delta");
-    o.fixed_point_bits = int(cfg.get_int("federation.fixed_point_bits"));
-    validate(o);
-    return o;
 }
 
 double l2_clip_factor(const float* x, int64_t n, double clip_norm) {

@@ -70,8 +70,6 @@ struct PrivacyOptions {
     int fixed_point_bits = 40;     // federation.fixed_point_bits (none, gaussian)
 };
 
-// Reads privacy.* and federation.fixed_point_bits; validates them.
-PrivacyOptions privacy_options(const Config& cfg);
 // Throws pfcr::Error naming the offending field if the options are out of range. Tests may
 // use noise_multiplier = 0 (zero noise == identity); the config requires > 0.
 void validate(const PrivacyOptions& opt);

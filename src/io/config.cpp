@@ -319,26 +319,6 @@ const ConfigValue& Config::value(const std::string& key) const {
     return it->second;
 }
 
-int64_t Config::get_int(const std::string& key) const {
-    return std::get<int64_t>(value(key));
-}
-double Config::get_double(const std::string& key) const {
-    const auto& v = value(key);
-    if (const auto* i = std::get_if<int64_t>(&v)) return double(*i);
-    return std::get<double>(v);
-}
-bool Config::get_bool(const std::string& key) const {
-    return std::get<bool>(value(key));
-}
-const std::string& Config::get_string(const std::string& key) const {
-    return std::get<std::string>(value(key));
-}
-const std::vector<int64_t>& Config::get_int_list(const std::string& key) const {
-    return std::get<std::vector<int64_t>>(value(key));
-}
-const std::vector<std::string>& Config::get_string_list(const std::string& key) const {
-    return std::get<std::vector<std::string>>(value(key));
-}
 const std::string& Config::origin(const std::string& key) const {
     value(key);
     return origins_.at(key);
@@ -347,30 +327,32 @@ const std::string& Config::origin(const std::string& key) const {
 // Rules that involve more than one key. Each message names every key involved.
 void Config::validate() const {
     const auto where = [&](const std::string& k) { return k + " (" + origin(k) + ")"; };
-    check(get_int("hidden_size") % get_int("n_heads") == 0,
-          "hidden_size = ", get_int("hidden_size"),
-          " must be divisible by n_heads = ", get_int("n_heads"), ": ", where("hidden_size"), ", ",
+    const auto int_of = [&](const std::string& k) { return std::get<int64_t>(value(k)); };
+    const auto real_of = [&](const std::string& k) { return std::get<double>(value(k)); };
+    check(int_of("hidden_size") % int_of("n_heads") == 0,
+          "hidden_size = ", int_of("hidden_size"),
+          " must be divisible by n_heads = ", int_of("n_heads"), ": ", where("hidden_size"), ", ",
           where("n_heads"));
-    check(get_int("plm_size") % get_int("code_dim") == 0, "plm_size = ", get_int("plm_size"),
-          " must be divisible by code_dim = ", get_int("code_dim"),
+    check(int_of("plm_size") % int_of("code_dim") == 0, "plm_size = ", int_of("plm_size"),
+          " must be divisible by code_dim = ", int_of("code_dim"),
           " (each PQ sub-quantizer takes plm_size/code_dim feature dimensions): ",
           where("plm_size"), ", ", where("code_dim"));
-    const int64_t cap = get_int("code_cap");
+    const int64_t cap = int_of("code_cap");
     check((cap & (cap - 1)) == 0, "code_cap = ", cap,
           " must be a power of two (PQ codes have log2(code_cap) bits): ", where("code_cap"));
-    check(get_int("synth.users_min") <= get_int("synth.users_max"),
+    check(int_of("synth.users_min") <= int_of("synth.users_max"),
           "synth.users_min must be <= synth.users_max");
-    check(get_int("synth.items_min") <= get_int("synth.items_max"),
+    check(int_of("synth.items_min") <= int_of("synth.items_max"),
           "synth.items_min must be <= synth.items_max");
-    check(get_int("synth.seq_len_min") <= get_int("synth.seq_len_max"),
+    check(int_of("synth.seq_len_min") <= int_of("synth.seq_len_max"),
           "synth.seq_len_min must be <= synth.seq_len_max");
-    check(get_double("synth.seq_len_mean_min") <= get_double("synth.seq_len_mean_max"),
+    check(real_of("synth.seq_len_mean_min") <= real_of("synth.seq_len_mean_max"),
           "synth.seq_len_mean_min must be <= synth.seq_len_mean_max");
-    check(get_double("synth.seq_len_mean_max") >= double(get_int("synth.seq_len_min")),
+    check(real_of("synth.seq_len_mean_max") >= double(int_of("synth.seq_len_min")),
           "synth.seq_len_mean_max must be >= synth.seq_len_min");
-    const auto& topk = get_int_list("topk");
+    const auto& topk = std::get<std::vector<int64_t>>(value("topk"));
     check(!topk.empty(), "topk must list at least one cutoff: ", where("topk"));
-    const auto& vm = get_string("valid_metric");
+    const auto& vm = std::get<std::string>(value("valid_metric"));
     const auto at = vm.find('@');
     check(at != std::string::npos, "valid_metric = '", vm,
           "' must look like recall@10: ", where("valid_metric"));
@@ -383,6 +365,39 @@ void Config::validate() const {
 }
 
 std::string Config::value_text(const std::string& key) const { return value_yaml(value(key)); }
+
+const char* role_name(KeyRole r) {
+    switch (r) {
+    case KeyRole::location: return "location";
+    case KeyRole::performance: return "performance";
+    case KeyRole::checkpointing: return "checkpointing";
+    case KeyRole::synth: return "synth";
+    case KeyRole::data: return "data";
+    case KeyRole::quantizer: return "quantizer";
+    case KeyRole::item_codes: return "item_codes";
+    case KeyRole::clients: return "clients";
+    case KeyRole::model: return "model";
+    case KeyRole::trajectory: return "trajectory";
+    case KeyRole::budget: return "budget";
+    case KeyRole::evaluation: return "evaluation";
+    case KeyRole::head: return "head";
+    case KeyRole::finetune: return "finetune";
+    }
+    return "?";
+}
+
+bool role_shapes_prepared(KeyRole r) {
+    return r == KeyRole::data || r == KeyRole::quantizer || r == KeyRole::item_codes;
+}
+
+bool role_shapes_checkpoint(KeyRole r) {
+    return r == KeyRole::data || r == KeyRole::item_codes || r == KeyRole::clients ||
+           r == KeyRole::model;
+}
+
+bool role_shapes_pretraining(KeyRole r) {
+    return role_shapes_prepared(r) || role_shapes_checkpoint(r) || r == KeyRole::trajectory;
+}
 
 std::string Config::to_yaml() const {
     std::ostringstream os;

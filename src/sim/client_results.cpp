@@ -10,22 +10,9 @@
 
 namespace pfcr {
 
-bool shapes_model_or_data(const std::string& key) {
-    for (const char* k : {"n_layers", "n_heads", "hidden_size", "inner_size", "code_dim",
-                          "code_cap", "MAX_ITEM_LIST_LENGTH", "plm_size", "data.domains",
-                          "data.shards_per_domain", "data.features", "data.feature_suffix"})
-        if (key == k) return true;
-    return false;
-}
-
 void check_same_shapes(const Config& cfg, const CheckpointReader& r) {
     const Config saved = Config::from_yaml_text(r.header().config_yaml, r.path() + ":/config_yaml");
-    for (const auto& spec : config_schema()) {
-        if (!shapes_model_or_data(spec.key)) continue;
-        check(cfg.value_text(spec.key) == saved.value_text(spec.key), r.path(), ": config key '",
-              spec.key, "' is ", saved.value_text(spec.key), " in the checkpoint but ",
-              cfg.value_text(spec.key), " now (", cfg.origin(spec.key), ")");
-    }
+    check_agrees(cfg, saved, role_shapes_checkpoint, r.path());
 }
 
 bool check_clients(const CheckpointReader& r, const RunClients& rc) {

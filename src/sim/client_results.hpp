@@ -11,19 +11,16 @@
 
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
-#include "io/config.hpp"
+#include "options/options.hpp"
 #include "model/trainer.hpp"
 #include "model/params.hpp"
 #include "sim/run_clients.hpp"
 
 namespace pfcr {
 
-// Keys a checkpoint must agree on with the config that reads it: the model's shapes and the
-// data that defines clients and item codes.
-bool shapes_model_or_data(const std::string& key);
-
-// Throws unless `cfg` agrees with the config stored in `r` on every shapes_model_or_data key
-// (the error names the key, both values and where the current one came from).
+// Throws unless `cfg` agrees with the config stored in `r` on every key that shapes a
+// checkpoint (role_shapes_checkpoint: the model's shapes and the data that defines clients
+// and item codes); the error names the key, both values and where the current one came from.
 void check_same_shapes(const Config& cfg, const CheckpointReader& r);
 
 // True if `r` holds one pooled client "*" (a centralized pre-training checkpoint, whose model

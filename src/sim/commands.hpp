@@ -1,7 +1,6 @@
 // Drivers of the subcommands: `pfcr synth`, `prepare`, `pretrain`, `finetune`, `evaluate`,
-// `run`, `inspect`.
-// They translate the config into module options, run the module code, print summaries and
-// write outputs atomically. No math lives here.
+// `run`, `inspect`. Each takes the typed options of src/options (never a config key by name),
+// runs the module code, prints summaries and writes outputs atomically. No math lives here.
 #pragma once
 
 #include <iosfwd>
@@ -9,23 +8,16 @@
 #include <vector>
 
 #include "core/log.hpp"
-#include "data/prepared.hpp"
 #include "io/config.hpp"
-#include "model/trainer.hpp"
+#include "options/options.hpp"
 
 namespace pfcr {
 
-// data.prepared, or <output_dir>/prepared.h5 when empty.
-std::string prepared_path(const Config& cfg);
-
-// Reads every domain, featurizes, fits the joint quantizer; returns the prepared data in memory.
-PreparedData prepare_dataset(const Config& cfg, const Logger& log);
-
 // `pfcr prepare`: prepare_dataset + write prepared.h5 + config.resolved.yaml + summary on `out`.
-void run_prepare(const Config& cfg, const Logger& log, std::ostream& out);
+void run_prepare(const Options& opt, const Logger& log, std::ostream& out);
 
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
-void run_synth(const Config& cfg, const Logger& log, std::ostream& out);
+void run_synth(const Options& opt, const Logger& log, std::ostream& out);
 
 class MpiComm;
 // `pfcr finetune`: every client (same ids as pretrain) fine-tuned on its owning rank from the
@@ -33,7 +25,7 @@ class MpiComm;
 // scratch = the local-only baseline), early stopping on valid, test with the best state;
 // rank 0 writes metrics.jsonl + results.json (per domain and mean) and prints a table; every
 // rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
-void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
                   const std::string& from = "");
 
 // `pfcr evaluate`: which checkpoint (file, or the newest in a directory), split ("valid" |
@@ -54,13 +46,13 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
 // fine-tuning checkpoint on its owning rank; rank 0 prints a table per domain and the mean
 // and writes opts.json, in the shape of results.json. Model and data keys of `cfg` must equal
 // the checkpoint's (and the fine-tuning head's keys, for a fine-tuning checkpoint).
-void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+void run_evaluate(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
                   const EvaluateOptions& opts);
 
 // `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
 // <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->
 // <output_dir>/results.json + table on `out`. Returns 0, or exit_code_preempted.
-int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out);
+int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out);
 
 // A checkpoint file as given, or the newest complete one if `path` is a directory.
 std::string resolve_checkpoint(const std::string& path);
@@ -71,7 +63,7 @@ std::string resolve_checkpoint(const std::string& path);
 // resumes from `resume` (a checkpoint file or directory) or else from the newest complete
 // checkpoint of the run's checkpoint directory. Returns 0, or exit_code_preempted
 // (signals.hpp) after a stop signal once the checkpoint is written.
-int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
                  const std::string& resume = "");
 
 // `pfcr inspect FILE`: summary + schema validation of prepared.h5 or a checkpoint (by the root
@@ -81,11 +73,5 @@ int run_inspect(const std::string& path, std::ostream& out);
 // Schema problems of a checkpoint (the checks of analysis/check_checkpoint.py; shapes from the
 // ParamLayout of the stored config_yaml); empty if valid.
 std::vector<std::string> validate_checkpoint(const std::string& path);
-
-// Model/optimizer options from the config (RecBole key names).
-TrainOptions train_options(const Config& cfg);
-
-// Human-readable summary table of prepared data.
-void print_prepared_summary(const PreparedData& d, std::ostream& out);
 
 } // namespace pfcr

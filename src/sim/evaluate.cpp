@@ -58,8 +58,9 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
     return cfg;
 }
 
-void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+void run_evaluate(const Options& options, MpiComm& comm, const Logger& log, std::ostream& out,
                   const EvaluateOptions& opt) {
+    const Config& cfg = options.config;
     // Every rank reads the same checkpoint, config and prepared.h5, so a failed check fails on
     // every rank at once: report it as such (exit 1) rather than aborting the job.
     const auto collectively = [](const auto& checks) {
@@ -88,16 +89,12 @@ void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
               "fine-tuning checkpoint");
         check_same_shapes(cfg, r);
         const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
-        if (finetuned) // the head's layout is the fine-tuning mode's
-            for (const char* key : {"finetune.mode", "finetune.n_prompts", "finetune.prompt_heads",
-                                    "finetune.domains"})
-                check(cfg.value_text(key) == saved.value_text(key), path, ": config key '", key,
-                      "' is ", saved.value_text(key), " in the checkpoint but ", cfg.value_text(key),
-                      " now (", cfg.origin(key), ")");
+        if (finetuned) // the head's layout and the fine-tuned domains are the checkpoint's
+            check_agrees(cfg, saved, [](KeyRole r) { return r == KeyRole::head; }, path);
     });
 
     const RunClients rc = load_run_clients(
-        cfg, comm, false, finetuned ? cfg.get_string_list("finetune.domains") : std::vector<std::string>{});
+        options, comm, false, finetuned ? options.finetune.domains : std::vector<std::string>{});
     const int64_t K = int64_t(rc.specs.size());
     bool pooled = false;
     collectively([&] {
@@ -106,9 +103,9 @@ void run_evaluate(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
               " clients, the config defines ", K);
     });
 
-    TrainOptions base = train_options(cfg);
+    TrainOptions base = options.train;
     if (!finetuned) base.hp.shape.head = HeadMode::none; // pre-training has no head
-    const std::vector<int64_t> ks = cfg.get_int_list("topk");
+    const std::vector<int64_t>& ks = options.eval.topk;
     const std::string what = h.stage + " checkpoint " + path + " (round " +
                              std::to_string(h.round) + "), " + state_name + " state, " +
                              opt.split + " split";

@@ -77,38 +77,6 @@ ClientOutcome deserialize(const std::string& s) {
 
 } // namespace
 
-TrainOptions train_options(const Config& cfg) {
-    TrainOptions o;
-    o.hp.shape.hidden = cfg.get_int("hidden_size");
-    o.hp.shape.inner = cfg.get_int("inner_size");
-    o.hp.shape.layers = cfg.get_int("n_layers");
-    o.hp.shape.heads = cfg.get_int("n_heads");
-    o.hp.shape.max_positions = cfg.get_int("MAX_ITEM_LIST_LENGTH");
-    o.hp.shape.code_dim = cfg.get_int("code_dim");
-    o.hp.shape.code_cap = cfg.get_int("code_cap");
-    o.hp.hidden_dropout = cfg.get_double("hidden_dropout_prob");
-    o.hp.attn_dropout = cfg.get_double("attn_dropout_prob");
-    o.hp.layer_norm_eps = cfg.get_double("layer_norm_eps");
-    o.temperature = cfg.get_double("temperature");
-    o.learning_rate = cfg.get_double("learning_rate");
-    o.train_batch_size = cfg.get_int("train_batch_size");
-    o.eval_batch_size = cfg.get_int("eval_batch_size");
-    o.chunk_rows = cfg.get_int("run.chunk_rows");
-    o.seed = uint64_t(cfg.get_int("seed"));
-    // Fine-tuning head (docs/METHOD.md §8); shape.id_items is the domain's, set by the caller.
-    const std::string mode = cfg.get_string("finetune.mode");
-    o.hp.shape.head = mode == "prompt-full"    ? HeadMode::prompt_full
-                      : mode == "prompt-light" ? HeadMode::prompt_light
-                                               : HeadMode::none;
-    o.hp.shape.n_prompts = cfg.get_int("finetune.n_prompts");
-    o.hp.shape.prompt_heads = cfg.get_int("finetune.prompt_heads");
-    o.hp.shape.train_encoder = cfg.get_bool("finetune.train_encoder");
-    check(o.hp.shape.head == HeadMode::none || o.hp.shape.hidden % o.hp.shape.prompt_heads == 0,
-          "finetune.prompt_heads = ", o.hp.shape.prompt_heads, " (",
-          cfg.origin("finetune.prompt_heads"), ") must divide hidden_size = ", o.hp.shape.hidden);
-    return o;
-}
-
 std::string resolve_checkpoint(const std::string& path) {
     if (path.empty() || !std::filesystem::is_directory(path)) return path;
     const std::string latest = latest_checkpoint(path);
@@ -116,12 +84,11 @@ std::string resolve_checkpoint(const std::string& path) {
     return latest;
 }
 
-void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
                   const std::string& from_arg) {
-    const std::string mode = cfg.get_string("finetune.mode");
-    const std::string from =
-        resolve_checkpoint(from_arg.empty() ? cfg.get_string("finetune.from") : from_arg);
-    RunClients rc = load_run_clients(cfg, comm, false, cfg.get_string_list("finetune.domains"));
+    const std::string& mode = opt.finetune.mode;
+    const std::string from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
+    RunClients rc = load_run_clients(opt, comm, false, opt.finetune.domains);
     const int64_t K = int64_t(rc.specs.size());
 
     // The starting point, checked before any training.
@@ -132,18 +99,18 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         const auto& h = start->header();
         check(h.stage == "pretrain", from, ": stage '", h.stage,
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
-        check_same_shapes(cfg, *start);
+        check_same_shapes(opt.config, *start);
         const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
         check(pooled || h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ", K);
         pooled_start = check_clients(*start, rc);
     }
 
-    const std::vector<int64_t> ks = cfg.get_int_list("topk");
-    const std::string valid_metric = cfg.get_string("valid_metric");
-    const int64_t max_epochs = cfg.get_int("epochs"), patience = cfg.get_int("stopping_step");
+    const std::vector<int64_t>& ks = opt.eval.topk;
+    const std::string& valid_metric = opt.eval.valid_metric;
+    const int64_t max_epochs = opt.finetune.epochs, patience = opt.finetune.stopping_step;
     // Every client's layout is this one except prompt-full's item_embedding rows (its
     // domain's items + 1), which the checkpoint records per client.
-    TrainOptions base = train_options(cfg);
+    TrainOptions base = opt.train;
     base.hp.shape.id_items = 1;
     const ParamLayout layout(base.hp.shape);
     const auto client_layout = [&](const ClientSpec& s) {
@@ -151,7 +118,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         shape.id_items = s.n_items + 1;
         return shape;
     };
-    const std::string dir = cfg.get_string("output_dir");
+    const std::string& dir = opt.output_dir;
     if (comm.rank() == 0) {
         std::filesystem::create_directories(dir);
         int64_t n = 0;
@@ -174,15 +141,15 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         if (rc.owner[size_t(k)] != comm.rank()) continue;
         const ClientSpec& spec = rc.specs[size_t(k)];
         const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
-        TrainOptions opt = base;
-        opt.client = uint32_t(k);
-        opt.hp.shape = client_layout(spec);
-        auto d = std::make_unique<Done>(Done{k, ModelState(opt.hp.shape), {}});
+        TrainOptions to = base;
+        to.client = uint32_t(k);
+        to.hp.shape = client_layout(spec);
+        auto d = std::make_unique<Done>(Done{k, ModelState(to.hp.shape), {}});
         ModelState& state = d->state;
         const ParamLayout& cl = state.layout;
-        init_params(cl, state.params.data(), opt.seed, cfg.get_double("initializer_range"));
+        init_params(cl, state.params.data(), to.seed, opt.initializer_range);
         if (start) load_pretrained(*start, pooled_start ? 0 : k, cl, state.params.data());
-        Trainer trainer(opt, dom);
+        Trainer trainer(to, dom);
         d->best.resize(cl.total());
         ClientOutcome o;
         std::ostringstream lines;
@@ -254,7 +221,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
         c.header.seed = base.seed;
         c.header.software_version = software_version;
         c.header.created_utc = utc_timestamp();
-        c.header.config_yaml = cfg.to_yaml();
+        c.header.config_yaml = opt.config.to_yaml();
         c.header.algorithm = "finetune-" + mode;
         // Names: model/<name> for the encoder, prompt/<name> for the head (docs/ARCHITECTURE.md §5),
         // best/ and optim/ of either.
@@ -291,10 +258,7 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
             }
             c.owned.push_back(std::move(o));
         }
-        const std::string ckpt = cfg.get_string("checkpoint.dir").empty()
-                                     ? (std::filesystem::path(dir) / "ckpt").string()
-                                     : cfg.get_string("checkpoint.dir");
-        write_checkpoint(comm.handle(), ckpt, c, int(cfg.get_int("checkpoint.keep")));
+        write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep);
     }
 
     // Rank 0 collects every client's outcome in id order.
@@ -357,7 +321,8 @@ void run_finetune(const Config& cfg, MpiComm& comm, const Logger& log, std::ostr
     mean.ndcg = mean_ndcg;
     results << "}, \"mean_test\": " << json_metrics(mean) << "}\n";
     write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(), results.str());
-    write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(), cfg.to_yaml());
+    write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
+                           opt.config.to_yaml());
     out << table.str();
     out << "finetune: mode " << mode << ", " << n_domains << " domains, mean test recall@"
         << ks[0] << " " << std::fixed << std::setprecision(4) << mean_recall[0] << " in "

@@ -17,6 +17,7 @@
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
 #include "model/params.hpp"
+#include "data/prepare.hpp"
 #include "sim/commands.hpp"
 
 namespace pfcr {
@@ -77,13 +78,14 @@ private:
     // Expected shapes of the model in config_yaml (empty if the config cannot be read).
     void load_model_shapes(const std::string& yaml) {
         try {
-            const Config cfg = Config::from_yaml_text(yaml, path_ + ":config_yaml");
-            ModelShape shape = train_options(cfg).hp.shape;
+            const Options opt =
+                resolve_options(Config::from_yaml_text(yaml, path_ + ":config_yaml"));
+            ModelShape shape = opt.train.hp.shape;
             shape.head = HeadMode::none; // checkpoints of pre-training: the encoder only
             const ParamLayout layout(shape);
             for (const auto& e : layout.entries())
                 expected_[e.name] = std::vector<uint64_t>(e.shape.begin(), e.shape.end());
-            n_layers_ = cfg.get_int("n_layers");
+            n_layers_ = shape.layers;
         } catch (const Error& e) {
             problem("/", "config_yaml: ", e.what());
         }

@@ -50,25 +50,6 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
 }
 
 
-// Keys that may change between a run and its resumption: where things are, how many threads,
-// how many rounds in total, checkpoint policy, later stages. Everything else shapes the
-// trajectory and must match the checkpoint.
-bool may_differ_on_resume(const std::string& key) {
-    for (const char* prefix : {"checkpoint.", "finetune.", "run.threads"})
-        if (key.rfind(prefix, 0) == 0) return true;
-    // Fine-tuning and evaluation keys do not enter pre-training either.
-    for (const char* k : {"output_dir", "federation.rounds", "data.path", "data.prepared",
-                          "synth.output", "epochs", "stopping_step", "valid_metric", "topk",
-                          "metrics", "eval_batch_size"})
-        if (key == k) return true;
-    return false;
-}
-
-std::string checkpoint_dir(const Config& cfg) {
-    const std::string d = cfg.get_string("checkpoint.dir");
-    return d.empty() ? (std::filesystem::path(cfg.get_string("output_dir")) / "ckpt").string() : d;
-}
-
 // Tensor names of the checkpoint: shared entries under /server (and SCAFFOLD's c under
 // /server/control/...), the rest of the model under /clients/<id>/model, moments of every
 // entry under optim/<name>/m|v, SCAFFOLD's c_k under control/<name>.
@@ -125,16 +106,16 @@ std::string json_number(double v) {
     return os.str();
 }
 
-void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done) {
+void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done) {
     const CheckpointLayout L = checkpoint_layout(fed);
     CheckpointContent c;
     c.header.stage = "pretrain";
     c.header.round = rounds_done;
-    c.header.seed = uint64_t(cfg.get_int("seed"));
+    c.header.seed = opt.seed;
     c.header.n_clients = int64_t(fed.all_clients().size());
     c.header.software_version = software_version;
     c.header.created_utc = utc_timestamp();
-    c.header.config_yaml = cfg.to_yaml();
+    c.header.config_yaml = opt.config.to_yaml();
     c.header.algorithm = algorithm_name(fed.options().algorithm);
     c.server = L.server;
     for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
@@ -148,22 +129,19 @@ void save(Federation& fed, const Config& cfg, MpiComm& comm, int64_t rounds_done
         for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
         c.owned.push_back(std::move(o));
     }
-    write_checkpoint(comm.handle(), checkpoint_dir(cfg), c, int(cfg.get_int("checkpoint.keep")));
+    write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep);
 }
 
 // Loads `path` into the federation (every rank reads its own clients); returns rounds done.
-int64_t restore(Federation& fed, const Config& cfg, const std::string& path) {
+int64_t restore(Federation& fed, const Options& opt, const std::string& path) {
     const CheckpointReader r(path);
     const auto& h = r.header();
     check(h.stage == "pretrain", path, ": stage '", h.stage, "', expected 'pretrain'");
+    // Keys that shape the trajectory must match; locations, speed, budget, checkpoint policy
+    // and later stages' keys may change (key roles, io/config.hpp).
     const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
-    for (const auto& spec : config_schema()) {
-        if (may_differ_on_resume(spec.key)) continue;
-        const std::string now = cfg.value_text(spec.key), then = saved.value_text(spec.key);
-        check(now == then, path, ": config key '", spec.key, "' is ", then,
-              " in the checkpoint but ", now, " now (", cfg.origin(spec.key),
-              "); resume with the checkpoint's config or use another output_dir");
-    }
+    check_agrees(opt.config, saved, role_shapes_pretraining, path,
+                 "resume with the checkpoint's config or use another output_dir");
     check(h.n_clients == int64_t(fed.all_clients().size()), path, ": ", h.n_clients,
           " clients, the config defines ", fed.all_clients().size());
     for (const auto& s : fed.all_clients()) {
@@ -202,25 +180,25 @@ std::string metrics_before(const std::string& file, int64_t round) {
 
 } // namespace
 
-int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out,
+int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
                  const std::string& resume) {
     Stopwatch total_time;
-    const FederationOptions fed = federation_options(cfg);
-    RunClients rc = load_run_clients(cfg, comm, fed.algorithm == Algorithm::centralized);
+    const FederationOptions& fed = opt.federation;
+    RunClients rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
     const std::vector<ClientSpec>& specs = rc.specs;
     const std::vector<int>& owner = rc.owner;
     const int64_t K = int64_t(specs.size());
-    TrainOptions base = train_options(cfg);
+    TrainOptions base = opt.train;
     base.hp.shape.head = HeadMode::none; // pre-training never has a fine-tuning head
-    Federation federation(fed, base, cfg.get_double("initializer_range"), specs, owner, comm);
+    Federation federation(fed, base, opt.initializer_range, specs, owner, comm);
     for (int64_t k = 0; k < K; ++k)
         if (owner[size_t(k)] == comm.rank()) federation.add_client(k, rc.data[size_t(k)]);
     int64_t client_bytes = 0;
     for (const auto& c : federation.clients()) client_bytes += c.bytes();
 
-    const int64_t rounds = cfg.get_int("federation.rounds");
-    const std::string dir = cfg.get_string("output_dir");
-    const std::string ckpt_dir = checkpoint_dir(cfg);
+    const int64_t rounds = opt.rounds;
+    const std::string& dir = opt.output_dir;
+    const std::string& ckpt_dir = opt.checkpoint.dir;
     // Resume: an explicit checkpoint (file, or a directory's newest), else the newest complete
     // checkpoint of this run's checkpoint directory, if any.
     std::string from = resume;
@@ -232,15 +210,13 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
     if (from.empty()) from = latest_checkpoint(ckpt_dir);
     int64_t start = 0;
     if (!from.empty()) {
-        start = restore(federation, cfg, from);
+        start = restore(federation, opt, from);
         check(start <= rounds, from, ": already has ", start, " rounds; federation.rounds = ",
               rounds, " (raise it to continue)");
         log.info("resumed from " + from + " after round " + std::to_string(start - 1) +
                  (start == rounds ? " (all federation.rounds done)" : ""));
     }
-    const int64_t every = cfg.get_int("checkpoint.every");
-    const int keep = int(cfg.get_int("checkpoint.keep"));
-    (void)keep;
+    const int64_t every = opt.checkpoint.every;
 
     std::ofstream metrics;
     if (comm.rank() == 0) {
@@ -251,7 +227,7 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
         check(bool(metrics), file, ": cannot open for writing");
         metrics << kept;
         write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
-                               cfg.to_yaml());
+                               opt.config.to_yaml());
         std::ostringstream os;
         os << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients on "
            << comm.size() << " ranks, rounds " << start << ".." << rounds - 1 << ", shared "
@@ -276,7 +252,7 @@ int run_pretrain(const Config& cfg, MpiComm& comm, const Logger& log, std::ostre
         double t_ckpt = 0;
         if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
             Stopwatch sw;
-            save(federation, cfg, comm, round + 1);
+            save(federation, opt, comm, round + 1);
             t_ckpt = sw.seconds();
         }
         const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate,

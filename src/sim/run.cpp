@@ -22,23 +22,16 @@
 namespace pfcr {
 namespace {
 
-// Keys that shape prepared.h5 (its content, not how clients are cut from it).
-bool shapes_prepared(const std::string& key) {
-    if (key == "data.prepared" || key == "data.shards_per_domain") return false;
-    return key.rfind("data.", 0) == 0 || key == "code_dim" || key == "code_cap" ||
-           key == "plm_size";
-}
-
-// Why prepared.h5 must be (re)built, or "" if it is up to date.
+// Why prepared.h5 must be (re)built, or "" if it is up to date: a key that shapes it (key
+// roles, io/config.hpp) differs from its manifest's config, or an input file changed.
 std::string stale_reason(const Config& cfg, const std::string& path) {
     if (!std::filesystem::exists(path)) return "missing";
     const PreparedData d = read_prepared(path);
     const auto& m = d.manifest;
     const Config then = Config::from_yaml_text(m.config_yaml, path + ":/manifest/config_yaml");
-    for (const auto& spec : config_schema())
-        if (shapes_prepared(spec.key) && cfg.value_text(spec.key) != then.value_text(spec.key))
-            return "config key '" + spec.key + "' changed (" + then.value_text(spec.key) + " -> " +
-                   cfg.value_text(spec.key) + ")";
+    if (const std::string key = first_difference(cfg, then, role_shapes_prepared); !key.empty())
+        return "config key '" + key + "' changed (" + then.value_text(key) + " -> " +
+               cfg.value_text(key) + ")";
     for (size_t i = 0; i < m.input_files.size(); ++i) {
         if (!std::filesystem::exists(m.input_files[i])) return m.input_files[i] + " is gone";
         if (sha256_file(m.input_files[i]) != m.input_sha256[i])
@@ -47,20 +40,20 @@ std::string stale_reason(const Config& cfg, const std::string& path) {
     return "";
 }
 
-Config with(const Config& cfg, const std::string& key, const std::string& value) {
-    Config c = cfg;
-    c.set(key, quote_string(value), "pfcr run");
-    return c;
+// The options of a stage: the run's, with one path key changed.
+Options with(const Options& o, const std::string& key, const std::string& value) {
+    return with_key(o, key, quote_string(value), "pfcr run");
 }
 
 } // namespace
 
-int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ostream& out) {
+int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out) {
     Stopwatch total;
-    const std::filesystem::path dir = cfg.get_string("output_dir");
+    const Config& cfg = opt.config;
+    const std::filesystem::path dir = opt.output_dir;
     if (comm.rank() == 0) std::filesystem::create_directories(dir);
-    const std::string prepared = prepared_path(cfg);
-    Config run_cfg = with(cfg, "data.prepared", prepared);
+    const std::string prepared = opt.prepared;
+    const Options run_opt = with(opt, "data.prepared", prepared);
 
     // 1. prepare, on rank 0; the others wait and learn the outcome.
     int64_t failed = 0;
@@ -72,8 +65,9 @@ int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ost
             } else {
                 log.info("prepare: " + prepared + " " + why + "; preparing");
                 std::ostringstream summary;
-                run_prepare(with(cfg, "output_dir", std::filesystem::path(prepared).parent_path().string()),
-                            log, summary);
+                run_prepare(
+                    with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
+                    log, summary);
                 log.info(summary.str().substr(summary.str().rfind("prepared:")));
             }
         } catch (const std::exception&) {
@@ -87,13 +81,13 @@ int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ost
     const double t_prepare = total.seconds();
 
     // 2. pretrain (not for local-only), 3. finetune from its newest checkpoint.
-    const bool local = cfg.get_string("federation.algorithm") == "local";
+    const bool local = opt.federation.algorithm == Algorithm::local;
     std::ostringstream stage_out;
     Stopwatch sw;
     std::string from;
     if (!local) {
-        const Config pc = with(run_cfg, "output_dir", (dir / "pretrain").string());
-        const int rc = run_pretrain(pc, comm, log, stage_out);
+        const int rc = run_pretrain(with(run_opt, "output_dir", (dir / "pretrain").string()), comm,
+                                    log, stage_out);
         if (rc != 0) {
             if (comm.rank() == 0)
                 out << "run: pre-training stopped by a signal; run the same command again to resume\n";
@@ -104,7 +98,8 @@ int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ost
     const double t_pretrain = sw.seconds();
     sw.reset();
     std::ostringstream finetune_out;
-    run_finetune(with(run_cfg, "output_dir", (dir / "finetune").string()), comm, log, finetune_out, from);
+    run_finetune(with(run_opt, "output_dir", (dir / "finetune").string()), comm, log, finetune_out,
+                 from);
     const double t_finetune = sw.seconds();
     if (comm.rank() != 0) return 0;
 
@@ -115,19 +110,20 @@ int run_experiment(const Config& cfg, MpiComm& comm, const Logger& log, std::ost
     std::string body = ft.str();
     body = body.substr(0, body.rfind('}')); // reopen the object to add the run's fields
     std::ostringstream results;
-    results << body << ", \"algorithm\": \"" << cfg.get_string("federation.algorithm")
-            << "\", \"shared\": \"" << cfg.get_string("federation.shared")
-            << "\", \"privacy\": \"" << cfg.get_string("privacy.mechanism")
-            << "\", \"seed\": " << cfg.get_int("seed") << ", \"pretrain_checkpoint\": " << quote_string(from)
+    const char* algorithm = algorithm_name(opt.federation.algorithm);
+    const std::string privacy = mechanism_name(opt.federation.privacy.mechanism);
+    results << body << ", \"algorithm\": \"" << algorithm << "\", \"shared\": \""
+            << (opt.federation.share_whole_model ? "whole" : "table") << "\", \"privacy\": \""
+            << privacy << "\", \"seed\": " << opt.seed
+            << ", \"pretrain_checkpoint\": " << quote_string(from)
             << std::fixed << std::setprecision(1) << ", \"time_s\": {\"prepare\": " << t_prepare
             << ", \"pretrain\": " << t_pretrain << ", \"finetune\": " << t_finetune << "}}\n";
     write_text_file_atomic((dir / "results.json").string(), results.str());
     write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
     const std::string table = finetune_out.str();
     out << table.substr(0, table.rfind("finetune:"));
-    out << "run: " << cfg.get_string("federation.algorithm") << " + finetune "
-        << cfg.get_string("finetune.mode") << ", privacy " << cfg.get_string("privacy.mechanism")
-        << ", seed " << cfg.get_int("seed") << ": prepare " << std::fixed << std::setprecision(1)
+    out << "run: " << algorithm << " + finetune " << opt.finetune.mode << ", privacy " << privacy
+        << ", seed " << opt.seed << ": prepare " << std::fixed << std::setprecision(1)
         << t_prepare << " s, pretrain " << t_pretrain << " s, finetune " << t_finetune << " s -> "
         << (dir / "results.json").string() << "\n";
     out.unsetf(std::ios::fixed);

@@ -6,31 +6,30 @@
 
 #include "core/error.hpp"
 #include "federation/clients.hpp"
-#include "sim/commands.hpp"
 
 namespace pfcr {
 
-RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
+RunClients load_run_clients(const Options& opt, const Comm& comm, bool pooled,
                             const std::vector<std::string>& only_domains) {
     RunClients rc;
-    rc.prepared = prepared_path(cfg);
+    rc.prepared = opt.prepared;
+    const ModelShape& shape = opt.train.hp.shape;
     check(std::filesystem::exists(rc.prepared), rc.prepared,
           ": prepared data not found; run `pfcr prepare` with the same config first");
     PreparedData data = read_prepared(rc.prepared);
     const auto& m = data.manifest;
-    check(m.code_dim == cfg.get_int("code_dim") && m.code_cap == cfg.get_int("code_cap"),
-          rc.prepared, ": items were coded with code_dim = ", m.code_dim, ", code_cap = ",
-          m.code_cap, " but the config says code_dim = ", cfg.get_int("code_dim"), " (",
-          cfg.origin("code_dim"), "), code_cap = ", cfg.get_int("code_cap"),
+    check(m.code_dim == shape.code_dim && m.code_cap == shape.code_cap, rc.prepared,
+          ": items were coded with code_dim = ", m.code_dim, ", code_cap = ", m.code_cap,
+          " but the config says code_dim = ", shape.code_dim, " (",
+          opt.config.origin("code_dim"), "), code_cap = ", shape.code_cap,
           "; re-run pfcr prepare");
-    check(m.max_history <= cfg.get_int("MAX_ITEM_LIST_LENGTH"), rc.prepared,
-          ": histories of up to ", m.max_history, " items, but MAX_ITEM_LIST_LENGTH = ",
-          cfg.get_int("MAX_ITEM_LIST_LENGTH"));
+    check(m.max_history <= opt.max_history, rc.prepared, ": histories of up to ", m.max_history,
+          " items, but MAX_ITEM_LIST_LENGTH = ", opt.max_history);
     for (const auto& d : data.domains) rc.domain_names.push_back(d.name);
     for (const auto& name : only_domains)
         check(std::find(rc.domain_names.begin(), rc.domain_names.end(), name) !=
                   rc.domain_names.end(),
-              "finetune.domains (", cfg.origin("finetune.domains"), "): '", name,
+              "finetune.domains (", opt.finetune.domains_origin, "): '", name,
               "' is not a domain of ", rc.prepared);
     const auto selected = [&](const std::string& domain) {
         return only_domains.empty() ||
@@ -43,7 +42,7 @@ RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
         for (const auto& d : data.domains) s.train_rows += int64_t(d.train.rows());
         rc.specs.push_back(s);
     } else {
-        const int64_t n_shards = cfg.get_int("data.shards_per_domain");
+        const int64_t n_shards = opt.shards_per_domain;
         for (const auto& d : data.domains) {
             int64_t s = 0;
             for (auto& shard : split_into_shards(d, n_shards)) {

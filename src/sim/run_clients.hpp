@@ -12,7 +12,7 @@
 #include "data/prepared.hpp"
 #include "federation/comm.hpp"
 #include "federation/engine.hpp"
-#include "io/config.hpp"
+#include "options/options.hpp"
 
 namespace pfcr {
 
@@ -28,7 +28,8 @@ struct RunClients {
 
 // `pooled`: one client "*" holding every domain. `only_domains`: if not empty, clients of
 // other domains keep their ids but get no rank (owner -1) and no data.
-RunClients load_run_clients(const Config& cfg, const Comm& comm, bool pooled,
+// Messages about only_domains name finetune.domains (the only key that selects domains).
+RunClients load_run_clients(const Options& opt, const Comm& comm, bool pooled,
                             const std::vector<std::string>& only_domains = {});
 
 } // namespace pfcr

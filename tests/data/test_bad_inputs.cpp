@@ -27,6 +27,8 @@
 #include "core/log.hpp"
 #include "data/atomic_files.hpp"
 #include "io/config.hpp"
+#include "data/prepare.hpp"
+#include "options/options.hpp"
 #include "sim/commands.hpp"
 
 namespace pfcr {
@@ -246,7 +248,7 @@ std::string error_of(const std::function<void()>& fn) {
 }
 
 std::string prepare_error(const Config& cfg, const Logger& log) {
-    return error_of([&] { prepare_dataset(cfg, log); });
+    return error_of([&] { prepare_dataset(resolve_options(cfg).prepare, log); });
 }
 
 // Files in `dir` whose name marks them as an unfinished atomic write.
@@ -263,7 +265,7 @@ std::vector<std::string> temp_siblings(const fs::path& dir) {
 // The fixture itself is valid; otherwise every test below would pass for the wrong reason.
 
 TEST_F(BadInputs, FixtureDomainsPrepareCleanly) {
-    const PreparedData d = prepare_dataset(config(), log_);
+    const PreparedData d = prepare_dataset(resolve_options(config()).prepare, log_);
     ASSERT_EQ(d.domains.size(), 2u);
     EXPECT_EQ(d.domains[0].n_items, sci_items);
     EXPECT_EQ(d.domains[0].n_users, sci_users);
@@ -811,10 +813,10 @@ TEST_F(BadConfigFile, SameKeyNestedAndDottedInOneFile) {
 TEST_F(BadInputs, FailedPrepareLeavesNoPreparedFile) {
     replace_line(file("Office", "test.inter"), 4, "3\t1 2\t99999");
     const Config cfg = config();
-    const fs::path path = prepared_path(cfg);
+    const fs::path path = resolve_options(cfg).prepared;
     EXPECT_EQ(path, out_dir() / "prepared.h5");
     std::ostringstream out;
-    EXPECT_THAT(error_of([&] { run_prepare(cfg, log_, out); }),
+    EXPECT_THAT(error_of([&] { run_prepare(resolve_options(cfg), log_, out); }),
                 HasSubstr(at("Office", "test.inter", 4) + "item 99999 not in item2index"));
     EXPECT_FALSE(fs::exists(path));
     EXPECT_THAT(temp_siblings(path.parent_path()), ::testing::IsEmpty());
@@ -829,7 +831,7 @@ TEST_F(BadInputs, FailureWhileWritingLeavesNoTempFile) {
     Config cfg = config();
     cfg.set("data.prepared", yaml_quoted(path), "test");
     std::ostringstream out;
-    const auto msg = error_of([&] { run_prepare(cfg, log_, out); });
+    const auto msg = error_of([&] { run_prepare(resolve_options(cfg), log_, out); });
     EXPECT_THAT(msg, HasSubstr(path.string()));
     // The reason must be the rename's own errno, not a stale one.
     EXPECT_THAT(msg, HasSubstr(std::string(": ") + std::strerror(EISDIR)));
@@ -841,16 +843,16 @@ TEST_F(BadInputs, FailedPrepareLeavesExistingPreparedFileUntouched) {
     Config cfg = config();
     // An explicit data.prepared path outside output_dir, so both path rules are exercised.
     cfg.set("data.prepared", yaml_quoted(tmp_ / "prep" / "prepared.h5"), "test");
-    const fs::path path = prepared_path(cfg);
+    const fs::path path = resolve_options(cfg).prepared;
     std::ostringstream out;
-    run_prepare(cfg, log_, out);
+    run_prepare(resolve_options(cfg), log_, out);
     ASSERT_TRUE(fs::exists(path));
     const std::string before = read_bytes(path);
     ASSERT_FALSE(before.empty());
 
     // Break the input in two ways that fail at different stages: atomic files, then features.
     replace_line(file("Sci", "train.inter"), 2, "0\t0 1\tnot-an-item");
-    EXPECT_THAT(error_of([&] { run_prepare(cfg, log_, out); }),
+    EXPECT_THAT(error_of([&] { run_prepare(resolve_options(cfg), log_, out); }),
                 HasSubstr(at("Sci", "train.inter", 2) + "item id 'not-an-item' is not an integer"));
     EXPECT_EQ(read_bytes(path), before);
     EXPECT_THAT(temp_siblings(path.parent_path()), ::testing::IsEmpty());
@@ -860,7 +862,7 @@ TEST_F(BadInputs, FailedPrepareLeavesExistingPreparedFileUntouched) {
     write_both_feature_files();
     poke_float(file("Office", "feat1CLS"), 3, std::numeric_limits<float>::quiet_NaN());
     cfg.set("data.features", "file", "test");
-    EXPECT_THAT(error_of([&] { run_prepare(cfg, log_, out); }),
+    EXPECT_THAT(error_of([&] { run_prepare(resolve_options(cfg), log_, out); }),
                 HasSubstr(file("Office", "feat1CLS") + ": non-finite value"));
     EXPECT_EQ(read_bytes(path), before);
     EXPECT_THAT(temp_siblings(path.parent_path()), ::testing::IsEmpty());

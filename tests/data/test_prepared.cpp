@@ -14,6 +14,8 @@
 #include "core/error.hpp"
 #include "data/synth.hpp"
 #include "io/h5.hpp"
+#include "data/prepare.hpp"
+#include "options/options.hpp"
 #include "sim/commands.hpp"
 
 using namespace pfcr;
@@ -46,7 +48,7 @@ TEST(Prepared, FeatureFileDomainRoundTrips) {
     const auto out = temp_dir("mm");
     const Config cfg = mm_config(out);
     const Logger log(0, true);
-    const PreparedData d = prepare_dataset(cfg, log);
+    const PreparedData d = prepare_dataset(resolve_options(cfg).prepare, log);
     ASSERT_EQ(d.domains.size(), 1u);
     const auto& pd = d.domains[0];
     EXPECT_EQ(pd.n_items, 1585);
@@ -76,12 +78,14 @@ TEST(Prepared, FeatureFileDomainRoundTrips) {
     EXPECT_EQ(back.manifest.config_yaml, d.manifest.config_yaml);
     EXPECT_EQ(back.opq_matrix, d.opq_matrix);
     // The stored config is a loadable pfcr config that reproduces the settings.
-    EXPECT_EQ(Config::from_yaml_text(back.manifest.config_yaml, "stored").get_int("code_dim"), 8);
+    EXPECT_EQ(resolve_options(Config::from_yaml_text(back.manifest.config_yaml, "stored"))
+                  .train.hp.shape.code_dim,
+              8);
 }
 
 TEST(Prepared, SameInputsGiveSameCodesAndFingerprint) {
     const Logger log(0, true);
-    const auto a = prepare_dataset(mm_config(temp_dir("det_a")), log);
+    const auto a = prepare_dataset(resolve_options(mm_config(temp_dir("det_a"))).prepare, log);
     PreparedData b;
     {
         // One worker thread and run.threads=1: faiss keeps data.quantizer_threads, so the
@@ -89,14 +93,14 @@ TEST(Prepared, SameInputsGiveSameCodesAndFingerprint) {
         tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
         Config c1 = mm_config(temp_dir("det_b"));
         c1.set("run.threads", "1", "test");
-        b = prepare_dataset(c1, log);
+        b = prepare_dataset(resolve_options(c1).prepare, log);
     }
     EXPECT_EQ(a.domains[0].item_codes, b.domains[0].item_codes);
     EXPECT_EQ(a.pq_centroids, b.pq_centroids);
     EXPECT_EQ(a.manifest.fingerprint, b.manifest.fingerprint);
     Config changed = mm_config(temp_dir("det_c"));
     changed.set("data.quantizer_seed", "7", "test");
-    const auto c = prepare_dataset(changed, log);
+    const auto c = prepare_dataset(resolve_options(changed).prepare, log);
     EXPECT_NE(c.domains[0].item_codes, a.domains[0].item_codes);
     EXPECT_NE(c.manifest.fingerprint, a.manifest.fingerprint);
 }
@@ -108,7 +112,7 @@ TEST(Prepared, BundledPairThroughTextFeaturizerWithOneJointQuantizer) {
                       std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml"},
                      {"data.path=" + std::string(PFCR_SOURCE_DIR) + "/data", "output_dir=" + out});
     std::ostringstream summary;
-    run_prepare(cfg, Logger(0, true), summary);
+    run_prepare(resolve_options(cfg), Logger(0, true), summary);
     EXPECT_THAT(summary.str(), HasSubstr("Scientific"));
     const PreparedData d = read_prepared(out + "/prepared.h5");
     ASSERT_EQ(d.domains.size(), 2u);
@@ -128,7 +132,7 @@ TEST(Prepared, BundledPairThroughTextFeaturizerWithOneJointQuantizer) {
 
 TEST(Prepared, ValidatorFindsSchemaViolations) {
     const auto out = temp_dir("bad");
-    PreparedData d = prepare_dataset(mm_config(out), Logger(0, true));
+    PreparedData d = prepare_dataset(resolve_options(mm_config(out)).prepare, Logger(0, true));
     d.domains[0].item_codes[8 * 5 + 2] = 9999; // a code row outside sub-code 2's range
     d.domains[0].train.targets[3] = int32_t(d.domains[0].n_items + 1); // target out of range
     const std::string path = out + "/bad.h5";
@@ -166,7 +170,7 @@ TEST(Prepared, SyntheticDatasetIsAccepted) {
         Config::load({std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
                      {"output_dir=" + out});
     std::ostringstream summary;
-    run_prepare(cfg, Logger(0, true), summary);
+    run_prepare(resolve_options(cfg), Logger(0, true), summary);
     const PreparedData d = read_prepared(out + "/prepared.h5");
     ASSERT_EQ(d.domains.size(), 12u);
     for (size_t i = 0; i < 12; ++i) {
@@ -178,7 +182,7 @@ TEST(Prepared, SyntheticDatasetIsAccepted) {
 }
 
 TEST(Prepared, UserShardsPartitionEveryRowExactlyOnce) {
-    const PreparedData d = prepare_dataset(mm_config(temp_dir("shards")), Logger(0, true));
+    const PreparedData d = prepare_dataset(resolve_options(mm_config(temp_dir("shards"))).prepare, Logger(0, true));
     const PreparedDomain& dom = d.domains[0];
     const auto shards = split_into_shards(dom, 5);
     ASSERT_EQ(shards.size(), 5u);

@@ -14,7 +14,8 @@
 #include "data/synth.hpp"
 #include "federation/comm.hpp"
 #include "federation/engine.hpp"
-#include "sim/commands.hpp"
+#include "data/prepare.hpp"
+#include "options/options.hpp"
 
 using namespace pfcr;
 
@@ -36,7 +37,7 @@ const PreparedData& tiny_data() {
         const Config cfg = Config::load(
             {std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
             {"output_dir=" + (dir / "run").string()});
-        auto d = prepare_dataset(cfg, Logger(0, true));
+        auto d = prepare_dataset(resolve_options(cfg).prepare, Logger(0, true));
         std::filesystem::remove_all(dir);
         return d;
     }();
@@ -167,7 +168,7 @@ TEST(Engine, PfcrRoundIsServerSgdOnWeightedGradientSum) {
 TEST(Engine, ServerLrDefaultsToLearningRateAndIsPfcrOnly) {
     const auto opts = [](std::vector<std::string> sets) {
         sets.push_back("learning_rate=0.002");
-        return federation_options(Config::load({}, sets));
+        return resolve_options(Config::load({}, sets)).federation;
     };
     EXPECT_EQ(opts({}).server_lr, 0.002);
     EXPECT_EQ(opts({"federation.server_lr=0.5"}).server_lr, 0.5);

@@ -16,6 +16,7 @@
 #include "core/rng.hpp"
 #include "federation/fixed_point.hpp"
 #include "federation/privacy.hpp"
+#include "options/options.hpp"
 #include "io/config.hpp"
 
 using namespace pfcr;
@@ -69,7 +70,7 @@ TEST(PrivacyConfig, ParsesTheFourMechanismsAndRejectsOthers) {
 }
 
 TEST(PrivacyConfig, OptionsComeFromThePrivacyKeys) {
-    const PrivacyOptions d = privacy_options(Config());
+    const PrivacyOptions d = resolve_options(Config()).federation.privacy;
     EXPECT_EQ(d.mechanism, PrivacyMechanism::none);
     EXPECT_EQ(d.epsilon, 0.3);
     EXPECT_EQ(d.clip, 0.12);
@@ -83,7 +84,7 @@ TEST(PrivacyConfig, OptionsComeFromThePrivacyKeys) {
                                             "  epsilon: 1.5\n  buckets: 16\n"
                                             "federation.fixed_point_bits: 32\n",
                                             "test.yaml");
-    const PrivacyOptions o = privacy_options(cfg);
+    const PrivacyOptions o = resolve_options(cfg).federation.privacy;
     EXPECT_EQ(o.mechanism, PrivacyMechanism::randomized_response);
     EXPECT_EQ(o.epsilon, 1.5);
     EXPECT_EQ(o.buckets, 16);

@@ -19,6 +19,7 @@
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
+#include "options/options.hpp"
 #include "io/config.hpp"
 #include "model/params.hpp"
 
@@ -40,14 +41,7 @@ int main(int argc, char** argv) {
             "n_layers: " + layers + "\nhidden_size: " + hidden + "\ninner_size: " + inner +
                 "\nn_heads: 2\ncode_dim: 4\ncode_cap: 8\nMAX_ITEM_LIST_LENGTH: 10\nseed: 7\n",
             "checkpoint_tool");
-        ModelShape shape;
-        shape.hidden = cfg.get_int("hidden_size");
-        shape.inner = cfg.get_int("inner_size");
-        shape.layers = cfg.get_int("n_layers");
-        shape.heads = cfg.get_int("n_heads");
-        shape.max_positions = cfg.get_int("MAX_ITEM_LIST_LENGTH");
-        shape.code_dim = cfg.get_int("code_dim");
-        shape.code_cap = cfg.get_int("code_cap");
+        ModelShape shape = resolve_options(cfg).train.hp.shape;
         const ParamLayout layout(shape);
 
         MpiComm comm;

@@ -36,22 +36,35 @@ std::string error_of(const std::function<void()>& fn) {
     return "<no error>";
 }
 
+// Typed look-ups for these tests (pfcr itself reads keys by name only in src/options).
+int64_t get_int(const Config& c, const std::string& k) { return std::get<int64_t>(c.value(k)); }
+double get_double(const Config& c, const std::string& k) { return std::get<double>(c.value(k)); }
+std::string get_string(const Config& c, const std::string& k) {
+    return std::get<std::string>(c.value(k));
+}
+std::vector<std::string> get_string_list(const Config& c, const std::string& k) {
+    return std::get<std::vector<std::string>>(c.value(k));
+}
+std::vector<int64_t> get_int_list(const Config& c, const std::string& k) {
+    return std::get<std::vector<int64_t>>(c.value(k));
+}
+
 } // namespace
 
 TEST(Config, DefaultsArePaperHyperParameters) {
     const Config c;
-    EXPECT_EQ(c.get_int("hidden_size"), 300);
-    EXPECT_EQ(c.get_int("n_layers"), 2);
-    EXPECT_EQ(c.get_int("n_heads"), 2);
-    EXPECT_EQ(c.get_int("inner_size"), 256);
-    EXPECT_EQ(c.get_double("hidden_dropout_prob"), 0.5);
-    EXPECT_EQ(c.get_double("layer_norm_eps"), 1e-12);
-    EXPECT_EQ(c.get_double("temperature"), 0.07);
-    EXPECT_EQ(c.get_int("code_dim"), 32);
-    EXPECT_EQ(c.get_int("code_cap"), 256);
-    EXPECT_EQ(c.get_int("MAX_ITEM_LIST_LENGTH"), 50);
-    EXPECT_EQ(c.get_int("seed"), 2020);
-    EXPECT_EQ(c.get_int_list("topk"), (std::vector<int64_t>{10, 50}));
+    EXPECT_EQ(get_int(c, "hidden_size"), 300);
+    EXPECT_EQ(get_int(c, "n_layers"), 2);
+    EXPECT_EQ(get_int(c, "n_heads"), 2);
+    EXPECT_EQ(get_int(c, "inner_size"), 256);
+    EXPECT_EQ(get_double(c, "hidden_dropout_prob"), 0.5);
+    EXPECT_EQ(get_double(c, "layer_norm_eps"), 1e-12);
+    EXPECT_EQ(get_double(c, "temperature"), 0.07);
+    EXPECT_EQ(get_int(c, "code_dim"), 32);
+    EXPECT_EQ(get_int(c, "code_cap"), 256);
+    EXPECT_EQ(get_int(c, "MAX_ITEM_LIST_LENGTH"), 50);
+    EXPECT_EQ(get_int(c, "seed"), 2020);
+    EXPECT_EQ(get_int_list(c, "topk"), (std::vector<int64_t>{10, 50}));
     EXPECT_EQ(c.origin("hidden_size"), "default");
 }
 
@@ -59,12 +72,12 @@ TEST(Config, FilesMergeLeftToRightAndSetWins) {
     const auto a = write_temp("a.yaml", "n_layers: 3\nhidden_size: 64\ndata:\n  path: /x\n");
     const auto b = write_temp("b.yaml", "n_layers: 4\ndata.domains: [A, B]\n");
     const Config c = Config::load({a, b}, {"hidden_size=128", "data.path=/y"});
-    EXPECT_EQ(c.get_int("n_layers"), 4);
+    EXPECT_EQ(get_int(c, "n_layers"), 4);
     EXPECT_EQ(c.origin("n_layers"), b + ":1");
-    EXPECT_EQ(c.get_int("hidden_size"), 128);
+    EXPECT_EQ(get_int(c, "hidden_size"), 128);
     EXPECT_EQ(c.origin("hidden_size"), "--set hidden_size=128");
-    EXPECT_EQ(c.get_string("data.path"), "/y");
-    EXPECT_EQ(c.get_string_list("data.domains"), (std::vector<std::string>{"A", "B"}));
+    EXPECT_EQ(get_string(c, "data.path"), "/y");
+    EXPECT_EQ(get_string_list(c, "data.domains"), (std::vector<std::string>{"A", "B"}));
 }
 
 TEST(Config, UnknownKeysAreRejectedWithSuggestion) {
@@ -102,7 +115,7 @@ TEST(Config, ValuesAreRangeAndTypeChecked) {
 TEST(Config, FailedSetKeepsThePreviousValue) {
     Config c;
     EXPECT_THROW(c.set("code_dim", "5", "test"), Error); // 768 % 5 != 0
-    EXPECT_EQ(c.get_int("code_dim"), 32);
+    EXPECT_EQ(get_int(c, "code_dim"), 32);
     EXPECT_EQ(c.origin("code_dim"), "default");
 }
 
@@ -119,9 +132,9 @@ TEST(Config, ResolvedYamlReloadsToTheSameValues) {
                                        "layer_norm_eps=1e-5", "data.path=\"q\\\"uote\""});
     const Config back = Config::from_yaml_text(c.to_yaml(), "resolved");
     EXPECT_EQ(values(back), values(c));
-    EXPECT_EQ(back.get_string("data.path"), "q\"uote");
-    EXPECT_EQ(back.get_double("layer_norm_eps"), 1e-5);
-    EXPECT_EQ(back.get_string_list("data.domains"), (std::vector<std::string>{"A", "B C"}));
+    EXPECT_EQ(get_string(back, "data.path"), "q\"uote");
+    EXPECT_EQ(get_double(back, "layer_norm_eps"), 1e-5);
+    EXPECT_EQ(get_string_list(back, "data.domains"), (std::vector<std::string>{"A", "B C"}));
     EXPECT_EQ(back.origin("hidden_size"), "resolved:6");
 }
 
@@ -153,18 +166,18 @@ TEST(Config, ShippedConfigsLoad) {
     }
     EXPECT_GE(n, 3);
     const Config d = Config::load({dir + "/default.yaml"});
-    EXPECT_EQ(d.get_int("hidden_size"), 300);
-    EXPECT_EQ(d.get_double("learning_rate"), 0.001);
+    EXPECT_EQ(get_int(d, "hidden_size"), 300);
+    EXPECT_EQ(get_double(d, "learning_rate"), 0.001);
 }
 
 TEST(Config, CheckpointKeys) {
     const Config c;
-    EXPECT_EQ(c.get_int("checkpoint.every"), 1);
-    EXPECT_EQ(c.get_int("checkpoint.keep"), 2);
-    EXPECT_EQ(c.get_string("checkpoint.dir"), "");
+    EXPECT_EQ(get_int(c, "checkpoint.every"), 1);
+    EXPECT_EQ(get_int(c, "checkpoint.keep"), 2);
+    EXPECT_EQ(get_string(c, "checkpoint.dir"), "");
     const Config d = Config::load({}, {"checkpoint.every=0", "checkpoint.dir=/scratch/ck"});
-    EXPECT_EQ(d.get_int("checkpoint.every"), 0);
-    EXPECT_EQ(d.get_string("checkpoint.dir"), "/scratch/ck");
+    EXPECT_EQ(get_int(d, "checkpoint.every"), 0);
+    EXPECT_EQ(get_string(d, "checkpoint.dir"), "/scratch/ck");
     EXPECT_THAT(error_of([] { Config::load({}, {"checkpoint.keep=0"}); }),
                 HasSubstr("checkpoint.keep = 0 is out of range [1, "));
     EXPECT_THAT(error_of([] { Config::load({}, {"checkpoint.every=-1"}); }),

@@ -12,7 +12,8 @@
 
 #include "data/synth.hpp"
 #include "model/trainer.hpp"
-#include "sim/commands.hpp"
+#include "data/prepare.hpp"
+#include "options/options.hpp"
 
 using namespace pfcr;
 
@@ -35,7 +36,7 @@ const PreparedData& tiny_data() {
         const Config cfg = Config::load(
             {std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
             {"output_dir=" + (dir / "run").string()});
-        return prepare_dataset(cfg, Logger(0, true));
+        return prepare_dataset(resolve_options(cfg).prepare, Logger(0, true));
     }();
     return data;
 }
