@@ -15,6 +15,7 @@
 #include "federation/comm.hpp"
 #include "federation/engine.hpp"
 #include "sim/commands.hpp"
+#include "../support/tiny_fixtures.hpp"
 
 using namespace pfcr;
 
@@ -32,11 +33,8 @@ const PreparedData& tiny_data() {
         so.items_min = 50;
         so.items_max = 80;
         so.feature_dim = 32;
-        const auto s = write_synthetic_dataset(so);
-        const Config cfg = Config::load(
-            {std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
-            {"output_dir=" + (dir / "run").string()});
-        auto d = prepare_dataset(cfg, Logger(0, true));
+        auto d = prepare_dataset(test::tiny_synthetic(so, (dir / "run").string()).config,
+                                 Logger(0, true));
         std::filesystem::remove_all(dir);
         return d;
     }();

@@ -17,20 +17,13 @@
 #include "federation/fixed_point.hpp"
 #include "federation/privacy.hpp"
 #include "io/config.hpp"
+#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
+using namespace pfcr::test;
 using ::testing::HasSubstr;
 
 namespace {
-
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 PrivacyOptions options(PrivacyMechanism m) {
     PrivacyOptions o;
