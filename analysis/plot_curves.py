@@ -10,7 +10,6 @@ It reads nothing but finetune/metrics.jsonl and never looks at test metrics.
 
 Usage: analysis/plot_curves.py runs/paper/* --out curves.png [--metric ndcg@10]
 """
-import argparse
 import os
 import sys
 
@@ -23,6 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from pfcr_runs import (METRICS, ORDER, RunError, color_of, label_of, method_key,  # noqa: E402
                        method_of, read_jsonl)
+from plotting import run_plot_parser, save_figure  # noqa: E402
 
 
 def run_curves(run_dir, metric):
@@ -105,21 +105,12 @@ def plot(by_method, domains, metric, out, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
-    if os.path.dirname(out):
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="pfcr run output directories")
-    ap.add_argument("--out", required=True, help="PNG (or PDF) to write")
-    ap.add_argument("--metric", default="recall@10", choices=[m for m, _ in METRICS],
-                    help="validation metric (default recall@10)")
-    ap.add_argument("--title", help="figure title")
-    ap.add_argument("--skip-missing", action="store_true",
-                    help="skip run directories without finetune/metrics.jsonl")
+    ap = run_plot_parser(__doc__.splitlines()[0], "validation metric (default recall@10)",
+                         "skip run directories without finetune/metrics.jsonl")
     args = ap.parse_args()
     try:
         by_method, domains = collect(args.runs, args.metric, args.skip_missing)

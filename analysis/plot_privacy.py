@@ -12,7 +12,6 @@ not a valid LDP mechanism (docs/METHOD.md §7). Method = run directory name with
 
 Usage: analysis/plot_privacy.py runs/paper/* --out privacy.png [--epsilon total]
 """
-import argparse
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from pfcr_runs import (METRICS, ORDER, RunError, color_of, config_get,  # noqa: E402
                        label_of, load_results, method_key, read_jsonl, read_resolved_config)
+from plotting import run_plot_parser, save_figure  # noqa: E402
 
 
 def last_round_privacy(run_dir):
@@ -110,26 +110,18 @@ def plot(private, public, metric, source, out, title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    if os.path.dirname(out):
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", metavar="RUN_DIR", help="pfcr run output directories")
-    ap.add_argument("--out", required=True, help="PNG (or PDF) to write")
-    ap.add_argument("--metric", default="recall@10", choices=[m for m, _ in METRICS],
-                    help="test metric, mean over domains (default recall@10)")
+    ap = run_plot_parser(__doc__.splitlines()[0],
+                         "test metric, mean over domains (default recall@10)",
+                         "skip run directories without results.json")
     ap.add_argument("--epsilon", choices=["round", "total"], default="round",
                     help="x axis: per-round ε (default) or total ε spent")
     ap.add_argument("--reference", default="pfcr-full|local", metavar="REGEX",
                     help="non-private methods drawn as reference lines (full match on the "
                          "method name; default 'pfcr-full|local'; '.*' = all)")
-    ap.add_argument("--title", help="figure title")
-    ap.add_argument("--skip-missing", action="store_true",
-                    help="skip run directories without results.json")
     args = ap.parse_args()
     try:
         private, public = collect(args.runs, args.metric, args.epsilon, args.reference,

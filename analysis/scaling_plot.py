@@ -14,6 +14,8 @@ matplotlib.use("Agg")  # no display on compute nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from plotting import save_figure  # noqa: E402
+
 
 def plot(df, path, title):
     """Draws the three panels and saves them to path."""
@@ -38,7 +40,7 @@ def plot(df, path, title):
     axes[2].set_ylim(bottom=0)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def markdown(df):

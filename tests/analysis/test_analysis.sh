@@ -6,13 +6,9 @@
 # and the privacy sweep.
 # Needs /usr/bin/python3 with numpy and matplotlib only; no pfcr binary. Usage: test_analysis.sh SRC
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../cli/common.sh"
 src=$(realpath "${1:-$(dirname "$0")/../..}")
-py=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+make_work
 check() { local what=$1; shift; if "$@"; then pass "$what"; else failed "$what"; fi; }
 has() { grep -qF -- "$2" "$1"; }
 
@@ -336,5 +332,4 @@ check "configs/paper/server-lr.txt: PFCR + full at server_lr 1 and 0.1 x seeds 1
          || { echo \"bad line: \$name \$rest\"; exit 1; }
      done <<<\"\$lines\""
 
-echo "analysis: $fails failure(s)"
-[ "$fails" -eq 0 ]
+finish analysis

@@ -3,13 +3,10 @@
 # 256-domain synthetic set, and bad inputs that must exit non-zero with a clear message and
 # leave no prepared.h5 (or temp file) behind. Usage: test_cli.sh PFCR_BINARY SOURCE_DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 pfcr=$1
 src=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+make_work
 
 # expect_error NAME REGEX CMD...: CMD must exit non-zero and print REGEX on stderr.
 expect_error() {
@@ -31,8 +28,8 @@ grep -q "prepared: .*(256 domains" "$work/prep.out" && pass "prepare 256 domains
 "$pfcr" inspect "$work/run/prepared.h5" >"$work/inspect.out" && grep -q "schema: valid" "$work/inspect.out" \
   && pass "inspect valid" || failed "inspect: $(cat "$work/inspect.out")"
 # The h5py reader of docs/formats.md reads the same file with Python alone.
-/usr/bin/python3 "$src/analysis/prepared_summary.py" --json "$work/run/prepared.h5" >"$work/py.json" \
-  && /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['domains'])==256" "$work/py.json" \
+"$py" "$src/analysis/prepared_summary.py" --json "$work/run/prepared.h5" >"$work/py.json" \
+  && "$py" -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d['domains'])==256" "$work/py.json" \
   && pass "h5py reader (analysis/prepared_summary.py)" || failed "h5py reader"
 [ -f "$work/run/config.resolved.yaml" ] && pass "config.resolved.yaml written" || failed "no config.resolved.yaml"
 
@@ -84,5 +81,4 @@ head -c 20000 "$work/run/prepared.h5" >"$work/trunc.h5"
 expect_error "inspect truncated" "error|INVALID" "$pfcr" inspect "$work/trunc.h5"
 expect_error "inspect missing" "no such file" "$pfcr" inspect "$work/absent.h5"
 
-echo "cli: $((fails == 0 ? 1 : 0)) suite, $fails failures"
-[ "$fails" -eq 0 ]
+finish cli

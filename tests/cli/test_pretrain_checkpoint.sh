@@ -6,20 +6,12 @@
 # dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; kill -9
 # during a checkpoint write leaves the previous one loadable; NaN loss, a contradicting
 # config, a wrong-format / wrong-version / wrong-shape checkpoint -> clear error, non-zero exit.
-# Usage: test_pretrain_checkpoint.sh PFCR_BINARY SOURCE_DIR MPIEXEC
+# Usage: test_pretrain_checkpoint.sh PFCR_BINARY SOURCE_DIR [MPIEXEC]
 set -euo pipefail
-pfcr=$1
-src=$2
-mpiexec=$3
-py=/usr/bin/python3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export ASAN_OPTIONS=detect_leaks=0
-work=$(mktemp -d)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mpi_test_setup "$@"
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+at_exit '[ -z "$pid" ] || kill $pid 2>/dev/null'
 valid() { "$py" "$src/analysis/check_checkpoint.py" "$1" >"$work/check.out" 2>&1; }
 # Every dataset of two checkpoints bitwise equal (attrs like created_utc may differ).
 same_ckpt() { "$py" - "$1" "$2" <<'EOF'
@@ -37,10 +29,6 @@ ok = ok and all(a["clients"][c].attrs["rng_counter"] == b["clients"][c].attrs["r
 sys.exit(0 if ok and a.attrs["round"] == b.attrs["round"] else 1)
 EOF
 }
-strip() { "$py" -c 'import json, sys
-for line in open(sys.argv[1]):
-    d = json.loads(line); d.pop("time", None); print(json.dumps(d))' "$1"; }
-same_metrics() { cmp -s <(strip "$1") <(strip "$2"); }
 
 "$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.output="$work/syn" >/dev/null
 "$pfcr" prepare -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/prep" >/dev/null
@@ -206,5 +194,4 @@ expect_error "finetune from a finetune checkpoint" "expected 'pretrain'" ft 1 --
 expect_error "finetune with another model shape" "config key 'hidden_size' is 32 in the checkpoint but 64" \
   ft 1 --from "$work/full/ckpt" --set hidden_size=64 --set inner_size=64 --set output_dir="$work/ftx"
 
-echo "pretrain checkpoints: $fails failures"
-[ "$fails" -eq 0 ]
+finish "pretrain checkpoints"

@@ -3,18 +3,10 @@
 # finetune -> results.json; a second run reuses prepared.h5 (up to date) and the finished
 # pre-training (resumed, nothing to do) and gives the same results; a changed data key makes
 # prepared.h5 stale; algorithm local skips pre-training; `pfcr evaluate` of its checkpoints
-# reproduces results.json. Usage: test_run.sh PFCR SRC MPIEXEC
+# reproduces results.json. Usage: test_run.sh PFCR SRC [MPIEXEC]
 set -euo pipefail
-pfcr=$1
-src=$2
-mpiexec=$3
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export ASAN_OPTIONS=detect_leaks=0
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+mpi_test_setup "$@"
 "$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.output="$work/syn" >/dev/null
 run() { "$mpiexec" -n 2 --oversubscribe "$pfcr" run -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" \
           --set federation.rounds=2 --set epochs=3 "$@"; }
@@ -25,7 +17,7 @@ run --set output_dir="$work/r" >"$work/r1.out" 2>"$work/r1.err"
   && pass "run: prepared.h5, pretrain checkpoint, finetune results, run results.json" || failed "run: $(tail -5 "$work/r1.err")"
 grep -q "^run: pfcr + finetune full" "$work/r1.out" && grep -q "synth000" "$work/r1.out" && pass "run prints the table and a summary line" \
   || failed "run output: $(tail -3 "$work/r1.out")"
-/usr/bin/python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/r/results.json" && pass "results.json is valid JSON" \
+"$py" -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/r/results.json" && pass "results.json is valid JSON" \
   || failed "results.json invalid"
 cp "$work/r/results.json" "$work/first.json"
 run --set output_dir="$work/r" >"$work/r2.out" 2>"$work/r2.err"
@@ -53,7 +45,7 @@ evaluate 2 "$work/pf/ckpt" --json "$work/epf.json" >"$work/epf.out" 2>&1 || true
   && pass "evaluate: prompt-full checkpoint = its results.json" || failed "evaluate prompt-full: $(tail -3 "$work/epf.out")"
 evaluate 2 "$work/pf/ckpt" --split valid --json "$work/epf-best.json" >/dev/null 2>&1 || true
 evaluate 2 "$work/pf/ckpt" --split valid --state final --json "$work/epf-final.json" >/dev/null 2>&1 || true
-/usr/bin/python3 - "$work/pf/results.json" "$work/pf/metrics.jsonl" "$work/epf-best.json" "$work/epf-final.json" <<'PY' \
+"$py" - "$work/pf/results.json" "$work/pf/metrics.jsonl" "$work/epf-best.json" "$work/epf-final.json" <<'PY' \
   && pass "evaluate --state best|final on valid = metrics.jsonl of the best|last epoch" || failed "evaluate --state"
 import json, sys
 res, best, final = (json.load(open(sys.argv[i])) for i in (1, 3, 4))
@@ -85,5 +77,4 @@ grep -q "config key 'data.text_ngrams' changed" "$work/r3.err" && pass "changed 
 run --set output_dir="$work/local" --set federation.algorithm=local >"$work/l.out" 2>&1
 [ ! -d "$work/local/pretrain" ] && grep -q '"from": ""' "$work/local/finetune/results.json" \
   && pass "algorithm local: no pre-training, fine-tuning from scratch" || failed "local: $(tail -3 "$work/l.out")"
-echo "run: $fails failures"
-[ "$fails" -eq 0 ]
+finish run

@@ -17,6 +17,7 @@
 #include "data/prepare.hpp"
 #include "options/options.hpp"
 #include "sim/commands.hpp"
+#include "../support/tiny_fixtures.hpp"
 
 using namespace pfcr;
 using ::testing::HasSubstr;
@@ -165,10 +166,7 @@ TEST(Prepared, SyntheticDatasetIsAccepted) {
     so.items_min = 30;
     so.items_max = 60;
     so.feature_dim = 32;
-    const SynthSummary s = write_synthetic_dataset(so);
-    const Config cfg =
-        Config::load({std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
-                     {"output_dir=" + out});
+    const auto [s, cfg] = test::tiny_synthetic(so, out);
     std::ostringstream summary;
     run_prepare(resolve_options(cfg), Logger(0, true), summary);
     const PreparedData d = read_prepared(out + "/prepared.h5");

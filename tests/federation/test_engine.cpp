@@ -16,6 +16,7 @@
 #include "federation/engine.hpp"
 #include "data/prepare.hpp"
 #include "options/options.hpp"
+#include "../support/tiny_fixtures.hpp"
 
 using namespace pfcr;
 
@@ -33,11 +34,9 @@ const PreparedData& tiny_data() {
         so.items_min = 50;
         so.items_max = 80;
         so.feature_dim = 32;
-        const auto s = write_synthetic_dataset(so);
-        const Config cfg = Config::load(
-            {std::string(PFCR_SOURCE_DIR) + "/configs/tiny.yaml", s.config_fragment_path},
-            {"output_dir=" + (dir / "run").string()});
-        auto d = prepare_dataset(resolve_options(cfg).prepare, Logger(0, true));
+        auto d = prepare_dataset(
+            resolve_options(test::tiny_synthetic(so, (dir / "run").string()).config).prepare,
+            Logger(0, true));
         std::filesystem::remove_all(dir);
         return d;
     }();

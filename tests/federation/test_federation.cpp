@@ -16,25 +16,13 @@
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "federation/fixed_point.hpp"
+#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
+using namespace pfcr::test;
 using ::testing::HasSubstr;
 
 namespace {
-
-// The message of the pfcr::Error that `f` throws, or "" if it throws none.
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 // Contribution c: n values spread over several orders of magnitude, keyed by c.
 std::vector<float> contribution(int64_t c, int64_t n) {

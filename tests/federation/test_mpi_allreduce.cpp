@@ -14,8 +14,11 @@
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "federation/fixed_point.hpp"
+#include "../support/mpi_test_main.hpp"
+#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
+using namespace pfcr::test;
 
 namespace {
 
@@ -56,10 +59,6 @@ std::vector<float> decoded(const std::vector<int64_t>& acc) {
     std::vector<float> out(acc.size());
     decode(out.data(), acc.data(), int64_t(acc.size()), scale_bits);
     return out;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
 // True on every rank iff `ok` holds on every rank.
@@ -180,11 +179,5 @@ TEST(MpiComm, BroadcastCopiesTheRootBufferInChunks) {
 }
 
 int main(int argc, char** argv) {
-    MpiEnvironment mpi(&argc, &argv);
-    ::testing::InitGoogleTest(&argc, argv);
-    if (mpi.world_rank() != 0) {
-        auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-        delete listeners.Release(listeners.default_result_printer());
-    }
-    return RUN_ALL_TESTS();
+    return run_mpi_tests(argc, argv, OtherRanks::silent);
 }

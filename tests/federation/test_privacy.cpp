@@ -18,20 +18,13 @@
 #include "federation/privacy.hpp"
 #include "options/options.hpp"
 #include "io/config.hpp"
+#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
+using namespace pfcr::test;
 using ::testing::HasSubstr;
 
 namespace {
-
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
 
 PrivacyOptions options(PrivacyMechanism m) {
     PrivacyOptions o;

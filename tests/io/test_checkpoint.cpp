@@ -19,8 +19,11 @@
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
+#include "../support/mpi_test_main.hpp"
+#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
+using namespace pfcr::test;
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -119,10 +122,6 @@ Synthetic make_content(int64_t n, int64_t round, int rank,
     return s;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 // Reads every client and the server of `path` and checks them against make_content's values.
 void expect_synthetic(const std::string& path, int64_t n) {
     const CheckpointReader r(path);
@@ -159,16 +158,6 @@ std::vector<std::string> files_in(const std::string& dir) {
     for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
     std::sort(out.begin(), out.end());
     return out;
-}
-
-// Message of the pfcr::Error `f` throws ("" if none).
-template <typename F> std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 } // namespace
@@ -457,26 +446,6 @@ TEST(Checkpoint, OneRankAndAllRanksWriteTheSameBytes) {
 }
 
 // Ranks other than 0 print only their failures, prefixed with the rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
-public:
-    explicit RankFailurePrinter(int rank) : rank_(rank) {}
-    void OnTestPartResult(const ::testing::TestPartResult& r) override {
-        if (r.failed())
-            std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_,
-                         r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
-    }
-
-private:
-    int rank_;
-};
-
 int main(int argc, char** argv) {
-    MpiEnvironment mpi(&argc, &argv);
-    ::testing::InitGoogleTest(&argc, argv);
-    if (mpi.world_rank() != 0) {
-        auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-        delete listeners.Release(listeners.default_result_printer());
-        listeners.Append(new RankFailurePrinter(mpi.world_rank()));
-    }
-    return RUN_ALL_TESTS();
+    return run_mpi_tests(argc, argv, OtherRanks::print_failures);
 }

@@ -8,15 +8,14 @@
 # off to 10 s (docs/SLURM-LOCAL.md pitfall 15), which alone would double this test's time.
 # Usage: test_slurm_jobs.sh PFCR_BINARY SOURCE_DIR        (exit 77 = skipped: not root)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../cli/common.sh"
 pfcr=$(readlink -f "$1")
 src=$(readlink -f "$2")
-py=/usr/bin/python3
 export SLURM_LOCAL_DIR=${SLURM_LOCAL_DIR:-/tmp/pfcr-slurm}
 export PFCR_BIN=$pfcr PFCR_ROOT=$src
+# Only the run-as-root pair (not mpi_test_env): the jobs inherit this environment, and
+# oversubscription would hide a wrong slot count in jobs/*.sbatch.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fails=0
-pass() { echo "ok   $1"; }
-failed() { echo "FAIL $1"; fails=$((fails + 1)); }
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "SKIP slurm_jobs: starting slurmd and munged needs root"
@@ -26,15 +25,11 @@ for f in "$src"/jobs/*.sbatch "$src"/jobs/common.sh "$src"/tests/slurm/*.sh; do
     bash -n "$f" || failed "bash -n $f"
 done
 
-work=$(mktemp -d /tmp/pfcr-slurm-test.XXXXXX)
+make_work /tmp/pfcr-slurm-test.XXXXXX
 jobs=()
 started=
-cleanup() {
-    [ ${#jobs[@]} -eq 0 ] || scancel "${jobs[@]}" 2>/dev/null || true
-    [ -z "$started" ] || bash "$src/tests/slurm/stop-local-slurm.sh" || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+at_exit '[ ${#jobs[@]} -eq 0 ] || scancel "${jobs[@]}" 2>/dev/null'
+at_exit '[ -z "$started" ] || bash "$src/tests/slurm/stop-local-slurm.sh"'
 
 # --- SLURM: reuse a cluster of an earlier start, else start one (and stop it at the end)
 if ! { [ -s "$SLURM_LOCAL_DIR/started.pids" ] &&
@@ -198,5 +193,4 @@ ok = len(lines) >= 27 and len(set(names)) == len(names) and all(w[1] == "-c" for
 sys.exit(0 if ok and all(os.path.exists(os.path.join(src, c)) for c in configs) else 1)
 EOF_PY
 
-echo "slurm jobs: $fails failures"
-[ "$fails" -eq 0 ]
+finish "slurm jobs"
