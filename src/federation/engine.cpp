@@ -17,7 +17,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <mutex>
 
@@ -166,11 +165,7 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
     ModelState& st = slot.state;
     const int64_t total = layout_.total(), S = shared_end_ - shared_begin_;
     materialize(c, st.params.data());
-    // TEST-ONLY (engine.hpp): poison one weight so that the real non-finite-loss check fires.
-    if (const char* at = std::getenv("PFCR_TEST_NAN_AT")) {
-        if (std::to_string(round) + ":" + std::to_string(c.spec.id) == at)
-            st.params[layout_.at("LayerNorm.weight").offset] = std::numeric_limits<float>::quiet_NaN();
-    }
+    if (client_hook_) client_hook_(round, c.spec, st); // fault injection (tests only)
     std::swap(st.adam_m, c.adam_m); // the moments move in and out instead of being copied
     std::swap(st.adam_v, c.adam_v);
     st.step = c.step;

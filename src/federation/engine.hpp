@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,9 +86,13 @@ public:
     // One round: sampled clients train (oneTBB tasks), updates are aggregated exactly, the
     // server steps. Throws CollectiveError naming round, client and step on a non-finite
     // loss; every rank throws (the failure is agreed on with one allreduce), so no rank hangs.
-    // TEST-ONLY: the environment variable PFCR_TEST_NAN_AT="<round>:<client>" sets one weight
-    // of that client to NaN before it trains in that round (tests of the failure path).
     RoundResult run_round(int64_t round);
+
+    // Fault injection for tests of the failure paths (production sets none): called with the
+    // round, the client and its materialized model just before the client trains, e.g. to set
+    // one weight to NaN. Runs on the client's worker thread; must touch only `state`.
+    using ClientHook = std::function<void(int64_t round, const ClientSpec&, ModelState& state)>;
+    void set_client_hook(ClientHook hook) { client_hook_ = std::move(hook); }
 
     const FederationOptions& options() const { return fed_; }
     const ParamLayout& layout() const { return layout_; }
@@ -120,6 +125,7 @@ private:
     AlignedBuffer<float> init_; // the keyed initial parameters every client starts from
     struct Pool;
     std::unique_ptr<Pool> pool_;
+    ClientHook client_hook_;
 };
 
 } // namespace pfcr

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -173,13 +172,6 @@ void check_content(const CheckpointContent& c, int keep, int rank) {
     }
 }
 
-bool kill_requested(int64_t round) {
-    const char* v = std::getenv("PFCR_TEST_KILL_DURING_CHECKPOINT");
-    if (!v) return false;
-    const auto r = parse_int(v);
-    return r && *r == round;
-}
-
 // Round of a complete checkpoint file name, or -1.
 int64_t round_of(const std::string& file_name) {
     static const std::regex re(R"(round_(\d{6,})\.h5)");
@@ -236,7 +228,7 @@ std::string checkpoint_file_name(int64_t round) {
 }
 
 std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const CheckpointContent& c,
-                             int keep) {
+                             int keep, const CheckpointFaults& faults) {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
@@ -298,7 +290,6 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
     std::iota(order.begin(), order.end(), size_t(0));
     std::sort(order.begin(), order.end(),
               [&](size_t a, size_t b) { return c.clients[a].id < c.clients[b].id; });
-    const bool kill = kill_requested(h.round);
     std::string error;
     auto write_data = [&](h5::Dataset& ds, const TensorSpec& t, const float* data) {
         if (t.size() == 0 || !error.empty()) return;
@@ -346,9 +337,9 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
                     h5::Dataset ds = g.create_dataset<float>(spec.name, to_h5(spec.shape));
                     if (it != mine.end()) write_data(ds, spec, it->second->data[t]);
                 }
-                if (kill && k == n / 2) std::raise(SIGKILL); // test-only, see checkpoint.hpp
+                if (faults.mid_write && k == n / 2) faults.mid_write(h.round);
             }
-            if (kill && n == 0) std::raise(SIGKILL);
+            if (faults.mid_write && n == 0) faults.mid_write(h.round);
         }
         f.close();
     } catch (const std::exception& e) {

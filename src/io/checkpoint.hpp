@@ -8,6 +8,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,13 @@ struct CheckpointContent {
 // "round_000004.h5"
 std::string checkpoint_file_name(int64_t round);
 
+// Fault injection for crash-safety tests (the tests' run context sets it; production passes
+// none): `mid_write(round)` runs on every rank once the temp file exists and about half the
+// clients' data is written, e.g. to raise SIGKILL there.
+struct CheckpointFaults {
+    std::function<void(int64_t round)> mid_write;
+};
+
 // Collective over `comm`: every rank calls it with the same `dir`, `keep` and shared content.
 // Writes <dir>/round_%06d.h5 (header.round) via <name>.tmp with the MPI-IO driver: all ranks
 // create every group, dataset and attribute collectively (client by client), the owner of a
@@ -85,12 +93,9 @@ std::string checkpoint_file_name(int64_t round);
 // Errors (bad content, ranks that disagree on the shared content, a client owned by no rank
 // or by two, I/O failures) throw pfcr::Error naming the file or object on EVERY rank, with
 // the same message; the temp file is removed and an older checkpoint is never touched.
-//
-// TEST-ONLY hook for crash-safety tests: if the environment variable
-// PFCR_TEST_KILL_DURING_CHECKPOINT equals header.round, every rank raises SIGKILL in the middle
-// of the write (after the temp file exists and about half the clients' data is written).
+// `faults` (tests only; empty in production) is called in the middle of the write.
 std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const CheckpointContent& c,
-                             int keep);
+                             int keep, const CheckpointFaults& faults = {});
 
 // The newest complete checkpoint in `dir`: the largest round among names round_<digits>.h5
 // (at least 6 digits; *.tmp ignored), as "<dir>/round_000012.h5"; "" if none or no such dir.

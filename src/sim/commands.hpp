@@ -10,6 +10,7 @@
 #include "core/log.hpp"
 #include "io/config.hpp"
 #include "options/options.hpp"
+#include "sim/faults.hpp"
 
 namespace pfcr {
 
@@ -26,7 +27,7 @@ class MpiComm;
 // rank 0 writes metrics.jsonl + results.json (per domain and mean) and prints a table; every
 // rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
 void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const std::string& from = "");
+                  const std::string& from = "", const FaultInjection& faults = {});
 
 // `pfcr evaluate`: which checkpoint (file, or the newest in a directory), split ("valid" |
 // "test"), state ("best" | "final"; "" = best for a fine-tuning checkpoint, final for a
@@ -52,7 +53,8 @@ void run_evaluate(const Options& opt, MpiComm& comm, const Logger& log, std::ost
 // `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
 // <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->
 // <output_dir>/results.json + table on `out`. Returns 0, or exit_code_preempted.
-int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out);
+int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                   const FaultInjection& faults = {});
 
 // A checkpoint file as given, or the newest complete one if `path` is a directory.
 std::string resolve_checkpoint(const std::string& path);
@@ -63,8 +65,9 @@ std::string resolve_checkpoint(const std::string& path);
 // resumes from `resume` (a checkpoint file or directory) or else from the newest complete
 // checkpoint of the run's checkpoint directory. Returns 0, or exit_code_preempted
 // (signals.hpp) after a stop signal once the checkpoint is written.
+// `faults`: test-only hooks (sim/faults.hpp).
 int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                 const std::string& resume = "");
+                 const std::string& resume = "", const FaultInjection& faults = {});
 
 // `pfcr inspect FILE`: summary + schema validation of prepared.h5 or a checkpoint (by the root
 // `format` attribute); returns 0 if valid, 1 otherwise.

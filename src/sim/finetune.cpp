@@ -85,7 +85,7 @@ std::string resolve_checkpoint(const std::string& path) {
 }
 
 void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const std::string& from_arg) {
+                  const std::string& from_arg, const FaultInjection& faults) {
     const std::string& mode = opt.finetune.mode;
     const std::string from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
     RunClients rc = load_run_clients(opt, comm, false, opt.finetune.domains);
@@ -258,7 +258,8 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
             }
             c.owned.push_back(std::move(o));
         }
-        write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep);
+        write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep,
+                         faults.checkpoint);
     }
 
     // Rank 0 collects every client's outcome in id order.

@@ -106,7 +106,8 @@ std::string json_number(double v) {
     return os.str();
 }
 
-void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done) {
+void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done,
+          const CheckpointFaults& faults) {
     const CheckpointLayout L = checkpoint_layout(fed);
     CheckpointContent c;
     c.header.stage = "pretrain";
@@ -129,7 +130,7 @@ void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_don
         for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
         c.owned.push_back(std::move(o));
     }
-    write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep);
+    write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep, faults);
 }
 
 // Loads `path` into the federation (every rank reads its own clients); returns rounds done.
@@ -181,7 +182,7 @@ std::string metrics_before(const std::string& file, int64_t round) {
 } // namespace
 
 int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                 const std::string& resume) {
+                 const std::string& resume, const FaultInjection& faults) {
     Stopwatch total_time;
     const FederationOptions& fed = opt.federation;
     RunClients rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
@@ -193,6 +194,7 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
     Federation federation(fed, base, opt.initializer_range, specs, owner, comm);
     for (int64_t k = 0; k < K; ++k)
         if (owner[size_t(k)] == comm.rank()) federation.add_client(k, rc.data[size_t(k)]);
+    federation.set_client_hook(faults.before_client_trains);
     int64_t client_bytes = 0;
     for (const auto& c : federation.clients()) client_bytes += c.bytes();
 
@@ -252,7 +254,7 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
         double t_ckpt = 0;
         if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
             Stopwatch sw;
-            save(federation, opt, comm, round + 1);
+            save(federation, opt, comm, round + 1, faults.checkpoint);
             t_ckpt = sw.seconds();
         }
         const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate,

@@ -47,7 +47,8 @@ Options with(const Options& o, const std::string& key, const std::string& value)
 
 } // namespace
 
-int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out) {
+int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                   const FaultInjection& faults) {
     Stopwatch total;
     const Config& cfg = opt.config;
     const std::filesystem::path dir = opt.output_dir;
@@ -87,7 +88,7 @@ int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::os
     std::string from;
     if (!local) {
         const int rc = run_pretrain(with(run_opt, "output_dir", (dir / "pretrain").string()), comm,
-                                    log, stage_out);
+                                    log, stage_out, "", faults);
         if (rc != 0) {
             if (comm.rank() == 0)
                 out << "run: pre-training stopped by a signal; run the same command again to resume\n";
@@ -99,7 +100,7 @@ int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::os
     sw.reset();
     std::ostringstream finetune_out;
     run_finetune(with(run_opt, "output_dir", (dir / "finetune").string()), comm, log, finetune_out,
-                 from);
+                 from, faults);
     const double t_finetune = sw.seconds();
     if (comm.rank() != 0) return 0;
 

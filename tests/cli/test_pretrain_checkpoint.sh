@@ -6,10 +6,13 @@
 # dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; kill -9
 # during a checkpoint write leaves the previous one loadable; NaN loss, a contradicting
 # config, a wrong-format / wrong-version / wrong-shape checkpoint -> clear error, non-zero exit.
-# Usage: test_pretrain_checkpoint.sh PFCR_BINARY SOURCE_DIR [MPIEXEC]
+# The two injected faults (NaN weight, SIGKILL mid-write) use PFCR_FAULTS_BINARY: the same
+# command line with test-only hooks (tests/cli/pfcr_faults.cpp).
+# Usage: test_pretrain_checkpoint.sh PFCR_BINARY SOURCE_DIR MPIEXEC PFCR_FAULTS_BINARY
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-mpi_test_setup "$@"
+mpi_test_setup "$1" "$2" "${3:-}"
+pfcr_faults=${4:?usage: test_pretrain_checkpoint.sh PFCR SRC MPIEXEC PFCR_FAULTS}
 pid=
 at_exit '[ -z "$pid" ] || kill $pid 2>/dev/null'
 valid() { "$py" "$src/analysis/check_checkpoint.py" "$1" >"$work/check.out" 2>&1; }
@@ -35,6 +38,11 @@ EOF
 common=(-c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set data.prepared="$work/prep/prepared.h5"
         --set federation.client_fraction=0.5)
 run() { local n=$1; shift; "$mpiexec" -n "$n" --oversubscribe "$pfcr" pretrain -q "${common[@]}" "$@"; }
+# The same with the fault hooks (environment variables read only by pfcr_faults).
+run_faults() {
+  local n=$1; shift
+  "$mpiexec" -n "$n" --oversubscribe "$pfcr_faults" pretrain -q "${common[@]}" "$@"
+}
 
 # --- every algorithm, every privacy mechanism: completes, checkpoint validates
 for alg in pfcr fedavg fedprox scaffold local "fedavg whole" "fedprox whole" "scaffold whole" \
@@ -111,7 +119,7 @@ fi
 
 # --- kill -9 in the middle of writing round 3: round 2 stays loadable, a rerun resumes from it
 set +e
-PFCR_TEST_KILL_DURING_CHECKPOINT=3 run 2 --set federation.rounds=4 --set output_dir="$work/k9" >/dev/null 2>&1
+PFCR_TEST_KILL_DURING_CHECKPOINT=3 run_faults 2 --set federation.rounds=4 --set output_dir="$work/k9" >/dev/null 2>&1
 rc=$?
 set -e
 [ "$rc" -ne 0 ] && [ ! -e "$work/k9/ckpt/round_000003.h5" ] && valid "$work/k9/ckpt/round_000002.h5" \
@@ -130,12 +138,16 @@ expect_error() { # name, grep pattern, command... (environment assignments befor
     || failed "$name: $(tail -3 "$work/err.out")"
 }
 # Client 1 gets a NaN weight before round 2 (test-only hook): the real loss check fires.
-PFCR_TEST_NAN_AT=2:1 expect_error "NaN loss" "round 2, client 1 (domain .*non-finite" run 2 --set federation.rounds=5 \
+PFCR_TEST_NAN_AT=2:1 expect_error "NaN loss" "round 2, client 1 (domain .*non-finite" run_faults 2 --set federation.rounds=5 \
   --set federation.client_fraction=1 --set output_dir="$work/nan"
 [ -e "$work/nan/ckpt/round_000002.h5" ] && [ ! -e "$work/nan/ckpt/round_000003.h5" ] \
   && [ -z "$(ls "$work/nan/ckpt" | grep tmp)" ] && valid "$work/nan/ckpt/round_000002.h5" \
   && pass "NaN: the last good checkpoint (round 2) is intact and valid, nothing written after" \
   || failed "NaN: checkpoints $(ls "$work/nan/ckpt")"
+# The production binary has no test switch: the same variable changes nothing there.
+PFCR_TEST_NAN_AT=0:0 run 1 --set federation.rounds=1 --set output_dir="$work/nohook" >/dev/null 2>&1 \
+  && pass "production pfcr ignores PFCR_TEST_NAN_AT (hooks live in the test program only)" \
+  || failed "production pfcr reacted to PFCR_TEST_NAN_AT"
 expect_error "config contradicts checkpoint" "config key 'learning_rate' is 0.001 in the checkpoint but 0.002" \
   run 1 --set federation.rounds=5 --set output_dir="$work/full" --set learning_rate=0.002
 expect_error "model shape contradicts checkpoint" "config key 'hidden_size' is 32 in the checkpoint but 64" \

@@ -8,6 +8,7 @@
 // Usage: mpirun -n R checkpoint_tool DIR ROUND N_CLIENTS [n_layers hidden inner [keep]]
 #include <mpi.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -98,7 +99,13 @@ int main(int argc, char** argv) {
 
         MPI_Barrier(comm.handle());
         const double t0 = MPI_Wtime();
-        const std::string path = write_checkpoint(comm.handle(), dir, c, keep);
+        // Crash-safety test (test_check_checkpoint.sh): SIGKILL half-way through the write.
+        CheckpointFaults faults;
+        if (const char* v = std::getenv("PFCR_TEST_KILL_DURING_CHECKPOINT"))
+            faults.mid_write = [r = std::atoll(v)](int64_t round) {
+                if (round == r) std::raise(SIGKILL);
+            };
+        const std::string path = write_checkpoint(comm.handle(), dir, c, keep, faults);
         const double seconds = MPI_Wtime() - t0;
         if (comm.rank() == 0) {
             int64_t floats = 0;

@@ -1,0 +1,35 @@
+// `pfcr` with faults injected, for the failure-path tests (test_pretrain_checkpoint.sh): the
+// real command line (run_cli) plus hooks chosen by environment variables, which only this test
+// program reads:
+//   PFCR_TEST_NAN_AT=<round>:<client>       sets LayerNorm.weight[0] of that client to NaN just
+//                                           before it trains in that round (the real
+//                                           non-finite-loss check must fire);
+//   PFCR_TEST_KILL_DURING_CHECKPOINT=<round> every rank raises SIGKILL half-way through writing
+//                                           the checkpoint of that round.
+#include <csignal>
+#include <cstdlib>
+#include <limits>
+#include <string>
+
+#include "core/text.hpp"
+#include "sim/cli.hpp"
+
+int main(int argc, char** argv) {
+    pfcr::FaultInjection faults;
+    if (const char* at = std::getenv("PFCR_TEST_NAN_AT")) {
+        const std::string where = at;
+        faults.before_client_trains = [where](int64_t round, const pfcr::ClientSpec& c,
+                                              pfcr::ModelState& state) {
+            if (std::to_string(round) + ":" + std::to_string(c.id) != where) return;
+            state.params[state.layout.at("LayerNorm.weight").offset] =
+                std::numeric_limits<float>::quiet_NaN();
+        };
+    }
+    if (const char* v = std::getenv("PFCR_TEST_KILL_DURING_CHECKPOINT")) {
+        const auto round = pfcr::parse_int(v);
+        faults.checkpoint.mid_write = [round](int64_t r) {
+            if (round && *round == r) std::raise(SIGKILL);
+        };
+    }
+    return pfcr::run_cli(argc, argv, faults);
+}
