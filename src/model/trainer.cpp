@@ -3,12 +3,16 @@
 // One training step on a batch of B rows (letters as in encoder.hpp, V1 = items + 1):
 //   E   (V1,C) = code-mean embeddings of every candidate, Ê = E/||E||        once per step
 //   per chunk of `chunk_rows` rows, in parallel, each with its thread's workspace:
-//     s = encoder(chunk), Ŝ = s/||s||, Z = Ŝ Êᵀ / τ, P = softmax(Z), loss += -log P[target]
-//     G = (P - onehot) / (B τ)           (dLoss/d(Ŝ Êᵀ), kept for the whole batch, rows disjoint)
-//     dŜ = G Ê -> ds -> encoder backward into the chunk's own gradient buffer and d_emb rows
+//     s = encoder(chunk), then loss.hpp's cosine_ce_rows_forward / _backward on the chunk's rows:
+//     Ŝ = s/||s||, Z = Ŝ Êᵀ / τ, P = softmax(Z), loss += -log P[target],
+//     G = (P - onehot) / (B τ)      (dLoss/d(Ŝ Êᵀ), kept for the whole batch, rows disjoint),
+//     dŜ = G Ê -> ds; encoder backward into the chunk's own gradient buffer and d_emb rows
 //   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
-//     dÊ = Gᵀ Ŝ (fixed row blocks) -> dE -> code table; d_emb -> code table (sequential);
-//     Adam on every trainable parameter (fixed blocks).
+//     dÊ = Gᵀ Ŝ -> dE (loss.hpp's cosine_ce_candidates_backward, kCandidateBlock row blocks)
+//     -> code table; d_emb -> code table (sequential); Adam on every trainable parameter
+//     (fixed blocks).
+// The loss kernels are the ones the gradient checks and PyTorch parity tests run, in the
+// float operation order the results' bits depend on.
 // With a prompt head (model/prompt.hpp) the loss reads o = head(s) instead of s:
 //   once per step: k, v = prompt_kv_forward(P)
 //   per chunk: o = prompt_head_forward(s); backward dLoss/do -> head (its per-row parameter
@@ -162,6 +166,20 @@ struct Trainer::Impl {
                 scratch->d_scores.data() + b0 * PH * NP, nullptr};
     }
 
+    // The loss's buffers for batch rows from b0 (loss.hpp): Ŝ, ||s|| and G (probabilities,
+    // then dLoss/d(Ŝ Êᵀ) in place) are batch-wide, dŜ is the caller's (a thread's workspace).
+    CosineCeBuffers<float> loss_rows(int64_t b0, float* d_s_hat) {
+        float* g_rows = g.data() + b0 * V1;
+        return {.s_hat = s_hat.data() + b0 * C,
+                .s_norm = s_norm.data() + b0,
+                .e_hat = e_hat.data(),
+                .e_norm = e_norm.data(),
+                .probs = g_rows,
+                .d_logits = g_rows,
+                .d_s_hat = d_s_hat,
+                .d_e_hat = d_e_hat.data()};
+    }
+
     // Ê (V1,C) and ||E|| from the current code table.
     void candidates(const float* code_table, const int32_t* item_codes) {
         all_item_embeddings_forward(e_all.data(), item_codes, code_table, V1, M, C);
@@ -197,8 +215,8 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     Impl& I = *impl_;
     const int64_t B = batch.size(), N = batch.tokens(), C = I.C, V1 = I.V1;
     const int64_t chunk = opt_.chunk_rows, n_chunks = (B + chunk - 1) / chunk;
-    const float inv_tau = float(1.0 / opt_.temperature);
-    const float g_scale = float(1.0 / (double(B) * opt_.temperature));
+    const float inv_tau = ce_inv_tau<float>(opt_.temperature);
+    const float g_scale = ce_grad_scale<float>(opt_.temperature, B);
     const ParamLayout& layout = state.layout;
     const auto P = bind_tensors<const float>(state.params.data(), layout);
     const auto H = bind_prompt_tensors<const float>(state.params.data(), layout);
@@ -236,9 +254,6 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                     ws.off[size_t(b)] = batch.off[size_t(b0 + b)] - t0;
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, step_key, b0, true};
                 float* s = I.s.data() + b0 * C;
-                float* s_hat = I.s_hat.data() + b0 * C;
-                float* s_norm = I.s_norm.data() + b0;
-                float* g = I.g.data() + b0 * V1;
                 encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
                                 keys, ws.enc);
                 // The loss reads the representation `rep`: s, or the head's o.
@@ -251,38 +266,15 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                                         I.id_codes.data(), keys, ws.head);
                     rep = o;
                 }
-                l2_normalize_forward(s_hat, s_norm, rep, Bc, C);
-                // Z = Ŝ Êᵀ / τ, then row-wise softmax cross-entropy; G = (P - onehot) / (B τ).
-                mat(g, Bc, V1).noalias() =
-                    mat(static_cast<const float*>(s_hat), Bc, C) *
-                    mat(static_cast<const float*>(I.e_hat.data()), V1, C).transpose();
-                double loss = 0;
-                for (int64_t b = 0; b < Bc; ++b) {
-                    float* z = g + b * V1;
-                    float zmax = -INFINITY;
-                    for (int64_t j = 0; j < V1; ++j) {
-                        z[j] *= inv_tau;
-                        zmax = std::max(zmax, z[j]);
-                    }
-                    float sum = 0;
-                    for (int64_t j = 0; j < V1; ++j) {
-                        z[j] = std::exp(z[j] - zmax);
-                        sum += z[j];
-                    }
-                    const int32_t t = batch.targets[size_t(b0 + b)];
-                    loss += double(std::log(sum)) - std::log(double(z[t]));
-                    const float inv_sum = 1.0f / sum;
-                    for (int64_t j = 0; j < V1; ++j) z[j] = z[j] * inv_sum * g_scale;
-                    z[t] -= g_scale;
-                }
-                I.chunk_loss[size_t(k)] = loss;
-                // dŜ = G Ê (τ is folded into G), ds through the normalisation.
+                // The loss on this chunk's rows (loss.hpp): Ŝ, cosines and then G = (P -
+                // onehot) / (B τ) in the batch-wide g, dŜ in the thread's workspace, ds.
                 grow(ws.d_s_hat, Bc * C);
-                mat(ws.d_s_hat.data(), Bc, C).noalias() =
-                    mat(static_cast<const float*>(g), Bc, V1) *
-                    mat(static_cast<const float*>(I.e_hat.data()), V1, C);
+                const CosineCeBuffers<float> ce = I.loss_rows(b0, ws.d_s_hat.data());
+                const int32_t* targets = batch.targets.data() + b0;
+                I.chunk_loss[size_t(k)] =
+                    cosine_ce_rows_forward(ce, rep, targets, Bc, V1, C, inv_tau);
                 ws.ds.assign(size_t(Bc * C), 0.0f);
-                l2_normalize_backward(ws.ds.data(), ws.d_s_hat.data(), s_hat, s_norm, Bc, C);
+                cosine_ce_rows_backward(ws.ds.data(), ce, targets, Bc, V1, C, g_scale);
                 // Head and encoder backward into this chunk's gradient buffer and d_emb rows.
                 AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
                 cg.zero();
@@ -347,17 +339,16 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         }
     }
 
-    // Shared code table: candidates' path (dÊ = Gᵀ Ŝ in fixed row blocks), then the inputs'.
+    // Shared code table: candidates' path (dÊ = Gᵀ Ŝ -> dE in loss.hpp's fixed row blocks),
+    // then the inputs'.
     const auto GT = bind_tensors<float>(grad, layout);
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
     std::fill(GT.code_table, GT.code_table + table_size, 0.0f);
-    for_fixed_blocks(V1, 256, [&](int64_t r0, int64_t r1) {
-        mat(I.d_e_hat.data() + r0 * C, r1 - r0, C).noalias() =
-            mat(static_cast<const float*>(I.g.data()), B, V1).middleCols(r0, r1 - r0).transpose() *
-            mat(static_cast<const float*>(I.s_hat.data()), B, C);
-    });
     std::fill(I.d_e.begin(), I.d_e.begin() + V1 * C, 0.0f);
-    l2_normalize_backward(I.d_e.data(), I.d_e_hat.data(), I.e_hat.data(), I.e_norm.data(), V1, C);
+    const CosineCeBuffers<float> ce = I.loss_rows(0, nullptr);
+    for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
+        cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
+    });
     all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
     item_embedding_backward(GT.code_table, I.d_emb.data(), batch.items.data(), codes, N, I.M, C);
 
@@ -464,12 +455,11 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                     rep = o;
                 }
                 l2_normalize_forward(s_hat, s_norm, rep, Bc, C);
-                // Cosine scores (PFCR's full_sort_predict: no temperature), padding column
-                // ignored by the ranking.
+                // Cosine scores without the temperature (PFCR's full_sort_predict; loss.hpp),
+                // padding column ignored by the ranking.
                 grow(ws.scores, Bc * V1);
-                mat(ws.scores.data(), Bc, V1).noalias() =
-                    mat(static_cast<const float*>(s_hat), Bc, C) *
-                    mat(static_cast<const float*>(I.e_hat.data()), V1, C).transpose();
+                cosine_scores(ws.scores.data(), static_cast<const float*>(s_hat),
+                              static_cast<const float*>(I.e_hat.data()), Bc, V1, C);
                 acc[size_t(k)].add_batch(ws.scores.data(), ws.batch.targets.data(), Bc, V);
             }
         },
