@@ -7,6 +7,7 @@ find_package(OpenMP REQUIRED COMPONENTS CXX)  # faiss's imported target needs Op
 find_package(faiss REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(CLI11 REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)  # results.json and other JSON documents (src/report)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of input files in manifests
 
 # Parallel HDF5: Debian's libhdf5-openmpi-dev. Point FindHDF5 at the MPI build so that a

@@ -10,9 +10,11 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools        # parallel HDF5 (prepared.h5, checkpoints)
   libtbb-dev                            # oneTBB threads
   libyaml-cpp-dev libcli11-dev          # config, command line
+  nlohmann-json3-dev                    # JSON documents (results.json)
   libfaiss-dev libopenblas0-openmp      # joint OPQ/PQ quantizer; OpenBLAS replaces reference BLAS
   libssl-dev                            # SHA-256 of inputs in manifests
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-format                          # house style, checked by the test suite
   python3 python3-numpy python3-h5py    # analysis/ scripts and their tests
   python3-pandas python3-matplotlib     # analysis/ tables and plots
 )

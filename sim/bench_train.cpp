@@ -30,7 +30,7 @@ const PreparedDomain& scientific() {
 }
 
 TrainOptions paper_options() {
-    TrainOptions o;  // defaults are PFCR's: C 300, F 256, L 2, NH 2, dropout 0.5, T 50, M 32
+    TrainOptions o; // defaults are PFCR's: C 300, F 256, L 2, NH 2, dropout 0.5, T 50, M 32
     o.train_batch_size = 1024;
     return o;
 }
@@ -43,7 +43,8 @@ TrainOptions paper_options() {
 //   last layer: K,V 4NC^2, Q + dense 4BC^2, FFN 4BCF, attention 4 C N
 //   loss: logits 2 B C V1
 double useful_flops(const PackedBatch& b, const ModelShape& s, int64_t V1) {
-    const double N = double(b.tokens()), B = double(b.size()), C = double(s.hidden), F = double(s.inner);
+    const double N = double(b.tokens()), B = double(b.size()), C = double(s.hidden),
+                 F = double(s.inner);
     double P = 0;
     for (int64_t r = 0; r < b.size(); ++r) {
         const double len = double(b.off[size_t(r + 1)] - b.off[size_t(r)]);
@@ -76,15 +77,18 @@ void BM_TrainStep(benchmark::State& state) {
     std::vector<PackedBatch> batches(static_cast<size_t>(n_batches));
     double flops = 0;
     for (int64_t i = 0; i < n_batches; ++i) {
-        gather_batch(d.train, perm.data() + i * opt.train_batch_size, opt.train_batch_size, batches[size_t(i)]);
+        gather_batch(d.train, perm.data() + i * opt.train_batch_size, opt.train_batch_size,
+                     batches[size_t(i)]);
         flops += useful_flops(batches[size_t(i)], opt.hp.shape, d.n_items + 1);
     }
-    tr.train_step(st, batches[0]);  // warm-up: workspaces reach their final size
+    tr.train_step(st, batches[0]); // warm-up: workspaces reach their final size
     int64_t i = 0;
-    for (auto _ : state) benchmark::DoNotOptimize(tr.train_step(st, batches[size_t(i++ % n_batches)]));
-    state.counters["seqs_per_s"] = benchmark::Counter(double(state.iterations()) * 1024, benchmark::Counter::kIsRate);
-    state.counters["useful_GFLOP_per_s"] =
-        benchmark::Counter(double(state.iterations()) * flops / double(n_batches) * 1e-9, benchmark::Counter::kIsRate);
+    for (auto _ : state)
+        benchmark::DoNotOptimize(tr.train_step(st, batches[size_t(i++ % n_batches)]));
+    state.counters["seqs_per_s"] =
+        benchmark::Counter(double(state.iterations()) * 1024, benchmark::Counter::kIsRate);
+    state.counters["useful_GFLOP_per_s"] = benchmark::Counter(
+        double(state.iterations()) * flops / double(n_batches) * 1e-9, benchmark::Counter::kIsRate);
     state.counters["mean_tokens_per_batch"] = double(batches[0].tokens());
 }
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(8.0);
@@ -94,10 +98,15 @@ void BM_EvaluateValid(benchmark::State& state) {
     PaperModel m;
     const PreparedDomain& d = m.d;
     for (auto _ : state) benchmark::DoNotOptimize(m.tr.evaluate(m.st, d.valid, {10, 50}));
-    state.counters["seqs_per_s"] =
-        benchmark::Counter(double(state.iterations()) * double(d.valid.rows()), benchmark::Counter::kIsRate);
+    state.counters["seqs_per_s"] = benchmark::Counter(
+        double(state.iterations()) * double(d.valid.rows()), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_EvaluateValid)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(4.0);
+BENCHMARK(BM_EvaluateValid)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(4.0);
 
 // Yardstick: single-thread Eigen SGEMM of the step's dominant shapes, (M x K) * (K x N).
 void BM_Sgemm(benchmark::State& state) {
@@ -111,13 +120,13 @@ void BM_Sgemm(benchmark::State& state) {
                                         mat(static_cast<const float*>(b.data()), N, K).transpose();
         benchmark::ClobberMemory();
     }
-    state.counters["GFLOP_per_s"] =
-        benchmark::Counter(double(state.iterations()) * 2.0 * double(M * K * N) * 1e-9, benchmark::Counter::kIsRate);
+    state.counters["GFLOP_per_s"] = benchmark::Counter(
+        double(state.iterations()) * 2.0 * double(M * K * N) * 1e-9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Sgemm)
-    ->Args({7000, 300, 300})   // Q/K/V/dense over the tokens
-    ->Args({7000, 300, 256})   // FFN over the tokens
-    ->Args({1024, 300, 4386})  // logits over every candidate
+    ->Args({7000, 300, 300})  // Q/K/V/dense over the tokens
+    ->Args({7000, 300, 256})  // FFN over the tokens
+    ->Args({1024, 300, 4386}) // logits over every candidate
     ->Unit(benchmark::kMillisecond);
 
 } // namespace

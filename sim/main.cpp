@@ -2,4 +2,6 @@
 // and runs the subcommand.
 #include "sim/cli.hpp"
 
-int main(int argc, char** argv) { return pfcr::run_cli(argc, argv); }
+int main(int argc, char** argv) {
+    return pfcr::run_cli(argc, argv);
+}

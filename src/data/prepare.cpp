@@ -49,8 +49,8 @@ PreparedData prepare_dataset(const PrepareOptions& opt, const Logger& log) {
         check(!n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos,
               "data.domains (", opt.domains_origin, "): '", n,
               "' is not a domain name (a folder name under data.path, without '/')");
-        check(unique.insert(n).second, "data.domains (", opt.domains_origin,
-              ") lists domain '", n, "' twice");
+        check(unique.insert(n).second, "data.domains (", opt.domains_origin, ") lists domain '", n,
+              "' twice");
     }
     const int max_history = int(opt.max_history);
     const int64_t dim = opt.text.dim;

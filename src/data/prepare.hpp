@@ -17,15 +17,15 @@
 namespace pfcr {
 
 struct PrepareOptions {
-    std::string path;                 // data.path: one sub-folder <D>/ per domain
-    std::vector<std::string> domains; // data.domains, in client order
-    std::string domains_origin;       // where data.domains was set (for error messages)
-    std::string features = "auto";    // data.features: auto | file | text
+    std::string path;                        // data.path: one sub-folder <D>/ per domain
+    std::vector<std::string> domains;        // data.domains, in client order
+    std::string domains_origin;              // where data.domains was set (for error messages)
+    std::string features = "auto";           // data.features: auto | file | text
     std::string feature_suffix = "feat1CLS"; // data.feature_suffix
-    int64_t max_history = 50;         // MAX_ITEM_LIST_LENGTH
-    TextFeaturizerOptions text;       // text.dim = plm_size (also the feature file's width)
-    QuantizerOptions quantizer;       // code_dim, code_cap, data.quantizer_*, data.opq_*
-    std::string config_yaml;          // the resolved config, recorded in the manifest
+    int64_t max_history = 50;                // MAX_ITEM_LIST_LENGTH
+    TextFeaturizerOptions text;              // text.dim = plm_size (also the feature file's width)
+    QuantizerOptions quantizer;              // code_dim, code_cap, data.quantizer_*, data.opq_*
+    std::string config_yaml;                 // the resolved config, recorded in the manifest
 };
 
 // Reads every domain, featurizes, fits the joint quantizer; returns the prepared data in memory.

@@ -9,7 +9,8 @@ namespace {
 void take_rows(const Split& in, const std::vector<int32_t>& shard_of_user, int32_t s, Split& out) {
     for (size_t r = 0; r < in.rows(); ++r) {
         if (shard_of_user[size_t(in.users[r])] != s) continue;
-        out.items.insert(out.items.end(), in.items.begin() + in.indptr[r], in.items.begin() + in.indptr[r + 1]);
+        out.items.insert(out.items.end(), in.items.begin() + in.indptr[r],
+                         in.items.begin() + in.indptr[r + 1]);
         out.indptr.push_back(int64_t(out.items.size()));
         out.targets.push_back(in.targets[r]);
         out.users.push_back(in.users[r]);
@@ -23,7 +24,8 @@ std::vector<PreparedDomain> split_into_shards(const PreparedDomain& d, int64_t s
     if (shards == 1) return {d};
     // A fixed hash of the user index: shard membership never depends on seeds or ranks.
     std::vector<int32_t> shard_of_user(size_t(d.n_users));
-    for (int64_t u = 0; u < d.n_users; ++u) shard_of_user[size_t(u)] = int32_t(mix64(uint64_t(u)) % uint64_t(shards));
+    for (int64_t u = 0; u < d.n_users; ++u)
+        shard_of_user[size_t(u)] = int32_t(mix64(uint64_t(u)) % uint64_t(shards));
     std::vector<PreparedDomain> out(static_cast<size_t>(shards));
     for (int64_t s = 0; s < shards; ++s) {
         PreparedDomain& p = out[size_t(s)];

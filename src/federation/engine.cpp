@@ -1,8 +1,8 @@
 // The federated round for every algorithm (see engine.hpp). The update rules, per client k
 // with weight w_k = train_rows_k / rows of this round's sampled clients, shared range x:
 //   pfcr      u_k = sum over the local epoch's steps of dL/dx (x = the code table);
-//             x <- x - server_lr * sum_k w_k u_k                                 (docs/METHOD.md §6)
-//             (server_lr = federation.server_lr, or learning_rate when that is 0, as PFCR)
+//             x <- x - server_lr * sum_k w_k u_k                                 (docs/METHOD.md
+//             §6) (server_lr = federation.server_lr, or learning_rate when that is 0, as PFCR)
 //   fedavg    u_k = x_k - x after local training;   x <- x + sum_k w_k u_k      (McMahan 2017)
 //   fedprox   as fedavg, local gradient + mu (x_k - x)                            (Li 2020)
 //   scaffold  as fedavg, local gradient + (c - c_k); then c_k+ = c_k - c + (x - x_k)/(S lr),
@@ -43,12 +43,18 @@ Algorithm parse_algorithm(const std::string& name) {
 
 const char* algorithm_name(Algorithm a) {
     switch (a) {
-    case Algorithm::pfcr: return "pfcr";
-    case Algorithm::fedavg: return "fedavg";
-    case Algorithm::fedprox: return "fedprox";
-    case Algorithm::scaffold: return "scaffold";
-    case Algorithm::local: return "local";
-    case Algorithm::centralized: return "centralized";
+    case Algorithm::pfcr:
+        return "pfcr";
+    case Algorithm::fedavg:
+        return "fedavg";
+    case Algorithm::fedprox:
+        return "fedprox";
+    case Algorithm::scaffold:
+        return "scaffold";
+    case Algorithm::local:
+        return "local";
+    case Algorithm::centralized:
+        return "centralized";
     }
     return "?";
 }
@@ -107,7 +113,9 @@ Federation::Federation(const FederationOptions& fed, const TrainOptions& base,
     const auto& table = layout_.at("pq_code_embedding.weight");
     switch (fed_.algorithm) {
     case Algorithm::local:
-    case Algorithm::centralized: shared_begin_ = shared_end_ = 0; break;
+    case Algorithm::centralized:
+        shared_begin_ = shared_end_ = 0;
+        break;
     case Algorithm::pfcr:
         shared_begin_ = table.offset;
         shared_end_ = table.offset + table.size;
@@ -210,7 +218,8 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
             });
         break;
     }
-    default: break;
+    default:
+        break;
     }
 
     const int64_t step0 = st.step;
@@ -264,9 +273,12 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
 
 int64_t upload_bits_per_element(const PrivacyOptions& p) {
     int64_t values = 0; // number of distinct integers a bucket mechanism can send
-    if (p.mechanism == PrivacyMechanism::pfcr_reference) values = p.buckets;
-    else if (p.mechanism == PrivacyMechanism::randomized_response) values = 2 * p.buckets + 1;
-    else return 32;
+    if (p.mechanism == PrivacyMechanism::pfcr_reference)
+        values = p.buckets;
+    else if (p.mechanism == PrivacyMechanism::randomized_response)
+        values = 2 * p.buckets + 1;
+    else
+        return 32;
     int64_t bits = 0;
     while ((int64_t(1) << bits) < values) ++bits;
     return bits;
@@ -288,7 +300,8 @@ RoundResult Federation::run_round(int64_t round) {
     }
 
     Stopwatch sw;
-    std::vector<int64_t> acc(static_cast<size_t>(S), 0), control_acc, loss_acc(static_cast<size_t>(K), 0);
+    std::vector<int64_t> acc(static_cast<size_t>(S), 0), control_acc,
+        loss_acc(static_cast<size_t>(K), 0);
     if (fed_.algorithm == Algorithm::scaffold) control_acc.assign(size_t(S), 0);
     std::vector<ClientState*> todo;
     for (auto& c : mine_)
@@ -307,8 +320,8 @@ RoundResult Federation::run_round(int64_t round) {
                               sampled_rows, K, slot->upload.data(), S, slot->acc.data());
             if (fed_.algorithm == Algorithm::scaffold) {
                 slot->control_acc.resize(size_t(S), 0);
-                encode_add(slot->control_acc.data(), slot->delta_control.data(), S,
-                           1.0 / double(K), bits, max_abs);
+                encode_add(slot->control_acc.data(), slot->delta_control.data(), S, 1.0 / double(K),
+                           bits, max_abs);
             }
             const float l = float(local_loss[i]);
             encode_add(loss_acc.data() + c.spec.id, &l, 1, 1.0, bits, max_abs); // own entry
@@ -351,9 +364,9 @@ RoundResult Federation::run_round(int64_t round) {
         for (size_t i = 0; i < todo.size(); ++i)
             if (todo[i]->spec.id == id)
                 fail_collective("round ", round, ", client ", id, " (domain ", todo[i]->spec.domain,
-                     ", shard ", todo[i]->spec.shard, "): ", errors[i]);
+                                ", shard ", todo[i]->spec.shard, "): ", errors[i]);
         fail_collective("round ", round, ": client ", id, " failed on rank ", owner_[size_t(id)],
-             " (see that rank's message); stopping");
+                        " (see that rank's message); stopping");
     }
 
     sw.reset();

@@ -1,7 +1,7 @@
-// The federated round of pre-training (docs/METHOD.md §6, docs/ARCHITECTURE.md §3–4) for every algorithm:
-// persistent client state, local training of a rank's clients as oneTBB tasks, the client
-// update (gradient sum, parameter delta, control variates), its exact fixed-point (or integer
-// bucket) encoding, one allreduce through Comm, and the server step every rank computes
+// The federated round of pre-training (docs/METHOD.md §6, docs/ARCHITECTURE.md §3–4) for every
+// algorithm: persistent client state, local training of a rank's clients as oneTBB tasks, the
+// client update (gradient sum, parameter delta, control variates), its exact fixed-point (or
+// integer bucket) encoding, one allreduce through Comm, and the server step every rank computes
 // identically. Files, metrics and checkpoints are the driver's (src/sim/pretrain.cpp).
 //
 // Memory (docs/ARCHITECTURE.md §3): a client persists only the parameters outside the shared range,
@@ -57,14 +57,14 @@ struct ClientState {
     int64_t step = 0;                        // Adam steps taken
     int64_t rounds_trained = 0;              // rounds this client took part in (rng counter)
     AlignedBuffer<float> control;            // SCAFFOLD c_k over the shared range (else empty)
-    int64_t bytes() const; // persistent bytes (the buffers above)
+    int64_t bytes() const;                   // persistent bytes (the buffers above)
 };
 
 struct RoundResult {
     int64_t round = 0;
-    std::vector<int64_t> sampled;      // ascending client ids
-    std::vector<double> loss;          // mean train loss per client (0 if not sampled)
-    double aggregate_norm = 0;         // L2 norm of the decoded aggregate
+    std::vector<int64_t> sampled; // ascending client ids
+    std::vector<double> loss;     // mean train loss per client (0 if not sampled)
+    double aggregate_norm = 0;    // L2 norm of the decoded aggregate
     double t_local = 0, t_aggregate = 0, t_communicate = 0, t_server = 0; // seconds, this rank
     int64_t bytes_up_per_client = 0;   // what one sampled client would upload
     int64_t bytes_down_per_client = 0; // and download

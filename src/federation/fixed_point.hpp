@@ -1,5 +1,5 @@
-// Exact, order-free summation of float contributions in 64-bit fixed point (docs/ARCHITECTURE.md §4).
-// Each client encodes weight * x into integers and adds them to an int64 accumulator; ranks
+// Exact, order-free summation of float contributions in 64-bit fixed point (docs/ARCHITECTURE.md
+// §4). Each client encodes weight * x into integers and adds them to an int64 accumulator; ranks
 // combine accumulators with an integer MPI_SUM. Integer addition is associative, so the decoded
 // sum is bitwise the same for any order, grouping or rank layout. Not a privacy mechanism and
 // not a compressor: it only makes the sum exact.

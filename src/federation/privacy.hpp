@@ -1,10 +1,10 @@
-// Privatized, exactly aggregatable client uploads (docs/METHOD.md §7, docs/ARCHITECTURE.md §4). A client's
-// float vector x (n entries, e.g. its summed code-table gradient) is privatized locally and
-// added as integers into an int64 accumulator, so that the server's weighted aggregate
-// sum_k w_k * decode(upload_k), w_k = rows_k / total_rows, is exact and order-free once the
-// caller has summed the accumulators across ranks (MPI_Allreduce SUM, not done here).
-// Not done here: communication, client sampling, secure aggregation, privacy amplification
-// by sampling, and any parallelism (privatize_add is a serial loop; callers serialize acc).
+// Privatized, exactly aggregatable client uploads (docs/METHOD.md §7, docs/ARCHITECTURE.md §4). A
+// client's float vector x (n entries, e.g. its summed code-table gradient) is privatized locally
+// and added as integers into an int64 accumulator, so that the server's weighted aggregate sum_k
+// w_k * decode(upload_k), w_k = rows_k / total_rows, is exact and order-free once the caller has
+// summed the accumulators across ranks (MPI_Allreduce SUM, not done here). Not done here:
+// communication, client sampling, secure aggregation, privacy amplification by sampling, and any
+// parallelism (privatize_add is a serial loop; callers serialize acc).
 //
 // Randomness.  Every draw comes from KeyedRng(seed, RngPurpose::privacy) addressed by the
 //   Philox counter (round, client, tag, element): one 128-bit block per element and use (per

@@ -329,8 +329,7 @@ void Config::validate() const {
     const auto where = [&](const std::string& k) { return k + " (" + origin(k) + ")"; };
     const auto int_of = [&](const std::string& k) { return std::get<int64_t>(value(k)); };
     const auto real_of = [&](const std::string& k) { return std::get<double>(value(k)); };
-    check(int_of("hidden_size") % int_of("n_heads") == 0,
-          "hidden_size = ", int_of("hidden_size"),
+    check(int_of("hidden_size") % int_of("n_heads") == 0, "hidden_size = ", int_of("hidden_size"),
           " must be divisible by n_heads = ", int_of("n_heads"), ": ", where("hidden_size"), ", ",
           where("n_heads"));
     check(int_of("plm_size") % int_of("code_dim") == 0, "plm_size = ", int_of("plm_size"),
@@ -364,30 +363,49 @@ void Config::validate() const {
           where("topk"));
 }
 
-std::string Config::value_text(const std::string& key) const { return value_yaml(value(key)); }
+std::string Config::value_text(const std::string& key) const {
+    return value_yaml(value(key));
+}
 
 const char* role_name(KeyRole r) {
     switch (r) {
-    case KeyRole::location: return "location";
-    case KeyRole::performance: return "performance";
-    case KeyRole::checkpointing: return "checkpointing";
-    case KeyRole::synth: return "synth";
-    case KeyRole::data: return "data";
-    case KeyRole::quantizer: return "quantizer";
-    case KeyRole::item_codes: return "item_codes";
-    case KeyRole::clients: return "clients";
-    case KeyRole::model: return "model";
-    case KeyRole::trajectory: return "trajectory";
-    case KeyRole::budget: return "budget";
-    case KeyRole::evaluation: return "evaluation";
-    case KeyRole::head: return "head";
-    case KeyRole::finetune: return "finetune";
+    case KeyRole::location:
+        return "location";
+    case KeyRole::input:
+        return "input";
+    case KeyRole::performance:
+        return "performance";
+    case KeyRole::checkpointing:
+        return "checkpointing";
+    case KeyRole::synth:
+        return "synth";
+    case KeyRole::data:
+        return "data";
+    case KeyRole::quantizer:
+        return "quantizer";
+    case KeyRole::item_codes:
+        return "item_codes";
+    case KeyRole::clients:
+        return "clients";
+    case KeyRole::model:
+        return "model";
+    case KeyRole::trajectory:
+        return "trajectory";
+    case KeyRole::budget:
+        return "budget";
+    case KeyRole::evaluation:
+        return "evaluation";
+    case KeyRole::head:
+        return "head";
+    case KeyRole::finetune:
+        return "finetune";
     }
     return "?";
 }
 
 bool role_shapes_prepared(KeyRole r) {
-    return r == KeyRole::data || r == KeyRole::quantizer || r == KeyRole::item_codes;
+    return r == KeyRole::input || r == KeyRole::data || r == KeyRole::quantizer ||
+           r == KeyRole::item_codes;
 }
 
 bool role_shapes_checkpoint(KeyRole r) {
@@ -396,7 +414,8 @@ bool role_shapes_checkpoint(KeyRole r) {
 }
 
 bool role_shapes_pretraining(KeyRole r) {
-    return role_shapes_prepared(r) || role_shapes_checkpoint(r) || r == KeyRole::trajectory;
+    return (role_shapes_prepared(r) && r != KeyRole::input) || role_shapes_checkpoint(r) ||
+           r == KeyRole::trajectory;
 }
 
 std::string Config::to_yaml() const {

@@ -19,7 +19,8 @@ enum class ValueKind { integer, real, boolean, string, int_list, string_list };
 // What a key shapes. Every "may this differ?" rule is derived from roles (below), never from a
 // hand-kept list of key names, so a new key is covered as soon as the schema gives it a role.
 enum class KeyRole {
-    location,      // where inputs and outputs are (paths): never changes a result
+    location,      // where outputs (and prepared inputs) are: never changes a result
+    input,         // where pfcr prepare reads the raw data: prepared.h5 is rebuilt if it moves
     performance,   // how fast (threads): never changes a result
     checkpointing, // how often checkpoints are written and how many are kept
     synth,         // the synthetic data generator only (pfcr synth)
@@ -47,7 +48,7 @@ bool role_shapes_pretraining(KeyRole r);
 
 struct KeySpec {
     std::string key; // dotted name, RecBole/PFCR spelling where one exists
-    KeyRole role; // what it shapes: every key declares one (config_schema.cpp)
+    KeyRole role;    // what it shapes: every key declares one (config_schema.cpp)
     ValueKind kind;
     std::string default_yaml; // default value as YAML text
     double min = -1e300;      // inclusive numeric bounds (for lists: per element)

@@ -1,8 +1,8 @@
 // Every configuration key pfcr understands: role (what it shapes, config.hpp), type, default
-// (the PFCR authors' code defaults, see docs/METHOD.md), allowed range and meaning. Top-level keys use the RecBole/PFCR
-// spelling; keys new to pfcr are grouped (data.*, synth.*, run.*). Keys of one group must be
-// contiguous here: Config::to_yaml() prints them in this order. Later stages add their
-// groups (federation.*, privacy.*, checkpoint.*) here.
+// (the PFCR authors' code defaults, see docs/METHOD.md), allowed range and meaning. Top-level keys
+// use the RecBole/PFCR spelling; keys new to pfcr are grouped (data.*, synth.*, run.*). Keys of one
+// group must be contiguous here: Config::to_yaml() prints them in this order. Later stages add
+// their groups (federation.*, privacy.*, checkpoint.*) here.
 #include "io/config.hpp"
 
 namespace pfcr {
@@ -35,73 +35,98 @@ KeySpec choice(KeySpec s, std::vector<std::string> choices) {
 std::vector<KeySpec> make_schema() {
     return {
         // --- run-wide
-        ranged(key("seed", R::trajectory, K::integer, "2020", "master seed of every keyed random stream"), 0,
-               4294967295.0),
+        ranged(key("seed", R::trajectory, K::integer, "2020",
+                   "master seed of every keyed random stream"),
+               0, 4294967295.0),
         key("output_dir", R::location, K::string, "runs/default",
             "run directory: resolved config, logs, outputs"),
 
         // --- sequence encoder (docs/METHOD.md §4)
         ranged(key("n_layers", R::model, K::integer, "2", "Transformer layers"), 1, 64),
-        ranged(key("n_heads", R::model, K::integer, "2", "attention heads; must divide hidden_size"), 1, 256),
+        ranged(
+            key("n_heads", R::model, K::integer, "2", "attention heads; must divide hidden_size"),
+            1, 256),
         ranged(key("hidden_size", R::model, K::integer, "300", "model width C"), 1, 16384),
         ranged(key("inner_size", R::model, K::integer, "256", "feed-forward width F"), 1, 65536),
-        ranged(key("hidden_dropout_prob", R::trajectory, K::real, "0.5", "dropout on hidden states"), 0, 1, false,
-               true),
-        ranged(key("attn_dropout_prob", R::trajectory, K::real, "0.5", "dropout on attention probabilities"), 0, 1,
-               false, true),
-        choice(key("hidden_act", R::trajectory, K::string, "gelu", "feed-forward activation (exact erf GELU)"),
+        ranged(
+            key("hidden_dropout_prob", R::trajectory, K::real, "0.5", "dropout on hidden states"),
+            0, 1, false, true),
+        ranged(key("attn_dropout_prob", R::trajectory, K::real, "0.5",
+                   "dropout on attention probabilities"),
+               0, 1, false, true),
+        choice(key("hidden_act", R::trajectory, K::string, "gelu",
+                   "feed-forward activation (exact erf GELU)"),
                {"gelu"}),
-        ranged(key("layer_norm_eps", R::trajectory, K::real, "1e-12", "LayerNorm epsilon"), 0, 1, true),
-        ranged(key("initializer_range", R::trajectory, K::real, "0.02", "std of the N(0, r^2) weight init"), 0, 10,
+        ranged(key("layer_norm_eps", R::trajectory, K::real, "1e-12", "LayerNorm epsilon"), 0, 1,
                true),
-        ranged(key("temperature", R::trajectory, K::real, "0.07", "softmax temperature of the cosine logits"), 0,
-               100, true),
-        ranged(key("MAX_ITEM_LIST_LENGTH", R::model, K::integer, "50", "longest history (positions)"), 1,
-               4096),
+        ranged(key("initializer_range", R::trajectory, K::real, "0.02",
+                   "std of the N(0, r^2) weight init"),
+               0, 10, true),
+        ranged(key("temperature", R::trajectory, K::real, "0.07",
+                   "softmax temperature of the cosine logits"),
+               0, 100, true),
+        ranged(
+            key("MAX_ITEM_LIST_LENGTH", R::model, K::integer, "50", "longest history (positions)"),
+            1, 4096),
 
         // --- item codes (docs/METHOD.md §3)
-        ranged(key("code_dim", R::item_codes, K::integer, "32", "PQ sub-codes per item (M)"), 1, 256),
-        ranged(key("code_cap", R::item_codes, K::integer, "256", "values per sub-code (power of two, 2..256)"), 2,
+        ranged(key("code_dim", R::item_codes, K::integer, "32", "PQ sub-codes per item (M)"), 1,
                256),
+        ranged(key("code_cap", R::item_codes, K::integer, "256",
+                   "values per sub-code (power of two, 2..256)"),
+               2, 256),
         ranged(key("plm_size", R::item_codes, K::integer, "768",
                    "item feature dimension d (feature file or text featurizer)"),
                1, 65536),
 
         // --- training and evaluation (docs/METHOD.md §5, §9)
-        ranged(key("learning_rate", R::trajectory, K::real, "0.001", "Adam learning rate"), 0, 10, true),
-        ranged(key("train_batch_size", R::trajectory, K::integer, "1024", "training rows per step"), 1, 1 << 24),
-        ranged(key("eval_batch_size", R::evaluation, K::integer, "1024", "evaluation rows per batch"), 1, 1 << 24),
-        ranged(key("epochs", R::budget, K::integer, "300", "maximum fine-tuning epochs"), 1, 1000000),
-        ranged(key("stopping_step", R::budget, K::integer, "10", "early stopping patience in epochs"), 1,
+        ranged(key("learning_rate", R::trajectory, K::real, "0.001", "Adam learning rate"), 0, 10,
+               true),
+        ranged(key("train_batch_size", R::trajectory, K::integer, "1024", "training rows per step"),
+               1, 1 << 24),
+        ranged(
+            key("eval_batch_size", R::evaluation, K::integer, "1024", "evaluation rows per batch"),
+            1, 1 << 24),
+        ranged(key("epochs", R::budget, K::integer, "300", "maximum fine-tuning epochs"), 1,
                1000000),
-        ranged(key("topk", R::evaluation, K::int_list, "[10, 50]", "cutoffs K of Recall@K and NDCG@K"), 1,
-               1000000),
+        ranged(
+            key("stopping_step", R::budget, K::integer, "10", "early stopping patience in epochs"),
+            1, 1000000),
+        ranged(
+            key("topk", R::evaluation, K::int_list, "[10, 50]", "cutoffs K of Recall@K and NDCG@K"),
+            1, 1000000),
         choice(key("metrics", R::evaluation, K::string_list, "[Recall, NDCG]", "reported metrics"),
                {"Recall", "NDCG"}),
-        key("valid_metric", R::evaluation, K::string, "recall@10", "early-stopping metric: recall@K or ndcg@K"),
+        key("valid_metric", R::evaluation, K::string, "recall@10",
+            "early-stopping metric: recall@K or ndcg@K"),
 
         // --- data preparation (pfcr prepare)
-        key("data.path", R::location, K::string, "data", "folder holding one sub-folder <D>/ per domain"),
+        key("data.path", R::input, K::string, "data",
+            "folder holding one sub-folder <D>/ per domain"),
         key("data.domains", R::data, K::string_list, "[]", "domain names, in client order"),
         choice(key("data.features", R::data, K::string, "auto",
                    "item features: file (<D>.<data.feature_suffix>), text (built-in featurizer), "
                    "auto (file if present)"),
                {"auto", "file", "text"}),
-        key("data.feature_suffix", R::data, K::string, "feat1CLS", "suffix of the float32 feature file"),
-        key("data.prepared", R::location, K::string, "", "prepared.h5 path; empty = <output_dir>/prepared.h5"),
+        key("data.feature_suffix", R::data, K::string, "feat1CLS",
+            "suffix of the float32 feature file"),
+        key("data.prepared", R::location, K::string, "",
+            "prepared.h5 path; empty = <output_dir>/prepared.h5"),
         ranged(key("data.shards_per_domain", R::clients, K::integer, "1",
-                   "clients per domain: users split by a fixed hash (pretrain; client id = domain, then shard)"),
+                   "clients per domain: users split by a fixed hash (pretrain; client id = domain, "
+                   "then shard)"),
                1, 1000000),
         ranged(key("data.text_hash_buckets", R::quantizer, K::integer, "1048576",
                    "hash buckets of the text featurizer"),
                1024, 1 << 30),
-        ranged(
-            key("data.text_ngrams", R::quantizer, K::integer, "2", "longest word n-gram of the text featurizer"),
-            1, 4),
+        ranged(key("data.text_ngrams", R::quantizer, K::integer, "2",
+                   "longest word n-gram of the text featurizer"),
+               1, 4),
         ranged(key("data.featurizer_seed", R::quantizer, K::integer, "2020",
                    "seed of the featurizer's random projection"),
                0, 4294967295.0),
-        ranged(key("data.quantizer_seed", R::quantizer, K::integer, "1234", "seed of faiss OPQ/k-means training"),
+        ranged(key("data.quantizer_seed", R::quantizer, K::integer, "1234",
+                   "seed of faiss OPQ/k-means training"),
                0, 2147483647),
         ranged(key("data.quantizer_threads", R::quantizer, K::integer, "2",
                    "OpenMP threads of faiss training; fixed (not run.threads) because faiss's "
@@ -113,40 +138,45 @@ std::vector<KeySpec> make_schema() {
         key("data.polysemous_training", R::quantizer, K::boolean, "false",
             "run faiss's polysemous centroid relabelling (PFCR's factory string does; codes are "
             "equivalent up to relabelling)"),
-        ranged(
-            key("data.opq_iterations", R::quantizer, K::integer, "50", "OPQ alternating-optimisation iterations"),
-            0, 1000),
+        ranged(key("data.opq_iterations", R::quantizer, K::integer, "50",
+                   "OPQ alternating-optimisation iterations"),
+               0, 1000),
 
         // --- synthetic data (pfcr synth)
         key("synth.output", R::location, K::string, "synthetic", "output folder of pfcr synth"),
         ranged(key("synth.n_domains", R::synth, K::integer, "8", "number of domains"), 1, 100000),
-        ranged(key("synth.users_min", R::synth, K::integer, "200", "fewest users of a domain"), 1, 100000000),
+        ranged(key("synth.users_min", R::synth, K::integer, "200", "fewest users of a domain"), 1,
+               100000000),
         ranged(key("synth.users_max", R::synth, K::integer, "2000",
                    "most users of a domain (log-uniform between)"),
                1, 100000000),
-        ranged(key("synth.items_min", R::synth, K::integer, "100", "fewest items of a domain"), 2, 100000000),
+        ranged(key("synth.items_min", R::synth, K::integer, "100", "fewest items of a domain"), 2,
+               100000000),
         ranged(key("synth.items_max", R::synth, K::integer, "1000",
                    "most items of a domain (log-uniform between)"),
                2, 100000000),
         ranged(key("synth.seq_len_min", R::synth, K::integer, "5",
                    "shortest user sequence (>= 4: train, valid, test need 3 targets)"),
                4, 100000),
-        ranged(key("synth.seq_len_max", R::synth, K::integer, "60", "longest user sequence"), 4, 100000),
-        ranged(
-            key("synth.seq_len_mean_min", R::synth, K::real, "6", "sparsest domain's mean sequence length"),
-            4, 100000),
-        ranged(
-            key("synth.seq_len_mean_max", R::synth, K::real, "14", "densest domain's mean sequence length"),
-            4, 100000),
+        ranged(key("synth.seq_len_max", R::synth, K::integer, "60", "longest user sequence"), 4,
+               100000),
+        ranged(key("synth.seq_len_mean_min", R::synth, K::real, "6",
+                   "sparsest domain's mean sequence length"),
+               4, 100000),
+        ranged(key("synth.seq_len_mean_max", R::synth, K::real, "14",
+                   "densest domain's mean sequence length"),
+               4, 100000),
         ranged(key("synth.feature_dim", R::synth, K::integer, "64",
                    "item feature dimension written to <D>.feat1CLS"),
                1, 65536),
-        ranged(key("synth.n_topics", R::synth, K::integer, "32", "shared latent topics"), 1, 100000),
-        ranged(key("synth.latent_dim", R::synth, K::integer, "16", "dimension of the shared semantic space"),
+        ranged(key("synth.n_topics", R::synth, K::integer, "32", "shared latent topics"), 1,
+               100000),
+        ranged(key("synth.latent_dim", R::synth, K::integer, "16",
+                   "dimension of the shared semantic space"),
                1, 4096),
-        ranged(
-            key("synth.topics_per_domain", R::synth, K::integer, "8", "topics a domain's catalogue covers"),
-            1, 100000),
+        ranged(key("synth.topics_per_domain", R::synth, K::integer, "8",
+                   "topics a domain's catalogue covers"),
+               1, 100000),
         ranged(key("synth.popularity_exponent", R::synth, K::real, "1.0",
                    "Zipf exponent of item popularity within a topic"),
                0, 10),
@@ -156,8 +186,9 @@ std::vector<KeySpec> make_schema() {
         ranged(key("synth.transition_prob", R::synth, K::real, "0.6",
                    "probability the next item follows the previous one's neighbourhood"),
                0, 1),
-        ranged(key("synth.feature_noise", R::synth, K::real, "0.1", "noise std added to item features"), 0,
-               100),
+        ranged(key("synth.feature_noise", R::synth, K::real, "0.1",
+                   "noise std added to item features"),
+               0, 100),
 
         // --- federated pre-training (pfcr pretrain, docs/METHOD.md §6)
         ranged(key("federation.rounds", R::budget, K::integer, "10",
@@ -166,22 +197,24 @@ std::vector<KeySpec> make_schema() {
         ranged(key("federation.client_fraction", R::trajectory, K::real, "1.0",
                    "share of clients sampled each round (pure function of seed and round)"),
                0, 1, true),
-        choice(key("federation.algorithm", R::trajectory, K::string, "pfcr",
-                   "pfcr: summed code-table gradient + server SGD step (docs/METHOD.md §6); fedavg: "
-                   "weighted parameter deltas; fedprox: fedavg + mu/2 ||w - w_global||^2; "
-                   "scaffold: fedavg + control variates; local: no federation; centralized: "
-                   "every domain pooled into one client (on rank 0; other ranks idle)"),
-               {"pfcr", "fedavg", "fedprox", "scaffold", "local", "centralized"}),
+        choice(
+            key("federation.algorithm", R::trajectory, K::string, "pfcr",
+                "pfcr: summed code-table gradient + server SGD step (docs/METHOD.md §6); fedavg: "
+                "weighted parameter deltas; fedprox: fedavg + mu/2 ||w - w_global||^2; "
+                "scaffold: fedavg + control variates; local: no federation; centralized: "
+                "every domain pooled into one client (on rank 0; other ranks idle)"),
+            {"pfcr", "fedavg", "fedprox", "scaffold", "local", "centralized"}),
         choice(key("federation.shared", R::trajectory, K::string, "table",
                    "what fedavg/fedprox/scaffold share: the code table or the whole model"),
                {"table", "whole"}),
         ranged(key("federation.local_epochs", R::trajectory, K::integer, "1",
                    "local epochs per client per round (PFCR: 1)"),
                1, 10000),
-        ranged(key("federation.server_lr", R::trajectory, K::real, "0",
-                   "pfcr's server step E <- E - server_lr * aggregate; 0 = learning_rate, as "
-                   "docs/METHOD.md section 6 and the authors' code (other algorithms: must stay 0)"),
-               0, 1e6),
+        ranged(
+            key("federation.server_lr", R::trajectory, K::real, "0",
+                "pfcr's server step E <- E - server_lr * aggregate; 0 = learning_rate, as "
+                "docs/METHOD.md section 6 and the authors' code (other algorithms: must stay 0)"),
+            0, 1e6),
         ranged(key("federation.mu", R::trajectory, K::real, "0.01",
                    "FedProx proximal weight mu (PFCR's code adds 0.005 ||w - w_global||^2 = "
                    "mu/2 with mu = 0.01)"),

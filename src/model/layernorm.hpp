@@ -39,8 +39,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 }
 
 // dout (N,C), inp (N,C), weight (C), mean (N), rstd (N) -> dinp (N,C), dweight (C), dbias (C)
-// All three gradients are ACCUMULATED (+=); dweight and dbias may be nullptr (frozen). With norm = (x - mean) * rstd and
-// dnorm = dout * weight, the exact gradient of the normalisation is
+// All three gradients are ACCUMULATED (+=); dweight and dbias may be nullptr (frozen). With norm =
+// (x - mean) * rstd and dnorm = dout * weight, the exact gradient of the normalisation is
 //   dx = rstd * (dnorm - mean_i(dnorm) - norm * mean_i(dnorm * norm))
 // (the two subtracted terms come from the dependence of mean and rstd on every x_i).
 template <typename T>

@@ -1,5 +1,5 @@
-// Full-sort ranking metrics (docs/METHOD.md §9): the 1-based rank of the one relevant item among all
-// V real items of the domain, then Recall@K and NDCG@K averaged over rows. The padding column
+// Full-sort ranking metrics (docs/METHOD.md §9): the 1-based rank of the one relevant item among
+// all V real items of the domain, then Recall@K and NDCG@K averaged over rows. The padding column
 // 0 is never ranked (scored -inf); history items are NOT masked. Not here: computing scores
 // (loss.hpp: cosine_scores) or choosing which rows to evaluate.
 // Dimension letters: B rows, V items (a scores row has V+1 entries, column j = item j).

@@ -10,9 +10,9 @@
 
 namespace pfcr {
 
-// Which fine-tuning head sits on the encoder (docs/METHOD.md §8; model/prompt.hpp): none (pre-training
-// and plain fine-tuning), PFCR's "full prompt tuning" (id_prompt) or "light prompt tuning"
-// (seq_prompt).
+// Which fine-tuning head sits on the encoder (docs/METHOD.md §8; model/prompt.hpp): none
+// (pre-training and plain fine-tuning), PFCR's "full prompt tuning" (id_prompt) or "light prompt
+// tuning" (seq_prompt).
 enum class HeadMode { none, prompt_full, prompt_light };
 
 // Sizes of the encoder (docs/METHOD.md §4). Letters: C hidden, F inner, L layers, NH heads,
@@ -48,7 +48,7 @@ struct ParamEntry {
     int64_t offset = 0;         // into the flat buffer (elements)
     int64_t size = 0;           // product of shape
     ParamInit init = ParamInit::normal;
-    bool shared = false; // federated (the code table) vs local to a client
+    bool shared = false;   // federated (the code table) vs local to a client
     double init_bound = 0; // ParamInit::uniform only
     // A fine-tuning head's parameter (model/prompt.hpp): `name` is the key in the reference
     // head module's own state_dict (id_prompt / seq_prompt without "vqrec."), so it may repeat

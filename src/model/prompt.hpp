@@ -1,5 +1,5 @@
-// PFCR's two prompt-tuning heads (docs/METHOD.md §8; the authors' model/light_prompt.py seq_prompt and
-// model/full_prompt.py id_prompt) on top of the encoder's sequence representation s:
+// PFCR's two prompt-tuning heads (docs/METHOD.md §8; the authors' model/light_prompt.py seq_prompt
+// and model/full_prompt.py id_prompt) on top of the encoder's sequence representation s:
 //   prompt-light  o = s + MHA(s, P, P)
 //   prompt-full   p = MHA(s, P, P); u = ID-branch Transformer (item-ID embedding + the encoder's
 //                 position embedding -> LayerNorm -> dropout -> L layers, read at len-1);
@@ -120,8 +120,8 @@ Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>> strided(T* p, int64_t rows, int64
     return {p, rows, cols, Eigen::OuterStride<>(stride)};
 }
 template <typename T>
-Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>> strided(const T* p, int64_t rows,
-                                                             int64_t cols, int64_t stride) {
+Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>> strided(const T* p, int64_t rows, int64_t cols,
+                                                             int64_t stride) {
     return {p, rows, cols, Eigen::OuterStride<>(stride)};
 }
 } // namespace detail
@@ -142,8 +142,8 @@ void prompt_kv_forward(T* k, T* v, const T* prompts, const T* in_w, const T* in_
 template <typename T>
 void prompt_kv_backward(T* d_prompts, T* d_in_w, T* d_in_b, const T* dk, const T* dv,
                         const T* prompts, const T* in_w, int64_t NP, int64_t C) {
-    linear_backward(d_prompts, d_in_w ? d_in_w + C * C : nullptr, d_in_b ? d_in_b + C : nullptr,
-                    dk, prompts, in_w + C * C, NP, C, C);
+    linear_backward(d_prompts, d_in_w ? d_in_w + C * C : nullptr, d_in_b ? d_in_b + C : nullptr, dk,
+                    prompts, in_w + C * C, NP, C, C);
     linear_backward(d_prompts, d_in_w ? d_in_w + 2 * C * C : nullptr,
                     d_in_b ? d_in_b + 2 * C : nullptr, dv, prompts, in_w + 2 * C * C, NP, C, C);
 }
@@ -201,8 +201,8 @@ void prompt_attention_forward(T* out, const PromptAttnRows<T>& r, const T* s, co
 //   out = ctx Wo^T + bo        =>  d_ctx = dout Wo,  dWo += dout^T ctx,  dbo += sum_b dout
 //   ctx_h = A_h v_h            =>  dA_h = d_ctx_h v_h^T          (dv: kv_backward)
 //   A = softmax(S)             =>  dS = A (dA - <A, dA>)        (per row and head)
-//   S = q_h k_h^T / sqrt(PS)   =>  d_scores = dS / sqrt(PS),  dq_h = d_scores_h k_h  (dk: kv_backward)
-//   q = s Wq^T + bq            =>  ds += dq Wq,  dWq += dq^T s,  dbq += sum_b dq
+//   S = q_h k_h^T / sqrt(PS)   =>  d_scores = dS / sqrt(PS),  dq_h = d_scores_h k_h  (dk:
+//   kv_backward) q = s Wq^T + bq            =>  ds += dq Wq,  dWq += dq^T s,  dbq += sum_b dq
 template <typename T>
 void prompt_attention_backward(T* ds, T* d_in_w, T* d_in_b, T* d_out_w, T* d_out_b, const T* dout,
                                const PromptAttnRows<T>& r, const T* s, const T* k, const T* v,
@@ -237,8 +237,8 @@ void prompt_attention_backward(T* ds, T* d_in_w, T* d_in_b, T* d_out_w, T* d_out
 // run in parallel and give the same bits for any thread count):
 //   ctx_h = A_h v_h   =>  dv_h = A_h^T d_ctx_h;      S = q_h k_h^T  =>  dk_h = d_scores_h^T q_h
 template <typename T>
-void prompt_attention_kv_backward(T* dk, T* dv, const PromptAttnRows<T>& r, int64_t B,
-                                  int64_t NP, int64_t C, int64_t PH, int64_t n0, int64_t n1) {
+void prompt_attention_kv_backward(T* dk, T* dv, const PromptAttnRows<T>& r, int64_t B, int64_t NP,
+                                  int64_t C, int64_t PH, int64_t n0, int64_t n1) {
     using detail::strided;
     const int64_t PS = C / PH, n = n1 - n0;
     const auto q = mat(static_cast<const T*>(r.q), B, C);
@@ -248,16 +248,17 @@ void prompt_attention_kv_backward(T* dk, T* dv, const PromptAttnRows<T>& r, int6
         const auto d = strided(static_cast<const T*>(r.d_scores) + h * NP + n0, B, n, PH * NP);
         mat(dv, NP, C).block(n0, h * PS, n, PS).noalias() +=
             a.transpose() * dctx.middleCols(h * PS, PS);
-        mat(dk, NP, C).block(n0, h * PS, n, PS).noalias() += d.transpose() * q.middleCols(h * PS, PS);
+        mat(dk, NP, C).block(n0, h * PS, n, PS).noalias() +=
+            d.transpose() * q.middleCols(h * PS, PS);
     }
 }
 
 // Plain-loop reference of prompt_attention_forward (same signature and results).
 template <typename T>
-void prompt_attention_forward_reference(T* out, const PromptAttnRows<T>& r, const T* s,
-                                        const T* k, const T* v, const T* in_w, const T* in_b,
-                                        const T* out_w, const T* out_b, int64_t B, int64_t NP,
-                                        int64_t C, int64_t PH) {
+void prompt_attention_forward_reference(T* out, const PromptAttnRows<T>& r, const T* s, const T* k,
+                                        const T* v, const T* in_w, const T* in_b, const T* out_w,
+                                        const T* out_b, int64_t B, int64_t NP, int64_t C,
+                                        int64_t PH) {
     const int64_t PS = C / PH;
     const T sqrt_ps = T(std::sqrt(double(PS)));
     linear_forward_reference(r.q, s, in_w, in_b, B, C, C);
@@ -267,7 +268,8 @@ void prompt_attention_forward_reference(T* out, const PromptAttnRows<T>& r, cons
             T mx = -std::numeric_limits<T>::infinity();
             for (int64_t n = 0; n < NP; ++n) {
                 T dot = 0;
-                for (int64_t i = 0; i < PS; ++i) dot += r.q[b * C + h * PS + i] * k[n * C + h * PS + i];
+                for (int64_t i = 0; i < PS; ++i)
+                    dot += r.q[b * C + h * PS + i] * k[n * C + h * PS + i];
                 a[n] = dot / sqrt_ps;
                 mx = std::max(mx, a[n]);
             }
@@ -339,12 +341,12 @@ void prompt_fusion_backward(T* dp, T* du, T* ds, T* d_fuse_w, T* d_fuse_b, T* d_
 // Per-thread scratch of the head on one row chunk (vectors only grow).
 template <typename T> struct PromptWorkspace {
     int64_t B = 0;
-    EncoderWorkspace<T> id;           // the ID branch (prompt-full)
-    std::vector<T> u, p, dp, du, dq;  // (B,C)
-    std::vector<T> x, dx, y, dy;      // (B,3C), (B,3C), (B,C), (B,C)
-    std::vector<T> mean, rstd;        // (B)
-    std::vector<uint8_t> mask;        // (B*C)
-    std::vector<uint64_t> row_base;   // (B) fusion dropout element base
+    EncoderWorkspace<T> id;          // the ID branch (prompt-full)
+    std::vector<T> u, p, dp, du, dq; // (B,C)
+    std::vector<T> x, dx, y, dy;     // (B,3C), (B,3C), (B,C), (B,C)
+    std::vector<T> mean, rstd;       // (B)
+    std::vector<uint8_t> mask;       // (B*C)
+    std::vector<uint64_t> row_base;  // (B) fusion dropout element base
     PromptFusionRows<T> fusion() {
         return {x.data(), y.data(), mean.data(), rstd.data(), mask.data(), dy.data(), dx.data()};
     }

@@ -90,15 +90,17 @@ struct TrainerScratch {
     // Prompt head: o (B,C) it outputs; k, v, dk, dv (NP,C); the attention rows q, ctx, d_ctx
     // (B,C) and probs, d_scores (B,PH,NP) of the whole batch; d_id (N,C) ID-embedding tokens.
     std::vector<float> o, k, v, dk, dv, q, ctx, d_ctx, probs, d_scores, d_id;
-    std::vector<AlignedBuffer<float>> chunk_grads;         // [chunk_begin, chunk_end), per chunk
-    int64_t chunk_grad_size = -1;                          // their size
+    std::vector<AlignedBuffer<float>> chunk_grads; // [chunk_begin, chunk_end), per chunk
+    int64_t chunk_grad_size = -1;                  // their size
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
     PackedBatch batch;         // train_batch's gathered rows
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
 
-std::shared_ptr<TrainerScratch> make_trainer_scratch() { return std::make_shared<TrainerScratch>(); }
+std::shared_ptr<TrainerScratch> make_trainer_scratch() {
+    return std::make_shared<TrainerScratch>();
+}
 
 struct Trainer::Impl {
     int64_t V1 = 0, C = 0, M = 0;
@@ -108,7 +110,7 @@ struct Trainer::Impl {
     int64_t chunk_begin = 0, chunk_size = 0;
     HeadMode head = HeadMode::none;
     int64_t NP = 0, PH = 0;
-    std::vector<int32_t> id_codes;                    // identity codes of the ID branch
+    std::vector<int32_t> id_codes;                        // identity codes of the ID branch
     std::vector<std::pair<int64_t, int64_t>> adam_ranges; // trainable [begin, end) runs
     KeyedRng dropout_rng;
     std::shared_ptr<TrainerScratch> scratch;
@@ -123,7 +125,8 @@ struct Trainer::Impl {
     tbb::enumerable_thread_specific<ThreadWorkspace>& tls = scratch->tls;
 
     Impl(const TrainOptions& opt, const PreparedDomain& d, std::shared_ptr<TrainerScratch> sc)
-        : dropout_rng(opt.seed, RngPurpose::dropout), scratch(sc ? std::move(sc) : make_trainer_scratch()) {
+        : dropout_rng(opt.seed, RngPurpose::dropout),
+          scratch(sc ? std::move(sc) : make_trainer_scratch()) {
         V1 = d.n_items + 1;
         C = opt.hp.shape.hidden;
         M = opt.hp.shape.code_dim;
@@ -136,8 +139,8 @@ struct Trainer::Impl {
         int64_t chunk_end = layout.total();
         if (head == HeadMode::prompt_full) {
             check(opt.hp.shape.id_items == V1, "domain ", d.name, " has ", d.n_items,
-                  " items but the prompt-full model's item_embedding has ",
-                  opt.hp.shape.id_items, " rows (items + 1 expected)");
+                  " items but the prompt-full model's item_embedding has ", opt.hp.shape.id_items,
+                  " rows (items + 1 expected)");
             chunk_end = layout.at("prompt/item_embedding.weight").offset;
             id_codes = identity_item_codes(V1);
         }
@@ -161,9 +164,12 @@ struct Trainer::Impl {
 
     // Prompt attention rows [b0, b0 + n) of the batch-wide buffers.
     PromptAttnRows<float> rows(int64_t b0) {
-        return {scratch->q.data() + b0 * C,        scratch->probs.data() + b0 * PH * NP,
-                scratch->ctx.data() + b0 * C,      scratch->d_ctx.data() + b0 * C,
-                scratch->d_scores.data() + b0 * PH * NP, nullptr};
+        return {scratch->q.data() + b0 * C,
+                scratch->probs.data() + b0 * PH * NP,
+                scratch->ctx.data() + b0 * C,
+                scratch->d_ctx.data() + b0 * C,
+                scratch->d_scores.data() + b0 * PH * NP,
+                nullptr};
     }
 
     // The loss's buffers for batch rows from b0 (loss.hpp): Ŝ, ||s|| and G (probabilities,
@@ -260,10 +266,9 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 const float* rep = s;
                 if (head) {
                     float* o = S.o.data() + b0 * C;
-                    prompt_head_forward(o, H, opt_.hp, static_cast<const float*>(s),
-                                        S.k.data(), S.v.data(), I.rows(b0),
-                                        batch.items.data() + t0, ws.off.data(), Bc,
-                                        I.id_codes.data(), keys, ws.head);
+                    prompt_head_forward(o, H, opt_.hp, static_cast<const float*>(s), S.k.data(),
+                                        S.v.data(), I.rows(b0), batch.items.data() + t0,
+                                        ws.off.data(), Bc, I.id_codes.data(), keys, ws.head);
                     rep = o;
                 }
                 // The loss on this chunk's rows (loss.hpp): Ŝ, cosines and then G = (P -
@@ -365,9 +370,9 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     const int64_t t = ++state.step;
     for (const auto& [r0, r1] : I.adam_ranges) {
         for_fixed_blocks(r1 - r0, 1 << 14, [&](int64_t i0, int64_t i1) {
-            adam_step(state.params.data() + r0 + i0, grad + r0 + i0,
-                      state.adam_m.data() + r0 + i0, state.adam_v.data() + r0 + i0, i1 - i0,
-                      opt_.learning_rate, opt_.adam_beta1, opt_.adam_beta2, opt_.adam_eps, t);
+            adam_step(state.params.data() + r0 + i0, grad + r0 + i0, state.adam_m.data() + r0 + i0,
+                      state.adam_v.data() + r0 + i0, i1 - i0, opt_.learning_rate, opt_.adam_beta1,
+                      opt_.adam_beta2, opt_.adam_eps, t);
         });
     }
     return loss;
@@ -447,11 +452,10 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                     for (auto* v : {&ws.q, &ws.ctx}) grow(*v, Bc * C);
                     grow(ws.probs, Bc * PH * NP);
                     const PromptAttnRows<float> rows{ws.q.data(), ws.probs.data(), ws.ctx.data(),
-                                                     nullptr, nullptr, nullptr};
+                                                     nullptr,     nullptr,         nullptr};
                     prompt_head_forward(o, H, opt_.hp, static_cast<const float*>(s), S.k.data(),
                                         S.v.data(), rows, ws.batch.items.data(),
-                                        ws.batch.off.data(), Bc, I.id_codes.data(), keys,
-                                        ws.head);
+                                        ws.batch.off.data(), Bc, I.id_codes.data(), keys, ws.head);
                     rep = o;
                 }
                 l2_normalize_forward(s_hat, s_norm, rep, Bc, C);

@@ -77,8 +77,8 @@ public:
     EvalResult evaluate(const ModelState& state, const Split& split,
                         const std::vector<int64_t>& ks);
 
-    // Federated pre-training (docs/METHOD.md §6): when set, every train_step also adds its gradient of
-    // the shared code table (pq_code_embedding.weight, before the Adam step) into `acc`
+    // Federated pre-training (docs/METHOD.md §6): when set, every train_step also adds its gradient
+    // of the shared code table (pq_code_embedding.weight, before the Adam step) into `acc`
     // (code_rows x hidden floats), so a client can upload the sum over its local epoch.
     void set_shared_grad_accumulator(float* acc) { shared_acc_ = acc; }
     // Called with (gradient, parameters) of the full layout after the gradient of a step is

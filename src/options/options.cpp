@@ -169,9 +169,8 @@ Options resolve_options(const Config& cfg, std::set<std::string>* keys_read) {
     o.seed = uint64_t(r.get_int("seed"));
     o.output_dir = r.get_string("output_dir");
     const std::string& prepared = r.get_string("data.prepared");
-    o.prepared = !prepared.empty()
-                     ? prepared
-                     : (std::filesystem::path(o.output_dir) / "prepared.h5").string();
+    o.prepared = !prepared.empty() ? prepared
+                                   : (std::filesystem::path(o.output_dir) / "prepared.h5").string();
     o.data_path = r.get_string("data.path");
     o.shards_per_domain = r.get_int("data.shards_per_domain");
     o.max_history = r.get_int("MAX_ITEM_LIST_LENGTH");
@@ -195,8 +194,7 @@ Options resolve_options(const Config& cfg, std::set<std::string>* keys_read) {
     o.eval.valid_metric = r.get_string("valid_metric");
 
     const std::string& dir = r.get_string("checkpoint.dir");
-    o.checkpoint.dir =
-        dir.empty() ? (std::filesystem::path(o.output_dir) / "ckpt").string() : dir;
+    o.checkpoint.dir = dir.empty() ? (std::filesystem::path(o.output_dir) / "ckpt").string() : dir;
     o.checkpoint.every = r.get_int("checkpoint.every");
     o.checkpoint.keep = int(r.get_int("checkpoint.keep"));
 
@@ -221,9 +219,10 @@ std::string first_difference(const Config& now, const Config& then, bool (*shape
 void check_agrees(const Config& now, const Config& then, bool (*shaped)(KeyRole),
                   const std::string& where, const std::string& advice) {
     const std::string key = first_difference(now, then, shaped);
-    check(key.empty(), where, ": config key '", key, "' is ", key.empty() ? "" : then.value_text(key),
-          " in the checkpoint but ", key.empty() ? "" : now.value_text(key), " now (",
-          key.empty() ? "" : now.origin(key), ")", advice.empty() ? "" : "; " + advice);
+    check(key.empty(), where, ": config key '", key, "' is ",
+          key.empty() ? "" : then.value_text(key), " in the checkpoint but ",
+          key.empty() ? "" : now.value_text(key), " now (", key.empty() ? "" : now.origin(key), ")",
+          advice.empty() ? "" : "; " + advice);
 }
 
 } // namespace pfcr

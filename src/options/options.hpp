@@ -31,9 +31,9 @@ struct FinetuneOptions {
 };
 
 struct EvalOptions {
-    std::vector<int64_t> topk{10, 50};             // topk: cutoffs K
+    std::vector<int64_t> topk{10, 50};                  // topk: cutoffs K
     std::vector<std::string> metrics{"Recall", "NDCG"}; // metrics
-    std::string valid_metric = "recall@10";        // valid_metric: early stopping
+    std::string valid_metric = "recall@10";             // valid_metric: early stopping
 };
 
 struct CheckpointOptions {
@@ -45,14 +45,14 @@ struct CheckpointOptions {
 struct Options {
     Config config; // the resolved config: its YAML goes into outputs, roles compare runs
 
-    uint64_t seed = 2020;    // seed
-    std::string output_dir;  // output_dir
-    std::string prepared;    // data.prepared, or <output_dir>/prepared.h5 when empty
-    std::string data_path;   // data.path
+    uint64_t seed = 2020;          // seed
+    std::string output_dir;        // output_dir
+    std::string prepared;          // data.prepared, or <output_dir>/prepared.h5 when empty
+    std::string data_path;         // data.path
     int64_t shards_per_domain = 1; // data.shards_per_domain
     int64_t max_history = 50;      // MAX_ITEM_LIST_LENGTH
-    PrepareOptions prepare;  // data.*, plm_size, code_dim, code_cap for pfcr prepare
-    SynthOptions synth;      // synth.* for pfcr synth
+    PrepareOptions prepare;        // data.*, plm_size, code_dim, code_cap for pfcr prepare
+    SynthOptions synth;            // synth.* for pfcr synth
 
     // Model shape, dropout, optimizer, batches, chunking, seed; hp.shape.head from
     // finetune.mode (pre-training sets it to none); shape.id_items is per client.

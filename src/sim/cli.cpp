@@ -12,9 +12,9 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "federation/comm.hpp"
 #include "io/config.hpp"
 #include "pfcr/version.hpp"
-#include "federation/comm.hpp"
 #include "sim/cli.hpp"
 #include "sim/commands.hpp"
 #include "sim/signals.hpp"
@@ -52,9 +52,9 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Options& opt) {
                                                  size_t(n));
 }
 
-// An MPI subcommand (pretrain, finetune, evaluate, run): MPI up, config, threads, logger, stop-signal
-// handlers, then `body`. A CollectiveError was thrown by every rank at once: exit normally
-// with status 1. Any other error may be one rank's alone: abort the job so that no rank
+// An MPI subcommand (pretrain, finetune, evaluate, run): MPI up, config, threads, logger,
+// stop-signal handlers, then `body`. A CollectiveError was thrown by every rank at once: exit
+// normally with status 1. Any other error may be one rank's alone: abort the job so that no rank
 // waits in a collective forever.
 // `load` returns the options (every rank loads the same); `print_config`: echo the config first.
 template <typename Load, typename Body>
@@ -84,9 +84,9 @@ int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, B
     return 1;
 }
 
-template <typename Body>
-int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
-    return run_mpi(argc, argv, args.quiet, true, [&] { return load_options(args); }, body);
+template <typename Body> int run_mpi(int& argc, char**& argv, const ConfigArgs& args, Body body) {
+    return run_mpi(
+        argc, argv, args.quiet, true, [&] { return load_options(args); }, body);
 }
 
 } // namespace
@@ -128,7 +128,8 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
                     "local-only baseline) under mpirun -n R; early stopping on valid, test with "
                     "the best state");
     add_config_options(finetune, finetune_args);
-    finetune->add_option("--mode", finetune_mode, "full | prompt-full | prompt-light (finetune.mode)");
+    finetune->add_option("--mode", finetune_mode,
+                         "full | prompt-full | prompt-light (finetune.mode)");
     finetune->add_option("--from", finetune_from,
                          "pre-training checkpoint file or directory (finetune.from)");
 
@@ -146,19 +147,20 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
                     "checkpoint's clients under mpirun -n R; the model and data come from the "
                     "config stored in the checkpoint (--set may change e.g. data.prepared, topk, "
                     "eval_batch_size, never the model's shape). Writes nothing but --json");
-    evaluate->add_option("checkpoint", eval_opts.checkpoint,
-                         "checkpoint file, or a directory (its newest complete checkpoint)")
+    evaluate
+        ->add_option("checkpoint", eval_opts.checkpoint,
+                     "checkpoint file, or a directory (its newest complete checkpoint)")
         ->required();
     evaluate->add_option("--split", eval_opts.split, "valid | test (default test)")
         ->check(CLI::IsMember({"valid", "test"}));
-    evaluate->add_option("--state", eval_opts.state,
-                         "best | final: a fine-tuning checkpoint's best state (the one "
-                         "finetune tested; default) or its last one")
+    evaluate
+        ->add_option("--state", eval_opts.state,
+                     "best | final: a fine-tuning checkpoint's best state (the one "
+                     "finetune tested; default) or its last one")
         ->check(CLI::IsMember({"best", "final"}));
     evaluate->add_option("--json", eval_opts.json,
                          "also write the results as JSON (results.json's shape) to this file");
-    evaluate->add_option("--set", eval_args.sets,
-                         "override one key: --set key=value (repeatable)");
+    evaluate->add_option("--set", eval_args.sets, "override one key: --set key=value (repeatable)");
     evaluate->add_option("-t,--threads", eval_args.threads,
                          "worker threads (same as --set run.threads=N; 0 = all)");
     evaluate->add_flag("-q,--quiet", eval_args.quiet, "no progress lines on stderr");
@@ -190,14 +192,16 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
             else
                 pfcr::run_prepare(opt, log, std::cout);
         } else if (*finetune) {
-            if (!finetune_mode.empty()) finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
+            if (!finetune_mode.empty())
+                finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
             return run_mpi(argc, argv, finetune_args, [&](auto& opt, auto& comm, auto& log) {
                 pfcr::run_finetune(opt, comm, log, std::cout, finetune_from, faults);
                 return 0;
             });
         } else if (*evaluate) {
             auto sets = eval_args.sets;
-            if (eval_args.threads >= 0) sets.push_back("run.threads=" + std::to_string(eval_args.threads));
+            if (eval_args.threads >= 0)
+                sets.push_back("run.threads=" + std::to_string(eval_args.threads));
             return run_mpi(
                 argc, argv, eval_args.quiet, false,
                 [&] {
@@ -213,7 +217,7 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
             });
         } else if (*pretrain) {
             return run_mpi(argc, argv, pretrain_args, [&](auto& opt, auto& comm, auto& log) {
-                return pfcr::run_pretrain(opt, comm, log, std::cout, resume, faults);
+                return pfcr::run_pretrain(opt, comm, log, std::cout, resume, faults).status;
             });
         } else if (*inspect) {
             return pfcr::run_inspect(inspect_path, std::cout);

@@ -20,13 +20,13 @@ bool check_clients(const CheckpointReader& r, const RunClients& rc) {
     if (r.header().n_clients == 1 && !stored.empty() && stored[0].domain == "*") return true;
     for (const auto& s : rc.specs) {
         if (rc.owner[size_t(s.id)] < 0) continue;
-        check(r.has_client(s.id), r.path(), ": no client ", s.id, " (domain ", s.domain,
-              " shard ", s.shard, ")");
+        check(r.has_client(s.id), r.path(), ": no client ", s.id, " (domain ", s.domain, " shard ",
+              s.shard, ")");
         const auto m = std::find_if(stored.begin(), stored.end(),
                                     [&](const ClientMeta& c) { return c.id == s.id; });
         check(m->domain == s.domain && m->shard == s.shard, r.path(), ": client ", s.id,
-              " is domain ", m->domain, " shard ", m->shard, "; the config gives domain ",
-              s.domain, " shard ", s.shard);
+              " is domain ", m->domain, " shard ", m->shard, "; the config gives domain ", s.domain,
+              " shard ", s.shard);
     }
     return false;
 }
@@ -43,29 +43,6 @@ void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& 
             r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
         }
     }
-}
-
-std::string json_metrics(const EvalResult& r) {
-    std::ostringstream os;
-    os << std::setprecision(17) << "{";
-    for (size_t i = 0; i < r.ks.size(); ++i)
-        os << (i ? ", " : "") << "\"recall@" << r.ks[i] << "\": " << r.recall[i] << ", \"ndcg@"
-           << r.ks[i] << "\": " << r.ndcg[i];
-    return os.str() + "}";
-}
-
-EvalResult merge_rows(const std::vector<const EvalResult*>& parts) {
-    EvalResult m;
-    m.ks = parts.at(0)->ks;
-    m.recall.assign(m.ks.size(), 0.0);
-    m.ndcg.assign(m.ks.size(), 0.0);
-    for (const auto* p : parts) m.rows += p->rows;
-    for (const auto* p : parts)
-        for (size_t i = 0; i < m.ks.size(); ++i) {
-            m.recall[i] += p->recall[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
-            m.ndcg[i] += p->ndcg[i] * double(p->rows) / double(std::max<int64_t>(m.rows, 1));
-        }
-    return m;
 }
 
 std::string share_string(Comm& comm, const std::string& s, int root) {

@@ -1,7 +1,6 @@
 // What the fine-tuning and evaluation drivers share: checking that a pre-training or
-// fine-tuning checkpoint fits the run's config, loading a client's encoder from it, writing
-// metrics as JSON, merging the shards of a domain, and moving one rank's text to the others.
-// No training and no file output here.
+// fine-tuning checkpoint fits the run's config, loading a client's encoder from it, and moving one
+// rank's text to the others. No training and no file output here.
 #pragma once
 
 #include <cstdint>
@@ -11,9 +10,9 @@
 
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
-#include "options/options.hpp"
-#include "model/trainer.hpp"
 #include "model/params.hpp"
+#include "model/trainer.hpp"
+#include "options/options.hpp"
 #include "sim/run_clients.hpp"
 
 namespace pfcr {
@@ -33,12 +32,6 @@ bool check_clients(const CheckpointReader& r, const RunClients& rc);
 // not in a pre-training checkpoint and keep whatever `params` holds.
 void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& layout,
                      float* params);
-
-// {"recall@10": ..., "ndcg@10": ..., ...} with round-trip precision (runs compare bit for bit).
-std::string json_metrics(const EvalResult& r);
-
-// Row-weighted mean of several evaluations (shards of one domain = all of its users).
-EvalResult merge_rows(const std::vector<const EvalResult*>& parts);
 
 // The owner's bytes on every rank (a broadcast from `root`, length first). Collective.
 std::string share_string(Comm& comm, const std::string& s, int root);

@@ -14,7 +14,7 @@
 
 namespace pfcr {
 
-void run_prepare(const Options& opt, const Logger& log, std::ostream& out) {
+PrepareReport run_prepare(const Options& opt, const Logger& log, std::ostream& out) {
     Stopwatch total;
     const std::string& path = opt.prepared;
     PreparedData d = prepare_dataset(opt.prepare, log);
@@ -26,10 +26,10 @@ void run_prepare(const Options& opt, const Logger& log, std::ostream& out) {
         opt.config.to_yaml());
     log.info("wrote " + path + " in " + std::to_string(sw.seconds()) + " s");
     print_prepared_summary(d, out);
-    out << "prepared: " << path << " (" << d.domains.size() << " domains, fingerprint "
-        << d.manifest.fingerprint.substr(0, 12) << ") in " << std::fixed << std::setprecision(1)
-        << total.seconds() << " s\n";
-    out.unsetf(std::ios::fixed);
+    const PrepareReport report{path, d.manifest.fingerprint, int64_t(d.domains.size()),
+                               total.seconds()};
+    out << prepared_line(report) << "\n";
+    return report;
 }
 
 void run_synth(const Options& opt, const Logger& log, std::ostream& out) {

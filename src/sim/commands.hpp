@@ -10,12 +10,13 @@
 #include "core/log.hpp"
 #include "io/config.hpp"
 #include "options/options.hpp"
+#include "report/report.hpp"
 #include "sim/faults.hpp"
 
 namespace pfcr {
 
 // `pfcr prepare`: prepare_dataset + write prepared.h5 + config.resolved.yaml + summary on `out`.
-void run_prepare(const Options& opt, const Logger& log, std::ostream& out);
+PrepareReport run_prepare(const Options& opt, const Logger& log, std::ostream& out);
 
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
 void run_synth(const Options& opt, const Logger& log, std::ostream& out);
@@ -26,8 +27,9 @@ class MpiComm;
 // scratch = the local-only baseline), early stopping on valid, test with the best state;
 // rank 0 writes metrics.jsonl + results.json (per domain and mean) and prints a table; every
 // rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
-void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const std::string& from = "", const FaultInjection& faults = {});
+// Returns the report (on rank 0; empty elsewhere).
+FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                            const std::string& from = "", const FaultInjection& faults = {});
 
 // `pfcr evaluate`: which checkpoint (file, or the newest in a directory), split ("valid" |
 // "test"), state ("best" | "final"; "" = best for a fine-tuning checkpoint, final for a
@@ -47,8 +49,9 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
 // fine-tuning checkpoint on its owning rank; rank 0 prints a table per domain and the mean
 // and writes opts.json, in the shape of results.json. Model and data keys of `cfg` must equal
 // the checkpoint's (and the fine-tuning head's keys, for a fine-tuning checkpoint).
-void run_evaluate(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const EvaluateOptions& opts);
+// Returns the report (on rank 0; empty elsewhere).
+EvaluateReport run_evaluate(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                            const EvaluateOptions& opts);
 
 // `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
 // <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->
@@ -63,11 +66,16 @@ std::string resolve_checkpoint(const std::string& path);
 // rank 0 writes metrics.jsonl, identical apart from timings for any rank or thread count.
 // Checkpoints every checkpoint.every rounds and at the end (collective parallel HDF5);
 // resumes from `resume` (a checkpoint file or directory) or else from the newest complete
-// checkpoint of the run's checkpoint directory. Returns 0, or exit_code_preempted
-// (signals.hpp) after a stop signal once the checkpoint is written.
+// checkpoint of the run's checkpoint directory. status 0, or exit_code_preempted (signals.hpp)
+// after a stop signal once the checkpoint is written.
 // `faults`: test-only hooks (sim/faults.hpp).
-int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                 const std::string& resume = "", const FaultInjection& faults = {});
+struct PretrainReport {
+    int status = 0; // 0, or exit_code_preempted (stopped by a signal after a checkpoint)
+    int64_t rounds_done = 0;
+    std::string checkpoint; // the newest checkpoint of this run (written or resumed from)
+};
+PretrainReport run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                            const std::string& resume = "", const FaultInjection& faults = {});
 
 // `pfcr inspect FILE`: summary + schema validation of prepared.h5 or a checkpoint (by the root
 // `format` attribute); returns 0 if valid, 1 otherwise.

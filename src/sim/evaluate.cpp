@@ -19,6 +19,7 @@
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 #include "model/trainer.hpp"
+#include "report/report.hpp"
 #include "sim/client_results.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
@@ -29,7 +30,8 @@ namespace {
 std::string serialize(const EvalResult& r) {
     std::ostringstream os;
     os << std::setprecision(17) << r.rows << ' ' << r.ks.size();
-    for (size_t i = 0; i < r.ks.size(); ++i) os << ' ' << r.ks[i] << ' ' << r.recall[i] << ' ' << r.ndcg[i];
+    for (size_t i = 0; i < r.ks.size(); ++i)
+        os << ' ' << r.ks[i] << ' ' << r.recall[i] << ' ' << r.ndcg[i];
     return os.str();
 }
 
@@ -58,8 +60,8 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
     return cfg;
 }
 
-void run_evaluate(const Options& options, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const EvaluateOptions& opt) {
+EvaluateReport run_evaluate(const Options& options, MpiComm& comm, const Logger& log,
+                            std::ostream& out, const EvaluateOptions& opt) {
     const Config& cfg = options.config;
     // Every rank reads the same checkpoint, config and prepared.h5, so a failed check fails on
     // every rank at once: report it as such (exit 1) rather than aborting the job.
@@ -90,7 +92,8 @@ void run_evaluate(const Options& options, MpiComm& comm, const Logger& log, std:
         check_same_shapes(cfg, r);
         const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
         if (finetuned) // the head's layout and the fine-tuned domains are the checkpoint's
-            check_agrees(cfg, saved, [](KeyRole r) { return r == KeyRole::head; }, path);
+            check_agrees(
+                cfg, saved, [](KeyRole r) { return r == KeyRole::head; }, path);
     });
 
     const RunClients rc = load_run_clients(
@@ -107,8 +110,8 @@ void run_evaluate(const Options& options, MpiComm& comm, const Logger& log, std:
     if (!finetuned) base.hp.shape.head = HeadMode::none; // pre-training has no head
     const std::vector<int64_t>& ks = options.eval.topk;
     const std::string what = h.stage + " checkpoint " + path + " (round " +
-                             std::to_string(h.round) + "), " + state_name + " state, " +
-                             opt.split + " split";
+                             std::to_string(h.round) + "), " + state_name + " state, " + opt.split +
+                             " split";
     if (comm.rank() == 0) log.info("evaluate: " + what);
     Stopwatch total;
 
@@ -147,55 +150,37 @@ void run_evaluate(const Options& options, MpiComm& comm, const Logger& log, std:
     }
 
     // Rank 0 collects every client's result in id order.
-    const std::map<int64_t, EvalResult> all = gather_to_rank0(comm, rc, mine, serialize, deserialize);
-    if (comm.rank() != 0) return;
+    const std::map<int64_t, EvalResult> all =
+        gather_to_rank0(comm, rc, mine, serialize, deserialize);
+    EvaluateReport report;
+    if (comm.rank() != 0) return report;
 
     // Per domain: the row-weighted merge of its clients (shards); then the mean over domains.
-    std::vector<std::pair<std::string, EvalResult>> domains;
+    report.checkpoint = path;
+    report.stage = h.stage;
+    report.round = h.round;
+    report.state = state_name;
+    report.split = opt.split;
+    report.prepared = rc.prepared;
+    report.fingerprint = rc.manifest.fingerprint;
     for (const auto& name : rc.domain_names) {
         std::vector<const EvalResult*> parts;
         for (const auto& [id, e] : all)
             if (rc.specs[size_t(id)].domain == name) parts.push_back(&e);
-        if (!parts.empty()) domains.emplace_back(name, merge_rows(parts));
+        if (!parts.empty()) report.domains.emplace_back(name, merge_rows(parts));
     }
-    EvalResult mean;
-    mean.ks = ks;
-    mean.recall.assign(ks.size(), 0.0);
-    mean.ndcg.assign(ks.size(), 0.0);
-    for (const auto& [name, e] : domains)
-        for (size_t i = 0; i < ks.size(); ++i) {
-            mean.recall[i] += e.recall[i] / double(domains.size());
-            mean.ndcg[i] += e.ndcg[i] / double(domains.size());
-        }
+    std::vector<const EvalResult*> domain_results;
+    for (const auto& [name, e] : report.domains) domain_results.push_back(&e);
+    report.mean = mean_over(domain_results, ks);
 
-    std::ostringstream json, table;
-    json << "{\"checkpoint\": " << quote_string(path) << ", \"stage\": \"" << h.stage
-         << "\", \"round\": " << h.round << ", \"state\": \"" << state_name << "\", \"split\": \""
-         << opt.split << "\", \"prepared\": " << quote_string(rc.prepared)
-         << ", \"fingerprint\": \"" << rc.manifest.fingerprint << "\", \"domains\": {";
-    table << std::left << std::setw(14) << "domain" << std::right;
-    for (int64_t k : ks)
-        table << std::setw(10) << ("R@" + std::to_string(k)) << std::setw(10) << ("N@" + std::to_string(k));
-    table << std::setw(8) << "rows" << "\n";
-    const auto row = [&](const std::string& name, const EvalResult& e) {
-        table << std::left << std::setw(14) << name << std::right << std::fixed << std::setprecision(4);
-        for (size_t i = 0; i < ks.size(); ++i) table << std::setw(10) << e.recall[i] << std::setw(10) << e.ndcg[i];
-        table.unsetf(std::ios::fixed);
-        table << std::setw(8) << (e.rows ? std::to_string(e.rows) : std::string()) << "\n";
-    };
-    for (size_t d = 0; d < domains.size(); ++d) {
-        const auto& [name, e] = domains[d];
-        json << (d ? ", " : "") << quote_string(name) << ": {\"" << opt.split
-             << "\": " << json_metrics(e) << ", \"rows\": " << e.rows << "}";
-        row(name, e);
-    }
-    row("mean", mean);
-    json << "}, \"mean_" << opt.split << "\": " << json_metrics(mean) << "}\n";
-    if (!opt.json.empty()) write_text_file_atomic(opt.json, json.str());
-    out << "evaluate: " << what << "\n" << table.str() << "evaluate: " << domains.size()
-        << " domains in " << std::fixed << std::setprecision(1) << total.seconds() << " s"
+    if (!opt.json.empty())
+        write_text_file_atomic(opt.json, to_json_text(evaluate_json(report)) + "\n");
+    out << "evaluate: " << what << "\n"
+        << evaluate_table(report) << "evaluate: " << report.domains.size() << " domains in "
+        << std::fixed << std::setprecision(1) << total.seconds() << " s"
         << (opt.json.empty() ? std::string() : " -> " + opt.json) << "\n";
     out.unsetf(std::ios::fixed);
+    return report;
 }
 
 } // namespace pfcr

@@ -1,5 +1,5 @@
-// `pfcr finetune` (PFCR stage 2, docs/METHOD.md §8): every client (a domain, or a user shard of one;
-// the same ids as pretrain) is fine-tuned on its owning rank with early stopping on validation
+// `pfcr finetune` (PFCR stage 2, docs/METHOD.md §8): every client (a domain, or a user shard of
+// one; the same ids as pretrain) is fine-tuned on its owning rank with early stopping on validation
 // and tested with its best state. The start is a pre-training checkpoint (`--from` /
 // finetune.from: the server's shared tensors + the client's own, by state_dict name; a
 // centralized checkpoint's single pooled model serves every client) or, without one, a fresh
@@ -25,6 +25,7 @@
 #include "io/checkpoint.hpp"
 #include "model/trainer.hpp"
 #include "pfcr/version.hpp"
+#include "report/report.hpp"
 #include "sim/client_results.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
@@ -33,19 +34,21 @@ namespace pfcr {
 namespace {
 
 // RecBole's metric_decimal_place = 4: early stopping compares rounded validation scores.
-double round4(double v) { return std::round(v * 1e4) / 1e4; }
+double round4(double v) {
+    return std::round(v * 1e4) / 1e4;
+}
 
 // One client's outcome, as text lines and numbers rank 0 needs.
 struct ClientOutcome {
-    std::string epoch_lines;         // metrics.jsonl lines of its epochs and test
+    std::string epoch_lines; // metrics.jsonl lines of its epochs and test
     EvalResult test, popularity;
     int64_t best_epoch = -1, epochs_run = 0;
 };
 
 std::string serialize(const ClientOutcome& o) {
     std::ostringstream os;
-    os << std::setprecision(17) << o.best_epoch << ' ' << o.epochs_run << ' ' << o.test.rows
-       << ' ' << o.popularity.rows << ' ' << o.test.ks.size();
+    os << std::setprecision(17) << o.best_epoch << ' ' << o.epochs_run << ' ' << o.test.rows << ' '
+       << o.popularity.rows << ' ' << o.test.ks.size();
     for (size_t i = 0; i < o.test.ks.size(); ++i)
         os << ' ' << o.test.ks[i] << ' ' << o.test.recall[i] << ' ' << o.test.ndcg[i] << ' '
            << o.popularity.recall[i] << ' ' << o.popularity.ndcg[i];
@@ -84,8 +87,8 @@ std::string resolve_checkpoint(const std::string& path) {
     return latest;
 }
 
-void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                  const std::string& from_arg, const FaultInjection& faults) {
+FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                            const std::string& from_arg, const FaultInjection& faults) {
     const std::string& mode = opt.finetune.mode;
     const std::string from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
     RunClients rc = load_run_clients(opt, comm, false, opt.finetune.domains);
@@ -101,7 +104,8 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
         check_same_shapes(opt.config, *start);
         const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
-        check(pooled || h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ", K);
+        check(pooled || h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ",
+              K);
         pooled_start = check_clients(*start, rc);
     }
 
@@ -156,8 +160,8 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
         double best_score = -1;
         int64_t bad = 0, epoch = 0;
         const std::string who = spec.domain + (rc.specs.size() > rc.domain_names.size()
-                                                     ? "/" + std::to_string(spec.shard)
-                                                     : std::string());
+                                                   ? "/" + std::to_string(spec.shard)
+                                                   : std::string());
         for (; epoch < max_epochs; ++epoch) {
             Stopwatch sw;
             const double loss = trainer.train_epoch(state, uint32_t(epoch));
@@ -175,10 +179,10 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
             } else {
                 ++bad;
             }
-            lines << "{\"event\": \"epoch\", \"client\": " << k << ", \"domain\": "
-                  << quote_string(spec.domain) << ", \"shard\": " << spec.shard
+            lines << "{\"event\": \"epoch\", \"client\": " << k
+                  << ", \"domain\": " << quote_string(spec.domain) << ", \"shard\": " << spec.shard
                   << ", \"epoch\": " << epoch << ", \"train_loss\": " << std::setprecision(17)
-                  << loss << ", \"valid\": " << json_metrics(valid)
+                  << loss << ", \"valid\": " << to_json_text(metrics_json(valid))
                   << ", \"best_epoch\": " << o.best_epoch << std::setprecision(6)
                   << ", \"time\": {\"train\": " << t_train << ", \"evaluate\": " << t_eval
                   << "}}\n";
@@ -200,11 +204,11 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
         o.test = trainer.evaluate(state, dom.test, ks);
         std::swap(state.params, d->best);
         o.popularity = evaluate_popularity(dom, dom.test, ks);
-        lines << "{\"event\": \"test\", \"client\": " << k << ", \"domain\": "
-              << quote_string(spec.domain) << ", \"shard\": " << spec.shard
+        lines << "{\"event\": \"test\", \"client\": " << k
+              << ", \"domain\": " << quote_string(spec.domain) << ", \"shard\": " << spec.shard
               << ", \"best_epoch\": " << o.best_epoch << ", \"epochs_run\": " << o.epochs_run
-              << ", \"test\": " << json_metrics(o.test)
-              << ", \"popularity\": " << json_metrics(o.popularity) << "}\n";
+              << ", \"test\": " << to_json_text(metrics_json(o.test))
+              << ", \"popularity\": " << to_json_text(metrics_json(o.popularity)) << "}\n";
         o.epoch_lines = lines.str();
         outcomes[k] = std::move(o);
         done.push_back(std::move(d));
@@ -223,9 +227,11 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
         c.header.created_utc = utc_timestamp();
         c.header.config_yaml = opt.config.to_yaml();
         c.header.algorithm = "finetune-" + mode;
-        // Names: model/<name> for the encoder, prompt/<name> for the head (docs/ARCHITECTURE.md §5),
-        // best/ and optim/ of either.
-        const auto stored = [](const ParamEntry& e) { return e.prompt ? e.key() : "model/" + e.name; };
+        // Names: model/<name> for the encoder, prompt/<name> for the head (docs/ARCHITECTURE.md
+        // §5), best/ and optim/ of either.
+        const auto stored = [](const ParamEntry& e) {
+            return e.prompt ? e.key() : "model/" + e.name;
+        };
         const auto plain = [](const ParamEntry& e) { return e.prompt ? e.key() : e.name; };
         std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
         for (const auto& e : layout.entries()) {
@@ -241,7 +247,8 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
         for (const auto& s : rc.specs)
             if (rc.owner[size_t(s.id)] >= 0) {
                 ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}};
-                for (const auto& t : per_client_rows) meta.rows_override.emplace_back(t, s.n_items + 1);
+                for (const auto& t : per_client_rows)
+                    meta.rows_override.emplace_back(t, s.n_items + 1);
                 c.clients.push_back(meta);
             }
         c.header.n_clients = int64_t(c.clients.size());
@@ -263,72 +270,50 @@ void run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ost
     }
 
     // Rank 0 collects every client's outcome in id order.
-    const std::map<int64_t, ClientOutcome> all = gather_to_rank0(comm, rc, outcomes, serialize, deserialize);
-    if (comm.rank() != 0) return;
+    const std::map<int64_t, ClientOutcome> all =
+        gather_to_rank0(comm, rc, outcomes, serialize, deserialize);
+    FinetuneReport report;
+    if (comm.rank() != 0) return report;
 
     std::string metrics_text;
     for (const auto& [id, o] : all) metrics_text += o.epoch_lines;
     write_text_file_atomic((std::filesystem::path(dir) / "metrics.jsonl").string(), metrics_text);
     // Per domain: the row-weighted merge of its clients (shards), then the mean over domains.
-    std::ostringstream results, table;
-    results << "{\"mode\": \"" << mode << "\", \"from\": " << quote_string(from)
-            << ", \"prepared\": " << quote_string(rc.prepared) << ", \"fingerprint\": \""
-            << rc.manifest.fingerprint << "\", \"domains\": {";
-    table << std::left << std::setw(14) << "domain" << std::right;
-    for (int64_t k : ks)
-        table << std::setw(10) << ("R@" + std::to_string(k)) << std::setw(10) << ("N@" + std::to_string(k));
-    table << std::setw(8) << "epochs" << "\n";
-    std::vector<double> mean_recall(ks.size(), 0), mean_ndcg(ks.size(), 0);
-    int64_t n_domains = 0;
-    for (const auto& name : rc.domain_names) {
-        bool any = false;
-        for (const auto& [id, o] : all) any = any || rc.specs[size_t(id)].domain == name;
-        n_domains += any;
-    }
-    bool first = true;
+    report.mode = mode;
+    report.from = from;
+    report.prepared = rc.prepared;
+    report.fingerprint = rc.manifest.fingerprint;
     for (const auto& name : rc.domain_names) {
         std::vector<const EvalResult*> tests, pops;
-        std::ostringstream best, runs;
-        int64_t max_run = 0;
+        FinetuneDomain d;
+        d.name = name;
         for (const auto& [id, o] : all) {
             if (rc.specs[size_t(id)].domain != name) continue;
             tests.push_back(&o.test);
             pops.push_back(&o.popularity);
-            best << (best.tellp() > 0 ? ", " : "") << o.best_epoch;
-            runs << (runs.tellp() > 0 ? ", " : "") << o.epochs_run;
-            max_run = std::max(max_run, o.epochs_run);
+            d.best_epoch.push_back(o.best_epoch);
+            d.epochs_run.push_back(o.epochs_run);
         }
         if (tests.empty()) continue;
-        const EvalResult test = merge_rows(tests), pop = merge_rows(pops);
-        results << (first ? "" : ", ") << quote_string(name) << ": {\"test\": " << json_metrics(test)
-                << ", \"popularity_test\": " << json_metrics(pop) << ", \"best_epoch\": ["
-                << best.str() << "], \"epochs_run\": [" << runs.str() << "], \"test_rows\": "
-                << test.rows << "}";
-        first = false;
-        table << std::left << std::setw(14) << name << std::right << std::fixed << std::setprecision(4);
-        for (size_t i = 0; i < ks.size(); ++i) {
-            table << std::setw(10) << test.recall[i] << std::setw(10) << test.ndcg[i];
-            mean_recall[i] += test.recall[i] / double(n_domains);
-            mean_ndcg[i] += test.ndcg[i] / double(n_domains);
-        }
-        table << std::setw(8) << max_run << "\n" << std::left << std::setw(14) << "  popularity" << std::right;
-        for (size_t i = 0; i < ks.size(); ++i) table << std::setw(10) << pop.recall[i] << std::setw(10) << pop.ndcg[i];
-        table << "\n";
-        table.unsetf(std::ios::fixed);
+        d.test = merge_rows(tests);
+        d.popularity = merge_rows(pops);
+        report.domains.push_back(std::move(d));
     }
-    EvalResult mean;
-    mean.ks = ks;
-    mean.recall = mean_recall;
-    mean.ndcg = mean_ndcg;
-    results << "}, \"mean_test\": " << json_metrics(mean) << "}\n";
-    write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(), results.str());
+    std::vector<const EvalResult*> domain_tests;
+    for (const auto& d : report.domains) domain_tests.push_back(&d.test);
+    report.mean = mean_over(domain_tests, ks);
+    write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(),
+                           to_json_text(results_json(report)) + "\n");
     write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
                            opt.config.to_yaml());
-    out << table.str();
-    out << "finetune: mode " << mode << ", " << n_domains << " domains, mean test recall@"
-        << ks[0] << " " << std::fixed << std::setprecision(4) << mean_recall[0] << " in "
-        << std::setprecision(1) << total.seconds() << " s -> " << dir << "/results.json\n";
+    report.seconds = total.seconds();
+    out << results_table(report);
+    out << "finetune: mode " << mode << ", " << report.domains.size()
+        << " domains, mean test recall@" << ks[0] << " " << std::fixed << std::setprecision(4)
+        << report.mean.recall[0] << " in " << std::setprecision(1) << report.seconds << " s -> "
+        << dir << "/results.json\n";
     out.unsetf(std::ios::fixed);
+    return report;
 }
 
 } // namespace pfcr

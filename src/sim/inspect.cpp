@@ -14,10 +14,10 @@
 
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "data/prepare.hpp"
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
 #include "model/params.hpp"
-#include "data/prepare.hpp"
 #include "sim/commands.hpp"
 
 namespace pfcr {

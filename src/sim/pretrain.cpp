@@ -49,7 +49,6 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
     return out;
 }
 
-
 // Tensor names of the checkpoint: shared entries under /server (and SCAFFOLD's c under
 // /server/control/...), the rest of the model under /clients/<id>/model, moments of every
 // entry under optim/<name>/m|v, SCAFFOLD's c_k under control/<name>.
@@ -75,7 +74,8 @@ CheckpointLayout checkpoint_layout(const Federation& fed) {
             }
         } else {
             L.client.push_back({"model/" + e.name, e.shape});
-            L.client_src.emplace_back(CheckpointLayout::priv, e.offset < sb ? e.offset : e.offset - S);
+            L.client_src.emplace_back(CheckpointLayout::priv,
+                                      e.offset < sb ? e.offset : e.offset - S);
         }
     }
     for (const auto& e : fed.layout().entries()) {
@@ -89,12 +89,18 @@ CheckpointLayout checkpoint_layout(const Federation& fed) {
 
 float* source(Federation& fed, ClientState* c, std::pair<int, int64_t> src) {
     switch (src.first) {
-    case CheckpointLayout::global_params: return fed.server_params().data() + src.second;
-    case CheckpointLayout::global_control: return fed.server_control().data() + src.second;
-    case CheckpointLayout::priv: return c->private_params.data() + src.second;
-    case CheckpointLayout::adam_m: return c->adam_m.data() + src.second;
-    case CheckpointLayout::adam_v: return c->adam_v.data() + src.second;
-    default: return c->control.data() + src.second;
+    case CheckpointLayout::global_params:
+        return fed.server_params().data() + src.second;
+    case CheckpointLayout::global_control:
+        return fed.server_control().data() + src.second;
+    case CheckpointLayout::priv:
+        return c->private_params.data() + src.second;
+    case CheckpointLayout::adam_m:
+        return c->adam_m.data() + src.second;
+    case CheckpointLayout::adam_v:
+        return c->adam_v.data() + src.second;
+    default:
+        return c->control.data() + src.second;
     }
 }
 
@@ -106,8 +112,9 @@ std::string json_number(double v) {
     return os.str();
 }
 
-void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done,
-          const CheckpointFaults& faults) {
+// Returns the checkpoint's path.
+std::string save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done,
+                 const CheckpointFaults& faults) {
     const CheckpointLayout L = checkpoint_layout(fed);
     CheckpointContent c;
     c.header.stage = "pretrain";
@@ -120,7 +127,8 @@ void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_don
     c.header.algorithm = algorithm_name(fed.options().algorithm);
     c.server = L.server;
     for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
-    for (const auto& s : fed.all_clients()) c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
+    for (const auto& s : fed.all_clients())
+        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
     c.client_tensors = L.client;
     for (auto& cl : fed.clients()) {
         CheckpointContent::Owned o;
@@ -130,7 +138,7 @@ void save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_don
         for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
         c.owned.push_back(std::move(o));
     }
-    write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep, faults);
+    return write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep, faults);
 }
 
 // Loads `path` into the federation (every rank reads its own clients); returns rounds done.
@@ -181,9 +189,10 @@ std::string metrics_before(const std::string& file, int64_t round) {
 
 } // namespace
 
-int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
-                 const std::string& resume, const FaultInjection& faults) {
+PretrainReport run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+                            const std::string& resume, const FaultInjection& faults) {
     Stopwatch total_time;
+    PretrainReport report;
     const FederationOptions& fed = opt.federation;
     RunClients rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
     const std::vector<ClientSpec>& specs = rc.specs;
@@ -213,8 +222,9 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
     int64_t start = 0;
     if (!from.empty()) {
         start = restore(federation, opt, from);
-        check(start <= rounds, from, ": already has ", start, " rounds; federation.rounds = ",
-              rounds, " (raise it to continue)");
+        report.checkpoint = from;
+        check(start <= rounds, from, ": already has ", start,
+              " rounds; federation.rounds = ", rounds, " (raise it to continue)");
         log.info("resumed from " + from + " after round " + std::to_string(start - 1) +
                  (start == rounds ? " (all federation.rounds done)" : ""));
     }
@@ -235,7 +245,8 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
            << comm.size() << " ranks, rounds " << start << ".." << rounds - 1 << ", shared "
            << (federation.shared_end() - federation.shared_begin()) << " floats, client state "
            << std::fixed << std::setprecision(1)
-           << double(client_bytes) / double(std::max<size_t>(federation.clients().size(), 1)) / 1048576.0
+           << double(client_bytes) / double(std::max<size_t>(federation.clients().size(), 1)) /
+                  1048576.0
            << " MiB per client; " << describe(fed.privacy);
         log.info(os.str());
         if (fed.privacy.mechanism == PrivacyMechanism::pfcr_reference)
@@ -254,11 +265,11 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
         double t_ckpt = 0;
         if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
             Stopwatch sw;
-            save(federation, opt, comm, round + 1, faults.checkpoint);
+            report.checkpoint = save(federation, opt, comm, round + 1, faults.checkpoint);
             t_ckpt = sw.seconds();
         }
-        const auto t = max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate,
-                                             r.t_server, t_ckpt});
+        const auto t =
+            max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate, r.t_server, t_ckpt});
         round_seconds += t[0] + t[1] + t[2] + t[3];
         if (comm.rank() == 0) {
             std::vector<char> active(size_t(K), 0);
@@ -267,11 +278,14 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
                     << ", \"train_loss\": [";
             for (int64_t k = 0; k < K; ++k) {
                 metrics << (k ? ", " : "");
-                if (active[size_t(k)]) metrics << float(r.loss[size_t(k)]);
-                else metrics << "null"; // not sampled this round
+                if (active[size_t(k)])
+                    metrics << float(r.loss[size_t(k)]);
+                else
+                    metrics << "null"; // not sampled this round
             }
             metrics << "], \"clients\": [";
-            for (size_t i = 0; i < r.sampled.size(); ++i) metrics << (i ? ", " : "") << r.sampled[i];
+            for (size_t i = 0; i < r.sampled.size(); ++i)
+                metrics << (i ? ", " : "") << r.sampled[i];
             metrics << "], \"aggregate_norm\": " << r.aggregate_norm
                     << ", \"bytes_up_per_client\": " << r.bytes_up_per_client
                     << ", \"bytes_down_per_client\": " << r.bytes_down_per_client
@@ -289,7 +303,8 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
             for (int64_t k = 0; k < K && k < 8; ++k) {
                 if (active[size_t(k)])
                     line << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
-                else line << " -";
+                else
+                    line << " -";
             }
             if (K > 8) line << " ...";
             line << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
@@ -305,7 +320,9 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
                 out << "pretrain: preempted after " << round + 1 << " of " << rounds
                     << " rounds; checkpoint in " << ckpt_dir << "\n";
             }
-            return exit_code_preempted;
+            report.status = exit_code_preempted;
+            report.rounds_done = round + 1;
+            return report;
         }
     }
     // Checksum of the whole final state (server + every client's private parameters), the
@@ -325,15 +342,16 @@ int run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostr
     if (comm.rank() == 0) {
         std::ostringstream s;
         s << std::setprecision(17) << sum;
-        metrics << "{\"event\": \"end\", \"rounds\": " << rounds
-                << ", \"state_sum\": " << s.str() << "}\n";
+        metrics << "{\"event\": \"end\", \"rounds\": " << rounds << ", \"state_sum\": " << s.str()
+                << "}\n";
         out << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients, "
             << comm.size() << " ranks, " << rounds << " rounds, " << std::fixed
             << std::setprecision(2) << round_seconds / double(std::max<int64_t>(rounds, 1))
             << " s/round, " << std::setprecision(1) << total_time.seconds() << " s total, peak RSS "
             << mem[0] << " MiB/rank, state_sum " << s.str() << " -> " << dir << "/metrics.jsonl\n";
     }
-    return 0;
+    report.rounds_done = rounds;
+    return report;
 }
 
 } // namespace pfcr

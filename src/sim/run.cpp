@@ -4,6 +4,7 @@
 // resumes if its checkpoints are there) -> finetune every client from the newest pre-training
 // checkpoint into <output_dir>/finetune -> <output_dir>/results.json and a printed table.
 // The stages are the same drivers as the subcommands; nothing is computed here.
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -16,6 +17,7 @@
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
 #include "io/sha256.hpp"
+#include "report/report.hpp"
 #include "sim/commands.hpp"
 #include "sim/signals.hpp"
 
@@ -65,11 +67,10 @@ int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::os
                 log.info("prepare: " + prepared + " is up to date");
             } else {
                 log.info("prepare: " + prepared + " " + why + "; preparing");
-                std::ostringstream summary;
-                run_prepare(
+                std::ostringstream summary; // the table stays quiet; the summary line is logged
+                log.info(prepared_line(run_prepare(
                     with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
-                    log, summary);
-                log.info(summary.str().substr(summary.str().rfind("prepared:")));
+                    log, summary)));
             }
         } catch (const std::exception&) {
             failed = 1;
@@ -87,45 +88,44 @@ int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::os
     Stopwatch sw;
     std::string from;
     if (!local) {
-        const int rc = run_pretrain(with(run_opt, "output_dir", (dir / "pretrain").string()), comm,
-                                    log, stage_out, "", faults);
-        if (rc != 0) {
+        const PretrainReport pre =
+            run_pretrain(with(run_opt, "output_dir", (dir / "pretrain").string()), comm, log,
+                         stage_out, "", faults);
+        if (pre.status != 0) {
             if (comm.rank() == 0)
-                out << "run: pre-training stopped by a signal; run the same command again to resume\n";
-            return rc;
+                out << "run: pre-training stopped by a signal; run the same command again to "
+                       "resume\n";
+            return pre.status;
         }
-        from = latest_checkpoint((dir / "pretrain" / "ckpt").string());
+        from = pre.checkpoint; // also where checkpoint.dir put it
     }
     const double t_pretrain = sw.seconds();
     sw.reset();
-    std::ostringstream finetune_out;
-    run_finetune(with(run_opt, "output_dir", (dir / "finetune").string()), comm, log, finetune_out,
-                 from, faults);
+    std::ostringstream finetune_out; // its summary line is replaced by the run's
+    const FinetuneReport report =
+        run_finetune(with(run_opt, "output_dir", (dir / "finetune").string()), comm, log,
+                     finetune_out, from, faults);
     const double t_finetune = sw.seconds();
     if (comm.rank() != 0) return 0;
 
     // results.json of the run: the fine-tuning results plus what produced them.
-    std::ifstream in(dir / "finetune" / "results.json");
-    std::stringstream ft;
-    ft << in.rdbuf();
-    std::string body = ft.str();
-    body = body.substr(0, body.rfind('}')); // reopen the object to add the run's fields
-    std::ostringstream results;
-    const char* algorithm = algorithm_name(opt.federation.algorithm);
+    const std::string algorithm = algorithm_name(opt.federation.algorithm);
     const std::string privacy = mechanism_name(opt.federation.privacy.mechanism);
-    results << body << ", \"algorithm\": \"" << algorithm << "\", \"shared\": \""
-            << (opt.federation.share_whole_model ? "whole" : "table") << "\", \"privacy\": \""
-            << privacy << "\", \"seed\": " << opt.seed
-            << ", \"pretrain_checkpoint\": " << quote_string(from)
-            << std::fixed << std::setprecision(1) << ", \"time_s\": {\"prepare\": " << t_prepare
-            << ", \"pretrain\": " << t_pretrain << ", \"finetune\": " << t_finetune << "}}\n";
-    write_text_file_atomic((dir / "results.json").string(), results.str());
+    Json results = results_json(report);
+    results["algorithm"] = algorithm;
+    results["shared"] = opt.federation.share_whole_model ? "whole" : "table";
+    results["privacy"] = privacy;
+    results["seed"] = opt.seed;
+    results["pretrain_checkpoint"] = from;
+    const auto ms = [](double s) { return std::round(s * 1000) / 1000; }; // wall-clock, to 1 ms
+    results["time_s"] = {
+        {"prepare", ms(t_prepare)}, {"pretrain", ms(t_pretrain)}, {"finetune", ms(t_finetune)}};
+    write_text_file_atomic((dir / "results.json").string(), to_json_text(results) + "\n");
     write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
-    const std::string table = finetune_out.str();
-    out << table.substr(0, table.rfind("finetune:"));
+    out << results_table(report);
     out << "run: " << algorithm << " + finetune " << opt.finetune.mode << ", privacy " << privacy
-        << ", seed " << opt.seed << ": prepare " << std::fixed << std::setprecision(1)
-        << t_prepare << " s, pretrain " << t_pretrain << " s, finetune " << t_finetune << " s -> "
+        << ", seed " << opt.seed << ": prepare " << std::fixed << std::setprecision(1) << t_prepare
+        << " s, pretrain " << t_pretrain << " s, finetune " << t_finetune << " s -> "
         << (dir / "results.json").string() << "\n";
     out.unsetf(std::ios::fixed);
     return 0;

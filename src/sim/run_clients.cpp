@@ -20,9 +20,8 @@ RunClients load_run_clients(const Options& opt, const Comm& comm, bool pooled,
     const auto& m = data.manifest;
     check(m.code_dim == shape.code_dim && m.code_cap == shape.code_cap, rc.prepared,
           ": items were coded with code_dim = ", m.code_dim, ", code_cap = ", m.code_cap,
-          " but the config says code_dim = ", shape.code_dim, " (",
-          opt.config.origin("code_dim"), "), code_cap = ", shape.code_cap,
-          "; re-run pfcr prepare");
+          " but the config says code_dim = ", shape.code_dim, " (", opt.config.origin("code_dim"),
+          "), code_cap = ", shape.code_cap, "; re-run pfcr prepare");
     check(m.max_history <= opt.max_history, rc.prepared, ": histories of up to ", m.max_history,
           " items, but MAX_ITEM_LIST_LENGTH = ", opt.max_history);
     for (const auto& d : data.domains) rc.domain_names.push_back(d.name);

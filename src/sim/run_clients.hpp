@@ -17,12 +17,12 @@
 namespace pfcr {
 
 struct RunClients {
-    std::string prepared;                 // path of prepared.h5
+    std::string prepared; // path of prepared.h5
     PreparedManifest manifest;
-    std::vector<ClientSpec> specs;        // every client
-    std::vector<int> owner;               // rank of each client (-1: not part of this stage)
+    std::vector<ClientSpec> specs; // every client
+    std::vector<int> owner;        // rank of each client (-1: not part of this stage)
     std::vector<std::vector<const PreparedDomain*>> data; // owned clients' data (else empty)
-    std::deque<PreparedDomain> storage;   // what `data` points into (stable addresses)
+    std::deque<PreparedDomain> storage;    // what `data` points into (stable addresses)
     std::vector<std::string> domain_names; // every domain, prepared.h5 order
 };
 

@@ -8,7 +8,9 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 
-extern "C" void on_stop_signal(int) { g_stop = 1; }
+extern "C" void on_stop_signal(int) {
+    g_stop = 1;
+}
 
 } // namespace
 
@@ -21,6 +23,8 @@ void install_stop_handlers() {
     sigaction(SIGUSR1, &sa, nullptr);
 }
 
-bool stop_requested() { return g_stop != 0; }
+bool stop_requested() {
+    return g_stop != 0;
+}
 
 } // namespace pfcr

@@ -23,11 +23,11 @@
 #include <unistd.h>
 
 #include "core/error.hpp"
-#include "core/text.hpp"
 #include "core/log.hpp"
+#include "core/text.hpp"
 #include "data/atomic_files.hpp"
-#include "io/config.hpp"
 #include "data/prepare.hpp"
+#include "io/config.hpp"
 #include "options/options.hpp"
 #include "sim/commands.hpp"
 

@@ -11,13 +11,13 @@
 #include <set>
 #include <sstream>
 
+#include "../support/tiny_fixtures.hpp"
 #include "core/error.hpp"
+#include "data/prepare.hpp"
 #include "data/synth.hpp"
 #include "io/h5.hpp"
-#include "data/prepare.hpp"
 #include "options/options.hpp"
 #include "sim/commands.hpp"
-#include "../support/tiny_fixtures.hpp"
 
 using namespace pfcr;
 using ::testing::HasSubstr;
@@ -180,7 +180,8 @@ TEST(Prepared, SyntheticDatasetIsAccepted) {
 }
 
 TEST(Prepared, UserShardsPartitionEveryRowExactlyOnce) {
-    const PreparedData d = prepare_dataset(resolve_options(mm_config(temp_dir("shards"))).prepare, Logger(0, true));
+    const PreparedData d =
+        prepare_dataset(resolve_options(mm_config(temp_dir("shards"))).prepare, Logger(0, true));
     const PreparedDomain& dom = d.domains[0];
     const auto shards = split_into_shards(dom, 5);
     ASSERT_EQ(shards.size(), 5u);
@@ -206,7 +207,7 @@ TEST(Prepared, UserShardsPartitionEveryRowExactlyOnce) {
     EXPECT_EQ(train, dom.train.rows());
     EXPECT_EQ(valid, dom.valid.rows());
     EXPECT_EQ(test, dom.test.rows());
-    EXPECT_EQ(split_into_shards(dom, 5)[3].train.targets, shards[3].train.targets);  // fixed hash
+    EXPECT_EQ(split_into_shards(dom, 5)[3].train.targets, shards[3].train.targets); // fixed hash
     EXPECT_EQ(split_into_shards(dom, 1)[0].train.targets, dom.train.targets);
-    EXPECT_THROW(split_into_shards(dom, 5000), Error);  // more shards than users: some are empty
+    EXPECT_THROW(split_into_shards(dom, 5000), Error); // more shards than users: some are empty
 }

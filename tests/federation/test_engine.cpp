@@ -11,12 +11,12 @@
 #include <filesystem>
 #include <unistd.h>
 
+#include "../support/tiny_fixtures.hpp"
+#include "data/prepare.hpp"
 #include "data/synth.hpp"
 #include "federation/comm.hpp"
 #include "federation/engine.hpp"
-#include "data/prepare.hpp"
 #include "options/options.hpp"
-#include "../support/tiny_fixtures.hpp"
 
 using namespace pfcr;
 
@@ -156,7 +156,8 @@ TEST(Engine, PfcrRoundIsServerSgdOnWeightedGradientSum) {
     // aggregate and of E (|E| <= ~0.1): a few float ulps of 0.1, 1e-7.
     double max_diff = 0;
     for (int64_t i = 0; i < table.size; ++i)
-        max_diff = std::max(max_diff, std::abs(double(fed->server_params()[size_t(i)]) - expected[size_t(i)]));
+        max_diff = std::max(
+            max_diff, std::abs(double(fed->server_params()[size_t(i)]) - expected[size_t(i)]));
     EXPECT_LT(max_diff, 1e-7);
     const size_t probe = size_t(5 * 32 + 3); // row 5 (row 0 is padding: never any gradient)
     EXPECT_GT(std::abs(double(fed->server_params()[probe]) - double(before[probe])), 0.0);
@@ -255,7 +256,8 @@ TEST(Engine, ClientPersistsPrivateParametersAndMomentsOnly) {
     const int64_t table = fed->layout().at("pq_code_embedding.weight").size;
     EXPECT_EQ(fed->clients()[0].bytes(), int64_t(sizeof(float)) * ((total - table) + 2 * total));
     auto sc = make(comm, Algorithm::scaffold);
-    EXPECT_EQ(sc->clients()[0].bytes(), int64_t(sizeof(float)) * ((total - table) + 2 * total + table));
+    EXPECT_EQ(sc->clients()[0].bytes(),
+              int64_t(sizeof(float)) * ((total - table) + 2 * total + table));
 }
 
 TEST(Engine, NonFiniteLossNamesRoundAndClient) {
@@ -265,8 +267,9 @@ TEST(Engine, NonFiniteLossNamesRoundAndClient) {
     TrainOptions o = tiny_options();
     o.learning_rate = 1e30; // Adam moves every weight by ~1e30: the second round's loss overflows
     const auto& data = tiny_data();
-    Federation fed(f, o, init_range, {{0, data.domains[0].name, 0, int64_t(data.domains[0].train.rows())}},
-                   {0}, comm);
+    Federation fed(f, o, init_range,
+                   {{0, data.domains[0].name, 0, int64_t(data.domains[0].train.rows())}}, {0},
+                   comm);
     fed.add_client(0, {&data.domains[0]});
     try {
         for (int r = 0; r < 5; ++r) fed.run_round(r);

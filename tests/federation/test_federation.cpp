@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "../support/test_helpers.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "federation/fixed_point.hpp"
-#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
 using namespace pfcr::test;

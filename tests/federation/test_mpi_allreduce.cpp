@@ -9,13 +9,13 @@
 #include <numeric>
 #include <vector>
 
+#include "../support/mpi_test_main.hpp"
+#include "../support/test_helpers.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "federation/fixed_point.hpp"
-#include "../support/mpi_test_main.hpp"
-#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
 using namespace pfcr::test;

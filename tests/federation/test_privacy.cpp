@@ -12,13 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "../support/test_helpers.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "federation/fixed_point.hpp"
 #include "federation/privacy.hpp"
-#include "options/options.hpp"
 #include "io/config.hpp"
-#include "../support/test_helpers.hpp"
+#include "options/options.hpp"
 
 using namespace pfcr;
 using namespace pfcr::test;

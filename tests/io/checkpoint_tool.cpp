@@ -20,9 +20,9 @@
 #include "federation/clients.hpp"
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
-#include "options/options.hpp"
 #include "io/config.hpp"
 #include "model/params.hpp"
+#include "options/options.hpp"
 
 using namespace pfcr;
 

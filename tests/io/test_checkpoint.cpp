@@ -15,12 +15,12 @@
 #include <functional>
 #include <map>
 
+#include "../support/mpi_test_main.hpp"
+#include "../support/test_helpers.hpp"
 #include "core/error.hpp"
 #include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
 #include "io/h5.hpp"
-#include "../support/mpi_test_main.hpp"
-#include "../support/test_helpers.hpp"
 
 using namespace pfcr;
 using namespace pfcr::test;

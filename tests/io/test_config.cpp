@@ -37,8 +37,12 @@ std::string error_of(const std::function<void()>& fn) {
 }
 
 // Typed look-ups for these tests (pfcr itself reads keys by name only in src/options).
-int64_t get_int(const Config& c, const std::string& k) { return std::get<int64_t>(c.value(k)); }
-double get_double(const Config& c, const std::string& k) { return std::get<double>(c.value(k)); }
+int64_t get_int(const Config& c, const std::string& k) {
+    return std::get<int64_t>(c.value(k));
+}
+double get_double(const Config& c, const std::string& k) {
+    return std::get<double>(c.value(k));
+}
 std::string get_string(const Config& c, const std::string& k) {
     return std::get<std::string>(c.value(k));
 }

@@ -17,10 +17,10 @@ namespace pfcr::test {
 struct PromptModel {
     EncoderHyper hp;
     double tau = 0.07;
-    int64_t V = 0;                      // domain items (candidates 0..V)
-    std::vector<int32_t> codes;         // (V+1, M)
+    int64_t V = 0;                       // domain items (candidates 0..V)
+    std::vector<int32_t> codes;          // (V+1, M)
     std::vector<int32_t> items, targets; // (N), (B)
-    std::vector<int64_t> off;           // (B+1)
+    std::vector<int64_t> off;            // (B+1)
 
     int64_t B() const { return int64_t(targets.size()); }
 
@@ -43,15 +43,16 @@ struct PromptModel {
         prompt_kv_forward(k.data(), v.data(), H.prompts, H.in_w, H.in_b, NP, C);
         std::vector<double> q(size_t(B * C)), probs(size_t(B * PH * NP)), ctx(size_t(B * C)),
             d_ctx(size_t(B * C)), d_scores(size_t(B * PH * NP));
-        const PromptAttnRows<double> rows{q.data(), probs.data(), ctx.data(), d_ctx.data(),
-                                          d_scores.data(), nullptr};
+        const PromptAttnRows<double> rows{q.data(),     probs.data(),    ctx.data(),
+                                          d_ctx.data(), d_scores.data(), nullptr};
         prompt_head_forward(o.data(), H, hp, s.data(), k.data(), v.data(), rows, items.data(),
                             off.data(), B, id_codes.data(), keys, head);
         all_item_embeddings_forward(E.data(), codes.data(), P.code_table, V1, M, C);
-        std::vector<double> o_hat(size_t(B * C)), o_norm(static_cast<size_t>(B)), e_hat(size_t(V1 * C)),
-            e_norm(static_cast<size_t>(V1)), pr(size_t(B * V1)), d_o_hat(size_t(B * C)), d_e_hat(size_t(V1 * C));
-        const CosineCeBuffers<double> buf{o_hat.data(), o_norm.data(), e_hat.data(),
-                                          e_norm.data(), pr.data(),     pr.data(),
+        std::vector<double> o_hat(size_t(B * C)), o_norm(static_cast<size_t>(B)),
+            e_hat(size_t(V1 * C)), e_norm(static_cast<size_t>(V1)), pr(size_t(B * V1)),
+            d_o_hat(size_t(B * C)), d_e_hat(size_t(V1 * C));
+        const CosineCeBuffers<double> buf{o_hat.data(),   o_norm.data(), e_hat.data(),
+                                          e_norm.data(),  pr.data(),     pr.data(),
                                           d_o_hat.data(), d_e_hat.data()};
         const double loss =
             cosine_ce_forward(buf, o.data(), E.data(), targets.data(), B, V1, C, tau);
@@ -73,8 +74,8 @@ struct PromptModel {
         prompt_kv_backward(GH.prompts, GH.in_w, GH.in_b, dk.data(), dv.data(), H.prompts, H.in_w,
                            NP, C);
         if (sh.head == HeadMode::prompt_full)
-            item_embedding_backward(GH.id.code_table, d_id.data(), items.data(), id_codes.data(),
-                                    N, 1, C);
+            item_embedding_backward(GH.id.code_table, d_id.data(), items.data(), id_codes.data(), N,
+                                    1, C);
         encoder_backward(d_emb.data(), G, ds.data(), P, hp, keys, enc);
         item_embedding_backward(G.code_table, d_emb.data(), items.data(), codes.data(), N, M, C);
         all_item_embeddings_backward(G.code_table, dE.data(), codes.data(), V1, M, C);

@@ -20,7 +20,8 @@ using namespace pfcr;
 namespace {
 
 struct Fixture {
-    h5::File f = h5::File::open_read(std::string(PFCR_SOURCE_DIR) + "/tests/reference/encoder_fixture.h5");
+    h5::File f =
+        h5::File::open_read(std::string(PFCR_SOURCE_DIR) + "/tests/reference/encoder_fixture.h5");
     EncoderHyper hp;
     double tau = 0, lr = 0;
     int64_t V = 0;
@@ -62,29 +63,35 @@ struct Fixture {
 };
 
 // Forward + backward of the double model: returns the loss; fills logits (B,V1) and grad.
-double loss_and_grad(const Fixture& fx, const ParamLayout& layout, const std::vector<double>& params,
-                     std::vector<double>& logits, std::vector<double>& grad) {
+double loss_and_grad(const Fixture& fx, const ParamLayout& layout,
+                     const std::vector<double>& params, std::vector<double>& logits,
+                     std::vector<double>& grad) {
     const int64_t B = fx.B(), C = fx.hp.shape.hidden, V1 = fx.V + 1, M = fx.hp.shape.code_dim;
     const KeyedRng rng(1, RngPurpose::dropout);
     const DropoutKeys keys{&rng, 0, 0, 0, false};
     const auto P = bind_tensors<const double>(params.data(), layout);
     EncoderWorkspace<double> ws;
     std::vector<double> s(size_t(B * C)), E(size_t(V1 * C));
-    encoder_forward(s.data(), P, fx.hp, fx.items.data(), fx.off.data(), B, fx.codes.data(), keys, ws);
+    encoder_forward(s.data(), P, fx.hp, fx.items.data(), fx.off.data(), B, fx.codes.data(), keys,
+                    ws);
     all_item_embeddings_forward(E.data(), fx.codes.data(), P.code_table, V1, M, C);
-    std::vector<double> s_hat(size_t(B * C)), s_norm(static_cast<size_t>(B)), e_hat(size_t(V1 * C)), e_norm(static_cast<size_t>(V1)),
-        probs(size_t(B * V1)), d_s_hat(size_t(B * C)), d_e_hat(size_t(V1 * C));
-    const CosineCeBuffers<double> buf{s_hat.data(), s_norm.data(), e_hat.data(), e_norm.data(),
-                                      probs.data(), probs.data(), d_s_hat.data(), d_e_hat.data()};
-    const double loss = cosine_ce_forward(buf, s.data(), E.data(), fx.targets.data(), B, V1, C, fx.tau);
+    std::vector<double> s_hat(size_t(B * C)), s_norm(static_cast<size_t>(B)), e_hat(size_t(V1 * C)),
+        e_norm(static_cast<size_t>(V1)), probs(size_t(B * V1)), d_s_hat(size_t(B * C)),
+        d_e_hat(size_t(V1 * C));
+    const CosineCeBuffers<double> buf{s_hat.data(), s_norm.data(), e_hat.data(),   e_norm.data(),
+                                      probs.data(), probs.data(),  d_s_hat.data(), d_e_hat.data()};
+    const double loss =
+        cosine_ce_forward(buf, s.data(), E.data(), fx.targets.data(), B, V1, C, fx.tau);
     logits.assign(size_t(B * V1), 0.0);
     cosine_scores(logits.data(), s_hat.data(), e_hat.data(), B, V1, C, fx.tau);
-    std::vector<double> ds(size_t(B * C), 0.0), dE(size_t(V1 * C), 0.0), d_emb(size_t(fx.off.back() * C), 0.0);
+    std::vector<double> ds(size_t(B * C), 0.0), dE(size_t(V1 * C), 0.0),
+        d_emb(size_t(fx.off.back() * C), 0.0);
     cosine_ce_backward(ds.data(), dE.data(), buf, fx.targets.data(), B, V1, C, fx.tau);
     grad.assign(size_t(layout.total()), 0.0);
     const auto G = bind_tensors<double>(grad.data(), layout);
     encoder_backward(d_emb.data(), G, ds.data(), P, fx.hp, keys, ws);
-    item_embedding_backward(G.code_table, d_emb.data(), fx.items.data(), fx.codes.data(), fx.off.back(), M, C);
+    item_embedding_backward(G.code_table, d_emb.data(), fx.items.data(), fx.codes.data(),
+                            fx.off.back(), M, C);
     all_item_embeddings_backward(G.code_table, dE.data(), fx.codes.data(), V1, M, C);
     return loss;
 }
@@ -99,7 +106,9 @@ double rel_err(const double* a, const double* b, int64_t n) {
     return std::sqrt(d2) / std::max({std::sqrt(a2), std::sqrt(b2), 1e-300});
 }
 
-bool is_key_bias(const std::string& name) { return name.find("key.bias") != std::string::npos; }
+bool is_key_bias(const std::string& name) {
+    return name.find("key.bias") != std::string::npos;
+}
 
 } // namespace
 
@@ -140,8 +149,8 @@ TEST(Parity, ThreeAdamStepsMatchPyTorch) {
     std::vector<double> m(params.size(), 0.0), v(params.size(), 0.0), logits, grad;
     for (int64_t t = 1; t <= 3; ++t) {
         loss_and_grad(fx, layout, params, logits, grad);
-        adam_step(params.data(), grad.data(), m.data(), v.data(), int64_t(params.size()), fx.lr, 0.9,
-                  0.999, 1e-8, t);
+        adam_step(params.data(), grad.data(), m.data(), v.data(), int64_t(params.size()), fx.lr,
+                  0.9, 0.999, 1e-8, t);
     }
     const auto expected = fx.tensors(layout, "expected/after_3_adam");
     for (const auto& e : layout.entries()) {
@@ -149,12 +158,15 @@ TEST(Parity, ThreeAdamStepsMatchPyTorch) {
             // Adam turns the key bias's zero-plus-noise gradient into +-lr steps of arbitrary
             // sign in ANY implementation; only the bound |change| <= 3 lr is meaningful.
             for (int64_t i = 0; i < e.size; ++i) {
-                EXPECT_LE(std::abs(params[size_t(e.offset + i)] - start[size_t(e.offset + i)]), 3 * fx.lr + 1e-12);
-                EXPECT_LE(std::abs(expected[size_t(e.offset + i)] - start[size_t(e.offset + i)]), 3 * fx.lr + 1e-12);
+                EXPECT_LE(std::abs(params[size_t(e.offset + i)] - start[size_t(e.offset + i)]),
+                          3 * fx.lr + 1e-12);
+                EXPECT_LE(std::abs(expected[size_t(e.offset + i)] - start[size_t(e.offset + i)]),
+                          3 * fx.lr + 1e-12);
             }
             continue;
         }
-        EXPECT_LE(rel_err(params.data() + e.offset, expected.data() + e.offset, e.size), 1e-9) << e.name;
+        EXPECT_LE(rel_err(params.data() + e.offset, expected.data() + e.offset, e.size), 1e-9)
+            << e.name;
     }
 }
 
@@ -168,7 +180,7 @@ TEST(Parity, FloatTrainerLossMatchesPyTorch) {
     opt.hp = fx.hp;
     opt.temperature = fx.tau;
     opt.learning_rate = fx.lr;
-    opt.chunk_rows = 4;  // two chunks: exercises the chunked reduction
+    opt.chunk_rows = 4; // two chunks: exercises the chunked reduction
     ModelState st(fx.hp.shape);
     const auto w = fx.tensors(st.layout, "weights");
     for (size_t i = 0; i < w.size(); ++i) st.params[int64_t(i)] = float(w[i]);

@@ -22,8 +22,8 @@ using namespace pfcr;
 namespace {
 
 struct Fixture {
-    h5::File f = h5::File::open_read(std::string(PFCR_SOURCE_DIR) +
-                                     "/tests/reference/prompt_fixture.h5");
+    h5::File f =
+        h5::File::open_read(std::string(PFCR_SOURCE_DIR) + "/tests/reference/prompt_fixture.h5");
     test::PromptModel m;
     double lr = 0;
     std::string mode;
@@ -193,8 +193,12 @@ TEST(ParityPrompt, LightLossLogitsAndTrainableGradientsMatchPyTorch) {
 TEST(ParityPrompt, FullLossLogitsAndTrainableGradientsMatchPyTorch) {
     check_loss_logits_grads(HeadMode::prompt_full);
 }
-TEST(ParityPrompt, LightThreeAdamStepsMatchPyTorch) { check_three_adam_steps(HeadMode::prompt_light); }
-TEST(ParityPrompt, FullThreeAdamStepsMatchPyTorch) { check_three_adam_steps(HeadMode::prompt_full); }
+TEST(ParityPrompt, LightThreeAdamStepsMatchPyTorch) {
+    check_three_adam_steps(HeadMode::prompt_light);
+}
+TEST(ParityPrompt, FullThreeAdamStepsMatchPyTorch) {
+    check_three_adam_steps(HeadMode::prompt_full);
+}
 TEST(ParityPrompt, LightFloatTrainerLossMatchesPyTorch) {
     check_float_trainer_loss(HeadMode::prompt_light);
 }

@@ -95,8 +95,8 @@ TEST(PromptAttention, MatchesPlainLoopReference) {
                              c.in_w.data(), c.in_b.data(), c.out_w.data(), c.out_b.data(), c.B,
                              c.NP, c.C, c.PH);
     prompt_attention_forward_reference(o2.data(), b2.rows(), c.s.data(), b1.k.data(), b1.v.data(),
-                                       c.in_w.data(), c.in_b.data(), c.out_w.data(),
-                                       c.out_b.data(), c.B, c.NP, c.C, c.PH);
+                                       c.in_w.data(), c.in_b.data(), c.out_w.data(), c.out_b.data(),
+                                       c.B, c.NP, c.C, c.PH);
     for (size_t i = 0; i < o1.size(); ++i) EXPECT_NEAR(o1[i], o2[i], 1e-13) << i;
     for (size_t i = 0; i < b1.probs.size(); ++i) EXPECT_NEAR(b1.probs[i], b2.probs[i], 1e-15);
     // Each (row, head) softmax sums to one.
@@ -116,8 +116,8 @@ TEST(PromptAttention, SingleHeadOnePromptIsTheValueProjection) {
     std::vector<double> k(2), v(2), q(4), probs(2), ctx(4), out(4);
     prompt_kv_forward(k.data(), v.data(), P.data(), in_w.data(), in_b.data(), 1, C);
     const PromptAttnRows<double> r{q.data(), probs.data(), ctx.data(), nullptr, nullptr, nullptr};
-    prompt_attention_forward(out.data(), r, s.data(), k.data(), v.data(), in_w.data(),
-                             in_b.data(), out_w.data(), out_b.data(), B, 1, C, 1);
+    prompt_attention_forward(out.data(), r, s.data(), k.data(), v.data(), in_w.data(), in_b.data(),
+                             out_w.data(), out_b.data(), B, 1, C, 1);
     // v = (0.5 - 1 + 0.25, -2 - 0.5) = (-0.25, -2.5); out = (-0.25 + 1, -5 + 1)
     for (int64_t b = 0; b < B; ++b) {
         EXPECT_DOUBLE_EQ(out[size_t(b * C)], 0.75);
@@ -130,10 +130,11 @@ TEST(PromptAttention, GradCheckQueriesPromptsAndParameters) {
     std::vector<std::vector<double>> g;
     c.run(true, &g);
     std::vector<double>* xs[] = {&c.s, &c.prompts, &c.in_w, &c.in_b, &c.out_w, &c.out_b};
-    const char* names[] = {"s", "prompts", "in_proj_weight", "in_proj_bias", "out_proj.weight",
-                           "out_proj.bias"};
+    const char* names[] = {
+        "s", "prompts", "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"};
     for (int t = 0; t < 6; ++t) {
-        const double err = gradcheck_rel_error(*xs[t], g[size_t(t)], [&] { return c.run(false, nullptr); });
+        const double err =
+            gradcheck_rel_error(*xs[t], g[size_t(t)], [&] { return c.run(false, nullptr); });
         EXPECT_LE(err, kGradTol) << names[t];
     }
     // The key bias shifts every score of a row equally: softmax-invariant, exactly zero grad.
@@ -162,7 +163,7 @@ struct FusionCase {
             mean(static_cast<size_t>(B)), rstd(static_cast<size_t>(B)), o(size_t(B * C));
         std::vector<uint8_t> mask(size_t(B * C));
         std::vector<uint64_t> row_base = {0, 100, 2 * 100}; // any distinct element bases
-        const PromptFusionRows<double> f{x.data(), y.data(), mean.data(), rstd.data(),
+        const PromptFusionRows<double> f{x.data(),    y.data(),  mean.data(), rstd.data(),
                                          mask.data(), dy.data(), dx.data()};
         prompt_fusion_forward(o.data(), f, p.data(), u.data(), s.data(), W.data(), bias.data(),
                               ln_w.data(), ln_b.data(), B, C, 1e-12, p_drop, rng, 1, 2, 3,
@@ -174,9 +175,9 @@ struct FusionCase {
                   std::vector<double>(bias.size()), std::vector<double>(ln_w.size()),
                   std::vector<double>(ln_b.size())};
             auto& G = *g;
-            prompt_fusion_backward(G[0].data(), G[1].data(), G[2].data(), G[3].data(),
-                                   G[4].data(), G[5].data(), G[6].data(), w.data(), f, W.data(),
-                                   ln_w.data(), B, C, p_drop);
+            prompt_fusion_backward(G[0].data(), G[1].data(), G[2].data(), G[3].data(), G[4].data(),
+                                   G[5].data(), G[6].data(), w.data(), f, W.data(), ln_w.data(), B,
+                                   C, p_drop);
             if (p_drop > 0) { // some element must be dropped for the test to mean anything
                 size_t dropped = 0;
                 for (auto m : mask) dropped += m == 0;
@@ -196,8 +197,12 @@ struct FusionCase {
     }
 };
 
-TEST(PromptFusion, GradCheckDropoutOff) { FusionCase(0.0).check(); }
-TEST(PromptFusion, GradCheckDropoutOn) { FusionCase(0.3).check(); }
+TEST(PromptFusion, GradCheckDropoutOff) {
+    FusionCase(0.0).check();
+}
+TEST(PromptFusion, GradCheckDropoutOn) {
+    FusionCase(0.3).check();
+}
 
 // ------------------------------------------------------------------ layout
 
@@ -229,7 +234,8 @@ TEST(PromptLayout, NoHeadLayoutIsAPrefixAndEncoderInitIsUnchanged) {
             EXPECT_FALSE(with.entries()[i].prompt);
             EXPECT_TRUE(none.entries()[i].trainable);
             // The reference freezes the encoder except the code table.
-            EXPECT_EQ(with.entries()[i].trainable, with.entries()[i].shared) << with.entries()[i].name;
+            EXPECT_EQ(with.entries()[i].trainable, with.entries()[i].shared)
+                << with.entries()[i].name;
         }
         for (size_t i = none.entries().size(); i < with.entries().size(); ++i) {
             EXPECT_TRUE(with.entries()[i].prompt);
@@ -279,8 +285,10 @@ TEST(PromptLayout, ReferenceNamesShapesAndInit) {
         EXPECT_GT(mx, 0.8 * e.init_bound) << key;
     }
     EXPECT_NEAR(L.at("prompt/prompts").init_bound, std::sqrt(6.0 / (256 + C)), 1e-15);
-    EXPECT_NEAR(L.at("prompt/attn_layer.in_proj_weight").init_bound, std::sqrt(6.0 / (4 * C)), 1e-15);
-    EXPECT_NEAR(L.at("prompt/attn_layer.out_proj.weight").init_bound, 1 / std::sqrt(double(C)), 1e-15);
+    EXPECT_NEAR(L.at("prompt/attn_layer.in_proj_weight").init_bound, std::sqrt(6.0 / (4 * C)),
+                1e-15);
+    EXPECT_NEAR(L.at("prompt/attn_layer.out_proj.weight").init_bound, 1 / std::sqrt(double(C)),
+                1e-15);
     EXPECT_NEAR(L.at("prompt/concat_layer.weight").init_bound, 1 / std::sqrt(3.0 * C), 1e-15);
     for (const char* key : {"prompt/attn_layer.in_proj_bias", "prompt/attn_layer.out_proj.bias"}) {
         const auto& e = L.at(key);
@@ -378,7 +386,15 @@ struct Whole {
 
 } // namespace
 
-TEST(PromptModelGrad, LightDropoutOff) { Whole(HeadMode::prompt_light, 0.0, 0.0).check(false); }
-TEST(PromptModelGrad, LightDropoutOn) { Whole(HeadMode::prompt_light, 0.3, 0.2).check(true); }
-TEST(PromptModelGrad, FullDropoutOff) { Whole(HeadMode::prompt_full, 0.0, 0.0).check(false); }
-TEST(PromptModelGrad, FullDropoutOn) { Whole(HeadMode::prompt_full, 0.3, 0.2).check(true); }
+TEST(PromptModelGrad, LightDropoutOff) {
+    Whole(HeadMode::prompt_light, 0.0, 0.0).check(false);
+}
+TEST(PromptModelGrad, LightDropoutOn) {
+    Whole(HeadMode::prompt_light, 0.3, 0.2).check(true);
+}
+TEST(PromptModelGrad, FullDropoutOff) {
+    Whole(HeadMode::prompt_full, 0.0, 0.0).check(false);
+}
+TEST(PromptModelGrad, FullDropoutOn) {
+    Whole(HeadMode::prompt_full, 0.3, 0.2).check(true);
+}

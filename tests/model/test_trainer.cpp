@@ -10,9 +10,9 @@
 #include <memory>
 #include <unistd.h>
 
+#include "data/prepare.hpp"
 #include "data/synth.hpp"
 #include "model/trainer.hpp"
-#include "data/prepare.hpp"
 #include "options/options.hpp"
 
 using namespace pfcr;
@@ -29,7 +29,7 @@ const PreparedData& tiny_data() {
         so.output = (dir / "data").string();
         so.n_domains = 2;
         so.users_min = so.users_max = 150;
-        so.items_min = 60;  // two domains of different sizes (log-uniform in [60, 100])
+        so.items_min = 60; // two domains of different sizes (log-uniform in [60, 100])
         so.items_max = 100;
         so.feature_dim = 32;
         const auto s = write_synthetic_dataset(so);
@@ -137,7 +137,8 @@ TEST(Trainer, SharedScratchGivesTheSameBitsAsOwnScratch) {
         for (uint32_t e = 0; e < 2; ++e)
             for (size_t k = 0; k < 2; ++k) trainers[k]->train_epoch(*states[k], e);
         std::vector<float> out;
-        for (const auto& s : states) out.insert(out.end(), s->params.data(), s->params.data() + s->layout.total());
+        for (const auto& s : states)
+            out.insert(out.end(), s->params.data(), s->params.data() + s->layout.total());
         return out;
     };
     const auto own = run(false), shared = run(true);
@@ -208,7 +209,8 @@ TEST(Trainer, PromptHeadWithTrainEncoderTrainsEverything) {
     for (const auto& e : st.layout.entries()) {
         ASSERT_TRUE(e.trainable);
         size_t changed = 0;
-        for (int64_t i = 0; i < e.size; ++i) changed += st.params[e.offset + i] != start[size_t(e.offset + i)];
+        for (int64_t i = 0; i < e.size; ++i)
+            changed += st.params[e.offset + i] != start[size_t(e.offset + i)];
         if (e.name.find("key.bias") == std::string::npos) {
             EXPECT_GT(changed, 0u) << e.key();
         }

@@ -51,8 +51,8 @@ TEST(Options, RolesGiveTheRulesTheStagesUse) {
     const auto checkpoint = [](const char* k) { return role_shapes_checkpoint(spec(k).role); };
     const auto resume = [](const char* k) { return role_shapes_pretraining(spec(k).role); };
     // prepared.h5: its data and quantizer keys and the code shape; not how clients are cut.
-    for (const char* k : {"data.domains", "data.features", "data.quantizer_seed", "code_dim",
-                          "code_cap", "plm_size", "data.text_hash_buckets"})
+    for (const char* k : {"data.path", "data.domains", "data.features", "data.quantizer_seed",
+                          "code_dim", "code_cap", "plm_size", "data.text_hash_buckets"})
         EXPECT_TRUE(prepared(k)) << k;
     for (const char* k : {"data.prepared", "data.shards_per_domain", "output_dir", "seed",
                           "n_layers", "learning_rate"})
@@ -70,10 +70,10 @@ TEST(Options, RolesGiveTheRulesTheStagesUse) {
                           "federation.server_lr", "privacy.epsilon", "run.chunk_rows",
                           "hidden_dropout_prob", "data.shards_per_domain", "code_dim"})
         EXPECT_TRUE(resume(k)) << k;
-    for (const char* k : {"output_dir", "data.path", "data.prepared", "federation.rounds",
-                          "checkpoint.every", "checkpoint.keep", "checkpoint.dir", "run.threads",
-                          "epochs", "stopping_step", "topk", "valid_metric", "eval_batch_size",
-                          "finetune.mode", "finetune.from", "synth.output"})
+    for (const char* k :
+         {"output_dir", "data.path", "data.prepared", "federation.rounds", "checkpoint.every",
+          "checkpoint.keep", "checkpoint.dir", "run.threads", "epochs", "stopping_step", "topk",
+          "valid_metric", "eval_batch_size", "finetune.mode", "finetune.from", "synth.output"})
         EXPECT_FALSE(resume(k)) << k;
 }
 
@@ -109,13 +109,13 @@ TEST(Options, TypedFieldsFollowTheirKeys) {
 
 TEST(Options, CrossKeyRulesNameTheKeys) {
     EXPECT_THAT(error_of([] {
-                    resolve_options(Config::load({}, {"federation.server_lr=0.5",
-                                                      "federation.algorithm=fedavg"}));
+                    resolve_options(Config::load(
+                        {}, {"federation.server_lr=0.5", "federation.algorithm=fedavg"}));
                 }),
                 HasSubstr("only algorithm pfcr takes a server step"));
     EXPECT_THAT(error_of([] {
-                    resolve_options(Config::load(
-                        {}, {"finetune.mode=prompt-full", "finetune.prompt_heads=7"}));
+                    resolve_options(
+                        Config::load({}, {"finetune.mode=prompt-full", "finetune.prompt_heads=7"}));
                 }),
                 HasSubstr("finetune.prompt_heads = 7 (--set finetune.prompt_heads=7) must divide"));
 }
