@@ -102,7 +102,8 @@ def check_tensor(where, ds, problems, shape=None):
 
 def shape_for_client_path(path, sizes):
     """Expected shape of /clients/<id>/<path> by its state_dict key, or None."""
-    m = re.fullmatch(r"(?:model|best)/(.+)", path) or re.fullmatch(r"optim/(.+)/[mv]", path)
+    # Tensor-name patterns of src/io/checkpoint_schema.hpp (ckpt::parameter_of).
+    m = re.fullmatch(r"(?:model|best|control)/(.+)", path) or re.fullmatch(r"optim/(.+)/[mv]", path)
     return expected_shape(m.group(1), sizes) if m else None
 
 

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "data/prepared.hpp"
-#include "federation/comm.hpp"
 #include "federation/privacy.hpp"
+#include "io/comm.hpp"
 #include "model/trainer.hpp"
 
 namespace pfcr {

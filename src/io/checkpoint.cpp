@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/text.hpp"
+#include "io/checkpoint_schema.hpp"
 
 namespace pfcr {
 namespace fs = std::filesystem;
@@ -42,24 +43,22 @@ h5::Shape to_h5(const std::vector<int64_t>& s) {
 
 // Returns if no rank has an error; otherwise every rank throws the message of the lowest rank
 // that has one. Collective.
-void agree(MPI_Comm comm, const std::string& error) {
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    const int mine = error.empty() ? size : rank;
-    int first = size;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return;
+void agree(Comm& comm, const std::string& error) {
+    // Lowest failing rank = -max(-rank) over failing ranks (others offer -size).
+    int64_t neg_first = -int64_t(error.empty() ? comm.size() : comm.rank());
+    comm.allreduce_max(&neg_first, 1);
+    const int first = int(-neg_first);
+    if (first == comm.size()) return;
     std::string msg = error;
     int64_t len = int64_t(msg.size());
-    MPI_Bcast(&len, 1, MPI_INT64_T, first, comm);
+    comm.broadcast(&len, int64_t(sizeof len), first);
     msg.resize(size_t(len));
-    MPI_Bcast(msg.data(), int(len), MPI_CHAR, first, comm);
+    if (len > 0) comm.broadcast(msg.data(), len, first);
     throw Error(msg);
 }
 
 // Runs `f` (rank-local work) and agrees on its outcome.
-template <typename F> void agreed(MPI_Comm comm, F&& f) {
+template <typename F> void agreed(Comm& comm, F&& f) {
     std::string error;
     try {
         f();
@@ -93,9 +92,7 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
     const auto& h = c.header;
     f.add(dir);
     f.add(int64_t(keep));
-    for (const auto* s :
-         {&h.stage, &h.software_version, &h.created_utc, &h.config_yaml, &h.algorithm})
-        f.add(*s);
+    for (const auto* s : {&h.stage, &h.software_version, &h.config_yaml, &h.algorithm}) f.add(*s);
     f.add(h.round);
     f.add(int64_t(h.seed));
     f.add(h.n_clients);
@@ -135,8 +132,8 @@ void check_specs(const std::vector<TensorSpec>& specs, const char* what) {
 void check_content(const CheckpointContent& c, int keep, int rank) {
     const auto& h = c.header;
     check(keep >= 1, "checkpoint: keep = ", keep, ", must be >= 1");
-    check(h.stage == "pretrain" || h.stage == "finetune", "checkpoint: stage '", h.stage,
-          "', expected 'pretrain' or 'finetune'");
+    check(h.stage == ckpt::stage_pretrain || h.stage == ckpt::stage_finetune, "checkpoint: stage '",
+          h.stage, "', expected 'pretrain' or 'finetune'");
     check(h.round >= 0, "checkpoint: round ", h.round, " < 0");
     check(h.seed <= uint64_t(INT64_MAX), "checkpoint: seed ", h.seed, " does not fit int64");
     check(h.n_clients == int64_t(c.clients.size()), "checkpoint: header.n_clients = ", h.n_clients,
@@ -149,7 +146,8 @@ void check_content(const CheckpointContent& c, int keep, int rank) {
     check_specs(c.server, "server");
     check_specs(c.client_tensors, "client");
     for (const auto& t : c.client_tensors)
-        check(t.name != "optim", "checkpoint: client tensor 'optim' clashes with the optim group");
+        check(t.name != ckpt::optim, "checkpoint: client tensor '", ckpt::optim,
+              "' clashes with the optim group");
     if (rank == 0) {
         check(c.server_data.size() == c.server.size(), "checkpoint: ", c.server.size(),
               " server tensors but ", c.server_data.size(), " data pointers on rank 0");
@@ -227,21 +225,20 @@ std::string checkpoint_file_name(int64_t round) {
     return buf;
 }
 
-std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const CheckpointContent& c,
+std::string write_checkpoint(Comm& comm, const std::string& dir, const CheckpointContent& c,
                              int keep, const CheckpointFaults& faults) {
-    int rank = 0, size = 1;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
+    const int rank = comm.rank(), size = comm.size();
 
     // 1. The content is valid and the shared parts are the same on every rank.
     agreed(comm, [&] { check_content(c, keep, rank); });
     {
+        // Equal on every rank <=> max == min for both 32-bit halves (min = -max of negation).
         const uint64_t fp = shared_fingerprint(dir, c, keep);
-        uint64_t lo = 0, hi = 0;
-        MPI_Allreduce(&fp, &lo, 1, MPI_UINT64_T, MPI_MIN, comm);
-        MPI_Allreduce(&fp, &hi, 1, MPI_UINT64_T, MPI_MAX, comm);
-        check(lo == hi, "checkpoint ", checkpoint_file_name(c.header.round), " in ", dir,
-              ": ranks pass different headers, clients, tensor lists, dir or keep");
+        const int64_t hi = int64_t(fp >> 32), lo = int64_t(fp & 0xffffffffu);
+        int64_t v[4] = {hi, lo, -hi, -lo};
+        comm.allreduce_max(v, 4);
+        check(v[0] == -v[2] && v[1] == -v[3], "checkpoint ", checkpoint_file_name(c.header.round),
+              " in ", dir, ": ranks pass different headers, clients, tensor lists, dir or keep");
     }
 
     // 2. Per-client counters, known to the owner only: [step, rng_counter, owners] by client
@@ -258,18 +255,22 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
         counters[3 * i + 2] = 1;
         mine[o.id] = &o;
     }
-    if (n > 0) MPI_Allreduce(MPI_IN_PLACE, counters.data(), int(3 * n), MPI_INT64_T, MPI_SUM, comm);
+    if (n > 0) comm.allreduce_sum(counters.data(), int64_t(3 * n));
     for (size_t i = 0; i < n; ++i)
         check(counters[3 * i + 2] == 1, "checkpoint: client ", c.clients[i].id, " is owned by ",
               counters[3 * i + 2], " ranks, expected exactly 1");
 
-    // 3. Header as written: world size from comm, creation time from rank 0.
+    // 3. Header as written: world size from comm, creation time chosen once by rank 0 (its
+    //    header's, or now) and broadcast: ranks stamping their own clocks would disagree
+    //    whenever they straddle a second boundary, so the time is not part of the agreement.
     CheckpointHeader h = c.header;
     h.world_size_at_write = size;
-    if (h.created_utc.empty()) {
-        char stamp[32] = {};
-        if (rank == 0) std::snprintf(stamp, sizeof stamp, "%s", utc_timestamp().c_str());
-        MPI_Bcast(stamp, sizeof stamp, MPI_CHAR, 0, comm);
+    {
+        char stamp[64] = {};
+        if (rank == 0)
+            std::snprintf(stamp, sizeof stamp, "%s",
+                          h.created_utc.empty() ? utc_timestamp().c_str() : h.created_utc.c_str());
+        comm.broadcast(stamp, int64_t(sizeof stamp), 0);
         h.created_utc = stamp;
     }
 
@@ -300,35 +301,37 @@ std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const Checkp
         }
     };
     try {
-        h5::File f = h5::File::create_parallel(tmp_path, comm);
-        f.set_attr("format", checkpoint_format);
-        f.set_attr("format_version", checkpoint_format_version);
-        f.set_attr("stage", h.stage);
-        f.set_attr("round", h.round);
-        f.set_attr("seed", int64_t(h.seed));
-        f.set_attr("n_clients", h.n_clients);
-        f.set_attr("world_size_at_write", int64_t(h.world_size_at_write));
-        f.set_attr("software_version", h.software_version);
-        f.set_attr("created_utc", h.created_utc);
-        f.set_attr("config_yaml", h.config_yaml);
-        f.set_attr("algorithm", h.algorithm);
+        // Parallel HDF5 over MPI-IO, or serial HDF5 for a one-rank communicator without MPI.
+        const std::optional<MPI_Comm> mpi = comm.parallel_io_handle();
+        h5::File f = mpi ? h5::File::create_parallel(tmp_path, *mpi) : h5::File::create(tmp_path);
+        f.set_attr(ckpt::attr::format, checkpoint_format);
+        f.set_attr(ckpt::attr::format_version, checkpoint_format_version);
+        f.set_attr(ckpt::attr::stage, h.stage);
+        f.set_attr(ckpt::attr::round, h.round);
+        f.set_attr(ckpt::attr::seed, int64_t(h.seed));
+        f.set_attr(ckpt::attr::n_clients, h.n_clients);
+        f.set_attr(ckpt::attr::world_size_at_write, int64_t(h.world_size_at_write));
+        f.set_attr(ckpt::attr::software_version, h.software_version);
+        f.set_attr(ckpt::attr::created_utc, h.created_utc);
+        f.set_attr(ckpt::attr::config_yaml, h.config_yaml);
+        f.set_attr(ckpt::attr::algorithm, h.algorithm);
         {
-            h5::Group server = f.create_group("server");
+            h5::Group server = f.create_group(ckpt::server);
             for (size_t t = 0; t < c.server.size(); ++t) {
                 h5::Dataset ds =
                     server.create_dataset<float>(c.server[t].name, to_h5(c.server[t].shape));
                 if (rank == 0) write_data(ds, c.server[t], c.server_data[t]);
             }
-            h5::Group clients = f.create_group("clients");
+            h5::Group clients = f.create_group(ckpt::clients);
             for (size_t k = 0; k < n; ++k) {
                 const size_t i = order[k];
                 const ClientMeta& m = c.clients[i];
                 h5::Group g = clients.create_group(std::to_string(m.id));
-                g.set_attr("domain", m.domain);
-                g.set_attr("shard", m.shard);
-                g.set_attr("n_train_rows", m.n_train_rows);
-                g.set_attr("rng_counter", counters[3 * i + 1]);
-                g.create_group("optim").set_attr("step", counters[3 * i]);
+                g.set_attr(ckpt::attr::domain, m.domain);
+                g.set_attr(ckpt::attr::shard, m.shard);
+                g.set_attr(ckpt::attr::n_train_rows, m.n_train_rows);
+                g.set_attr(ckpt::attr::rng_counter, counters[3 * i + 1]);
+                g.create_group(ckpt::optim).set_attr(ckpt::attr::step, counters[3 * i]);
                 const auto it = mine.find(m.id);
                 for (size_t t = 0; t < c.client_tensors.size(); ++t) {
                     TensorSpec spec = c.client_tensors[t];
@@ -394,14 +397,14 @@ h5::File open_checkpoint(const std::string& path) {
     check(fs::exists(path), path, ": no such file (expected a ", checkpoint_format, " file)");
     check(h5::is_hdf5(path), path, ": not an HDF5 file (expected a ", checkpoint_format, " file)");
     h5::File f = h5::File::open_read(path);
-    check(f.has_attr("format"), path, ": no root attribute 'format', expected '", checkpoint_format,
-          "'");
-    const std::string format = f.attr_string("format");
+    check(f.has_attr(ckpt::attr::format), path, ": no root attribute 'format', expected '",
+          checkpoint_format, "'");
+    const std::string format = f.attr_string(ckpt::attr::format);
     check(format == checkpoint_format, path, ": format '", format, "', expected '",
           checkpoint_format, "'");
-    check(f.has_attr("format_version"), path, ": no root attribute 'format_version', expected '",
-          checkpoint_format_version, "'");
-    const std::string version = f.attr_string("format_version");
+    check(f.has_attr(ckpt::attr::format_version), path,
+          ": no root attribute 'format_version', expected '", checkpoint_format_version, "'");
+    const std::string version = f.attr_string(ckpt::attr::format_version);
     check(version == checkpoint_format_version, path, ": format_version '", version,
           "', expected '", checkpoint_format_version, "'");
     return f;
@@ -421,17 +424,18 @@ std::vector<TensorSpec> list_tensors(const h5::Group& g) {
 CheckpointReader::CheckpointReader(const std::string& path)
     : path_(path), file_(open_checkpoint(path)) {
     const h5::File& f = file_;
-    header_.stage = f.attr_string("stage");
-    header_.round = f.attr_int("round");
-    header_.seed = uint64_t(f.attr_int("seed"));
-    header_.n_clients = f.attr_int("n_clients");
-    header_.world_size_at_write = int(f.attr_int("world_size_at_write"));
-    header_.software_version = f.attr_string("software_version");
-    header_.created_utc = f.attr_string("created_utc");
-    header_.config_yaml = f.attr_string("config_yaml");
-    header_.algorithm = f.has_attr("algorithm") ? f.attr_string("algorithm") : "";
-    check(f.has_group("server"), f.where("server"), ": group missing");
-    const h5::Group clients = f.open_group("clients");
+    header_.stage = f.attr_string(ckpt::attr::stage);
+    header_.round = f.attr_int(ckpt::attr::round);
+    header_.seed = uint64_t(f.attr_int(ckpt::attr::seed));
+    header_.n_clients = f.attr_int(ckpt::attr::n_clients);
+    header_.world_size_at_write = int(f.attr_int(ckpt::attr::world_size_at_write));
+    header_.software_version = f.attr_string(ckpt::attr::software_version);
+    header_.created_utc = f.attr_string(ckpt::attr::created_utc);
+    header_.config_yaml = f.attr_string(ckpt::attr::config_yaml);
+    header_.algorithm =
+        f.has_attr(ckpt::attr::algorithm) ? f.attr_string(ckpt::attr::algorithm) : "";
+    check(f.has_group(ckpt::server), f.where(ckpt::server), ": group missing");
+    const h5::Group clients = f.open_group(ckpt::clients);
     for (const auto& name : clients.children()) {
         const auto id = parse_int(name);
         check(id && *id >= 0 && std::to_string(*id) == name, clients.where(name),
@@ -439,9 +443,9 @@ CheckpointReader::CheckpointReader(const std::string& path)
         const h5::Group g = clients.open_group(name);
         ClientMeta m;
         m.id = *id;
-        m.domain = g.attr_string("domain");
-        m.shard = g.attr_int("shard");
-        m.n_train_rows = g.attr_int("n_train_rows");
+        m.domain = g.attr_string(ckpt::attr::domain);
+        m.shard = g.attr_int(ckpt::attr::shard);
+        m.n_train_rows = g.attr_int(ckpt::attr::n_train_rows);
         clients_.push_back(std::move(m));
     }
     std::sort(clients_.begin(), clients_.end(),
@@ -461,7 +465,7 @@ h5::Group CheckpointReader::client_group(int64_t id) const {
 }
 
 std::vector<TensorSpec> CheckpointReader::server_tensors() const {
-    return list_tensors(file_.open_group("server"));
+    return list_tensors(file_.open_group(ckpt::server));
 }
 
 std::vector<TensorSpec> CheckpointReader::client_tensors(int64_t id) const {
@@ -483,7 +487,7 @@ void CheckpointReader::read_tensor(const h5::Group& g, const TensorSpec& expecte
 }
 
 void CheckpointReader::read_server(const TensorSpec& expected, float* out) const {
-    read_tensor(file_.open_group("server"), expected, out);
+    read_tensor(file_.open_group(ckpt::server), expected, out);
 }
 
 void CheckpointReader::read_client(int64_t id, const TensorSpec& expected, float* out) const {
@@ -491,11 +495,11 @@ void CheckpointReader::read_client(int64_t id, const TensorSpec& expected, float
 }
 
 int64_t CheckpointReader::adam_step(int64_t id) const {
-    return client_group(id).open_group("optim").attr_int("step");
+    return client_group(id).open_group(ckpt::optim).attr_int(ckpt::attr::step);
 }
 
 int64_t CheckpointReader::rng_counter(int64_t id) const {
-    return client_group(id).attr_int("rng_counter");
+    return client_group(id).attr_int(ckpt::attr::rng_counter);
 }
 
 } // namespace pfcr

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "io/comm.hpp"
 #include "io/h5.hpp"
 
 namespace pfcr {
@@ -37,7 +38,7 @@ struct CheckpointHeader {
     int64_t n_clients = 0;        // == clients.size()
     int world_size_at_write = 1;  // set by write_checkpoint from the communicator
     std::string software_version; // pfcr::software_version (git describe)
-    std::string created_utc;      // ISO 8601; write_checkpoint fills it in if empty
+    std::string created_utc;      // ISO 8601; written as rank 0's (its value, or now if empty)
     std::string config_yaml;      // the full resolved config
     std::string algorithm;        // federation.algorithm
 };
@@ -82,19 +83,20 @@ struct CheckpointFaults {
 };
 
 // Collective over `comm`: every rank calls it with the same `dir`, `keep` and shared content.
-// Writes <dir>/round_%06d.h5 (header.round) via <name>.tmp with the MPI-IO driver: all ranks
+// Writes <dir>/round_%06d.h5 (header.round) via <name>.tmp with the MPI-IO driver (serial
+// HDF5 when comm.parallel_io_handle() is empty, e.g. SerialComm): all ranks
 // create every group, dataset and attribute collectively (client by client), the owner of a
 // client writes its tensors (independent transfers), rank 0 the server tensors; close (which
 // syncs); rank 0 renames the temp file onto the final name (atomic) and fsyncs `dir`; then
 // rank 0 deletes older checkpoints so that only the newest `keep` (>= 1, by round; the file
 // just written always stays) remain, and every stale round_*.h5.tmp. Per-client counters are
-// known only to their owner and are summed over ranks (MPI_Allreduce) before the collective
+// known only to their owner and are summed over ranks (Comm::allreduce_sum) before the collective
 // attribute writes. Returns the final path on every rank.
 // Errors (bad content, ranks that disagree on the shared content, a client owned by no rank
 // or by two, I/O failures) throw pfcr::Error naming the file or object on EVERY rank, with
 // the same message; the temp file is removed and an older checkpoint is never touched.
 // `faults` (tests only; empty in production) is called in the middle of the write.
-std::string write_checkpoint(MPI_Comm comm, const std::string& dir, const CheckpointContent& c,
+std::string write_checkpoint(Comm& comm, const std::string& dir, const CheckpointContent& c,
                              int keep, const CheckpointFaults& faults = {});
 
 // The newest complete checkpoint in `dir`: the largest round among names round_<digits>.h5

@@ -12,7 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "federation/comm.hpp"
+#include "io/comm.hpp"
 #include "io/config.hpp"
 #include "pfcr/version.hpp"
 #include "sim/cli.hpp"

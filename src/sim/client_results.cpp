@@ -31,20 +31,6 @@ bool check_clients(const CheckpointReader& r, const RunClients& rc) {
     return false;
 }
 
-void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& layout,
-                     float* params) {
-    std::set<std::string> on_server;
-    for (const auto& t : r.server_tensors()) on_server.insert(t.name);
-    for (const auto& e : layout.entries()) {
-        if (e.prompt) continue; // the prompt-tuning head is new in fine-tuning
-        if (on_server.count(e.name)) {
-            r.read_server(TensorSpec{e.name, e.shape}, params + e.offset);
-        } else {
-            r.read_client(src, TensorSpec{"model/" + e.name, e.shape}, params + e.offset);
-        }
-    }
-}
-
 std::string share_string(Comm& comm, const std::string& s, int root) {
     int64_t n = comm.rank() == root ? int64_t(s.size()) : 0;
     comm.allreduce_sum(&n, 1);

@@ -8,8 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "federation/comm.hpp"
+#include "federation/checkpoint_state.hpp"
 #include "io/checkpoint.hpp"
+#include "io/comm.hpp"
 #include "model/params.hpp"
 #include "model/trainer.hpp"
 #include "options/options.hpp"
@@ -26,12 +27,6 @@ void check_same_shapes(const Config& cfg, const CheckpointReader& r);
 // serves every client); otherwise checks that its clients are exactly `rc`'s owned clients
 // (same ids, domains, shards) and returns false.
 bool check_clients(const CheckpointReader& r, const RunClients& rc);
-
-// Loads a client's encoder from a pre-training checkpoint, tensor by tensor: /server/<name>
-// if the server holds it, else /clients/<src>/model/<name>. Head entries (prompt tuning) are
-// not in a pre-training checkpoint and keep whatever `params` holds.
-void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& layout,
-                     float* params);
 
 // The owner's bytes on every rank (a broadcast from `root`, length first). Collective.
 std::string share_string(Comm& comm, const std::string& s, int root);

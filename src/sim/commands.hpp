@@ -21,14 +21,14 @@ PrepareReport run_prepare(const Options& opt, const Logger& log, std::ostream& o
 // `pfcr synth`: writes the synthetic dataset described by synth.* and prints its summary.
 void run_synth(const Options& opt, const Logger& log, std::ostream& out);
 
-class MpiComm;
+class Comm;
 // `pfcr finetune`: every client (same ids as pretrain) fine-tuned on its owning rank from the
 // pre-training checkpoint `from` (file or directory; empty: finetune.from; empty too: from
 // scratch = the local-only baseline), early stopping on valid, test with the best state;
 // rank 0 writes metrics.jsonl + results.json (per domain and mean) and prints a table; every
 // rank writes its clients into <output_dir>/ckpt (stage finetune: model/, best/, optim/).
 // Returns the report (on rank 0; empty elsewhere).
-FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const std::string& from = "", const FaultInjection& faults = {});
 
 // `pfcr evaluate`: which checkpoint (file, or the newest in a directory), split ("valid" |
@@ -50,14 +50,19 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
 // and writes opts.json, in the shape of results.json. Model and data keys of `cfg` must equal
 // the checkpoint's (and the fine-tuning head's keys, for a fine-tuning checkpoint).
 // Returns the report (on rank 0; empty elsewhere).
-EvaluateReport run_evaluate(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+EvaluateReport run_evaluate(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const EvaluateOptions& opts);
 
 // `pfcr run`: prepare (rank 0, if prepared.h5 is missing or stale) -> pretrain into
 // <output_dir>/pretrain (not for algorithm local) -> finetune into <output_dir>/finetune ->
 // <output_dir>/results.json + table on `out`. Returns 0, or exit_code_preempted.
-int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                    const FaultInjection& faults = {});
+
+// Why prepared.h5 at `path` must be (re)built for `cfg`, or "" if it is up to date: "missing",
+// a key whose role shapes it (role_shapes_prepared) differs from its manifest's config, or an
+// input file recorded in the manifest is gone or changed (sha256).
+std::string stale_reason(const Config& cfg, const std::string& path);
 
 // A checkpoint file as given, or the newest complete one if `path` is a directory.
 std::string resolve_checkpoint(const std::string& path);
@@ -74,7 +79,7 @@ struct PretrainReport {
     int64_t rounds_done = 0;
     std::string checkpoint; // the newest checkpoint of this run (written or resumed from)
 };
-PretrainReport run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const std::string& resume = "", const FaultInjection& faults = {});
 
 // `pfcr inspect FILE`: summary + schema validation of prepared.h5 or a checkpoint (by the root

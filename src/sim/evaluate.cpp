@@ -16,8 +16,10 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/text.hpp"
+#include "federation/checkpoint_state.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
+#include "io/checkpoint_schema.hpp"
 #include "model/trainer.hpp"
 #include "report/report.hpp"
 #include "sim/client_results.hpp"
@@ -60,7 +62,7 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
     return cfg;
 }
 
-EvaluateReport run_evaluate(const Options& options, MpiComm& comm, const Logger& log,
+EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& log,
                             std::ostream& out, const EvaluateOptions& opt) {
     const Config& cfg = options.config;
     // Every rank reads the same checkpoint, config and prepared.h5, so a failed check fails on
@@ -77,11 +79,11 @@ EvaluateReport run_evaluate(const Options& options, MpiComm& comm, const Logger&
     const std::string path = resolve_checkpoint(opt.checkpoint);
     const CheckpointReader r(path);
     const auto& h = r.header();
-    const bool finetuned = h.stage == "finetune";
+    const bool finetuned = h.stage == ckpt::stage_finetune;
     const std::string state_name = opt.state.empty() ? (finetuned ? "best" : "final") : opt.state;
     collectively([&] {
-        check(h.stage == "pretrain" || h.stage == "finetune", path, ": stage '", h.stage,
-              "', expected 'pretrain' or 'finetune'");
+        check(h.stage == ckpt::stage_pretrain || h.stage == ckpt::stage_finetune, path, ": stage '",
+              h.stage, "', expected '", ckpt::stage_pretrain, "' or '", ckpt::stage_finetune, "'");
         check(opt.split == "valid" || opt.split == "test", "--split ", opt.split,
               ": expected valid or test");
         check(state_name == "best" || state_name == "final", "--state ", state_name,
@@ -127,14 +129,7 @@ EvaluateReport run_evaluate(const Options& options, MpiComm& comm, const Logger&
         o.hp.shape.id_items = spec.n_items + 1;
         ModelState state(o.hp.shape);
         if (finetuned) {
-            // Dataset names as finetune writes them: model/<name> or prompt/<name> for the
-            // final state, best/<name> (head: best/prompt/<name>) for the best one.
-            for (const auto& e : state.layout.entries()) {
-                const std::string name = state_name == "best" ? "best/" + e.key()
-                                         : e.prompt           ? e.key()
-                                                              : "model/" + e.name;
-                r.read_client(k, TensorSpec{name, e.shape}, state.params.data() + e.offset);
-            }
+            read_finetuned(r, k, state.layout, state_name == "best", state.params.data());
         } else {
             load_pretrained(r, pooled ? 0 : k, state.layout, state.params.data());
         }

@@ -21,22 +21,20 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/text.hpp"
+#include "federation/checkpoint_state.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
+#include "io/checkpoint_schema.hpp"
 #include "model/trainer.hpp"
 #include "pfcr/version.hpp"
 #include "report/report.hpp"
 #include "sim/client_results.hpp"
 #include "sim/commands.hpp"
+#include "sim/early_stopping.hpp"
 #include "sim/run_clients.hpp"
 
 namespace pfcr {
 namespace {
-
-// RecBole's metric_decimal_place = 4: early stopping compares rounded validation scores.
-double round4(double v) {
-    return std::round(v * 1e4) / 1e4;
-}
 
 // One client's outcome, as text lines and numbers rank 0 needs.
 struct ClientOutcome {
@@ -87,7 +85,7 @@ std::string resolve_checkpoint(const std::string& path) {
     return latest;
 }
 
-FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const std::string& from_arg, const FaultInjection& faults) {
     const std::string& mode = opt.finetune.mode;
     const std::string from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
@@ -100,7 +98,7 @@ FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log
     if (!from.empty()) {
         start = std::make_unique<CheckpointReader>(from);
         const auto& h = start->header();
-        check(h.stage == "pretrain", from, ": stage '", h.stage,
+        check(h.stage == ckpt::stage_pretrain, from, ": stage '", h.stage,
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
         check_same_shapes(opt.config, *start);
         const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
@@ -157,8 +155,8 @@ FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log
         d->best.resize(cl.total());
         ClientOutcome o;
         std::ostringstream lines;
-        double best_score = -1;
-        int64_t bad = 0, epoch = 0;
+        EarlyStopping stopping(patience);
+        int64_t epoch = 0;
         const std::string who = spec.domain + (rc.specs.size() > rc.domain_names.size()
                                                    ? "/" + std::to_string(spec.shard)
                                                    : std::string());
@@ -169,15 +167,10 @@ FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log
             sw.reset();
             const EvalResult valid = trainer.evaluate(state, dom.valid, ks);
             const double t_eval = sw.seconds();
-            const double score = round4(valid.metric(valid_metric));
-            const bool improved = score >= best_score; // RecBole: ">=" counts as improvement
+            const bool improved = stopping.update(epoch, valid.metric(valid_metric));
             if (improved) {
-                best_score = score;
                 o.best_epoch = epoch;
-                bad = 0;
                 std::copy(state.params.data(), state.params.data() + cl.total(), d->best.data());
-            } else {
-                ++bad;
             }
             lines << "{\"event\": \"epoch\", \"client\": " << k
                   << ", \"domain\": " << quote_string(spec.domain) << ", \"shard\": " << spec.shard
@@ -192,8 +185,7 @@ FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log
                  << (improved ? " *" : "  ") << "  (" << std::setprecision(1) << t_train
                  << " s train, " << t_eval << " s eval)";
             log.info(line.str());
-            // RecBole early_stopping: stop once the non-improving streak exceeds stopping_step.
-            if (bad > patience) {
+            if (stopping.should_stop()) {
                 ++epoch;
                 break;
             }
@@ -214,59 +206,29 @@ FinetuneReport run_finetune(const Options& opt, MpiComm& comm, const Logger& log
         done.push_back(std::move(d));
     }
 
-    // The stage's checkpoint: every client's final model, its best model and Adam moments.
+    // The stage's checkpoint: every client's final model, its best model and Adam moments
+    // (names: federation/checkpoint_state.hpp).
     {
-        CheckpointContent c;
-        c.header.stage = "finetune";
+        CheckpointHeader h;
+        h.stage = ckpt::stage_finetune;
         int64_t epochs = 0;
         for (const auto& [id, o] : outcomes) epochs = std::max(epochs, o.epochs_run);
         comm.allreduce_max(&epochs, 1);
-        c.header.round = epochs;
-        c.header.seed = base.seed;
-        c.header.software_version = software_version;
-        c.header.created_utc = utc_timestamp();
-        c.header.config_yaml = opt.config.to_yaml();
-        c.header.algorithm = "finetune-" + mode;
-        // Names: model/<name> for the encoder, prompt/<name> for the head (docs/ARCHITECTURE.md
-        // §5), best/ and optim/ of either.
-        const auto stored = [](const ParamEntry& e) {
-            return e.prompt ? e.key() : "model/" + e.name;
-        };
-        const auto plain = [](const ParamEntry& e) { return e.prompt ? e.key() : e.name; };
-        std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
-        for (const auto& e : layout.entries()) {
-            c.client_tensors.push_back({stored(e), e.shape});
-            c.client_tensors.push_back({"best/" + plain(e), e.shape});
-            c.client_tensors.push_back({"optim/" + plain(e) + "/m", e.shape});
-            c.client_tensors.push_back({"optim/" + plain(e) + "/v", e.shape});
-            if (e.name == "item_embedding.weight")
-                for (const auto& t : {stored(e), "best/" + plain(e), "optim/" + plain(e) + "/m",
-                                      "optim/" + plain(e) + "/v"})
-                    per_client_rows.push_back(t);
-        }
+        h.round = epochs;
+        h.seed = base.seed;
+        h.software_version = software_version;
+        h.config_yaml = opt.config.to_yaml();
+        h.algorithm = "finetune-" + mode;
+        std::vector<ClientSpec> tuned; // every client of this stage
         for (const auto& s : rc.specs)
-            if (rc.owner[size_t(s.id)] >= 0) {
-                ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}};
-                for (const auto& t : per_client_rows)
-                    meta.rows_override.emplace_back(t, s.n_items + 1);
-                c.clients.push_back(meta);
-            }
-        c.header.n_clients = int64_t(c.clients.size());
-        for (auto& d : done) {
-            CheckpointContent::Owned o;
-            o.id = d->id;
-            o.adam_step = d->state.step;
-            o.rng_counter = outcomes[d->id].epochs_run;
-            for (const auto& e : d->state.layout.entries()) {
-                o.data.push_back(d->state.params.data() + e.offset);
-                o.data.push_back(d->best.data() + e.offset);
-                o.data.push_back(d->state.adam_m.data() + e.offset);
-                o.data.push_back(d->state.adam_v.data() + e.offset);
-            }
-            c.owned.push_back(std::move(o));
-        }
-        write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep,
-                         faults.checkpoint);
+            if (rc.owner[size_t(s.id)] >= 0) tuned.push_back(s);
+        std::vector<FinetunedClient> mine;
+        for (const auto& d : done)
+            mine.push_back(
+                {rc.specs[size_t(d->id)], &d->state, d->best.data(), outcomes[d->id].epochs_run});
+        write_checkpoint(comm, opt.checkpoint.dir,
+                         finetune_checkpoint(layout, std::move(h), tuned, mine),
+                         opt.checkpoint.keep, faults.checkpoint);
     }
 
     // Rank 0 collects every client's outcome in id order.

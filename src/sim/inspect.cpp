@@ -16,6 +16,7 @@
 #include "core/text.hpp"
 #include "data/prepare.hpp"
 #include "io/checkpoint.hpp"
+#include "io/checkpoint_schema.hpp"
 #include "io/h5.hpp"
 #include "model/params.hpp"
 #include "sim/commands.hpp"
@@ -27,16 +28,6 @@ std::string shape_text(const std::vector<uint64_t>& s) {
     std::string out = "[";
     for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
     return out + "]";
-}
-
-// The state_dict key a checkpoint tensor path stands for: model/<k>, best/<k>, optim/<k>/m|v.
-std::optional<std::string> param_key(const std::string& path) {
-    for (const char* prefix : {"model/", "best/"})
-        if (path.rfind(prefix, 0) == 0) return path.substr(std::string(prefix).size());
-    if (path.rfind("optim/", 0) == 0 && path.size() > 8 &&
-        (path.ends_with("/m") || path.ends_with("/v")))
-        return path.substr(6, path.size() - 8);
-    return std::nullopt;
 }
 
 class CheckpointValidator {
@@ -122,50 +113,54 @@ private:
 
     void check_file() {
         const h5::File f = h5::File::open_read(path_);
+        namespace a = ckpt::attr;
         check_attrs(f, "/",
-                    {{"format", "string"},
-                     {"format_version", "string"},
-                     {"stage", "string"},
-                     {"round", "int"},
-                     {"seed", "int"},
-                     {"n_clients", "int"},
-                     {"world_size_at_write", "int"},
-                     {"software_version", "string"},
-                     {"created_utc", "string"},
-                     {"config_yaml", "string"}});
+                    {{a::format, "string"},
+                     {a::format_version, "string"},
+                     {a::stage, "string"},
+                     {a::round, "int"},
+                     {a::seed, "int"},
+                     {a::n_clients, "int"},
+                     {a::world_size_at_write, "int"},
+                     {a::software_version, "string"},
+                     {a::created_utc, "string"},
+                     {a::config_yaml, "string"}});
         if (!problems_.empty()) return;
-        const std::string format = f.attr_string("format"),
-                          version = f.attr_string("format_version");
+        const std::string format = f.attr_string(a::format),
+                          version = f.attr_string(a::format_version);
         if (format != checkpoint_format)
             return problem("/", "format '", format, "', expected '", checkpoint_format, "'");
         if (version != checkpoint_format_version)
             return problem("/", "format_version '", version, "', expected '",
                            checkpoint_format_version, "'");
-        const std::string stage = f.attr_string("stage");
-        if (stage != "pretrain" && stage != "finetune")
-            problem("/", "stage '", stage, "', expected 'pretrain' or 'finetune'");
-        load_model_shapes(f.attr_string("config_yaml"));
+        const std::string stage = f.attr_string(a::stage);
+        if (stage != ckpt::stage_pretrain && stage != ckpt::stage_finetune)
+            problem("/", "stage '", stage, "', expected '", ckpt::stage_pretrain, "' or '",
+                    ckpt::stage_finetune, "'");
+        load_model_shapes(f.attr_string(a::config_yaml));
 
-        if (!f.has_group("server")) {
-            problem("/server", "group missing");
+        const std::string server_path = std::string("/") + ckpt::server;
+        if (!f.has_group(ckpt::server)) {
+            problem(server_path, "group missing");
         } else {
-            const h5::Group server = f.open_group("server");
+            const h5::Group server = f.open_group(ckpt::server);
             for (const auto& name : server.datasets())
-                check_tensor(server, "/server/" + name, name, name);
+                check_tensor(server, server_path + "/" + name, name, name);
         }
 
-        if (!f.has_group("clients")) return problem("/clients", "group missing");
-        const h5::Group clients = f.open_group("clients");
+        const std::string clients_path = std::string("/") + ckpt::clients;
+        if (!f.has_group(ckpt::clients)) return problem(clients_path, "group missing");
+        const h5::Group clients = f.open_group(ckpt::clients);
         std::vector<std::string> ids = clients.children();
-        const int64_t n_clients = f.attr_int("n_clients");
+        const int64_t n_clients = f.attr_int(a::n_clients);
         if (int64_t(ids.size()) != n_clients)
-            problem("/clients", ids.size(), " clients, n_clients says ", n_clients);
+            problem(clients_path, ids.size(), " clients, ", a::n_clients, " says ", n_clients);
         std::sort(ids.begin(), ids.end(), [](const std::string& a, const std::string& b) {
             return std::make_pair(a.size(), a) < std::make_pair(b.size(), b);
         });
         std::optional<std::pair<std::string, std::set<std::string>>> reference;
         for (const auto& id : ids) {
-            const std::string where = "/clients/" + id;
+            const std::string where = clients_path + "/" + id;
             const auto parsed = parse_int(id);
             if (!parsed || *parsed < 0 || std::to_string(*parsed) != id || !clients.has_group(id)) {
                 problem(where, "not a client group named by a decimal id");
@@ -173,12 +168,12 @@ private:
             }
             const h5::Group g = clients.open_group(id);
             check_attrs(g, where,
-                        {{"domain", "string"},
-                         {"shard", "int"},
-                         {"n_train_rows", "int"},
-                         {"rng_counter", "int"}});
-            if (!g.has_group("optim") || !g.open_group("optim").has_attr("step"))
-                problem(where + "/optim", "attribute 'step' missing");
+                        {{a::domain, "string"},
+                         {a::shard, "int"},
+                         {a::n_train_rows, "int"},
+                         {a::rng_counter, "int"}});
+            if (!g.has_group(ckpt::optim) || !g.open_group(ckpt::optim).has_attr(a::step))
+                problem(where + "/" + ckpt::optim, "attribute '", a::step, "' missing");
             const std::vector<std::string> names = g.datasets();
             const std::set<std::string> set(names.begin(), names.end());
             if (!reference) {
@@ -193,14 +188,15 @@ private:
                         missing.size(), " missing, e.g. '", missing.empty() ? "" : missing[0],
                         "'; ", extra.size(), " extra, e.g. '", extra.empty() ? "" : extra[0], "')");
             }
-            const bool has_optim = std::any_of(names.begin(), names.end(), [](const auto& n) {
-                return n.rfind("optim/", 0) == 0;
+            const std::string optim_prefix = std::string(ckpt::optim) + "/";
+            const std::string model_prefix = ckpt::model_tensor("");
+            const bool has_optim = std::any_of(names.begin(), names.end(), [&](const auto& n) {
+                return n.rfind(optim_prefix, 0) == 0;
             });
             for (const auto& name : names) {
-                if (has_optim && name.rfind("model/", 0) == 0) {
-                    const std::string key = name.substr(6);
-                    for (const char* m : {"/m", "/v"}) {
-                        const std::string moment = "optim/" + key + m;
+                if (has_optim && name.rfind(model_prefix, 0) == 0) {
+                    const std::string key = name.substr(model_prefix.size());
+                    for (const std::string& moment : {ckpt::moment_m(key), ckpt::moment_v(key)}) {
                         if (!set.count(moment))
                             problem(where + "/" + moment, "Adam moment missing");
                         else if (g.shape(moment) != g.shape(name))
@@ -208,7 +204,7 @@ private:
                                     ", model tensor has ", shape_text(g.shape(name)));
                     }
                 }
-                check_tensor(g, where + "/" + name, name, param_key(name));
+                check_tensor(g, where + "/" + name, name, ckpt::parameter_of(name));
             }
         }
     }

@@ -19,12 +19,14 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "federation/checkpoint_state.hpp"
 #include "federation/clients.hpp"
-#include "federation/comm.hpp"
 #include "federation/engine.hpp"
 #include "federation/fixed_point.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
+#include "io/checkpoint_schema.hpp"
+#include "io/comm.hpp"
 #include "pfcr/version.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
@@ -49,61 +51,6 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
     return out;
 }
 
-// Tensor names of the checkpoint: shared entries under /server (and SCAFFOLD's c under
-// /server/control/...), the rest of the model under /clients/<id>/model, moments of every
-// entry under optim/<name>/m|v, SCAFFOLD's c_k under control/<name>.
-struct CheckpointLayout {
-    std::vector<TensorSpec> server, client;
-    std::vector<std::pair<int, int64_t>> server_src, client_src; // (what, offset) per tensor
-    enum What { global_params, global_control, priv, adam_m, adam_v, client_control };
-};
-
-CheckpointLayout checkpoint_layout(const Federation& fed) {
-    CheckpointLayout L;
-    const int64_t sb = fed.shared_begin(), S = fed.shared_end() - fed.shared_begin();
-    const bool scaffold = fed.options().algorithm == Algorithm::scaffold;
-    for (const auto& e : fed.layout().entries()) {
-        if (fed.is_shared(e)) {
-            L.server.push_back({e.name, e.shape});
-            L.server_src.emplace_back(CheckpointLayout::global_params, e.offset - sb);
-            if (scaffold) {
-                L.server.push_back({"control/" + e.name, e.shape});
-                L.server_src.emplace_back(CheckpointLayout::global_control, e.offset - sb);
-                L.client.push_back({"control/" + e.name, e.shape});
-                L.client_src.emplace_back(CheckpointLayout::client_control, e.offset - sb);
-            }
-        } else {
-            L.client.push_back({"model/" + e.name, e.shape});
-            L.client_src.emplace_back(CheckpointLayout::priv,
-                                      e.offset < sb ? e.offset : e.offset - S);
-        }
-    }
-    for (const auto& e : fed.layout().entries()) {
-        L.client.push_back({"optim/" + e.name + "/m", e.shape});
-        L.client_src.emplace_back(CheckpointLayout::adam_m, e.offset);
-        L.client.push_back({"optim/" + e.name + "/v", e.shape});
-        L.client_src.emplace_back(CheckpointLayout::adam_v, e.offset);
-    }
-    return L;
-}
-
-float* source(Federation& fed, ClientState* c, std::pair<int, int64_t> src) {
-    switch (src.first) {
-    case CheckpointLayout::global_params:
-        return fed.server_params().data() + src.second;
-    case CheckpointLayout::global_control:
-        return fed.server_control().data() + src.second;
-    case CheckpointLayout::priv:
-        return c->private_params.data() + src.second;
-    case CheckpointLayout::adam_m:
-        return c->adam_m.data() + src.second;
-    case CheckpointLayout::adam_v:
-        return c->adam_v.data() + src.second;
-    default:
-        return c->control.data() + src.second;
-    }
-}
-
 // JSON has no infinity (no privacy = epsilon infinite): null instead.
 std::string json_number(double v) {
     if (!std::isfinite(v)) return "null";
@@ -113,63 +60,31 @@ std::string json_number(double v) {
 }
 
 // Returns the checkpoint's path.
-std::string save(Federation& fed, const Options& opt, MpiComm& comm, int64_t rounds_done,
+std::string save(Federation& fed, const Options& opt, Comm& comm, int64_t rounds_done,
                  const CheckpointFaults& faults) {
-    const CheckpointLayout L = checkpoint_layout(fed);
-    CheckpointContent c;
-    c.header.stage = "pretrain";
-    c.header.round = rounds_done;
-    c.header.seed = opt.seed;
-    c.header.n_clients = int64_t(fed.all_clients().size());
-    c.header.software_version = software_version;
-    c.header.created_utc = utc_timestamp();
-    c.header.config_yaml = opt.config.to_yaml();
-    c.header.algorithm = algorithm_name(fed.options().algorithm);
-    c.server = L.server;
-    for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
-    for (const auto& s : fed.all_clients())
-        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
-    c.client_tensors = L.client;
-    for (auto& cl : fed.clients()) {
-        CheckpointContent::Owned o;
-        o.id = cl.spec.id;
-        o.adam_step = cl.step;
-        o.rng_counter = cl.rounds_trained;
-        for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
-        c.owned.push_back(std::move(o));
-    }
-    return write_checkpoint(comm.handle(), opt.checkpoint.dir, c, opt.checkpoint.keep, faults);
+    CheckpointHeader h;
+    h.stage = ckpt::stage_pretrain;
+    h.round = rounds_done;
+    h.seed = opt.seed;
+    h.software_version = software_version;
+    h.config_yaml = opt.config.to_yaml();
+    h.algorithm = algorithm_name(fed.options().algorithm);
+    return write_checkpoint(comm, opt.checkpoint.dir, pretrain_checkpoint(fed, std::move(h)),
+                            opt.checkpoint.keep, faults);
 }
 
 // Loads `path` into the federation (every rank reads its own clients); returns rounds done.
 int64_t restore(Federation& fed, const Options& opt, const std::string& path) {
     const CheckpointReader r(path);
     const auto& h = r.header();
-    check(h.stage == "pretrain", path, ": stage '", h.stage, "', expected 'pretrain'");
+    check(h.stage == ckpt::stage_pretrain, path, ": stage '", h.stage, "', expected '",
+          ckpt::stage_pretrain, "'");
     // Keys that shape the trajectory must match; locations, speed, budget, checkpoint policy
     // and later stages' keys may change (key roles, io/config.hpp).
     const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
     check_agrees(opt.config, saved, role_shapes_pretraining, path,
                  "resume with the checkpoint's config or use another output_dir");
-    check(h.n_clients == int64_t(fed.all_clients().size()), path, ": ", h.n_clients,
-          " clients, the config defines ", fed.all_clients().size());
-    for (const auto& s : fed.all_clients()) {
-        check(r.has_client(s.id), path, ": client ", s.id, " missing");
-        const auto& m = r.clients()[size_t(s.id)];
-        check(m.domain == s.domain && m.shard == s.shard && m.n_train_rows == s.train_rows, path,
-              ": client ", s.id, " is domain ", m.domain, " shard ", m.shard, " with ",
-              m.n_train_rows, " train rows; the data now gives domain ", s.domain, " shard ",
-              s.shard, " with ", s.train_rows, " (different prepared.h5?)");
-    }
-    const CheckpointLayout L = checkpoint_layout(fed);
-    for (size_t i = 0; i < L.server.size(); ++i)
-        r.read_server(L.server[i], source(fed, nullptr, L.server_src[i]));
-    for (auto& c : fed.clients()) {
-        for (size_t i = 0; i < L.client.size(); ++i)
-            r.read_client(c.spec.id, L.client[i], source(fed, &c, L.client_src[i]));
-        c.step = r.adam_step(c.spec.id);
-        c.rounds_trained = r.rng_counter(c.spec.id);
-    }
+    restore_pretrain_state(fed, r);
     return h.round;
 }
 
@@ -189,7 +104,7 @@ std::string metrics_before(const std::string& file, int64_t round) {
 
 } // namespace
 
-PretrainReport run_pretrain(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const std::string& resume, const FaultInjection& faults) {
     Stopwatch total_time;
     PretrainReport report;

@@ -13,19 +13,16 @@
 
 #include "core/error.hpp"
 #include "core/text.hpp"
-#include "federation/comm.hpp"
 #include "io/atomic_file.hpp"
 #include "io/checkpoint.hpp"
+#include "io/comm.hpp"
 #include "io/sha256.hpp"
 #include "report/report.hpp"
 #include "sim/commands.hpp"
 #include "sim/signals.hpp"
 
 namespace pfcr {
-namespace {
 
-// Why prepared.h5 must be (re)built, or "" if it is up to date: a key that shapes it (key
-// roles, io/config.hpp) differs from its manifest's config, or an input file changed.
 std::string stale_reason(const Config& cfg, const std::string& path) {
     if (!std::filesystem::exists(path)) return "missing";
     const PreparedData d = read_prepared(path);
@@ -42,6 +39,8 @@ std::string stale_reason(const Config& cfg, const std::string& path) {
     return "";
 }
 
+namespace {
+
 // The options of a stage: the run's, with one path key changed.
 Options with(const Options& o, const std::string& key, const std::string& value) {
     return with_key(o, key, quote_string(value), "pfcr run");
@@ -49,7 +48,7 @@ Options with(const Options& o, const std::string& key, const std::string& value)
 
 } // namespace
 
-int run_experiment(const Options& opt, MpiComm& comm, const Logger& log, std::ostream& out,
+int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                    const FaultInjection& faults) {
     Stopwatch total;
     const Config& cfg = opt.config;

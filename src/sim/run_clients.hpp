@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "data/prepared.hpp"
-#include "federation/comm.hpp"
 #include "federation/engine.hpp"
+#include "io/comm.hpp"
 #include "options/options.hpp"
 
 namespace pfcr {

@@ -27,4 +27,8 @@ bool stop_requested() {
     return g_stop != 0;
 }
 
+void clear_stop_request() {
+    g_stop = 0;
+}
+
 } // namespace pfcr

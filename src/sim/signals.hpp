@@ -15,5 +15,8 @@ inline constexpr int exit_code_preempted = 75;
 void install_stop_handlers();
 // True once SIGTERM or SIGUSR1 has arrived.
 bool stop_requested();
+// Forgets an earlier request: for a process that runs several stages one after another (the
+// driver tests do).
+void clear_stop_request();
 
 } // namespace pfcr

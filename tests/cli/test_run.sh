@@ -25,6 +25,14 @@ grep -q "is up to date" "$work/r2.err" && grep -q "all federation.rounds done" "
   && pass "second run: prepared.h5 up to date, pre-training already complete" || failed "second run: $(head -5 "$work/r2.err")"
 cmp -s <(grep -o '"domains".*"mean_test"[^}]*}' "$work/first.json") <(grep -o '"domains".*"mean_test"[^}]*}' "$work/r/results.json") \
   && pass "second run: same test results" || failed "second run results differ"
+# The format's names are one schema: analysis/check_checkpoint.py (h5py) and `pfcr inspect`
+# accept the pre-training and the fine-tuning checkpoints the binary wrote (incl. prompt-full
+# below).
+for ck in "$work/r/pretrain/ckpt/round_000002.h5" "$(ls "$work/r/finetune/ckpt"/round_*.h5)"; do
+  "$py" "$src/analysis/check_checkpoint.py" "$ck" >"$work/cc.out" 2>&1 && "$pfcr" inspect "$ck" >/dev/null 2>&1 \
+    && pass "check_checkpoint.py and inspect accept $(basename "$(dirname "$(dirname "$ck")")")/$(basename "$ck")" \
+    || failed "validator on $ck: $(tail -3 "$work/cc.out")"
+done
 # `pfcr evaluate`: a fine-tuning checkpoint's best state on test gives results.json's numbers bit
 # for bit, on 2 ranks and on 1.
 tests_of() { grep -o '"test": {[^}]*}\|"mean_test": {[^}]*}' "$1"; }
@@ -40,6 +48,10 @@ evaluate 1 "$work/r/finetune/ckpt" --json "$work/e1.json" >/dev/null 2>&1 || tru
 "$mpiexec" -n 2 --oversubscribe "$pfcr" finetune -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set epochs=4 \
   --set learning_rate=0.01 --set data.prepared="$work/r/prepared.h5" --set output_dir="$work/pf" --mode prompt-full \
   --from "$work/r/pretrain/ckpt" >/dev/null 2>&1 || true
+ck=$(ls "$work/pf/ckpt"/round_*.h5)
+"$py" "$src/analysis/check_checkpoint.py" "$ck" >"$work/cc.out" 2>&1 && "$pfcr" inspect "$ck" >/dev/null 2>&1 \
+  && pass "check_checkpoint.py and inspect accept the prompt-full checkpoint" \
+  || failed "validator on prompt-full $ck: $(tail -3 "$work/cc.out")"
 evaluate 2 "$work/pf/ckpt" --json "$work/epf.json" >"$work/epf.out" 2>&1 || true
 [ "$(tests_of "$work/pf/results.json" | wc -l)" -ge 2 ] && cmp -s <(tests_of "$work/pf/results.json") <(tests_of "$work/epf.json") \
   && pass "evaluate: prompt-full checkpoint = its results.json" || failed "evaluate prompt-full: $(tail -3 "$work/epf.out")"

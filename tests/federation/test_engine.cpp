@@ -14,8 +14,8 @@
 #include "../support/tiny_fixtures.hpp"
 #include "data/prepare.hpp"
 #include "data/synth.hpp"
-#include "federation/comm.hpp"
 #include "federation/engine.hpp"
+#include "io/comm.hpp"
 #include "options/options.hpp"
 
 using namespace pfcr;

@@ -14,8 +14,8 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "federation/clients.hpp"
-#include "federation/comm.hpp"
 #include "federation/fixed_point.hpp"
+#include "io/comm.hpp"
 
 using namespace pfcr;
 using namespace pfcr::test;

@@ -18,8 +18,8 @@
 #include "core/error.hpp"
 #include "core/tensor.hpp"
 #include "federation/clients.hpp"
-#include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
+#include "io/comm.hpp"
 #include "io/config.hpp"
 #include "model/params.hpp"
 #include "options/options.hpp"
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
             faults.mid_write = [r = std::atoll(v)](int64_t round) {
                 if (round == r) std::raise(SIGKILL);
             };
-        const std::string path = write_checkpoint(comm.handle(), dir, c, keep, faults);
+        const std::string path = write_checkpoint(comm, dir, c, keep, faults);
         const double seconds = MPI_Wtime() - t0;
         if (comm.rank() == 0) {
             int64_t floats = 0;

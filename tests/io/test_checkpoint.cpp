@@ -18,8 +18,8 @@
 #include "../support/mpi_test_main.hpp"
 #include "../support/test_helpers.hpp"
 #include "core/error.hpp"
-#include "federation/comm.hpp"
 #include "io/checkpoint.hpp"
+#include "io/comm.hpp"
 #include "io/h5.hpp"
 
 using namespace pfcr;
@@ -174,7 +174,7 @@ TEST(Checkpoint, RoundTripEveryRankReadsEveryClient) {
     const int64_t n = 7; // not a multiple of any rank count
     const int R = comm.size();
     auto s = make_content(n, 3, comm.rank(), [&](int64_t c) { return int((3 * c + 1) % R); });
-    const std::string path = write_checkpoint(comm.handle(), dir, s.content, 2);
+    const std::string path = write_checkpoint(comm, dir, s.content, 2);
     EXPECT_EQ(path, (fs::path(dir) / "round_000003.h5").string());
     comm.barrier();
     EXPECT_EQ(files_in(dir), std::vector<std::string>{"round_000003.h5"}) << "no temp file left";
@@ -182,7 +182,7 @@ TEST(Checkpoint, RoundTripEveryRankReadsEveryClient) {
 
     // Another ownership (every client on the last rank) at the next round: same content.
     auto t = make_content(n, 4, comm.rank(), [&](int64_t) { return R - 1; });
-    expect_synthetic(write_checkpoint(comm.handle(), dir, t.content, 2), n);
+    expect_synthetic(write_checkpoint(comm, dir, t.content, 2), n);
 }
 
 TEST(Checkpoint, HeaderAndAttributesFollowTheLayout) {
@@ -191,7 +191,7 @@ TEST(Checkpoint, HeaderAndAttributesFollowTheLayout) {
     auto s = make_content(6, 12, comm.rank(), [&](int64_t c) { return int(c % comm.size()); });
     s.content.header.stage = "finetune";
     s.content.header.created_utc = ""; // filled in by the writer
-    const std::string path = write_checkpoint(comm.handle(), dir, s.content, 1);
+    const std::string path = write_checkpoint(comm, dir, s.content, 1);
 
     const CheckpointReader r(path);
     const auto& h = r.header();
@@ -226,12 +226,31 @@ TEST(Checkpoint, HeaderAndAttributesFollowTheLayout) {
     EXPECT_EQ(f.open_group("server").dtype("pq_code_embedding.weight"), "float32");
 }
 
+// Ranks whose clocks read different seconds (every rank stamps a different created_utc, as
+// ranks straddling a second boundary would) still agree: the time is rank 0's, chosen once,
+// and not part of the header comparison. Hundreds of writes, none aborts.
+TEST(Checkpoint, CreationTimeIsRankZerosAndNeverSplitsTheRanks) {
+    MpiComm comm;
+    const std::string dir = test_dir(comm, "stamps");
+    auto s = make_content(5, 0, comm.rank(), [&](int64_t c) { return int(c % comm.size()); });
+    for (int64_t round = 1; round <= 200; ++round) {
+        s.content.header.round = round;
+        s.content.header.created_utc = "2026-01-02T03:04:" + std::to_string(10 + comm.rank()) + "Z";
+        const std::string path = write_checkpoint(comm, dir, s.content, 1);
+        if (round % 50 == 0) {
+            EXPECT_EQ(CheckpointReader(path).header().created_utc, "2026-01-02T03:04:10Z");
+        }
+    }
+    comm.barrier();
+    EXPECT_EQ(files_in(dir), std::vector<std::string>{"round_000200.h5"});
+}
+
 TEST(Checkpoint, KeepsTheNewestNAndDeletesStaleTempFiles) {
     MpiComm comm;
     const std::string dir = test_dir(comm, "keep");
     const auto owner = [&](int64_t c) { return int(c % comm.size()); };
     for (int64_t round = 1; round <= 4; ++round)
-        write_checkpoint(comm.handle(), dir, make_content(3, round, comm.rank(), owner).content, 2);
+        write_checkpoint(comm, dir, make_content(3, round, comm.rank(), owner).content, 2);
     comm.barrier();
     EXPECT_EQ(files_in(dir), (std::vector<std::string>{"round_000003.h5", "round_000004.h5"}));
     comm.barrier(); // every rank has looked before rank 0 adds files
@@ -242,16 +261,16 @@ TEST(Checkpoint, KeepsTheNewestNAndDeletesStaleTempFiles) {
         std::ofstream(fs::path(dir) / "notes.txt") << "mine";
     }
     comm.barrier();
-    write_checkpoint(comm.handle(), dir, make_content(3, 6, comm.rank(), owner).content, 3);
+    write_checkpoint(comm, dir, make_content(3, 6, comm.rank(), owner).content, 3);
     comm.barrier();
     EXPECT_EQ(files_in(dir), (std::vector<std::string>{"notes.txt", "round_000003.h5",
                                                        "round_000004.h5", "round_000006.h5"}));
-    write_checkpoint(comm.handle(), dir, make_content(3, 7, comm.rank(), owner).content, 1);
+    write_checkpoint(comm, dir, make_content(3, 7, comm.rank(), owner).content, 1);
     comm.barrier();
     EXPECT_EQ(files_in(dir), (std::vector<std::string>{"notes.txt", "round_000007.h5"}));
 
     // Writing an older round (a restart from it) keeps the file just written.
-    write_checkpoint(comm.handle(), dir, make_content(3, 5, comm.rank(), owner).content, 1);
+    write_checkpoint(comm, dir, make_content(3, 5, comm.rank(), owner).content, 1);
     comm.barrier();
     EXPECT_EQ(files_in(dir), (std::vector<std::string>{"notes.txt", "round_000005.h5"}));
     EXPECT_EQ(latest_checkpoint(dir), (fs::path(dir) / "round_000005.h5").string());
@@ -310,7 +329,7 @@ TEST(Checkpoint, ReaderReportsWhatItExpectedAndFound) {
                 HasSubstr(dir + "/missing.h5: no such file"));
 
     const auto path = write_checkpoint(
-        comm.handle(), dir, make_content(3, 1, comm.rank(), [](int64_t) { return 0; }).content, 1);
+        comm, dir, make_content(3, 1, comm.rank(), [](int64_t) { return 0; }).content, 1);
     const CheckpointReader r(path);
     std::vector<float> buf(64);
     EXPECT_THAT(
@@ -340,33 +359,33 @@ TEST(Checkpoint, WriterErrorsReachEveryRankAndLeaveTheOldCheckpoint) {
     const int R = comm.size();
     const auto owner = [&](int64_t c) { return int(c % R); };
     const std::string good =
-        write_checkpoint(comm.handle(), dir, make_content(5, 1, comm.rank(), owner).content, 1);
+        write_checkpoint(comm, dir, make_content(5, 1, comm.rank(), owner).content, 1);
 
     auto s = make_content(5, 2, comm.rank(), owner);
-    EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, s.content, 0); }),
+    EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir, s.content, 0); }),
                 HasSubstr("keep = 0, must be >= 1"));
 
     auto t = make_content(5, 2, comm.rank(), owner);
     t.content.header.n_clients = 6;
-    EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, t.content, 1); }),
+    EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir, t.content, 1); }),
                 HasSubstr("header.n_clients = 6 but 5 clients are listed"));
 
     // Client 4 is owned by nobody.
     auto u = make_content(5, 2, comm.rank(), [&](int64_t c) { return c == 4 ? R : owner(c); });
-    EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, u.content, 1); }),
+    EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir, u.content, 1); }),
                 HasSubstr("client 4 is owned by 0 ranks, expected exactly 1"));
 
     // A problem on the last rank only is reported on every rank, with that rank's message.
     auto v = make_content(5, 2, comm.rank(), [&](int64_t) { return R - 1; });
     if (comm.rank() == R - 1) v.content.owned[1].data.pop_back();
-    EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, v.content, 1); }),
+    EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir, v.content, 1); }),
                 HasSubstr("rank " + std::to_string(R - 1) + ", client 1: 7 data pointers"));
 
     // Ranks that disagree on the shared content.
     if (R > 1) {
         auto w = make_content(5, 2, comm.rank(), owner);
         if (comm.rank() == 1) w.content.client_tensors[0].shape = {5};
-        EXPECT_THAT(error_of([&] { write_checkpoint(comm.handle(), dir, w.content, 1); }),
+        EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir, w.content, 1); }),
                     HasSubstr("ranks pass different headers"));
     }
 
@@ -374,9 +393,8 @@ TEST(Checkpoint, WriterErrorsReachEveryRankAndLeaveTheOldCheckpoint) {
     comm.barrier();
     if (comm.rank() == 0) std::ofstream(dir + "/blocker") << "x";
     comm.barrier();
-    EXPECT_THAT(
-        error_of([&] { write_checkpoint(comm.handle(), dir + "/blocker/ckpt", s.content, 1); }),
-        HasSubstr("cannot create checkpoint directory"));
+    EXPECT_THAT(error_of([&] { write_checkpoint(comm, dir + "/blocker/ckpt", s.content, 1); }),
+                HasSubstr("cannot create checkpoint directory"));
 
     comm.barrier();
     std::vector<std::string> want = {"blocker", "round_000001.h5"};
@@ -390,15 +408,22 @@ TEST(Checkpoint, OneRankAndAllRanksWriteTheSameBytes) {
     const std::string dir_one = test_dir(comm, "bytes_one_rank");
     const std::string dir_all = test_dir(comm, "bytes_all_ranks");
     const std::string dir_half = test_dir(comm, "bytes_half_ranks");
+    const std::string dir_serial = test_dir(comm, "bytes_serial");
     const int64_t n = 9;
 
-    // Rank 0 alone (a communicator of one) owns every client.
+    // Rank 0 alone (a communicator of one) owns every client; and rank 0 without MPI
+    // (SerialComm: serial HDF5).
     MPI_Comm solo;
     MPI_Comm_split(comm.handle(), comm.rank() == 0 ? 0 : MPI_UNDEFINED, 0, &solo);
     if (comm.rank() == 0) {
         const auto s = make_content(n, 8, 0, [](int64_t) { return 0; });
-        write_checkpoint(solo, dir_one, s.content, 1);
+        {
+            MpiComm one(solo);
+            write_checkpoint(one, dir_one, s.content, 1);
+        }
         MPI_Comm_free(&solo);
+        SerialComm serial;
+        write_checkpoint(serial, dir_serial, s.content, 1);
     }
     // The first ceil(R/2) ranks, then every rank, by a round-robin rule.
     const int half = (R + 1) / 2;
@@ -406,20 +431,25 @@ TEST(Checkpoint, OneRankAndAllRanksWriteTheSameBytes) {
     MPI_Comm_split(comm.handle(), comm.rank() < half ? 0 : MPI_UNDEFINED, comm.rank(), &first_half);
     if (comm.rank() < half) {
         const auto s = make_content(n, 8, comm.rank(), [&](int64_t c) { return int(c % half); });
-        write_checkpoint(first_half, dir_half, s.content, 1);
+        {
+            MpiComm group(first_half);
+            write_checkpoint(group, dir_half, s.content, 1);
+        }
         MPI_Comm_free(&first_half);
     }
     const auto s = make_content(n, 8, comm.rank(), [&](int64_t c) { return int((c * 5) % R); });
-    const std::string all = write_checkpoint(comm.handle(), dir_all, s.content, 1);
+    const std::string all = write_checkpoint(comm, dir_all, s.content, 1);
     comm.barrier();
 
     // Every rank compares every dataset and attribute of the three files.
     const std::string name = checkpoint_file_name(8);
-    const CheckpointReader a(dir_one + "/" + name), b(all), c(dir_half + "/" + name);
+    const CheckpointReader a(dir_one + "/" + name), b(all), c(dir_half + "/" + name),
+        d(dir_serial + "/" + name);
     EXPECT_EQ(a.header().world_size_at_write, 1);
     EXPECT_EQ(b.header().world_size_at_write, R);
     EXPECT_EQ(c.header().world_size_at_write, half);
-    for (const CheckpointReader* other : {&b, &c}) {
+    EXPECT_EQ(d.header().world_size_at_write, 1);
+    for (const CheckpointReader* other : {&b, &c, &d}) {
         EXPECT_EQ(a.header().config_yaml, other->header().config_yaml);
         EXPECT_EQ(a.header().round, other->header().round);
         ASSERT_EQ(a.server_tensors(), other->server_tensors());

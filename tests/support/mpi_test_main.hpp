@@ -6,7 +6,7 @@
 
 #include <cstdio>
 
-#include "federation/comm.hpp"
+#include "io/comm.hpp"
 
 namespace pfcr::test {
 

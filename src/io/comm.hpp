@@ -1,5 +1,7 @@
-// The communicator that aggregation code talks to: a small interface with a serial (one rank,
-// no MPI calls) and an MPI implementation, so aggregation is unit-tested without mpirun.
+// The communicator that aggregation, checkpoint writing and the stages talk to: a small
+// interface with a serial (one rank, no MPI calls) and an MPI implementation, so that code is
+// unit-tested without mpirun. Lives in io because the parallel-HDF5 checkpoint writer takes its
+// communicator through it (parallel_io_handle).
 // Only integer reductions are offered on purpose: cross-rank sums of float contributions go
 // through fixed point (fixed_point.hpp), which keeps them exact and order-free (§4).
 // Not a general MPI wrapper: no point-to-point, no non-blocking calls, no sub-communicators.
@@ -8,6 +10,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <optional>
 
 namespace pfcr {
 
@@ -24,6 +27,9 @@ public:
     virtual void barrier() = 0;
     // Logical OR of `flag` over ranks, e.g. "did any rank hit a NaN?".
     virtual bool any(bool flag) = 0;
+    // The MPI communicator for parallel HDF5 (MPI-IO) files, or nullopt: then files are
+    // written with serial HDF5 (one rank).
+    virtual std::optional<MPI_Comm> parallel_io_handle() const { return std::nullopt; }
 };
 
 // One rank: every collective is the identity.
@@ -59,8 +65,9 @@ public:
     void broadcast(void* data, int64_t bytes, int root) override;
     void barrier() override;
     bool any(bool flag) override;
+    std::optional<MPI_Comm> parallel_io_handle() const override { return comm_; }
 
-    // For the io module's parallel HDF5 (H5Pset_fapl_mpio needs the raw handle).
+    // The raw handle (tests; pfcr's own code goes through the Comm interface).
     MPI_Comm handle() const { return comm_; }
 
 private:

@@ -1,5 +1,5 @@
 // Serial and MPI communicators and the MPI environment (see comm.hpp).
-#include "federation/comm.hpp"
+#include "io/comm.hpp"
 
 #include <algorithm>
 #include <cstdlib>

@@ -1,0 +1,174 @@
+// Stage state <-> checkpoint tensors (see checkpoint_state.hpp).
+#include "federation/checkpoint_state.hpp"
+
+#include <set>
+
+#include "core/error.hpp"
+#include "io/checkpoint_schema.hpp"
+
+namespace pfcr {
+namespace {
+
+// Where each pre-training tensor lives: (kind, offset into that buffer).
+struct PretrainLayout {
+    enum What { global_params, global_control, priv, adam_m, adam_v, client_control };
+    std::vector<TensorSpec> server, client;
+    std::vector<std::pair<What, int64_t>> server_src, client_src;
+};
+
+PretrainLayout pretrain_layout(const Federation& fed) {
+    PretrainLayout L;
+    const int64_t sb = fed.shared_begin(), S = fed.shared_end() - fed.shared_begin();
+    const bool scaffold = fed.options().algorithm == Algorithm::scaffold;
+    for (const auto& e : fed.layout().entries()) {
+        if (fed.is_shared(e)) {
+            L.server.push_back({e.name, e.shape});
+            L.server_src.emplace_back(PretrainLayout::global_params, e.offset - sb);
+            if (scaffold) {
+                L.server.push_back({ckpt::control_tensor(e.name), e.shape});
+                L.server_src.emplace_back(PretrainLayout::global_control, e.offset - sb);
+                L.client.push_back({ckpt::control_tensor(e.name), e.shape});
+                L.client_src.emplace_back(PretrainLayout::client_control, e.offset - sb);
+            }
+        } else {
+            L.client.push_back({ckpt::model_tensor(e.name), e.shape});
+            L.client_src.emplace_back(PretrainLayout::priv,
+                                      e.offset < sb ? e.offset : e.offset - S);
+        }
+    }
+    for (const auto& e : fed.layout().entries()) {
+        L.client.push_back({ckpt::moment_m(e.name), e.shape});
+        L.client_src.emplace_back(PretrainLayout::adam_m, e.offset);
+        L.client.push_back({ckpt::moment_v(e.name), e.shape});
+        L.client_src.emplace_back(PretrainLayout::adam_v, e.offset);
+    }
+    return L;
+}
+
+float* source(Federation& fed, ClientState* c, std::pair<PretrainLayout::What, int64_t> src) {
+    switch (src.first) {
+    case PretrainLayout::global_params:
+        return fed.server_params().data() + src.second;
+    case PretrainLayout::global_control:
+        return fed.server_control().data() + src.second;
+    case PretrainLayout::priv:
+        return c->private_params.data() + src.second;
+    case PretrainLayout::adam_m:
+        return c->adam_m.data() + src.second;
+    case PretrainLayout::adam_v:
+        return c->adam_v.data() + src.second;
+    case PretrainLayout::client_control:
+        return c->control.data() + src.second;
+    }
+    return nullptr;
+}
+
+} // namespace
+
+std::string stored_name(const ParamEntry& e) {
+    return e.prompt ? e.key() : ckpt::model_tensor(e.name);
+}
+
+CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header) {
+    const PretrainLayout L = pretrain_layout(fed);
+    CheckpointContent c;
+    c.header = std::move(header);
+    c.header.n_clients = int64_t(fed.all_clients().size());
+    c.server = L.server;
+    for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
+    for (const auto& s : fed.all_clients())
+        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
+    c.client_tensors = L.client;
+    for (auto& cl : fed.clients()) {
+        CheckpointContent::Owned o;
+        o.id = cl.spec.id;
+        o.adam_step = cl.step;
+        o.rng_counter = cl.rounds_trained;
+        for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
+        c.owned.push_back(std::move(o));
+    }
+    return c;
+}
+
+void restore_pretrain_state(Federation& fed, const CheckpointReader& r) {
+    const std::string& path = r.path();
+    const auto& h = r.header();
+    check(h.n_clients == int64_t(fed.all_clients().size()), path, ": ", h.n_clients,
+          " clients, the config defines ", fed.all_clients().size());
+    for (const auto& s : fed.all_clients()) {
+        check(r.has_client(s.id), path, ": client ", s.id, " missing");
+        const auto& m = r.clients()[size_t(s.id)];
+        check(m.domain == s.domain && m.shard == s.shard && m.n_train_rows == s.train_rows, path,
+              ": client ", s.id, " is domain ", m.domain, " shard ", m.shard, " with ",
+              m.n_train_rows, " train rows; the data now gives domain ", s.domain, " shard ",
+              s.shard, " with ", s.train_rows, " (different prepared.h5?)");
+    }
+    const PretrainLayout L = pretrain_layout(fed);
+    for (size_t i = 0; i < L.server.size(); ++i)
+        r.read_server(L.server[i], source(fed, nullptr, L.server_src[i]));
+    for (auto& c : fed.clients()) {
+        for (size_t i = 0; i < L.client.size(); ++i)
+            r.read_client(c.spec.id, L.client[i], source(fed, &c, L.client_src[i]));
+        c.step = r.adam_step(c.spec.id);
+        c.rounds_trained = r.rng_counter(c.spec.id);
+    }
+}
+
+CheckpointContent finetune_checkpoint(const ParamLayout& layout, CheckpointHeader header,
+                                      const std::vector<ClientSpec>& all,
+                                      const std::vector<FinetunedClient>& mine) {
+    CheckpointContent c;
+    c.header = std::move(header);
+    std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
+    for (const auto& e : layout.entries()) {
+        const std::string stored = stored_name(e), plain = e.prompt ? e.key() : e.name;
+        const std::string names[] = {stored, ckpt::best_tensor(plain), ckpt::moment_m(plain),
+                                     ckpt::moment_v(plain)};
+        for (const auto& n : names) c.client_tensors.push_back({n, e.shape});
+        if (e.name == "item_embedding.weight")
+            per_client_rows.insert(per_client_rows.end(), std::begin(names), std::end(names));
+    }
+    for (const auto& s : all) {
+        ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}};
+        for (const auto& t : per_client_rows) meta.rows_override.emplace_back(t, s.n_items + 1);
+        c.clients.push_back(meta);
+    }
+    c.header.n_clients = int64_t(c.clients.size());
+    for (const auto& f : mine) {
+        CheckpointContent::Owned o;
+        o.id = f.spec.id;
+        o.adam_step = f.state->step;
+        o.rng_counter = f.epochs_run;
+        for (const auto& e : f.state->layout.entries()) {
+            o.data.push_back(f.state->params.data() + e.offset);
+            o.data.push_back(f.best + e.offset);
+            o.data.push_back(f.state->adam_m.data() + e.offset);
+            o.data.push_back(f.state->adam_v.data() + e.offset);
+        }
+        c.owned.push_back(std::move(o));
+    }
+    return c;
+}
+
+void read_finetuned(const CheckpointReader& r, int64_t id, const ParamLayout& layout, bool best,
+                    float* params) {
+    for (const auto& e : layout.entries()) {
+        const std::string name = best ? ckpt::best_tensor(e.key()) : stored_name(e);
+        r.read_client(id, TensorSpec{name, e.shape}, params + e.offset);
+    }
+}
+
+void load_pretrained(const CheckpointReader& r, int64_t src, const ParamLayout& layout,
+                     float* params) {
+    std::set<std::string> on_server;
+    for (const auto& t : r.server_tensors()) on_server.insert(t.name);
+    for (const auto& e : layout.entries()) {
+        if (e.prompt) continue; // the prompt-tuning head is new in fine-tuning
+        if (on_server.count(e.name))
+            r.read_server(TensorSpec{e.name, e.shape}, params + e.offset);
+        else
+            r.read_client(src, TensorSpec{ckpt::model_tensor(e.name), e.shape}, params + e.offset);
+    }
+}
+
+} // namespace pfcr
