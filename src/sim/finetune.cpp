@@ -172,13 +172,17 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                 o.best_epoch = epoch;
                 std::copy(state.params.data(), state.params.data() + cl.total(), d->best.data());
             }
-            lines << "{\"event\": \"epoch\", \"client\": " << k
-                  << ", \"domain\": " << quote_string(spec.domain) << ", \"shard\": " << spec.shard
-                  << ", \"epoch\": " << epoch << ", \"train_loss\": " << std::setprecision(17)
-                  << loss << ", \"valid\": " << to_json_text(metrics_json(valid))
-                  << ", \"best_epoch\": " << o.best_epoch << std::setprecision(6)
-                  << ", \"time\": {\"train\": " << t_train << ", \"evaluate\": " << t_eval
-                  << "}}\n";
+            Json e = Json::object();
+            e["event"] = "epoch";
+            e["client"] = k;
+            e["domain"] = spec.domain;
+            e["shard"] = spec.shard;
+            e["epoch"] = epoch;
+            e["train_loss"] = loss;
+            e["valid"] = metrics_json(valid);
+            e["best_epoch"] = o.best_epoch;
+            e["time"] = {{"train", t_train}, {"evaluate", t_eval}};
+            lines << to_json_text(e) << "\n";
             std::ostringstream line;
             line << who << " epoch " << epoch << "  loss " << std::fixed << std::setprecision(4)
                  << loss << "  valid " << valid_metric << " " << valid.metric(valid_metric)
@@ -196,11 +200,16 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         o.test = trainer.evaluate(state, dom.test, ks);
         std::swap(state.params, d->best);
         o.popularity = evaluate_popularity(dom, dom.test, ks);
-        lines << "{\"event\": \"test\", \"client\": " << k
-              << ", \"domain\": " << quote_string(spec.domain) << ", \"shard\": " << spec.shard
-              << ", \"best_epoch\": " << o.best_epoch << ", \"epochs_run\": " << o.epochs_run
-              << ", \"test\": " << to_json_text(metrics_json(o.test))
-              << ", \"popularity\": " << to_json_text(metrics_json(o.popularity)) << "}\n";
+        Json t = Json::object();
+        t["event"] = "test";
+        t["client"] = k;
+        t["domain"] = spec.domain;
+        t["shard"] = spec.shard;
+        t["best_epoch"] = o.best_epoch;
+        t["epochs_run"] = o.epochs_run;
+        t["test"] = metrics_json(o.test);
+        t["popularity"] = metrics_json(o.popularity);
+        lines << to_json_text(t) << "\n";
         o.epoch_lines = lines.str();
         outcomes[k] = std::move(o);
         done.push_back(std::move(d));

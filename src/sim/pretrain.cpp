@@ -28,6 +28,7 @@
 #include "io/checkpoint_schema.hpp"
 #include "io/comm.hpp"
 #include "pfcr/version.hpp"
+#include "report/report.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
 #include "sim/signals.hpp"
@@ -49,14 +50,6 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
     std::vector<double> out(v.size());
     for (size_t i = 0; i < v.size(); ++i) out[i] = double(q[i]) * 1e-6;
     return out;
-}
-
-// JSON has no infinity (no privacy = epsilon infinite): null instead.
-std::string json_number(double v) {
-    if (!std::isfinite(v)) return "null";
-    std::ostringstream os;
-    os << std::setprecision(17) << v;
-    return os.str();
 }
 
 // Returns the checkpoint's path.
@@ -93,11 +86,9 @@ std::string metrics_before(const std::string& file, int64_t round) {
     std::ifstream in(file);
     std::string line, kept;
     while (std::getline(in, line)) {
-        const std::string key = "\"round\": ";
-        const auto at = line.find(key);
-        if (line.find("\"event\": \"round\"") == std::string::npos || at == std::string::npos)
-            continue;
-        if (std::stoll(line.substr(at + key.size())) < round) kept += line + "\n";
+        const Json j = Json::parse(line, nullptr, false); // a torn last line is dropped
+        if (j.is_discarded() || !j.is_object() || j.value("event", "") != "round") continue;
+        if (j.value("round", int64_t(-1)) < round) kept += line + "\n";
     }
     return kept;
 }
@@ -189,46 +180,46 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         if (comm.rank() == 0) {
             std::vector<char> active(size_t(K), 0);
             for (int64_t k : r.sampled) active[size_t(k)] = 1;
-            metrics << std::setprecision(17) << "{\"event\": \"round\", \"round\": " << round
-                    << ", \"train_loss\": [";
-            for (int64_t k = 0; k < K; ++k) {
-                metrics << (k ? ", " : "");
-                if (active[size_t(k)])
-                    metrics << float(r.loss[size_t(k)]);
-                else
-                    metrics << "null"; // not sampled this round
-            }
-            metrics << "], \"clients\": [";
-            for (size_t i = 0; i < r.sampled.size(); ++i)
-                metrics << (i ? ", " : "") << r.sampled[i];
-            metrics << "], \"aggregate_norm\": " << r.aggregate_norm
-                    << ", \"bytes_up_per_client\": " << r.bytes_up_per_client
-                    << ", \"bytes_down_per_client\": " << r.bytes_down_per_client
-                    << ", \"privacy\": {\"mechanism\": \"" << mechanism_name(fed.privacy.mechanism)
-                    << "\", \"epsilon_round\": " << json_number(r.privacy.epsilon_round)
-                    << ", \"epsilon_total\": " << json_number(r.privacy.epsilon_total)
-                    << ", \"delta\": " << r.privacy.delta
-                    << ", \"valid_ldp\": " << (r.privacy.valid_ldp ? "true" : "false") << "}"
-                    << std::setprecision(6) << ", \"time\": {\"local_train\": " << t[0]
-                    << ", \"aggregate\": " << t[1] << ", \"communicate\": " << t[2]
-                    << ", \"server\": " << t[3] << ", \"checkpoint\": " << t[4] << "}}\n"
-                    << std::flush;
-            std::ostringstream line;
-            line << "round " << round << "  loss";
+            Json line = Json::object();
+            line["event"] = "round";
+            line["round"] = round;
+            Json losses = Json::array();
+            for (int64_t k = 0; k < K; ++k) // null: not sampled this round
+                losses.push_back(active[size_t(k)] ? Json(double(float(r.loss[size_t(k)])))
+                                                   : Json(nullptr));
+            line["train_loss"] = std::move(losses);
+            line["clients"] = r.sampled;
+            line["aggregate_norm"] = r.aggregate_norm;
+            line["bytes_up_per_client"] = r.bytes_up_per_client;
+            line["bytes_down_per_client"] = r.bytes_down_per_client;
+            line["privacy"] = {{"mechanism", mechanism_name(fed.privacy.mechanism)},
+                               {"epsilon_round", r.privacy.epsilon_round}, // inf -> null
+                               {"epsilon_total", r.privacy.epsilon_total},
+                               {"delta", r.privacy.delta},
+                               {"valid_ldp", r.privacy.valid_ldp}};
+            line["time"] = {{"local_train", t[0]},
+                            {"aggregate", t[1]},
+                            {"communicate", t[2]},
+                            {"server", t[3]},
+                            {"checkpoint", t[4]}};
+            metrics << to_json_text(line) << "\n" << std::flush;
+            std::ostringstream progress;
+            progress << "round " << round << "  loss";
             for (int64_t k = 0; k < K && k < 8; ++k) {
                 if (active[size_t(k)])
-                    line << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
+                    progress << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
                 else
-                    line << " -";
+                    progress << " -";
             }
-            if (K > 8) line << " ...";
-            line << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
-                 << " s allreduce, " << t[4] << " s checkpoint)";
-            log.info(line.str());
+            if (K > 8) progress << " ...";
+            progress << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
+                     << " s allreduce, " << t[4] << " s checkpoint)";
+            log.info(progress.str());
         }
         if (stopped && !last) {
             if (comm.rank() == 0) {
-                metrics << "{\"event\": \"preempted\", \"rounds_done\": " << round + 1 << "}\n";
+                metrics << to_json_text({{"event", "preempted"}, {"rounds_done", round + 1}})
+                        << "\n";
                 log.info("stop signal: checkpoint after round " + std::to_string(round) +
                          " written to " + ckpt_dir + "; exiting with status " +
                          std::to_string(exit_code_preempted) + " (resume by running again)");
@@ -257,8 +248,7 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     if (comm.rank() == 0) {
         std::ostringstream s;
         s << std::setprecision(17) << sum;
-        metrics << "{\"event\": \"end\", \"rounds\": " << rounds << ", \"state_sum\": " << s.str()
-                << "}\n";
+        metrics << to_json_text({{"event", "end"}, {"rounds", rounds}, {"state_sum", sum}}) << "\n";
         out << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients, "
             << comm.size() << " ranks, " << rounds << " rounds, " << std::fixed
             << std::setprecision(2) << round_seconds / double(std::max<int64_t>(rounds, 1))
