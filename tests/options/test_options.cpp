@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "../support/test_helpers.hpp"
 #include "core/error.hpp"
 #include "io/config.hpp"
 #include "options/options.hpp"
@@ -20,15 +21,6 @@ const KeySpec& spec(const std::string& key) {
     for (const auto& s : config_schema())
         if (s.key == key) return s;
     throw Error("no key " + key);
-}
-
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no error>";
 }
 
 } // namespace
@@ -83,9 +75,10 @@ TEST(Options, FirstDifferenceFollowsRolesInSchemaOrder) {
     EXPECT_EQ(first_difference(a, b, role_shapes_checkpoint), "n_layers");
     EXPECT_EQ(first_difference(a, b, role_shapes_pretraining), "seed");
     EXPECT_EQ(first_difference(a, b, role_shapes_prepared), "");
-    EXPECT_THAT(error_of([&] { check_agrees(b, a, role_shapes_checkpoint, "ck.h5", "advice"); }),
-                HasSubstr("ck.h5: config key 'n_layers' is 2 in the checkpoint but 3 now (--set "
-                          "n_layers=3); advice"));
+    EXPECT_THAT(
+        test::error_of([&] { check_agrees(b, a, role_shapes_checkpoint, "ck.h5", "advice"); }),
+        HasSubstr("ck.h5: config key 'n_layers' is 2 in the checkpoint but 3 now (--set "
+                  "n_layers=3); advice"));
 }
 
 TEST(Options, TypedFieldsFollowTheirKeys) {
@@ -108,12 +101,12 @@ TEST(Options, TypedFieldsFollowTheirKeys) {
 }
 
 TEST(Options, CrossKeyRulesNameTheKeys) {
-    EXPECT_THAT(error_of([] {
+    EXPECT_THAT(test::error_of([] {
                     resolve_options(Config::load(
                         {}, {"federation.server_lr=0.5", "federation.algorithm=fedavg"}));
                 }),
                 HasSubstr("only algorithm pfcr takes a server step"));
-    EXPECT_THAT(error_of([] {
+    EXPECT_THAT(test::error_of([] {
                     resolve_options(
                         Config::load({}, {"finetune.mode=prompt-full", "finetune.prompt_heads=7"}));
                 }),

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <unistd.h>
 
+#include "../support/test_helpers.hpp"
 #include "../support/tiny_fixtures.hpp"
 #include "core/error.hpp"
 #include "data/prepared.hpp"
@@ -28,15 +29,6 @@ using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const std::exception& e) {
-        return e.what();
-    }
-    return "<no error>";
-}
 
 // A tiny synthetic pair, prepared once per process; every test gets its own output_dir.
 struct Tiny {
@@ -167,7 +159,7 @@ TEST(Drivers, PretrainResumeEqualsUninterruptedAndRefusesAnotherTrajectory) {
     EXPECT_EQ(resumed.status, 0);
     expect_same_checkpoint(full.checkpoint, resumed.checkpoint);
     // A trajectory key that differs from the checkpoint's is refused, naming the key.
-    EXPECT_THAT(error_of([&] {
+    EXPECT_THAT(test::error_of([&] {
                     run_pretrain(options("part", {"federation.rounds=5", "learning_rate=0.002"}),
                                  comm, quiet_log, out);
                 }),
