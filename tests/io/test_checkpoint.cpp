@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -243,6 +244,25 @@ TEST(Checkpoint, CreationTimeIsRankZerosAndNeverSplitsTheRanks) {
     }
     comm.barrier();
     EXPECT_EQ(files_in(dir), std::vector<std::string>{"round_000200.h5"});
+}
+
+// The slow variant (ctest checkpoint_1000_writes, label slow, 2 ranks): 1,000 consecutive
+// writes with the real clock (created_utc left to the writer), so the ranks do cross second
+// boundaries; none may abort. Skipped unless PFCR_CHECKPOINT_WRITES is set.
+TEST(Checkpoint, ThousandConsecutiveWritesNeverAbort) {
+    const char* n_text = std::getenv("PFCR_CHECKPOINT_WRITES");
+    if (!n_text) GTEST_SKIP() << "set PFCR_CHECKPOINT_WRITES (ctest checkpoint_1000_writes)";
+    MpiComm comm;
+    const std::string dir = test_dir(comm, "thousand");
+    auto s = make_content(4, 0, comm.rank(), [&](int64_t c) { return int(c % comm.size()); });
+    s.content.header.created_utc = "";
+    const int64_t n = std::atoll(n_text);
+    for (int64_t round = 1; round <= n; ++round) {
+        s.content.header.round = round;
+        ASSERT_NO_THROW(write_checkpoint(comm, dir, s.content, 2)) << "write " << round;
+    }
+    comm.barrier();
+    EXPECT_EQ(files_in(dir).size(), 2u);
 }
 
 TEST(Checkpoint, KeepsTheNewestNAndDeletesStaleTempFiles) {
