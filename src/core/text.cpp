@@ -1,6 +1,8 @@
 // Implementation of the text helpers (see text.hpp).
 #include "core/text.hpp"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
@@ -42,6 +44,31 @@ std::string_view trim(std::string_view s) {
     while (!s.empty() && ws(s.front())) s.remove_prefix(1);
     while (!s.empty() && ws(s.back())) s.remove_suffix(1);
     return s;
+}
+
+std::string visible(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (s.compare(i, 3, "\xEF\xBB\xBF") == 0) {
+            out += "<BOM>";
+            i += 2;
+        } else if (s.compare(i, 2, "\xC2\xA0") == 0) {
+            out += "<NBSP>";
+            i += 1;
+        } else if (c == '\t') {
+            out += "<TAB>";
+        } else if (c == '\r') {
+            out += "<CR>";
+        } else if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "<0x%02X>", unsigned(c));
+            out += buf;
+        } else {
+            out += char(c);
+        }
+    }
+    return out;
 }
 
 std::string thousands(int64_t v) {

@@ -18,6 +18,10 @@ std::vector<std::string_view> split(std::string_view s, char sep);
 std::string_view trim(std::string_view s);
 // s in double quotes with '"' and '\\' backslash-escaped: a valid YAML and JSON string.
 std::string quote_string(std::string_view s);
+// `s` with its invisible characters made visible, for error messages about file content: a
+// UTF-8 byte-order mark as <BOM>, tab as <TAB>, carriage return as <CR>, a no-break space as
+// <NBSP>, any other control byte as <0xNN>; everything else unchanged.
+std::string visible(std::string_view s);
 // Decimal with thousands separators, for summaries: 1234567 -> "1,234,567".
 std::string thousands(int64_t v);
 size_t edit_distance(std::string_view a, std::string_view b);

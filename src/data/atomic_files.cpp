@@ -86,8 +86,8 @@ void read_inter(const std::string& path, int64_t n_users, int64_t n_items, int m
     for_each_line(text, [&](int64_t ln, std::string_view line) {
         if (!header_seen) {
             check(line == inter_header, path, ":1: malformed header: expected '",
-                  "user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token', found '", line,
-                  "'");
+                  "user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token', found '",
+                  visible(line), "'");
             header_seen = true;
             return;
         }
@@ -165,7 +165,7 @@ std::vector<std::string> read_item_texts(const DomainData& domain) {
     for_each_line(text, [&](int64_t ln, std::string_view line) {
         if (!header_seen) {
             check(line == text_header, path, ":1: malformed header: expected '",
-                  "item_id:token<TAB>text:token_seq', found '", line, "'");
+                  "item_id:token<TAB>text:token_seq', found '", visible(line), "'");
             header_seen = true;
             return;
         }

@@ -34,7 +34,8 @@ void add_config_options(CLI::App* cmd, ConfigArgs& a) {
     cmd->add_option("--set", a.sets,
                     "override one key: --set key=value (repeatable, applied last)");
     cmd->add_option("-t,--threads", a.threads,
-                    "worker threads (same as --set run.threads=N; 0 = all)");
+                    "worker threads (same as --set run.threads=N; 0 = all)")
+        ->check(CLI::Range(0, 4096));
     cmd->add_flag("-q,--quiet", a.quiet, "no progress lines on stderr");
 }
 
@@ -161,8 +162,10 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
     evaluate->add_option("--json", eval_opts.json,
                          "also write the results as JSON (results.json's shape) to this file");
     evaluate->add_option("--set", eval_args.sets, "override one key: --set key=value (repeatable)");
-    evaluate->add_option("-t,--threads", eval_args.threads,
-                         "worker threads (same as --set run.threads=N; 0 = all)");
+    evaluate
+        ->add_option("-t,--threads", eval_args.threads,
+                     "worker threads (same as --set run.threads=N; 0 = all)")
+        ->check(CLI::Range(0, 4096));
     evaluate->add_flag("-q,--quiet", eval_args.quiet, "no progress lines on stderr");
 
     std::string inspect_path;
@@ -176,6 +179,19 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+        // No command, or a word that is not one: name the commands (CLI11 would only say that
+        // a subcommand is required).
+        if (app.get_subcommands().empty() && e.get_exit_code() != 0) {
+            std::string names;
+            for (const auto* c : app.get_subcommands({}))
+                names += (names.empty() ? "" : ", ") + c->get_name();
+            const bool word = argc >= 2 && argv[1][0] != '-';
+            std::cerr << "pfcr: "
+                      << (word ? "unknown command '" + std::string(argv[1]) + "'"
+                               : std::string("a command is required"))
+                      << "; the commands are: " << names << " (pfcr --help)" << std::endl;
+            return e.get_exit_code();
+        }
         return app.exit(e);
     }
 

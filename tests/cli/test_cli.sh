@@ -61,6 +61,12 @@ expect_error "finetune code_dim mismatch" "items were coded with code_dim = 4" \
 
 # Bad inputs: non-zero exit, message naming the key/file, nothing left behind.
 bad="$work/bad"
+expect_error "unknown command lists the commands" \
+  "unknown command 'prepaer'; the commands are: synth, prepare, pretrain, finetune, run, evaluate, inspect, config-keys" \
+  "$pfcr" prepaer -c "$src/configs/tiny.yaml"
+expect_error "no command lists the commands" "a command is required; the commands are: synth, prepare" "$pfcr"
+expect_error "negative -t is refused, not taken as all cores" "Value -5 not in range 0 to 4096" \
+  "$pfcr" prepare -t -5 -c "$src/configs/tiny.yaml"
 expect_error "unknown key suggests" "unknown key 'n_layer' — did you mean 'n_layers'" \
   "$pfcr" prepare -q -c "$src/configs/tiny.yaml" --set n_layer=3 --set output_dir="$bad"
 expect_error "out of range" "hidden_dropout_prob = 1.5 is out of range" \

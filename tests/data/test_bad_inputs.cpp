@@ -281,7 +281,17 @@ TEST_F(BadInputs, MalformedInterHeader) {
     replace_line(file("Sci", "train.inter"), 1, "user_id\titem_id_list\titem_id");
     const auto msg = prepare_error(config(), log_);
     EXPECT_THAT(msg, HasSubstr(at("Sci", "train.inter", 1) + "malformed header"));
-    EXPECT_THAT(msg, HasSubstr("found 'user_id\titem_id_list\titem_id'"));
+    EXPECT_THAT(msg, HasSubstr("found 'user_id<TAB>item_id_list<TAB>item_id'"));
+}
+
+// A byte-order mark (an editor's "UTF-8 with BOM") is invisible in a terminal: the message
+// shows it, so the header does not look identical to the expected one.
+TEST_F(BadInputs, HeaderWithByteOrderMarkShowsIt) {
+    replace_line(file("Sci", "train.inter"), 1,
+                 "\xEF\xBB\xBFuser_id:token\titem_id_list:token_seq\titem_id:token");
+    EXPECT_THAT(
+        prepare_error(config(), log_),
+        HasSubstr("found '<BOM>user_id:token<TAB>item_id_list:token_seq<TAB>item_id:token'"));
 }
 
 TEST_F(BadInputs, InterFileWithoutAnyLineIsEmpty) {
