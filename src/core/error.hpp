@@ -1,5 +1,6 @@
 // Error type and checks used at every boundary (files, config, CLI). Library code throws
-// pfcr::Error with context ("file:line: what"); only sim/main.cpp catches and exits.
+// pfcr::Error with context ("file:line: what"); only the command line (src/sim/cli.cpp)
+// catches and exits.
 // Cheap internal invariants use assert() instead.
 #pragma once
 
@@ -16,8 +17,10 @@ public:
 };
 
 // An error every MPI rank throws at the same point because the ranks agreed on it (e.g. a
-// client's NaN loss, found with one allreduce): main exits normally with status 1 instead of
-// aborting the job, so that the rank holding the details always gets to print them.
+// client's NaN loss, found with one allreduce; agree_on_errors in io/comm.hpp): rank 0's
+// message is the complete one (the ranks share the failing rank's text), so the command line
+// prints it once, from rank 0, and every rank exits normally with status 1 instead of
+// aborting the job.
 class CollectiveError : public Error {
 public:
     explicit CollectiveError(const std::string& what) : Error(what) {}

@@ -361,12 +361,19 @@ RoundResult Federation::run_round(int64_t round) {
     comm_.allreduce_max(&failing, 1);
     if (failing > 0) {
         const int64_t id = K - failing;
+        // The owner's message, on every rank (rank 0 prints it).
+        const int owner = owner_[size_t(id)];
+        std::string msg;
         for (size_t i = 0; i < todo.size(); ++i)
             if (todo[i]->spec.id == id)
-                fail_collective("round ", round, ", client ", id, " (domain ", todo[i]->spec.domain,
-                                ", shard ", todo[i]->spec.shard, "): ", errors[i]);
-        fail_collective("round ", round, ": client ", id, " failed on rank ", owner_[size_t(id)],
-                        " (see that rank's message); stopping");
+                msg = "round " + std::to_string(round) + ", client " + std::to_string(id) +
+                      " (domain " + todo[i]->spec.domain + ", shard " +
+                      std::to_string(todo[i]->spec.shard) + "): " + errors[i];
+        int64_t len = int64_t(msg.size());
+        comm_.broadcast(&len, int64_t(sizeof len), owner);
+        msg.resize(size_t(len));
+        if (len > 0) comm_.broadcast(msg.data(), len, owner);
+        fail_collective(msg);
     }
 
     sw.reset();

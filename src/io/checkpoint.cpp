@@ -41,31 +41,10 @@ h5::Shape to_h5(const std::vector<int64_t>& s) {
 
 // ---------------------------------------------------------------------------- agreement
 
-// Returns if no rank has an error; otherwise every rank throws the message of the lowest rank
-// that has one. Collective.
-void agree(Comm& comm, const std::string& error) {
-    // Lowest failing rank = -max(-rank) over failing ranks (others offer -size).
-    int64_t neg_first = -int64_t(error.empty() ? comm.size() : comm.rank());
-    comm.allreduce_max(&neg_first, 1);
-    const int first = int(-neg_first);
-    if (first == comm.size()) return;
-    std::string msg = error;
-    int64_t len = int64_t(msg.size());
-    comm.broadcast(&len, int64_t(sizeof len), first);
-    msg.resize(size_t(len));
-    if (len > 0) comm.broadcast(msg.data(), len, first);
-    throw Error(msg);
-}
-
-// Runs `f` (rank-local work) and agrees on its outcome.
+// Every rank learns whether `f` failed on any rank and then throws the same CollectiveError
+// (the lowest failing rank's message). Collective.
 template <typename F> void agreed(Comm& comm, F&& f) {
-    std::string error;
-    try {
-        f();
-    } catch (const std::exception& e) {
-        error = e.what();
-    }
-    agree(comm, error);
+    agree_on_errors(comm, std::forward<F>(f));
 }
 
 // FNV-1a over everything that must be identical on every rank.
@@ -349,7 +328,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
         error = e.what();
     }
     try {
-        agree(comm, error);
+        agree_on_errors(comm, [&] { check(error.empty(), error); });
     } catch (...) {
         if (rank == 0) std::remove(tmp_path.c_str());
         throw;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 
 #include "core/error.hpp"
 
@@ -22,6 +23,26 @@ void check_mpi(int rc, const char* call) {
 } // namespace
 
 Comm::~Comm() = default;
+
+void agree_on_errors(Comm& comm, const std::function<void()>& f) {
+    std::string error;
+    try {
+        f();
+    } catch (const std::exception& e) {
+        error = e.what();
+        if (error.empty()) error = "unknown error";
+    }
+    // Lowest failing rank = -max(-rank) over failing ranks (the others offer -size).
+    int64_t neg_first = -int64_t(error.empty() ? comm.size() : comm.rank());
+    comm.allreduce_max(&neg_first, 1);
+    const int first = int(-neg_first);
+    if (first == comm.size()) return;
+    int64_t len = int64_t(error.size());
+    comm.broadcast(&len, int64_t(sizeof len), first);
+    error.resize(size_t(len));
+    if (len > 0) comm.broadcast(error.data(), len, first);
+    throw CollectiveError(error);
+}
 
 void SerialComm::allreduce_sum(int64_t* /*data*/, int64_t n) {
     check(n >= 0, "allreduce_sum: negative count ", n);

@@ -10,6 +10,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 
 namespace pfcr {
@@ -78,6 +79,12 @@ private:
     int rank_ = 0;
     int size_ = 1;
 };
+
+// Runs `f` (rank-local work: no collective calls inside) on every rank, then agrees on its
+// outcome with one allreduce: if it threw on any rank, every rank throws CollectiveError with
+// the message of the lowest failing rank (broadcast), so an error only some ranks see still
+// ends the job cleanly and is printed once. Collective.
+void agree_on_errors(Comm& comm, const std::function<void()>& f);
 
 // MPI for the lifetime of main(): initialises with MPI_THREAD_FUNNELED (only the main thread
 // calls MPI; TBB workers never do) unless MPI is already initialised, and finalises in the

@@ -54,8 +54,9 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Options& opt) {
 }
 
 // An MPI subcommand (pretrain, finetune, evaluate, run): MPI up, config, threads, logger,
-// stop-signal handlers, then `body`. A CollectiveError was thrown by every rank at once: exit
-// normally with status 1. Any other error may be one rank's alone: abort the job so that no rank
+// stop-signal handlers, then `body`. A config error and a CollectiveError are every rank's (the
+// stages agree on failures with agree_on_errors): printed once, by rank 0; every rank exits with
+// status 1, no MPI_Abort. Any other error may be one rank's alone: abort the job so that no rank
 // waits in a collective forever.
 // `load` returns the options (every rank loads the same); `print_config`: echo the config first.
 template <typename Load, typename Body>
@@ -72,14 +73,17 @@ int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, B
         try {
             return body(opt, comm, log);
         } catch (const pfcr::CollectiveError& e) {
-            std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+            // Every rank has it, rank 0 with the complete message: printed once.
+            if (rank == 0) std::cerr << "[rank 0] error: " << e.what() << std::endl;
             return 1;
         } catch (const std::exception& e) {
+            // One rank's alone, outside an agreed section: the others may wait in a
+            // collective forever, so the job is aborted.
             std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
             pfcr::MpiEnvironment::abort(1);
         }
     } catch (const std::exception& e) { // config errors: every rank sees the same one
-        std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+        if (rank == 0) std::cerr << "[rank 0] error: " << e.what() << std::endl;
         return 1;
     }
     return 1;

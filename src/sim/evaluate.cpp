@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <sstream>
 
@@ -65,23 +66,21 @@ Config evaluate_config(const std::string& checkpoint, const std::vector<std::str
 EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& log,
                             std::ostream& out, const EvaluateOptions& opt) {
     const Config& cfg = options.config;
-    // Every rank reads the same checkpoint, config and prepared.h5, so a failed check fails on
-    // every rank at once: report it as such (exit 1) rather than aborting the job.
-    const auto collectively = [](const auto& checks) {
-        try {
-            checks();
-        } catch (const CollectiveError&) {
-            throw;
-        } catch (const Error& e) {
-            throw CollectiveError(e.what());
-        }
-    };
-    const std::string path = resolve_checkpoint(opt.checkpoint);
-    const CheckpointReader r(path);
+    // Set-up checks on every rank, agreed on (agree_on_errors): one failing rank stops all
+    // cleanly with its message.
+    std::string path;
+    std::unique_ptr<CheckpointReader> reader;
+    agree_on_errors(comm, [&] {
+        path = resolve_checkpoint(opt.checkpoint);
+        reader = std::make_unique<CheckpointReader>(path);
+    });
+    const CheckpointReader& r = *reader;
     const auto& h = r.header();
     const bool finetuned = h.stage == ckpt::stage_finetune;
     const std::string state_name = opt.state.empty() ? (finetuned ? "best" : "final") : opt.state;
-    collectively([&] {
+    RunClients rc;
+    bool pooled = false;
+    agree_on_errors(comm, [&] {
         check(h.stage == ckpt::stage_pretrain || h.stage == ckpt::stage_finetune, path, ": stage '",
               h.stage, "', expected '", ckpt::stage_pretrain, "' or '", ckpt::stage_finetune, "'");
         check(opt.split == "valid" || opt.split == "test", "--split ", opt.split,
@@ -95,18 +94,14 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
         const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
         if (finetuned) // the head's layout and the fine-tuned domains are the checkpoint's
             check_agrees(
-                cfg, saved, [](KeyRole r) { return r == KeyRole::head; }, path);
-    });
-
-    const RunClients rc = load_run_clients(
-        options, comm, false, finetuned ? options.finetune.domains : std::vector<std::string>{});
-    const int64_t K = int64_t(rc.specs.size());
-    bool pooled = false;
-    collectively([&] {
+                cfg, saved, [](KeyRole role) { return role == KeyRole::head; }, path);
+        rc = load_run_clients(options, comm, false,
+                              finetuned ? options.finetune.domains : std::vector<std::string>{});
         pooled = check_clients(r, rc);
-        check(finetuned || pooled || h.n_clients == K, path, ": ", h.n_clients,
-              " clients, the config defines ", K);
+        check(finetuned || pooled || h.n_clients == int64_t(rc.specs.size()), path, ": ",
+              h.n_clients, " clients, the config defines ", rc.specs.size());
     });
+    const int64_t K = int64_t(rc.specs.size());
 
     TrainOptions base = options.train;
     if (!finetuned) base.hp.shape.head = HeadMode::none; // pre-training has no head
@@ -120,29 +115,31 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
     // This rank's clients, one after another, sharing one evaluation scratch.
     const auto scratch = make_trainer_scratch();
     std::map<int64_t, EvalResult> mine;
-    for (int64_t k = 0; k < K; ++k) {
-        if (rc.owner[size_t(k)] != comm.rank()) continue;
-        const ClientSpec& spec = rc.specs[size_t(k)];
-        const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
-        TrainOptions o = base;
-        o.client = uint32_t(k);
-        o.hp.shape.id_items = spec.n_items + 1;
-        ModelState state(o.hp.shape);
-        if (finetuned) {
-            read_finetuned(r, k, state.layout, state_name == "best", state.params.data());
-        } else {
-            load_pretrained(r, pooled ? 0 : k, state.layout, state.params.data());
+    agree_on_errors(comm, [&] { // a client's failure stops every rank cleanly
+        for (int64_t k = 0; k < K; ++k) {
+            if (rc.owner[size_t(k)] != comm.rank()) continue;
+            const ClientSpec& spec = rc.specs[size_t(k)];
+            const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
+            TrainOptions o = base;
+            o.client = uint32_t(k);
+            o.hp.shape.id_items = spec.n_items + 1;
+            ModelState state(o.hp.shape);
+            if (finetuned) {
+                read_finetuned(r, k, state.layout, state_name == "best", state.params.data());
+            } else {
+                load_pretrained(r, pooled ? 0 : k, state.layout, state.params.data());
+            }
+            Trainer trainer(o, dom, scratch);
+            Stopwatch sw;
+            const Split& split = opt.split == "valid" ? dom.valid : dom.test;
+            mine[k] = trainer.evaluate(state, split, ks);
+            std::ostringstream line;
+            line << spec.domain << "/" << spec.shard << ": " << opt.split << " recall@" << ks[0]
+                 << " " << std::fixed << std::setprecision(4) << mine[k].recall[0] << " over "
+                 << mine[k].rows << " rows (" << std::setprecision(1) << sw.seconds() << " s)";
+            log.info(line.str());
         }
-        Trainer trainer(o, dom, scratch);
-        Stopwatch sw;
-        const Split& split = opt.split == "valid" ? dom.valid : dom.test;
-        mine[k] = trainer.evaluate(state, split, ks);
-        std::ostringstream line;
-        line << spec.domain << "/" << spec.shard << ": " << opt.split << " recall@" << ks[0] << " "
-             << std::fixed << std::setprecision(4) << mine[k].recall[0] << " over " << mine[k].rows
-             << " rows (" << std::setprecision(1) << sw.seconds() << " s)";
-        log.info(line.str());
-    }
+    });
 
     // Rank 0 collects every client's result in id order.
     const std::map<int64_t, EvalResult> all =

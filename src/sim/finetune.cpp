@@ -88,24 +88,27 @@ std::string resolve_checkpoint(const std::string& path) {
 FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, std::ostream& out,
                             const std::string& from_arg, const FaultInjection& faults) {
     const std::string& mode = opt.finetune.mode;
-    const std::string from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
-    RunClients rc = load_run_clients(opt, comm, false, opt.finetune.domains);
-    const int64_t K = int64_t(rc.specs.size());
-
-    // The starting point, checked before any training.
+    // Set-up: the data, the clients and the starting point, checked on every rank and agreed on
+    // before any training or output (one failing rank stops all cleanly).
+    std::string from;
+    RunClients rc;
     std::unique_ptr<CheckpointReader> start;
     bool pooled_start = false;
-    if (!from.empty()) {
+    agree_on_errors(comm, [&] {
+        from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
+        rc = load_run_clients(opt, comm, false, opt.finetune.domains);
+        if (from.empty()) return;
         start = std::make_unique<CheckpointReader>(from);
         const auto& h = start->header();
         check(h.stage == ckpt::stage_pretrain, from, ": stage '", h.stage,
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
         check_same_shapes(opt.config, *start);
         const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
-        check(pooled || h.n_clients == K, from, ": ", h.n_clients, " clients, the config defines ",
-              K);
+        check(pooled || h.n_clients == int64_t(rc.specs.size()), from, ": ", h.n_clients,
+              " clients, the config defines ", rc.specs.size());
         pooled_start = check_clients(*start, rc);
-    }
+    });
+    const int64_t K = int64_t(rc.specs.size());
 
     const std::vector<int64_t>& ks = opt.eval.topk;
     const std::string& valid_metric = opt.eval.valid_metric;
@@ -139,81 +142,86 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     };
     std::vector<std::unique_ptr<Done>> done;
     std::map<int64_t, ClientOutcome> outcomes;
-    for (int64_t k = 0; k < K; ++k) {
-        if (rc.owner[size_t(k)] != comm.rank()) continue;
-        const ClientSpec& spec = rc.specs[size_t(k)];
-        const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
-        TrainOptions to = base;
-        to.client = uint32_t(k);
-        to.hp.shape = client_layout(spec);
-        auto d = std::make_unique<Done>(Done{k, ModelState(to.hp.shape), {}});
-        ModelState& state = d->state;
-        const ParamLayout& cl = state.layout;
-        init_params(cl, state.params.data(), to.seed, opt.initializer_range);
-        if (start) load_pretrained(*start, pooled_start ? 0 : k, cl, state.params.data());
-        Trainer trainer(to, dom);
-        d->best.resize(cl.total());
-        ClientOutcome o;
-        std::ostringstream lines;
-        EarlyStopping stopping(patience);
-        int64_t epoch = 0;
-        const std::string who = spec.domain + (rc.specs.size() > rc.domain_names.size()
-                                                   ? "/" + std::to_string(spec.shard)
-                                                   : std::string());
-        for (; epoch < max_epochs; ++epoch) {
-            Stopwatch sw;
-            const double loss = trainer.train_epoch(state, uint32_t(epoch));
-            const double t_train = sw.seconds();
-            sw.reset();
-            const EvalResult valid = trainer.evaluate(state, dom.valid, ks);
-            const double t_eval = sw.seconds();
-            const bool improved = stopping.update(epoch, valid.metric(valid_metric));
-            if (improved) {
-                o.best_epoch = epoch;
-                std::copy(state.params.data(), state.params.data() + cl.total(), d->best.data());
+    // A client's failure (e.g. a non-finite loss) stops this rank's loop; the ranks agree on it
+    // before the next collective, so every rank ends cleanly with the failing rank's message.
+    agree_on_errors(comm, [&] {
+        for (int64_t k = 0; k < K; ++k) {
+            if (rc.owner[size_t(k)] != comm.rank()) continue;
+            const ClientSpec& spec = rc.specs[size_t(k)];
+            const PreparedDomain& dom = *rc.data[size_t(k)].at(0);
+            TrainOptions to = base;
+            to.client = uint32_t(k);
+            to.hp.shape = client_layout(spec);
+            auto d = std::make_unique<Done>(Done{k, ModelState(to.hp.shape), {}});
+            ModelState& state = d->state;
+            const ParamLayout& cl = state.layout;
+            init_params(cl, state.params.data(), to.seed, opt.initializer_range);
+            if (start) load_pretrained(*start, pooled_start ? 0 : k, cl, state.params.data());
+            Trainer trainer(to, dom);
+            d->best.resize(cl.total());
+            ClientOutcome o;
+            std::ostringstream lines;
+            EarlyStopping stopping(patience);
+            int64_t epoch = 0;
+            const std::string who = spec.domain + (rc.specs.size() > rc.domain_names.size()
+                                                       ? "/" + std::to_string(spec.shard)
+                                                       : std::string());
+            for (; epoch < max_epochs; ++epoch) {
+                Stopwatch sw;
+                const double loss = trainer.train_epoch(state, uint32_t(epoch));
+                const double t_train = sw.seconds();
+                sw.reset();
+                const EvalResult valid = trainer.evaluate(state, dom.valid, ks);
+                const double t_eval = sw.seconds();
+                const bool improved = stopping.update(epoch, valid.metric(valid_metric));
+                if (improved) {
+                    o.best_epoch = epoch;
+                    std::copy(state.params.data(), state.params.data() + cl.total(),
+                              d->best.data());
+                }
+                Json e = Json::object();
+                e["event"] = "epoch";
+                e["client"] = k;
+                e["domain"] = spec.domain;
+                e["shard"] = spec.shard;
+                e["epoch"] = epoch;
+                e["train_loss"] = loss;
+                e["valid"] = metrics_json(valid);
+                e["best_epoch"] = o.best_epoch;
+                e["time"] = {{"train", t_train}, {"evaluate", t_eval}};
+                lines << to_json_text(e) << "\n";
+                std::ostringstream line;
+                line << who << " epoch " << epoch << "  loss " << std::fixed << std::setprecision(4)
+                     << loss << "  valid " << valid_metric << " " << valid.metric(valid_metric)
+                     << (improved ? " *" : "  ") << "  (" << std::setprecision(1) << t_train
+                     << " s train, " << t_eval << " s eval)";
+                log.info(line.str());
+                if (stopping.should_stop()) {
+                    ++epoch;
+                    break;
+                }
             }
-            Json e = Json::object();
-            e["event"] = "epoch";
-            e["client"] = k;
-            e["domain"] = spec.domain;
-            e["shard"] = spec.shard;
-            e["epoch"] = epoch;
-            e["train_loss"] = loss;
-            e["valid"] = metrics_json(valid);
-            e["best_epoch"] = o.best_epoch;
-            e["time"] = {{"train", t_train}, {"evaluate", t_eval}};
-            lines << to_json_text(e) << "\n";
-            std::ostringstream line;
-            line << who << " epoch " << epoch << "  loss " << std::fixed << std::setprecision(4)
-                 << loss << "  valid " << valid_metric << " " << valid.metric(valid_metric)
-                 << (improved ? " *" : "  ") << "  (" << std::setprecision(1) << t_train
-                 << " s train, " << t_eval << " s eval)";
-            log.info(line.str());
-            if (stopping.should_stop()) {
-                ++epoch;
-                break;
-            }
+            o.epochs_run = epoch;
+            // Test with the best state; the final state stays in `state` for the checkpoint.
+            std::swap(state.params, d->best);
+            o.test = trainer.evaluate(state, dom.test, ks);
+            std::swap(state.params, d->best);
+            o.popularity = evaluate_popularity(dom, dom.test, ks);
+            Json t = Json::object();
+            t["event"] = "test";
+            t["client"] = k;
+            t["domain"] = spec.domain;
+            t["shard"] = spec.shard;
+            t["best_epoch"] = o.best_epoch;
+            t["epochs_run"] = o.epochs_run;
+            t["test"] = metrics_json(o.test);
+            t["popularity"] = metrics_json(o.popularity);
+            lines << to_json_text(t) << "\n";
+            o.epoch_lines = lines.str();
+            outcomes[k] = std::move(o);
+            done.push_back(std::move(d));
         }
-        o.epochs_run = epoch;
-        // Test with the best state; the final state stays in `state` for the checkpoint.
-        std::swap(state.params, d->best);
-        o.test = trainer.evaluate(state, dom.test, ks);
-        std::swap(state.params, d->best);
-        o.popularity = evaluate_popularity(dom, dom.test, ks);
-        Json t = Json::object();
-        t["event"] = "test";
-        t["client"] = k;
-        t["domain"] = spec.domain;
-        t["shard"] = spec.shard;
-        t["best_epoch"] = o.best_epoch;
-        t["epochs_run"] = o.epochs_run;
-        t["test"] = metrics_json(o.test);
-        t["popularity"] = metrics_json(o.popularity);
-        lines << to_json_text(t) << "\n";
-        o.epoch_lines = lines.str();
-        outcomes[k] = std::move(o);
-        done.push_back(std::move(d));
-    }
+    });
 
     // The stage's checkpoint: every client's final model, its best model and Adam moments
     // (names: federation/checkpoint_state.hpp).

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <memory>
 #include <ostream>
 #include <sstream>
 
@@ -100,44 +101,52 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     Stopwatch total_time;
     PretrainReport report;
     const FederationOptions& fed = opt.federation;
-    RunClients rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
-    const std::vector<ClientSpec>& specs = rc.specs;
-    const std::vector<int>& owner = rc.owner;
-    const int64_t K = int64_t(specs.size());
-    TrainOptions base = opt.train;
-    base.hp.shape.head = HeadMode::none; // pre-training never has a fine-tuning head
-    Federation federation(fed, base, opt.initializer_range, specs, owner, comm);
-    for (int64_t k = 0; k < K; ++k)
-        if (owner[size_t(k)] == comm.rank()) federation.add_client(k, rc.data[size_t(k)]);
-    federation.set_client_hook(faults.before_client_trains);
-    int64_t client_bytes = 0;
-    for (const auto& c : federation.clients()) client_bytes += c.bytes();
-
     const int64_t rounds = opt.rounds;
     const std::string& dir = opt.output_dir;
     const std::string& ckpt_dir = opt.checkpoint.dir;
-    // Resume: an explicit checkpoint (file, or a directory's newest), else the newest complete
-    // checkpoint of this run's checkpoint directory, if any.
-    std::string from = resume;
-    if (!from.empty() && std::filesystem::is_directory(from)) {
-        const std::string latest = latest_checkpoint(from);
-        check(!latest.empty(), from, ": --resume: no complete checkpoint (round_*.h5) here");
-        from = latest;
-    }
-    if (from.empty()) from = latest_checkpoint(ckpt_dir);
+    TrainOptions base = opt.train;
+    base.hp.shape.head = HeadMode::none; // pre-training never has a fine-tuning head
+
+    // Set-up: the data, the clients, the resumed checkpoint and its config, checked on every
+    // rank and agreed on before any output is touched (one failing rank stops all cleanly).
+    RunClients rc;
+    std::unique_ptr<Federation> federation_ptr;
     int64_t start = 0;
-    if (!from.empty()) {
-        start = restore(federation, opt, from);
-        report.checkpoint = from;
-        check(start <= rounds, from, ": already has ", start,
-              " rounds; federation.rounds = ", rounds, " (raise it to continue)");
-        log.info("resumed from " + from + " after round " + std::to_string(start - 1) +
-                 (start == rounds ? " (all federation.rounds done)" : ""));
-    }
+    agree_on_errors(comm, [&] {
+        rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
+        federation_ptr = std::make_unique<Federation>(fed, base, opt.initializer_range, rc.specs,
+                                                      rc.owner, comm);
+        for (int64_t k = 0; k < int64_t(rc.specs.size()); ++k)
+            if (rc.owner[size_t(k)] == comm.rank())
+                federation_ptr->add_client(k, rc.data[size_t(k)]);
+        // Resume: an explicit checkpoint (file, or a directory's newest), else the newest
+        // complete checkpoint of this run's checkpoint directory, if any.
+        std::string from = resume;
+        if (!from.empty() && std::filesystem::is_directory(from)) {
+            const std::string latest = latest_checkpoint(from);
+            check(!latest.empty(), from, ": --resume: no complete checkpoint (round_*.h5) here");
+            from = latest;
+        }
+        if (from.empty()) from = latest_checkpoint(ckpt_dir);
+        if (!from.empty()) {
+            start = restore(*federation_ptr, opt, from);
+            report.checkpoint = from;
+            check(start <= rounds, from, ": already has ", start,
+                  " rounds; federation.rounds = ", rounds, " (raise it to continue)");
+            log.info("resumed from " + from + " after round " + std::to_string(start - 1) +
+                     (start == rounds ? " (all federation.rounds done)" : ""));
+        }
+    });
+    Federation& federation = *federation_ptr;
+    federation.set_client_hook(faults.before_client_trains);
+    const int64_t K = int64_t(rc.specs.size());
+    int64_t client_bytes = 0;
+    for (const auto& c : federation.clients()) client_bytes += c.bytes();
     const int64_t every = opt.checkpoint.every;
 
     std::ofstream metrics;
-    if (comm.rank() == 0) {
+    agree_on_errors(comm, [&] { // rank 0's outputs; a failure there stops every rank
+        if (comm.rank() != 0) return;
         std::filesystem::create_directories(dir);
         const std::string file = (std::filesystem::path(dir) / "metrics.jsonl").string();
         const std::string kept = start > 0 ? metrics_before(file, start) : "";
@@ -146,6 +155,8 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         metrics << kept;
         write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
                                opt.config.to_yaml());
+    });
+    if (comm.rank() == 0) {
         std::ostringstream os;
         os << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients on "
            << comm.size() << " ranks, rounds " << start << ".." << rounds - 1 << ", shared "

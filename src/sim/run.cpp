@@ -57,28 +57,20 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
     const std::string prepared = opt.prepared;
     const Options run_opt = with(opt, "data.prepared", prepared);
 
-    // 1. prepare, on rank 0; the others wait and learn the outcome.
-    int64_t failed = 0;
-    if (comm.rank() == 0) {
-        try {
-            const std::string why = stale_reason(cfg, prepared);
-            if (why.empty()) {
-                log.info("prepare: " + prepared + " is up to date");
-            } else {
-                log.info("prepare: " + prepared + " " + why + "; preparing");
-                std::ostringstream summary; // the table stays quiet; the summary line is logged
-                log.info(prepared_line(run_prepare(
-                    with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
-                    log, summary)));
-            }
-        } catch (const std::exception&) {
-            failed = 1;
-            comm.allreduce_max(&failed, 1);
-            throw;
+    // 1. prepare, on rank 0; the others wait and learn the outcome (rank 0's message).
+    agree_on_errors(comm, [&] {
+        if (comm.rank() != 0) return;
+        const std::string why = stale_reason(cfg, prepared);
+        if (why.empty()) {
+            log.info("prepare: " + prepared + " is up to date");
+        } else {
+            log.info("prepare: " + prepared + " " + why + "; preparing");
+            std::ostringstream summary; // the table stays quiet; the summary line is logged
+            log.info(prepared_line(run_prepare(
+                with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
+                log, summary)));
         }
-    }
-    comm.allreduce_max(&failed, 1);
-    if (failed) fail_collective("prepare failed on rank 0 (see its message)");
+    });
     const double t_prepare = total.seconds();
 
     // 2. pretrain (not for local-only), 3. finetune from its newest checkpoint.

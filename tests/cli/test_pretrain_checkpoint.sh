@@ -140,6 +140,13 @@ expect_error() { # name, grep pattern, command... (environment assignments befor
 # Client 1 gets a NaN weight before round 2 (test-only hook): the real loss check fires.
 PFCR_TEST_NAN_AT=2:1 expect_error "NaN loss" "round 2, client 1 (domain .*non-finite" run_faults 2 --set federation.rounds=5 \
   --set federation.client_fraction=1 --set output_dir="$work/nan"
+# One error, printed once (by rank 0, with the owning rank's details), no MPI_Abort banner.
+once() { # name: err.out has exactly one "error:" line and no abort banner
+  local n; n=$(grep -c "error:" "$work/err.out" || true)
+  [ "$n" -eq 1 ] && ! grep -q "MPI_ABORT" "$work/err.out" && pass "$1: one message, no MPI_Abort" \
+    || failed "$1: $n error lines: $(cat "$work/err.out")"
+}
+once "NaN loss on client 1"
 [ -e "$work/nan/ckpt/round_000002.h5" ] && [ ! -e "$work/nan/ckpt/round_000003.h5" ] \
   && [ -z "$(ls "$work/nan/ckpt" | grep tmp)" ] && valid "$work/nan/ckpt/round_000002.h5" \
   && pass "NaN: the last good checkpoint (round 2) is intact and valid, nothing written after" \
@@ -150,6 +157,9 @@ PFCR_TEST_NAN_AT=0:0 run 1 --set federation.rounds=1 --set output_dir="$work/noh
   || failed "production pfcr reacted to PFCR_TEST_NAN_AT"
 expect_error "config contradicts checkpoint" "config key 'learning_rate' is 0.001 in the checkpoint but 0.002" \
   run 1 --set federation.rounds=5 --set output_dir="$work/full" --set learning_rate=0.002
+expect_error "config contradicts checkpoint (2 ranks)" "config key 'learning_rate' is 0.001 in the checkpoint" \
+  run 2 --set federation.rounds=5 --set output_dir="$work/full" --set learning_rate=0.002
+once "config contradicts checkpoint on 2 ranks"
 expect_error "model shape contradicts checkpoint" "config key 'hidden_size' is 32 in the checkpoint but 64" \
   run 1 --set federation.rounds=5 --set output_dir="$work/full" --set hidden_size=64 --set inner_size=64
 mkdir -p "$work/bad"

@@ -39,7 +39,9 @@ TEST(Text, VisibleShowsInvisibleCharacters) {
     EXPECT_EQ(visible("a\tb"), "a<TAB>b");
     EXPECT_EQ(visible("\xEF\xBB\xBFid"), "<BOM>id");
     EXPECT_EQ(visible("x\r"), "x<CR>");
-    EXPECT_EQ(visible("a\xC2\xA0" "b"), "a<NBSP>b");
+    EXPECT_EQ(visible("a\xC2\xA0"
+                      "b"),
+              "a<NBSP>b");
     EXPECT_EQ(visible(std::string("\x01z", 2)), "<0x01>z");
     EXPECT_EQ(visible("Ωffice text"), "Ωffice text"); // other UTF-8 untouched
 }
