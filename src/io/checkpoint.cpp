@@ -71,7 +71,9 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
     const auto& h = c.header;
     f.add(dir);
     f.add(int64_t(keep));
-    for (const auto* s : {&h.stage, &h.software_version, &h.config_yaml, &h.algorithm}) f.add(*s);
+    for (const auto* s :
+         {&h.stage, &h.software_version, &h.config_yaml, &h.algorithm, &h.prepared_fingerprint})
+        f.add(*s);
     f.add(h.round);
     f.add(int64_t(h.seed));
     f.add(h.n_clients);
@@ -294,6 +296,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
         f.set_attr(ckpt::attr::created_utc, h.created_utc);
         f.set_attr(ckpt::attr::config_yaml, h.config_yaml);
         f.set_attr(ckpt::attr::algorithm, h.algorithm);
+        f.set_attr(ckpt::attr::prepared_fingerprint, h.prepared_fingerprint);
         {
             h5::Group server = f.create_group(ckpt::server);
             for (size_t t = 0; t < c.server.size(); ++t) {
@@ -413,6 +416,9 @@ CheckpointReader::CheckpointReader(const std::string& path)
     header_.config_yaml = f.attr_string(ckpt::attr::config_yaml);
     header_.algorithm =
         f.has_attr(ckpt::attr::algorithm) ? f.attr_string(ckpt::attr::algorithm) : "";
+    header_.prepared_fingerprint = f.has_attr(ckpt::attr::prepared_fingerprint)
+                                       ? f.attr_string(ckpt::attr::prepared_fingerprint)
+                                       : "";
     check(f.has_group(ckpt::server), f.where(ckpt::server), ": group missing");
     const h5::Group clients = f.open_group(ckpt::clients);
     for (const auto& name : clients.children()) {

@@ -32,15 +32,16 @@ struct TensorSpec {
 
 // Root attributes.
 struct CheckpointHeader {
-    std::string stage;            // "pretrain" | "finetune"
-    int64_t round = 0;            // rounds completed; names the file
-    uint64_t seed = 0;            // stored as int64 (seeds are < 2^32 by the config schema)
-    int64_t n_clients = 0;        // == clients.size()
-    int world_size_at_write = 1;  // set by write_checkpoint from the communicator
-    std::string software_version; // pfcr::software_version (git describe)
-    std::string created_utc;      // ISO 8601; written as rank 0's (its value, or now if empty)
-    std::string config_yaml;      // the full resolved config
-    std::string algorithm;        // federation.algorithm
+    std::string stage;                // "pretrain" | "finetune"
+    int64_t round = 0;                // rounds completed; names the file
+    uint64_t seed = 0;                // stored as int64 (seeds are < 2^32 by the config schema)
+    int64_t n_clients = 0;            // == clients.size()
+    int world_size_at_write = 1;      // set by write_checkpoint from the communicator
+    std::string software_version;     // pfcr::software_version (git describe)
+    std::string created_utc;          // ISO 8601; written as rank 0's (its value, or now if empty)
+    std::string config_yaml;          // the full resolved config
+    std::string algorithm;            // federation.algorithm
+    std::string prepared_fingerprint; // the prepared.h5 trained on ("" in older checkpoints)
 };
 
 // Attributes of /clients/<id>.

@@ -33,6 +33,9 @@ inline constexpr const char* software_version = "software_version";
 inline constexpr const char* created_utc = "created_utc";
 inline constexpr const char* config_yaml = "config_yaml";
 inline constexpr const char* algorithm = "algorithm";
+// The fingerprint of the prepared.h5 the state was trained on (optional: absent in files
+// written before it existed; readers then skip the check).
+inline constexpr const char* prepared_fingerprint = "prepared_fingerprint";
 // /clients/<id>.
 inline constexpr const char* domain = "domain";
 inline constexpr const char* shard = "shard";

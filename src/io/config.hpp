@@ -22,7 +22,7 @@ enum class KeyRole {
     location,      // where outputs (and prepared inputs) are: never changes a result
     input,         // where pfcr prepare reads the raw data: prepared.h5 is rebuilt if it moves
     performance,   // how fast (threads): never changes a result
-    checkpointing, // how often checkpoints are written and how many are kept
+    checkpointing, // how often checkpoints are written, how many are kept, what a reader accepts
     synth,         // the synthetic data generator only (pfcr synth)
     data,          // which domains and item features go into prepared.h5
     quantizer,     // how prepared.h5's item codes are computed (featurizer, faiss training)

@@ -258,6 +258,9 @@ std::vector<KeySpec> make_schema() {
                1, 1000000),
         key("checkpoint.dir", R::location, K::string, "",
             "checkpoint directory; empty = <output_dir>/ckpt"),
+        key("checkpoint.allow_other_prepared", R::checkpointing, K::boolean, "false",
+            "read a checkpoint (resume, fine-tune from, evaluate) although it was trained on "
+            "prepared data with another fingerprint than data.prepared's"),
 
         // --- fine-tuning (pfcr finetune)
         choice(key("finetune.mode", R::head, K::string, "full",

@@ -197,6 +197,7 @@ Options resolve_options(const Config& cfg, std::set<std::string>* keys_read) {
     o.checkpoint.dir = dir.empty() ? (std::filesystem::path(o.output_dir) / "ckpt").string() : dir;
     o.checkpoint.every = r.get_int("checkpoint.every");
     o.checkpoint.keep = int(r.get_int("checkpoint.keep"));
+    o.checkpoint.allow_other_prepared = r.get_bool("checkpoint.allow_other_prepared");
 
     o.threads = r.get_int("run.threads");
     return o;

@@ -37,9 +37,10 @@ struct EvalOptions {
 };
 
 struct CheckpointOptions {
-    std::string dir;   // checkpoint.dir, or <output_dir>/ckpt when empty
-    int64_t every = 1; // checkpoint.every: every N rounds (0 = only after the last)
-    int keep = 2;      // checkpoint.keep: newest N kept
+    std::string dir;                   // checkpoint.dir, or <output_dir>/ckpt when empty
+    int64_t every = 1;                 // checkpoint.every: every N rounds (0 = only after the last)
+    int keep = 2;                      // checkpoint.keep: newest N kept
+    bool allow_other_prepared = false; // checkpoint.allow_other_prepared
 };
 
 struct Options {

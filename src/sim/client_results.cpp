@@ -15,6 +15,16 @@ void check_same_shapes(const Config& cfg, const CheckpointReader& r) {
     check_agrees(cfg, saved, role_shapes_checkpoint, r.path());
 }
 
+void check_prepared(const CheckpointReader& r, const RunClients& rc, bool allow_other) {
+    const std::string& then = r.header().prepared_fingerprint;
+    const std::string& now = rc.manifest.fingerprint;
+    check(then.empty() || then == now || allow_other, r.path(),
+          ": trained on prepared data with fingerprint ", then.substr(0, 12), ", but ", rc.prepared,
+          " has fingerprint ", now.substr(0, 12),
+          " (other data or another quantizer); use the prepared.h5 it was trained on, or set "
+          "checkpoint.allow_other_prepared: true");
+}
+
 bool check_clients(const CheckpointReader& r, const RunClients& rc) {
     const auto& stored = r.clients();
     if (r.header().n_clients == 1 && !stored.empty() && stored[0].domain == "*") return true;

@@ -23,6 +23,10 @@ namespace pfcr {
 // and item codes); the error names the key, both values and where the current one came from.
 void check_same_shapes(const Config& cfg, const CheckpointReader& r);
 
+// Throws unless `r` was trained on the prepared data `rc` reads (same fingerprint; a checkpoint
+// without one passes), or `allow_other` (checkpoint.allow_other_prepared).
+void check_prepared(const CheckpointReader& r, const RunClients& rc, bool allow_other);
+
 // True if `r` holds one pooled client "*" (a centralized pre-training checkpoint, whose model
 // serves every client); otherwise checks that its clients are exactly `rc`'s owned clients
 // (same ids, domains, shards) and returns false.

@@ -97,6 +97,7 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
                 cfg, saved, [](KeyRole role) { return role == KeyRole::head; }, path);
         rc = load_run_clients(options, comm, false,
                               finetuned ? options.finetune.domains : std::vector<std::string>{});
+        check_prepared(r, rc, options.checkpoint.allow_other_prepared);
         pooled = check_clients(r, rc);
         check(finetuned || pooled || h.n_clients == int64_t(rc.specs.size()), path, ": ",
               h.n_clients, " clients, the config defines ", rc.specs.size());

@@ -103,6 +103,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         check(h.stage == ckpt::stage_pretrain, from, ": stage '", h.stage,
               "', expected 'pretrain' (fine-tuning starts from a pre-training checkpoint)");
         check_same_shapes(opt.config, *start);
+        check_prepared(*start, rc, opt.checkpoint.allow_other_prepared);
         const bool pooled = h.n_clients == 1 && start->clients()[0].domain == "*";
         check(pooled || h.n_clients == int64_t(rc.specs.size()), from, ": ", h.n_clients,
               " clients, the config defines ", rc.specs.size());
@@ -236,6 +237,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         h.software_version = software_version;
         h.config_yaml = opt.config.to_yaml();
         h.algorithm = "finetune-" + mode;
+        h.prepared_fingerprint = rc.manifest.fingerprint;
         std::vector<ClientSpec> tuned; // every client of this stage
         for (const auto& s : rc.specs)
             if (rc.owner[size_t(s.id)] >= 0) tuned.push_back(s);

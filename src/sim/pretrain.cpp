@@ -30,6 +30,7 @@
 #include "io/comm.hpp"
 #include "pfcr/version.hpp"
 #include "report/report.hpp"
+#include "sim/client_results.hpp"
 #include "sim/commands.hpp"
 #include "sim/run_clients.hpp"
 #include "sim/signals.hpp"
@@ -54,8 +55,8 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
 }
 
 // Returns the checkpoint's path.
-std::string save(Federation& fed, const Options& opt, Comm& comm, int64_t rounds_done,
-                 const CheckpointFaults& faults) {
+std::string save(Federation& fed, const Options& opt, const std::string& prepared_fingerprint,
+                 Comm& comm, int64_t rounds_done, const CheckpointFaults& faults) {
     CheckpointHeader h;
     h.stage = ckpt::stage_pretrain;
     h.round = rounds_done;
@@ -63,13 +64,16 @@ std::string save(Federation& fed, const Options& opt, Comm& comm, int64_t rounds
     h.software_version = software_version;
     h.config_yaml = opt.config.to_yaml();
     h.algorithm = algorithm_name(fed.options().algorithm);
+    h.prepared_fingerprint = prepared_fingerprint;
     return write_checkpoint(comm, opt.checkpoint.dir, pretrain_checkpoint(fed, std::move(h)),
                             opt.checkpoint.keep, faults);
 }
 
 // Loads `path` into the federation (every rank reads its own clients); returns rounds done.
-int64_t restore(Federation& fed, const Options& opt, const std::string& path) {
+int64_t restore(Federation& fed, const Options& opt, const RunClients& rc,
+                const std::string& path) {
     const CheckpointReader r(path);
+    check_prepared(r, rc, opt.checkpoint.allow_other_prepared);
     const auto& h = r.header();
     check(h.stage == ckpt::stage_pretrain, path, ": stage '", h.stage, "', expected '",
           ckpt::stage_pretrain, "'");
@@ -129,7 +133,7 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         }
         if (from.empty()) from = latest_checkpoint(ckpt_dir);
         if (!from.empty()) {
-            start = restore(*federation_ptr, opt, from);
+            start = restore(*federation_ptr, opt, rc, from);
             report.checkpoint = from;
             check(start <= rounds, from, ": already has ", start,
                   " rounds; federation.rounds = ", rounds, " (raise it to continue)");
@@ -182,7 +186,8 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         double t_ckpt = 0;
         if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
             Stopwatch sw;
-            report.checkpoint = save(federation, opt, comm, round + 1, faults.checkpoint);
+            report.checkpoint =
+                save(federation, opt, rc.manifest.fingerprint, comm, round + 1, faults.checkpoint);
             t_ckpt = sw.seconds();
         }
         const auto t =

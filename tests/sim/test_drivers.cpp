@@ -196,3 +196,31 @@ TEST(Drivers, RunComposesResultsJsonFromTheStageReports) {
     EXPECT_EQ(j["seed"], 2020);
     EXPECT_THAT(out.str(), HasSubstr("run: pfcr + finetune full"));
 }
+
+// A checkpoint records the fingerprint of the prepared data it was trained on: fine-tuning from
+// it or evaluating it with another prepared.h5 (same domains, other codes) is refused unless
+// checkpoint.allow_other_prepared.
+TEST(Drivers, CheckpointsRefuseOtherPreparedData) {
+    SerialComm comm;
+    std::ostringstream out;
+    const auto pre = run_pretrain(options("fp", {"federation.rounds=1"}), comm, quiet_log, out);
+    EXPECT_FALSE(CheckpointReader(pre.checkpoint).header().prepared_fingerprint.empty());
+    // The same data quantized with another seed: another fingerprint.
+    const std::string other = (tiny().root / "other" / "prepared.h5").string();
+    run_prepare(options("other", {"data.quantizer_seed=7", "data.prepared=\"" + other + "\""}),
+                quiet_log, out);
+    const auto elsewhere = [&](bool allow) {
+        return options("fp-ft", {"data.prepared=\"" + other + "\"", "epochs=1",
+                                 allow ? "checkpoint.allow_other_prepared=true" : "run.threads=0"});
+    };
+    EXPECT_THAT(test::error_of(
+                    [&] { run_finetune(elsewhere(false), comm, quiet_log, out, pre.checkpoint); }),
+                HasSubstr("trained on prepared data with fingerprint"));
+    EvaluateOptions eo;
+    eo.checkpoint = pre.checkpoint;
+    EXPECT_THAT(test::error_of([&] { run_evaluate(elsewhere(false), comm, quiet_log, out, eo); }),
+                HasSubstr("set checkpoint.allow_other_prepared: true"));
+    EXPECT_NO_THROW(run_finetune(elsewhere(true), comm, quiet_log, out, pre.checkpoint));
+    // With its own prepared.h5 the checkpoint is accepted.
+    EXPECT_NO_THROW(run_evaluate(options("fp-ev"), comm, quiet_log, out, eo));
+}
