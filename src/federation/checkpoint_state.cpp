@@ -121,9 +121,9 @@ CheckpointContent finetune_checkpoint(const ParamLayout& layout, CheckpointHeade
     c.header = std::move(header);
     std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
     for (const auto& e : layout.entries()) {
-        const std::string stored = stored_name(e), plain = e.prompt ? e.key() : e.name;
-        const std::string names[] = {stored, ckpt::best_tensor(plain), ckpt::moment_m(plain),
-                                     ckpt::moment_v(plain)};
+        // best/ and optim/ take the parameter's key (prompt/<name> for the head).
+        const std::string names[] = {stored_name(e), ckpt::best_tensor(e.key()),
+                                     ckpt::moment_m(e.key()), ckpt::moment_v(e.key())};
         for (const auto& n : names) c.client_tensors.push_back({n, e.shape});
         if (e.name == "item_embedding.weight")
             per_client_rows.insert(per_client_rows.end(), std::begin(names), std::end(names));

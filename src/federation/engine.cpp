@@ -303,14 +303,14 @@ RoundResult Federation::run_round(int64_t round) {
     std::vector<int64_t> acc(static_cast<size_t>(S), 0), control_acc,
         loss_acc(static_cast<size_t>(K), 0);
     if (fed_.algorithm == Algorithm::scaffold) control_acc.assign(size_t(S), 0);
-    std::vector<ClientState*> todo;
+    std::vector<ClientState*> to_train;
     for (auto& c : mine_)
-        if (active[size_t(c.spec.id)]) todo.push_back(&c);
-    std::vector<double> local_loss(todo.size(), 0.0);
-    std::vector<std::string> errors(todo.size());
-    std::vector<double> t_encode(todo.size(), 0.0);
-    tbb::parallel_for(size_t(0), todo.size(), [&](size_t i) {
-        ClientState& c = *todo[i];
+        if (active[size_t(c.spec.id)]) to_train.push_back(&c);
+    std::vector<double> local_loss(to_train.size(), 0.0);
+    std::vector<std::string> errors(to_train.size());
+    std::vector<double> t_encode(to_train.size(), 0.0);
+    tbb::parallel_for(size_t(0), to_train.size(), [&](size_t i) {
+        ClientState& c = *to_train[i];
         auto slot = pool_->acquire(layout_.shape(), S);
         try {
             tbb::this_task_arena::isolate([&] { train_client(c, *slot, round, local_loss[i]); });
@@ -353,9 +353,9 @@ RoundResult Federation::run_round(int64_t round) {
 
     // Agree on failures before any collective that carries data: the lowest failing id wins.
     int64_t failing = 0;
-    for (size_t i = 0; i < todo.size(); ++i)
+    for (size_t i = 0; i < to_train.size(); ++i)
         if (!errors[i].empty()) {
-            failing = K - todo[i]->spec.id;
+            failing = K - to_train[i]->spec.id;
             break;
         }
     comm_.allreduce_max(&failing, 1);
@@ -364,16 +364,12 @@ RoundResult Federation::run_round(int64_t round) {
         // The owner's message, on every rank (rank 0 prints it).
         const int owner = owner_[size_t(id)];
         std::string msg;
-        for (size_t i = 0; i < todo.size(); ++i)
-            if (todo[i]->spec.id == id)
+        for (size_t i = 0; i < to_train.size(); ++i)
+            if (to_train[i]->spec.id == id)
                 msg = "round " + std::to_string(round) + ", client " + std::to_string(id) +
-                      " (domain " + todo[i]->spec.domain + ", shard " +
-                      std::to_string(todo[i]->spec.shard) + "): " + errors[i];
-        int64_t len = int64_t(msg.size());
-        comm_.broadcast(&len, int64_t(sizeof len), owner);
-        msg.resize(size_t(len));
-        if (len > 0) comm_.broadcast(msg.data(), len, owner);
-        fail_collective(msg);
+                      " (domain " + to_train[i]->spec.domain + ", shard " +
+                      std::to_string(to_train[i]->spec.shard) + "): " + errors[i];
+        fail_collective(broadcast_string(comm_, msg, owner));
     }
 
     sw.reset();

@@ -41,12 +41,6 @@ h5::Shape to_h5(const std::vector<int64_t>& s) {
 
 // ---------------------------------------------------------------------------- agreement
 
-// Every rank learns whether `f` failed on any rank and then throws the same CollectiveError
-// (the lowest failing rank's message). Collective.
-template <typename F> void agreed(Comm& comm, F&& f) {
-    agree_on_errors(comm, std::forward<F>(f));
-}
-
 // FNV-1a over everything that must be identical on every rank.
 struct Fingerprint {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -211,7 +205,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     const int rank = comm.rank(), size = comm.size();
 
     // 1. The content is valid and the shared parts are the same on every rank.
-    agreed(comm, [&] { check_content(c, keep, rank); });
+    agree_on_errors(comm, [&] { check_content(c, keep, rank); });
     {
         // Equal on every rank <=> max == min for both 32-bit halves (min = -max of negation).
         const uint64_t fp = shared_fingerprint(dir, c, keep);
@@ -258,7 +252,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     const std::string name = checkpoint_file_name(h.round);
     const std::string final_path = (fs::path(dir) / name).string();
     const std::string tmp_path = final_path + ".tmp";
-    agreed(comm, [&] {
+    agree_on_errors(comm, [&] {
         if (rank != 0) return;
         std::error_code ec;
         fs::create_directories(dir, ec);
@@ -338,7 +332,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     }
 
     // 5. Every rank has closed the file (agree is a barrier): publish it atomically.
-    agreed(comm, [&] {
+    agree_on_errors(comm, [&] {
         if (rank != 0) return;
         fsync_path(tmp_path, false);
         const int rc = std::rename(tmp_path.c_str(), final_path.c_str());
@@ -349,7 +343,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     });
 
     // 6. Keep the newest `keep`.
-    agreed(comm, [&] {
+    agree_on_errors(comm, [&] {
         if (rank == 0) prune(dir, name, keep);
     });
     return final_path;

@@ -24,6 +24,14 @@ void check_mpi(int rc, const char* call) {
 
 Comm::~Comm() = default;
 
+std::string broadcast_string(Comm& comm, const std::string& s, int root) {
+    int64_t len = comm.rank() == root ? int64_t(s.size()) : 0;
+    comm.broadcast(&len, int64_t(sizeof len), root);
+    std::string out = comm.rank() == root ? s : std::string(size_t(len), '\0');
+    if (len > 0) comm.broadcast(out.data(), len, root);
+    return out;
+}
+
 void agree_on_errors(Comm& comm, const std::function<void()>& f) {
     std::string error;
     try {
@@ -37,11 +45,7 @@ void agree_on_errors(Comm& comm, const std::function<void()>& f) {
     comm.allreduce_max(&neg_first, 1);
     const int first = int(-neg_first);
     if (first == comm.size()) return;
-    int64_t len = int64_t(error.size());
-    comm.broadcast(&len, int64_t(sizeof len), first);
-    error.resize(size_t(len));
-    if (len > 0) comm.broadcast(error.data(), len, first);
-    throw CollectiveError(error);
+    throw CollectiveError(broadcast_string(comm, error, first));
 }
 
 void SerialComm::allreduce_sum(int64_t* /*data*/, int64_t n) {

@@ -80,6 +80,9 @@ private:
     int size_ = 1;
 };
 
+// `root`'s string on every rank (length, then bytes; `s` is read on `root` only). Collective.
+std::string broadcast_string(Comm& comm, const std::string& s, int root);
+
 // Runs `f` (rank-local work: no collective calls inside) on every rank, then agrees on its
 // outcome with one allreduce: if it threw on any rank, every rank throws CollectiveError with
 // the message of the lowest failing rank (broadcast), so an error only some ranks see still

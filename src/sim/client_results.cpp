@@ -41,12 +41,4 @@ bool check_clients(const CheckpointReader& r, const RunClients& rc) {
     return false;
 }
 
-std::string share_string(Comm& comm, const std::string& s, int root) {
-    int64_t n = comm.rank() == root ? int64_t(s.size()) : 0;
-    comm.allreduce_sum(&n, 1);
-    std::string out = comm.rank() == root ? s : std::string(size_t(n), '\0');
-    if (n > 0) comm.broadcast(out.data(), n, root);
-    return out;
-}
-
 } // namespace pfcr

@@ -1,6 +1,6 @@
 // What the fine-tuning and evaluation drivers share: checking that a pre-training or
-// fine-tuning checkpoint fits the run's config, loading a client's encoder from it, and moving one
-// rank's text to the others. No training and no file output here.
+// fine-tuning checkpoint fits the run's config, and gathering every client's result
+// on rank 0. No training and no file output here.
 #pragma once
 
 #include <cstdint>
@@ -32,9 +32,6 @@ void check_prepared(const CheckpointReader& r, const RunClients& rc, bool allow_
 // (same ids, domains, shards) and returns false.
 bool check_clients(const CheckpointReader& r, const RunClients& rc);
 
-// The owner's bytes on every rank (a broadcast from `root`, length first). Collective.
-std::string share_string(Comm& comm, const std::string& s, int root);
-
 // Rank 0 collects every client's value in id order: `mine` holds this rank's clients (by id),
 // `serialize` turns one into text and `deserialize` back (exactly). Collective; on other
 // ranks the result is empty.
@@ -45,8 +42,8 @@ std::map<int64_t, T> gather_to_rank0(Comm& comm, const RunClients& rc, std::map<
     for (int64_t k = 0; k < int64_t(rc.owner.size()); ++k) {
         const int owner = rc.owner[size_t(k)];
         if (owner < 0) continue;
-        const std::string s =
-            share_string(comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
+        const std::string s = broadcast_string(
+            comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
         if (comm.rank() == 0) all[k] = owner == 0 ? mine[k] : deserialize(s);
     }
     return all;
