@@ -10,6 +10,6 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target pfcr
 # Open MPI refuses to run as root unless told that it is intended (containers, CI).
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-mpirun -n 2 --oversubscribe ./build/release/bin/pfcr run -q -t 1 \
+mpirun -n 2 --oversubscribe ./build/release/bin/pfcr run -t 1 \
   -c configs/scientific-office.yaml -c configs/quickstart.yaml
 ./build/release/bin/pfcr inspect "$(ls -d runs/quickstart/pretrain/ckpt/round_*.h5 | tail -1)" | tail -1

@@ -14,20 +14,24 @@ void Logger::tee_to(const std::string& path) {
     file_ = std::move(f);
 }
 
-void Logger::emit(const char* level, const std::string& msg) const {
+void Logger::emit(const char* level, const std::string& msg, bool show) const {
     const double t =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     char prefix[64];
     std::snprintf(prefix, sizeof prefix, "[%8.2fs] [rank %d] %s", t, rank_, level);
-    if (!quiet_) std::fprintf(stderr, "%s%s\n", prefix, msg.c_str());
+    // One fputs of the whole line: lines of several ranks interleave whole, not mid-line.
+    if (show) std::fputs((prefix + msg + "\n").c_str(), stderr);
     if (file_) *file_ << prefix << msg << '\n' << std::flush;
 }
 
 void Logger::info(const std::string& msg) const {
-    emit("", msg);
+    emit("", msg, !quiet_);
+}
+void Logger::progress(const std::string& msg) const {
+    emit("", msg, progress_);
 }
 void Logger::warn(const std::string& msg) const {
-    emit("warning: ", msg);
+    emit("warning: ", msg, !quiet_);
 }
 
 std::string utc_timestamp() {

@@ -1,10 +1,10 @@
 // Implementation of the text helpers (see text.hpp).
 #include "core/text.hpp"
 
-#include <cstdio>
-
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 namespace pfcr {
@@ -76,6 +76,21 @@ std::string thousands(int64_t v) {
     const int first = v < 0 ? 1 : 0;
     for (int i = int(s.size()) - 3; i > first; i -= 3) s.insert(size_t(i), ",");
     return s;
+}
+
+std::string duration_text(double seconds) {
+    if (!(seconds >= 0) || seconds > 1e9) return "?";
+    const int64_t t = int64_t(std::llround(seconds));
+    char buf[32];
+    if (t < 60)
+        std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(t));
+    else if (t < 3600)
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(t / 60),
+                      static_cast<long long>(t % 60));
+    else
+        std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(t / 3600),
+                      static_cast<long long>(t / 60 % 60));
+    return buf;
 }
 
 std::string quote_string(std::string_view s) {

@@ -24,6 +24,9 @@ std::string quote_string(std::string_view s);
 std::string visible(std::string_view s);
 // Decimal with thousands separators, for summaries: 1234567 -> "1,234,567".
 std::string thousands(int64_t v);
+// A duration for progress lines: 42 -> "42s", 842 -> "14m02s", 3790 -> "1h03m"; negative or
+// non-finite -> "?".
+std::string duration_text(double seconds);
 size_t edit_distance(std::string_view a, std::string_view b);
 // The candidate closest to `word` by edit distance, if close enough to be a plausible typo.
 std::optional<std::string> closest_match(std::string_view word,

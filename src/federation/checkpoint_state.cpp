@@ -1,6 +1,7 @@
 // Stage state <-> checkpoint tensors (see checkpoint_state.hpp).
 #include "federation/checkpoint_state.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "core/error.hpp"
@@ -77,7 +78,7 @@ CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header) 
     c.server = L.server;
     for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
     for (const auto& s : fed.all_clients())
-        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}});
+        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}, {}});
     c.client_tensors = L.client;
     for (auto& cl : fed.clients()) {
         CheckpointContent::Owned o;
@@ -115,45 +116,75 @@ void restore_pretrain_state(Federation& fed, const CheckpointReader& r) {
 }
 
 CheckpointContent finetune_checkpoint(const ParamLayout& layout, CheckpointHeader header,
-                                      const std::vector<ClientSpec>& all,
-                                      const std::vector<FinetunedClient>& mine) {
+                                      const std::vector<ClientSpec>& all, bool with_optimizer) {
     CheckpointContent c;
     c.header = std::move(header);
     std::vector<std::string> per_client_rows; // tensors whose rows follow the domain
     for (const auto& e : layout.entries()) {
         // best/ and optim/ take the parameter's key (prompt/<name> for the head).
-        const std::string names[] = {stored_name(e), ckpt::best_tensor(e.key()),
-                                     ckpt::moment_m(e.key()), ckpt::moment_v(e.key())};
+        std::vector<std::string> names = {stored_name(e)};
+        if (e.trainable) names.push_back(ckpt::best_tensor(e.key()));
+        if (with_optimizer) {
+            names.push_back(ckpt::moment_m(e.key()));
+            names.push_back(ckpt::moment_v(e.key()));
+        }
         for (const auto& n : names) c.client_tensors.push_back({n, e.shape});
         if (e.name == "item_embedding.weight")
-            per_client_rows.insert(per_client_rows.end(), std::begin(names), std::end(names));
+            per_client_rows.insert(per_client_rows.end(), names.begin(), names.end());
     }
     for (const auto& s : all) {
-        ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}};
+        ClientMeta meta{s.id, s.domain, s.shard, s.train_rows, {}, {}};
         for (const auto& t : per_client_rows) meta.rows_override.emplace_back(t, s.n_items + 1);
         c.clients.push_back(meta);
     }
     c.header.n_clients = int64_t(c.clients.size());
-    for (const auto& f : mine) {
-        CheckpointContent::Owned o;
-        o.id = f.spec.id;
-        o.adam_step = f.state->step;
-        o.rng_counter = f.epochs_run;
-        for (const auto& e : f.state->layout.entries()) {
-            o.data.push_back(f.state->params.data() + e.offset);
-            o.data.push_back(f.best + e.offset);
+    return c;
+}
+
+CheckpointContent::Owned finetune_owned(const FinetunedClient& f, bool with_optimizer) {
+    CheckpointContent::Owned o;
+    o.id = f.spec.id;
+    o.adam_step = f.state->step;
+    o.rng_counter = f.epochs;
+    for (const auto& e : f.state->layout.entries()) {
+        o.data.push_back(f.state->params.data() + e.offset);
+        if (e.trainable) o.data.push_back(f.best + e.offset);
+        if (with_optimizer) {
             o.data.push_back(f.state->adam_m.data() + e.offset);
             o.data.push_back(f.state->adam_v.data() + e.offset);
         }
-        c.owned.push_back(std::move(o));
     }
-    return c;
+    return o;
+}
+
+bool read_finetune_state(const CheckpointReader& r, int64_t id, ModelState& state, float* best) {
+    const ParamLayout& layout = state.layout;
+    read_finetuned(r, id, layout, false, state.params.data());
+    if (best) read_finetuned(r, id, layout, true, best);
+    std::set<std::string> stored;
+    for (const auto& t : r.client_tensors(id)) stored.insert(t.name);
+    const bool with_optimizer = stored.count(ckpt::moment_m(layout.entries().front().key())) > 0;
+    std::fill(state.adam_m.data(), state.adam_m.data() + layout.total(), 0.0f);
+    std::fill(state.adam_v.data(), state.adam_v.data() + layout.total(), 0.0f);
+    state.step = 0;
+    if (!with_optimizer) return false;
+    for (const auto& e : layout.entries()) {
+        r.read_client(id, TensorSpec{ckpt::moment_m(e.key()), e.shape},
+                      state.adam_m.data() + e.offset);
+        r.read_client(id, TensorSpec{ckpt::moment_v(e.key()), e.shape},
+                      state.adam_v.data() + e.offset);
+    }
+    state.step = r.adam_step(id);
+    return true;
 }
 
 void read_finetuned(const CheckpointReader& r, int64_t id, const ParamLayout& layout, bool best,
                     float* params) {
+    // best/ holds the trainable entries only (older files: every entry); a frozen entry's best
+    // is its model/.
     for (const auto& e : layout.entries()) {
-        const std::string name = best ? ckpt::best_tensor(e.key()) : stored_name(e);
+        const bool from_best = best && e.trainable;
+        const std::string name = from_best ? ckpt::best_tensor(e.key()) : stored_name(e);
         r.read_client(id, TensorSpec{name, e.shape}, params + e.offset);
     }
 }

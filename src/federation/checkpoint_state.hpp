@@ -28,19 +28,26 @@ CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header);
 // checking that its clients are the federation's (ids, domains, shards, train rows).
 void restore_pretrain_state(Federation& fed, const CheckpointReader& r);
 
-// --- Fine-tuning. Per client: model/<name> (prompt/<name>), best/<stored>, optim/<stored>/m|v
-// of every entry of `layout` (id_items = 1: prompt-full's item embedding has its domain's rows,
-// recorded per client as a rows override).
+// --- Fine-tuning (docs/formats.md). Per client: model/<stored> of every entry (its final
+// parameters, or the current ones while it trains), best/<stored> of every trainable entry
+// (a frozen entry never changes, so its best is its model/), and with `with_optimizer` (a
+// client still training) optim/<stored>/m|v of every entry. `layout` has id_items = 1:
+// prompt-full's item embedding has its domain's rows, recorded per client as a rows override.
 struct FinetunedClient {
     ClientSpec spec;
-    const ModelState* state = nullptr; // final parameters and Adam moments
+    const ModelState* state = nullptr; // parameters and Adam moments
     const float* best = nullptr;       // best parameters (layout of `state`)
-    int64_t epochs_run = 0;
+    int64_t epochs = 0;                // epochs done (-> rng_counter)
 };
-// `all` lists every client of the stage (on every rank); `mine` this rank's.
+// The clients (`all`, every client of the file, on every rank) and tensor list; no data.
 CheckpointContent finetune_checkpoint(const ParamLayout& layout, CheckpointHeader header,
-                                      const std::vector<ClientSpec>& all,
-                                      const std::vector<FinetunedClient>& mine);
+                                      const std::vector<ClientSpec>& all, bool with_optimizer);
+// One client's data pointers, in the order of finetune_checkpoint's client_tensors.
+CheckpointContent::Owned finetune_owned(const FinetunedClient& f, bool with_optimizer);
+// Client `id` of a fine-tuning checkpoint into `state` (parameters; Adam moments and step if
+// stored, else zero) and `best` (if not null; layout of `state`). Returns whether the
+// optimizer state was stored.
+bool read_finetune_state(const CheckpointReader& r, int64_t id, ModelState& state, float* best);
 // A fine-tuning checkpoint's best (`best`) or final parameters of client `id` into `params`.
 void read_finetuned(const CheckpointReader& r, int64_t id, const ParamLayout& layout, bool best,
                     float* params);

@@ -83,6 +83,7 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
             f.add(name);
             f.add(rows);
         }
+        f.add(m.stage_state);
     }
     f.add(int64_t(c.client_tensors.size()));
     for (const auto& t : c.client_tensors) f.add(t);
@@ -136,6 +137,11 @@ void check_content(const CheckpointContent& c, int keep, int rank) {
               ", which is not among the clients");
         check(owned.insert(o.id).second, "checkpoint: rank ", rank, " owns client ", o.id,
               " twice");
+        if (o.fetch) {
+            check(o.data.empty(), "checkpoint: rank ", rank, ", client ", o.id,
+                  ": both data pointers and a fetch function");
+            continue;
+        }
         check(o.data.size() == c.client_tensors.size(), "checkpoint: rank ", rank, ", client ",
               o.id, ": ", o.data.size(), " data pointers for ", c.client_tensors.size(),
               " client tensors");
@@ -307,14 +313,30 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
                 g.set_attr(ckpt::attr::shard, m.shard);
                 g.set_attr(ckpt::attr::n_train_rows, m.n_train_rows);
                 g.set_attr(ckpt::attr::rng_counter, counters[3 * i + 1]);
+                if (!m.stage_state.empty()) g.set_attr(ckpt::attr::stage_state, m.stage_state);
                 g.create_group(ckpt::optim).set_attr(ckpt::attr::step, counters[3 * i]);
                 const auto it = mine.find(m.id);
+                std::vector<const float*> fetched;
+                if (it != mine.end() && it->second->fetch && error.empty()) {
+                    try { // collected like a write error: the collective sequence goes on
+                        fetched = it->second->fetch();
+                        check(fetched.size() == c.client_tensors.size(), "checkpoint: client ",
+                              m.id, ": fetch gave ", fetched.size(), " data pointers for ",
+                              c.client_tensors.size(), " client tensors");
+                    } catch (const std::exception& e) {
+                        error = e.what();
+                    }
+                }
                 for (size_t t = 0; t < c.client_tensors.size(); ++t) {
                     TensorSpec spec = c.client_tensors[t];
                     for (const auto& [name, rows] : m.rows_override)
                         if (name == spec.name && !spec.shape.empty()) spec.shape[0] = rows;
                     h5::Dataset ds = g.create_dataset<float>(spec.name, to_h5(spec.shape));
-                    if (it != mine.end()) write_data(ds, spec, it->second->data[t]);
+                    if (it == mine.end()) continue;
+                    if (!it->second->fetch)
+                        write_data(ds, spec, it->second->data[t]);
+                    else if (error.empty())
+                        write_data(ds, spec, fetched[t]);
                 }
                 if (faults.mid_write && k == n / 2) faults.mid_write(h.round);
             }
@@ -425,6 +447,8 @@ CheckpointReader::CheckpointReader(const std::string& path)
         m.domain = g.attr_string(ckpt::attr::domain);
         m.shard = g.attr_int(ckpt::attr::shard);
         m.n_train_rows = g.attr_int(ckpt::attr::n_train_rows);
+        if (g.has_attr(ckpt::attr::stage_state))
+            m.stage_state = g.attr_string(ckpt::attr::stage_state);
         clients_.push_back(std::move(m));
     }
     std::sort(clients_.begin(), clients_.end(),
@@ -434,7 +458,7 @@ CheckpointReader::CheckpointReader(const std::string& path)
 }
 
 bool CheckpointReader::has_client(int64_t id) const {
-    return std::binary_search(clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0, {}},
+    return std::binary_search(clients_.begin(), clients_.end(), ClientMeta{id, "", 0, 0, {}, {}},
                               [](const ClientMeta& a, const ClientMeta& b) { return a.id < b.id; });
 }
 

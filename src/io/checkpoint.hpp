@@ -53,6 +53,9 @@ struct ClientMeta {
     // Client tensors whose first dimension differs from the shared spec for this client (e.g.
     // prompt-full's item_embedding, one row per item of the client's domain): (name, rows).
     std::vector<std::pair<std::string, int64_t>> rows_override;
+    // Free-form state a stage keeps with the client, as text (fine-tuning: its early-stopping
+    // state and results as JSON, src/sim/finetune.cpp); attribute `stage_state` if not empty.
+    std::string stage_state;
 };
 
 // Everything one rank passes to write_checkpoint. Shared parts (header, server, clients,
@@ -69,6 +72,10 @@ struct CheckpointContent {
         int64_t adam_step = 0;          // -> /clients/<id>/optim attr "step"
         int64_t rng_counter = 0;        // -> /clients/<id> attr "rng_counter"
         std::vector<const float*> data; // parallel to client_tensors
+        // Instead of `data` (left empty): called once, just before this client's tensors are
+        // written, and returns their pointers (valid until the next fetch of this rank), so
+        // that a rank can stream clients from elsewhere without holding them all in memory.
+        std::function<std::vector<const float*>()> fetch;
     };
     std::vector<Owned> owned;
 };

@@ -41,6 +41,7 @@ inline constexpr const char* domain = "domain";
 inline constexpr const char* shard = "shard";
 inline constexpr const char* n_train_rows = "n_train_rows";
 inline constexpr const char* rng_counter = "rng_counter";
+inline constexpr const char* stage_state = "stage_state"; // optional: ClientMeta::stage_state
 // /clients/<id>/optim.
 inline constexpr const char* step = "step";
 } // namespace attr

@@ -418,6 +418,11 @@ bool role_shapes_pretraining(KeyRole r) {
            r == KeyRole::trajectory;
 }
 
+bool role_shapes_finetuning(KeyRole r) {
+    return role_shapes_pretraining(r) || r == KeyRole::budget || r == KeyRole::evaluation ||
+           r == KeyRole::head || r == KeyRole::finetune;
+}
+
 std::string Config::to_yaml() const {
     std::ostringstream os;
     os << "# pfcr resolved configuration: every key, with where its value came from\n";

@@ -45,6 +45,9 @@ bool role_shapes_checkpoint(KeyRole r);
 // a pre-training run resumes only with the same value of these (everything that shapes its
 // trajectory; locations, speed, budget, checkpoint policy and later stages may change).
 bool role_shapes_pretraining(KeyRole r);
+// a fine-tuning run resumes only with the same value of these (the pre-training keys plus
+// the budget, what is measured (early stopping reads it), the head and fine-tuning's own).
+bool role_shapes_finetuning(KeyRole r);
 
 struct KeySpec {
     std::string key; // dotted name, RecBole/PFCR spelling where one exists

@@ -43,6 +43,7 @@ struct FinetuneReport {
     std::vector<FinetuneDomain> domains; // domains with clients, prepared.h5 order
     EvalResult mean;                     // mean over domains of the test metrics
     double seconds = 0;
+    int status = 0; // 0, or 75 (stopped by a signal after saving every client's progress)
 };
 Json results_json(const FinetuneReport& r);
 // Per domain: R@K N@K for every K, epochs run (most over shards), and the popularity row.

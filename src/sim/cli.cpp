@@ -67,7 +67,7 @@ int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, B
     try {
         const pfcr::Options opt = load();
         const auto threads = limit_threads(opt);
-        const pfcr::Logger log(rank, quiet || rank != 0);
+        const pfcr::Logger log(rank, quiet || rank != 0, !quiet);
         if (print_config && !quiet && rank == 0) std::cout << opt.config.to_yaml() << std::flush;
         pfcr::install_stop_handlers();
         try {
@@ -215,8 +215,7 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
             if (!finetune_mode.empty())
                 finetune_args.sets.push_back("finetune.mode=" + finetune_mode);
             return run_mpi(argc, argv, finetune_args, [&](auto& opt, auto& comm, auto& log) {
-                pfcr::run_finetune(opt, comm, log, std::cout, finetune_from, faults);
-                return 0;
+                return pfcr::run_finetune(opt, comm, log, std::cout, finetune_from, faults).status;
             });
         } else if (*evaluate) {
             auto sets = eval_args.sets;

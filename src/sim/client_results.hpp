@@ -32,21 +32,33 @@ void check_prepared(const CheckpointReader& r, const RunClients& rc, bool allow_
 // (same ids, domains, shards) and returns false.
 bool check_clients(const CheckpointReader& r, const RunClients& rc);
 
-// Rank 0 collects every client's value in id order: `mine` holds this rank's clients (by id),
-// `serialize` turns one into text and `deserialize` back (exactly). Collective; on other
-// ranks the result is empty.
+// Every client's value in id order, on rank 0 only (gather_to_rank0) or on every rank
+// (gather_to_all): `mine` holds this rank's clients (by id), `serialize` turns one into text
+// and `deserialize` back (exactly). Collective; gather_to_rank0 returns an empty map on other
+// ranks.
 template <typename T, typename Serialize, typename Deserialize>
-std::map<int64_t, T> gather_to_rank0(Comm& comm, const RunClients& rc, std::map<int64_t, T>& mine,
-                                     Serialize serialize, Deserialize deserialize) {
+std::map<int64_t, T> gather_clients(Comm& comm, const RunClients& rc, std::map<int64_t, T>& mine,
+                                    Serialize serialize, Deserialize deserialize, bool everywhere) {
     std::map<int64_t, T> all;
     for (int64_t k = 0; k < int64_t(rc.owner.size()); ++k) {
         const int owner = rc.owner[size_t(k)];
         if (owner < 0) continue;
         const std::string s = broadcast_string(
             comm, owner == comm.rank() ? serialize(mine[k]) : std::string(), owner);
-        if (comm.rank() == 0) all[k] = owner == 0 ? mine[k] : deserialize(s);
+        if (comm.rank() == 0 || everywhere)
+            all[k] = owner == comm.rank() ? mine[k] : deserialize(s);
     }
     return all;
+}
+template <typename T, typename Serialize, typename Deserialize>
+std::map<int64_t, T> gather_to_rank0(Comm& comm, const RunClients& rc, std::map<int64_t, T>& mine,
+                                     Serialize serialize, Deserialize deserialize) {
+    return gather_clients(comm, rc, mine, serialize, deserialize, false);
+}
+template <typename T, typename Serialize, typename Deserialize>
+std::map<int64_t, T> gather_to_all(Comm& comm, const RunClients& rc, std::map<int64_t, T>& mine,
+                                   Serialize serialize, Deserialize deserialize) {
+    return gather_clients(comm, rc, mine, serialize, deserialize, true);
 }
 
 } // namespace pfcr

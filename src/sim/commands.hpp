@@ -64,6 +64,11 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
 // input file recorded in the manifest is gone or changed (sha256).
 std::string stale_reason(const Config& cfg, const std::string& path);
 
+// `path` relative to the directory `base` (both made absolute first; "" stays ""): how
+// results.json records the checkpoints it came from, so that its bytes do not depend on where
+// the run directory is.
+std::string relative_to(const std::string& path, const std::string& base);
+
 // A checkpoint file as given, or the newest complete one if `path` is a directory.
 std::string resolve_checkpoint(const std::string& path);
 

@@ -26,6 +26,13 @@ public:
         return false;
     }
     bool should_stop() const { return bad_ > patience_; }
+    // What a fine-tuning checkpoint keeps to resume the count (with best_epoch, best_score).
+    int64_t bad_epochs() const { return bad_; }
+    void restore(double best_score, int64_t best_epoch, int64_t bad_epochs) {
+        best_score_ = best_score;
+        best_epoch_ = best_epoch;
+        bad_ = bad_epochs;
+    }
     int64_t best_epoch() const { return best_epoch_; } // -1 before the first update
     double best_score() const { return best_score_; }
 

@@ -4,6 +4,9 @@
 // library code reads the environment for test switches. tests/cli/pfcr_faults.cpp builds them.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+
 #include "federation/engine.hpp"
 #include "io/checkpoint.hpp"
 
@@ -12,6 +15,9 @@ namespace pfcr {
 struct FaultInjection {
     Federation::ClientHook before_client_trains; // pre-training: a client's model, per round
     CheckpointFaults checkpoint;                 // every checkpoint write of the run
+    // Fine-tuning: after client `client` finished epoch `epoch` (before its progress is saved),
+    // e.g. to raise SIGUSR1 there.
+    std::function<void(int64_t client, int64_t epoch)> after_finetune_epoch;
 };
 
 } // namespace pfcr

@@ -39,6 +39,14 @@ std::string stale_reason(const Config& cfg, const std::string& path) {
     return "";
 }
 
+std::string relative_to(const std::string& path, const std::string& base) {
+    if (path.empty()) return path;
+    const auto abs = [](const std::string& p) {
+        return std::filesystem::absolute(p).lexically_normal();
+    };
+    return abs(path).lexically_proximate(abs(base)).string();
+}
+
 namespace {
 
 // The options of a stage: the run's, with one path key changed.
@@ -97,6 +105,11 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
         run_finetune(with(run_opt, "output_dir", (dir / "finetune").string()), comm, log,
                      finetune_out, from, faults);
     const double t_finetune = sw.seconds();
+    if (report.status != 0) {
+        if (comm.rank() == 0)
+            out << "run: fine-tuning stopped by a signal; run the same command again to resume\n";
+        return report.status;
+    }
     if (comm.rank() != 0) return 0;
 
     // results.json of the run: the fine-tuning results plus what produced them.
@@ -107,11 +120,17 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
     results["shared"] = opt.federation.share_whole_model ? "whole" : "table";
     results["privacy"] = privacy;
     results["seed"] = opt.seed;
-    results["pretrain_checkpoint"] = from;
-    const auto ms = [](double s) { return std::round(s * 1000) / 1000; }; // wall-clock, to 1 ms
-    results["time_s"] = {
-        {"prepare", ms(t_prepare)}, {"pretrain", ms(t_pretrain)}, {"finetune", ms(t_finetune)}};
+    // Paths relative to the run's directory: results.json has the same bytes wherever it is.
+    results["from"] = results["pretrain_checkpoint"] = relative_to(from, dir.string());
+    results["prepared"] = relative_to(prepared, dir.string());
     write_text_file_atomic((dir / "results.json").string(), to_json_text(results) + "\n");
+    // Wall-clock seconds of this invocation's stages (to 1 ms), apart from results.json, whose
+    // bytes do not depend on how the run was scheduled, interrupted or resumed.
+    const auto ms = [](double s) { return std::round(s * 1000) / 1000; };
+    Json timing = Json::object();
+    timing["time_s"] = {
+        {"prepare", ms(t_prepare)}, {"pretrain", ms(t_pretrain)}, {"finetune", ms(t_finetune)}};
+    write_text_file_atomic((dir / "timing.json").string(), to_json_text(timing) + "\n");
     write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
     out << results_table(report);
     out << "run: " << algorithm << " + finetune " << opt.finetune.mode << ", privacy " << privacy

@@ -1,7 +1,8 @@
 // Graceful stop on SIGTERM / SIGUSR1 (SLURM's pre-emption warning, `scancel --signal`): the
-// handler only records the request; the round loop polls it at the end of every round,
-// agrees on it across ranks, writes a checkpoint and exits with exit_code_preempted, so that
-// a batch script can requeue the job and resume. The flag is process-global by nature (a
+// handler only records the request; pre-training polls it at the end of every round (agreed
+// across ranks, then a checkpoint), fine-tuning after every epoch of a client (that client's
+// progress saved; the ranks agree at the stage's end); both exit with exit_code_preempted, so
+// that a batch script can requeue the job and resume. The flag is process-global by nature (a
 // signal handler has no context); nothing else in pfcr is.
 #pragma once
 

@@ -5,7 +5,10 @@
 //                                           before it trains in that round (the real
 //                                           non-finite-loss check must fire);
 //   PFCR_TEST_KILL_DURING_CHECKPOINT=<round> every rank raises SIGKILL half-way through writing
-//                                           the checkpoint of that round.
+//                                           the checkpoint of that round;
+//   PFCR_TEST_SIGNAL_AFTER_EPOCH=<client>:<epoch>  the rank fine-tuning that client raises
+//                                           SIGUSR1 once it finished that epoch (a pre-emption
+//                                           warning at a reproducible moment).
 #include <csignal>
 #include <cstdlib>
 #include <limits>
@@ -29,6 +32,12 @@ int main(int argc, char** argv) {
         const auto round = pfcr::parse_int(v);
         faults.checkpoint.mid_write = [round](int64_t r) {
             if (round && *round == r) std::raise(SIGKILL);
+        };
+    }
+    if (const char* at = std::getenv("PFCR_TEST_SIGNAL_AFTER_EPOCH")) {
+        const std::string where = at;
+        faults.after_finetune_epoch = [where](int64_t client, int64_t epoch) {
+            if (std::to_string(client) + ":" + std::to_string(epoch) == where) std::raise(SIGUSR1);
         };
     }
     return pfcr::run_cli(argc, argv, faults);

@@ -3,7 +3,9 @@
 # finetune -> results.json; a second run reuses prepared.h5 (up to date) and the finished
 # pre-training (resumed, nothing to do) and gives the same results; a changed data key makes
 # prepared.h5 stale; algorithm local skips pre-training; `pfcr evaluate` of its checkpoints
-# reproduces results.json. Usage: test_run.sh PFCR SRC [MPIEXEC]
+# reproduces results.json; SIGUSR1 to mpirun during fine-tuning stops it with 75, and the same
+# command on 1 rank finishes with the uninterrupted run's results.json bytes.
+# Usage: test_run.sh PFCR SRC [MPIEXEC]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mpi_test_setup "$@"
@@ -89,4 +91,29 @@ grep -q "config key 'data.text_ngrams' changed" "$work/r3.err" && pass "changed 
 run --set output_dir="$work/local" --set federation.algorithm=local >"$work/l.out" 2>&1
 [ ! -d "$work/local/pretrain" ] && grep -q '"from": ""' "$work/local/finetune/results.json" \
   && pass "algorithm local: no pre-training, fine-tuning from scratch" || failed "local: $(tail -3 "$work/l.out")"
+# --- pre-emption during fine-tuning, through mpirun (which forwards SIGUSR1 to every rank):
+#     each rank ends its epoch, saves its client's progress, all exit 75; the same command on
+#     1 rank continues and ends with the uninterrupted run's bytes. 150 epochs: a few seconds.
+long=(--set epochs=150 --set stopping_step=150 --set checkpoint.every=0)
+run --set output_dir="$work/whole" "${long[@]}" >/dev/null 2>&1
+"$mpiexec" -n 2 --oversubscribe "$pfcr" run -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" \
+  --set federation.rounds=2 "${long[@]}" --set output_dir="$work/cut" >"$work/cut.out" 2>"$work/cut.err" &
+pid=$!
+for _ in $(seq 300); do grep -q "finetune: .* epoch 2/150" "$work/cut.err" && break; sleep 0.05; done
+kill -USR1 "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 75 ] && grep -q "finetune: stopped by a signal" "$work/cut.err" && [ ! -e "$work/cut/results.json" ] &&
+  [ -n "$(ls "$work/cut/finetune/ckpt/progress")" ] &&
+  pass "SIGUSR1 to mpirun during fine-tuning: exit 75, progress saved, no results.json" ||
+  failed "fine-tuning pre-emption: rc $rc; $(tail -3 "$work/cut.err")"
+"$mpiexec" -n 1 "$pfcr" run -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set federation.rounds=2 \
+  "${long[@]}" --set output_dir="$work/cut" >"$work/cut2.out" 2>"$work/cut2.err" || true
+untimed() { sed 's/, "time": {[^}]*}//' "$1"; }
+grep -q "continuing [0-9]* clients from" "$work/cut2.err" && [ -s "$work/cut/results.json" ] &&
+  cmp -s "$work/cut/results.json" "$work/whole/results.json" &&
+  cmp -s <(untimed "$work/cut/finetune/metrics.jsonl") <(untimed "$work/whole/finetune/metrics.jsonl") &&
+  [ ! -e "$work/cut/finetune/ckpt/progress" ] &&
+  pass "resumed on 1 rank: results.json and fine-tuning metrics identical to the uninterrupted run" ||
+  failed "resumed run differs: $(diff "$work/cut/results.json" "$work/whole/results.json" 2>&1 | head -3; tail -2 "$work/cut2.err")"
 finish run

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
         std::vector<int64_t> rows;
         for (int64_t k = 0; k < n_clients; ++k) {
             rows.push_back(100 + (k * 37) % 50);
-            c.clients.push_back({k, "domain" + std::to_string(k % 8), k / 8, rows.back(), {}});
+            c.clients.push_back({k, "domain" + std::to_string(k % 8), k / 8, rows.back(), {}, {}});
         }
         const std::vector<int> owner = assign_clients(rows, comm.size());
 
@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
                 s.m.data()[i] = 0.1f * s.params.data()[i];
                 s.v.data()[i] = s.params.data()[i] * s.params.data()[i];
             }
-            CheckpointContent::Owned o{k, 10 * round + k, 1000 * round + k, {}};
+            CheckpointContent::Owned o{k, 10 * round + k, 1000 * round + k, {}, {}};
             for (const auto* e : local) o.data.push_back(s.params.data() + e->offset);
             for (const auto* e : local) {
                 o.data.push_back(s.m.data() + e->offset);

@@ -107,13 +107,13 @@ Synthetic make_content(int64_t n, int64_t round, int rank,
         s.server_store.push_back(tensor_values(-1, t, server_specs[t].size()));
     for (const auto& v : s.server_store) c.server_data.push_back(v.data());
     for (int64_t id = n - 1; id >= 0; --id)
-        c.clients.push_back({id, id % 3 == 0 ? "Ωffice" : "Arts", id / 3, 100 + id, {}});
+        c.clients.push_back({id, id % 3 == 0 ? "Ωffice" : "Arts", id / 3, 100 + id, {}, {}});
     c.client_tensors = client_specs;
     s.client_store.reserve(size_t(n));
     for (int64_t id = 0; id < n; ++id) {
         if (owner(id) != rank) continue;
         auto& store = s.client_store.emplace_back();
-        CheckpointContent::Owned o{id, step_of(id), rng_of(id), {}};
+        CheckpointContent::Owned o{id, step_of(id), rng_of(id), {}, {}};
         for (size_t t = 0; t < client_specs.size(); ++t) {
             store.push_back(tensor_values(id, t, client_specs[t].size()));
             o.data.push_back(store.back().data());

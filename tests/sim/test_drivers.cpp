@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <unistd.h>
 
@@ -188,13 +189,83 @@ TEST(Drivers, RunComposesResultsJsonFromTheStageReports) {
     const Json j = Json::parse(in);
     std::ifstream fin(fs::path(o.output_dir) / "finetune" / "results.json");
     const Json ft = Json::parse(fin);
-    // The run's results.json = the fine-tuning results + what produced them.
-    for (const char* k : {"mode", "from", "prepared", "fingerprint", "domains", "mean_test"})
+    // The run's results.json = the fine-tuning results + what produced them; checkpoint paths
+    // relative to the file's directory (the run's, or its finetune/).
+    for (const char* k : {"mode", "fingerprint", "domains", "mean_test"})
         EXPECT_EQ(j[k], ft[k]) << k;
+    EXPECT_EQ((fs::path(o.output_dir) / j["prepared"].get<std::string>()).lexically_normal(),
+              (fs::path(o.output_dir) / "finetune" / ft["prepared"].get<std::string>())
+                  .lexically_normal());
+    EXPECT_EQ(j["from"], "pretrain/ckpt/round_000002.h5");
+    EXPECT_EQ(ft["from"], "../pretrain/ckpt/round_000002.h5");
     EXPECT_EQ(j["algorithm"], "pfcr");
-    EXPECT_EQ(j["pretrain_checkpoint"], ft["from"]);
+    EXPECT_EQ(j["pretrain_checkpoint"], j["from"]);
     EXPECT_EQ(j["seed"], 2020);
+    EXPECT_FALSE(j.contains("time_s")); // wall-clock times are in timing.json
+    std::ifstream tin(fs::path(o.output_dir) / "timing.json");
+    EXPECT_TRUE(Json::parse(tin)["time_s"].contains("finetune"));
     EXPECT_THAT(out.str(), HasSubstr("run: pfcr + finetune full"));
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p);
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// metrics.jsonl without its wall-clock "time" objects.
+std::string untimed(const fs::path& p) {
+    std::string s = read_file(p);
+    for (size_t at; (at = s.find(", \"time\": {")) != std::string::npos;)
+        s.erase(at, s.find('}', at) + 1 - at);
+    return s;
+}
+
+// A stop signal during fine-tuning: the client's epoch ends, its progress is saved, the stage
+// returns 75 without results; run again, it continues (the finished client is not retrained)
+// and ends with the bytes of an uninterrupted run: results.json, metrics.jsonl apart from
+// timings, and the stage checkpoint's tensors. No state stays in memory between the calls.
+TEST(Drivers, FinetuneStoppedBySignalResumesToTheUninterruptedResult) {
+    SerialComm comm;
+    std::ostringstream out;
+    const std::vector<std::string> sets = {"federation.rounds=1", "epochs=4", "stopping_step=9",
+                                           "checkpoint.every=0"};
+    const Options whole = options("ft-whole", sets);
+    ASSERT_EQ(run_experiment(whole, comm, quiet_log, out), 0);
+
+    const Options cut = options("ft-cut", sets);
+    FaultInjection faults;
+    int64_t epochs_trained = 0;
+    faults.after_finetune_epoch = [&](int64_t client, int64_t epoch) {
+        ++epochs_trained;
+        if (client == 1 && epoch == 1) std::raise(SIGUSR1);
+    };
+    install_stop_handlers();
+    EXPECT_EQ(run_experiment(cut, comm, quiet_log, out, faults), exit_code_preempted);
+    clear_stop_request();
+    EXPECT_EQ(epochs_trained, 4 + 2); // client 0 finished, client 1 stopped after epoch 1
+    EXPECT_FALSE(fs::exists(fs::path(cut.output_dir) / "results.json"));
+    const fs::path progress = fs::path(cut.output_dir) / "finetune" / "ckpt" / "progress";
+    EXPECT_TRUE(fs::exists(progress / "client_000000" / "round_000004.h5"));
+    EXPECT_TRUE(fs::exists(progress / "client_000001" / "round_000002.h5"));
+
+    epochs_trained = 0;
+    EXPECT_EQ(run_experiment(cut, comm, quiet_log, out, faults), 0);
+    EXPECT_EQ(epochs_trained, 2);       // only client 1's remaining epochs
+    EXPECT_FALSE(fs::exists(progress)); // the stage checkpoint replaced the progress files
+    EXPECT_EQ(read_file(fs::path(cut.output_dir) / "results.json"),
+              read_file(fs::path(whole.output_dir) / "results.json"));
+    const fs::path m = fs::path("finetune") / "metrics.jsonl";
+    EXPECT_EQ(untimed(fs::path(cut.output_dir) / m), untimed(fs::path(whole.output_dir) / m));
+    const fs::path ck = fs::path("finetune") / "ckpt" / "round_000004.h5";
+    expect_same_checkpoint((fs::path(whole.output_dir) / ck).string(),
+                           (fs::path(cut.output_dir) / ck).string());
+
+    // A finished stage: running again trains nothing and rewrites the same results.
+    epochs_trained = 0;
+    EXPECT_EQ(run_experiment(cut, comm, quiet_log, out, faults), 0);
+    EXPECT_EQ(epochs_trained, 0);
+    EXPECT_EQ(read_file(fs::path(cut.output_dir) / "results.json"),
+              read_file(fs::path(whole.output_dir) / "results.json"));
 }
 
 // A checkpoint records the fingerprint of the prepared data it was trained on: fine-tuning from

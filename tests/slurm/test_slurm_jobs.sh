@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The jobs/*.sbatch scripts submitted for real to a one-node SLURM on this machine (started by
 # start-local-slurm.sh unless it already runs; stopped at the end if this test started it):
-# a self-requeueing 2-rank pretrain preempted with SIGUSR1 (resumes, every round once), a
-# 3-element array from a manifest, the scaling study (CSV + plot), the mpirun fallback, and
-# the single-experiment job once `pfcr run` exists. Tiny configs: about a minute.
+# a self-requeueing 2-rank `pfcr run` preempted with SIGUSR1 once during pre-training and once
+# during fine-tuning (resumes each time, ends with the uninterrupted run's results.json bytes),
+# a 3-element array from a manifest, the scaling study (CSV + plot), the mpirun fallback (the
+# same run, uninterrupted), and the single-experiment job. Tiny configs: about a minute.
 # Jobs are waited for by polling squeue every 0.2 s: `sbatch --wait` polls at 2 s and backs
 # off to 10 s (docs/SLURM-LOCAL.md pitfall 15), which alone would double this test's time.
 # Usage: test_slurm_jobs.sh PFCR_BINARY SOURCE_DIR        (exit 77 = skipped: not root)
@@ -70,10 +71,14 @@ data=(-c "$work/syn/synth.yaml" --set data.prepared="$work/prep/prepared.h5")
 tiny=$src/configs/tiny.yaml
 
 # --- submit everything; SLURM runs the jobs one after another on the node's 2 CPUs
-# 1. the self-requeueing pretrain: 150 rounds (~10 s), preempted below after >= 3 rounds
+# 1. the self-requeueing pfcr run: 150 rounds (~10 s), then 4 clients x $epochs epochs without
+#    early stopping; preempted below after >= 3 rounds, and again during fine-tuning
 rounds=150
-submit "$work/requeue.log" "$src/jobs/pretrain-requeue.sbatch" "$tiny" "${data[@]}" \
-    --set federation.rounds=$rounds --set checkpoint.every=0 --set output_dir="$work/rq"
+epochs=150
+run_args=(--set federation.rounds=$rounds --set checkpoint.every=0 --set epochs=$epochs
+          --set stopping_step=$epochs)
+submit "$work/requeue.log" "$src/jobs/requeue.sbatch" run "$tiny" "${data[@]}" "${run_args[@]}" \
+    --set output_dir="$work/rq"
 requeue_id=$id
 # 2. a 3-element array of tiny pretrains (one on 1 rank) from a test manifest
 cat >"$work/manifest.txt" <<'M'
@@ -90,19 +95,26 @@ array_id=$id
 submit "$work/scaling.log" --ntasks=2 --export=ALL,SCALING_RANKS="1 2" "$src/jobs/scaling.sbatch" \
     "$work/scaling" "$tiny" "${data[@]}" --set federation.rounds=3
 scaling_id=$id
-# 4. the mpirun fallback: pretrain-requeue's normal path (no signal, exit 0), the same 150
-#    rounds uninterrupted: its final state must equal the preempted + requeued run's
-submit "$work/mpirun.log" --export=ALL,PFCR_LAUNCHER=mpirun "$src/jobs/pretrain-requeue.sbatch" "$tiny" \
-    "${data[@]}" --set federation.rounds=$rounds --set checkpoint.every=0 --set output_dir="$work/mpirun"
+# 4. the mpirun fallback: requeue.sbatch's normal path (no signal, exit 0), the same run
+#    uninterrupted: its results must equal the twice preempted + requeued run's
+submit "$work/mpirun.log" --export=ALL,PFCR_LAUNCHER=mpirun "$src/jobs/requeue.sbatch" run "$tiny" \
+    "${data[@]}" "${run_args[@]}" --set output_dir="$work/mpirun"
 mpirun_id=$id
 # 5. the single experiment (pfcr run)
 submit "$work/run.log" "$src/jobs/run.sbatch" "$tiny" "${data[@]}" --set federation.rounds=2 \
     --set epochs=1 --set output_dir="$work/run"
 run_id=$id
 
-# --- preempt the requeue job: SIGUSR1 to its batch shell, as --signal=B:USR1@T would
+# --- preempt the requeue job: SIGUSR1 to its batch shell, as --signal=B:USR1@T would; once
+#     during pre-training, once (after the requeue) during fine-tuning
 for _ in $(seq 600); do
-    [ -s "$work/rq/metrics.jsonl" ] && [ "$(grep -c '"event": "round"' "$work/rq/metrics.jsonl")" -ge 3 ] && break
+    [ -s "$work/rq/pretrain/metrics.jsonl" ] &&
+        [ "$(grep -c '"event": "round"' "$work/rq/pretrain/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.1
+done
+scancel --signal=USR1 --batch "$requeue_id"
+for _ in $(seq 1500); do
+    grep -q "finetune: .* epoch 2/$epochs" "$work/requeue.log" 2>/dev/null && break
     sleep 0.1
 done
 scancel --signal=USR1 --batch "$requeue_id"
@@ -110,19 +122,21 @@ scancel --signal=USR1 --batch "$requeue_id"
 wait_job "$requeue_id"
 restarts=$(scontrol -o show job "$requeue_id" | grep -o 'Restarts=[0-9]*')
 preempted=$(grep -m1 -o 'preempted after [0-9]* of' "$work/requeue.log" || true)
-resumed=$(grep -m1 -o '^pretrain-requeue: resumed from .*' "$work/requeue.log" || true)
-if completed && [ "$restarts" = Restarts=1 ] && [ -n "$preempted" ] && [ -n "$resumed" ] &&
-   grep -q "requeueing job $requeue_id" "$work/requeue.log" &&
-   grep -q "pretrain-requeue: training complete" "$work/requeue.log"; then
-    pass "pretrain-requeue: SIGUSR1 -> $preempted $rounds -> requeued -> ${resumed#pretrain-requeue: } -> COMPLETED 0"
+resumed=$(grep -o '^requeue: resumed from .*' "$work/requeue.log" | tail -1 || true)
+if completed && [ "$restarts" = Restarts=2 ] && [ -n "$preempted" ] && [ -n "$resumed" ] &&
+   [ "$(grep -c "requeueing job $requeue_id" "$work/requeue.log")" = 2 ] &&
+   grep -q "finetune: stopped by a signal" "$work/requeue.log" &&
+   grep -q "continuing [0-9]* clients from" "$work/requeue.log" &&
+   grep -q "requeue: pfcr run complete" "$work/requeue.log"; then
+    pass "requeue.sbatch run: SIGUSR1 in pre-training ($preempted $rounds) and in fine-tuning -> requeued twice -> COMPLETED 0"
 else
-    failed "pretrain-requeue: $states $restarts '$preempted' '$resumed'"; tail -20 "$work/requeue.log"
+    failed "requeue.sbatch run: $states $restarts '$preempted' '$resumed'"; tail -30 "$work/requeue.log"
 fi
 n_ckpt=$(printf 'round_%06d.h5' $rounds)
-rounds_ok "$work/rq/metrics.jsonl" $rounds && [ -e "$work/rq/ckpt/$n_ckpt" ] &&
-    [ "$(grep -c '"event": "end"' "$work/rq/metrics.jsonl")" = 1 ] &&
-    pass "pretrain-requeue: metrics.jsonl has rounds 0..$((rounds - 1)) exactly once, $n_ckpt written" ||
-    failed "pretrain-requeue: metrics rounds $(grep -c '"event": "round"' "$work/rq/metrics.jsonl"), ckpt $(ls "$work/rq/ckpt")"
+rounds_ok "$work/rq/pretrain/metrics.jsonl" $rounds && [ -e "$work/rq/pretrain/ckpt/$n_ckpt" ] &&
+    [ "$(grep -c '"event": "end"' "$work/rq/pretrain/metrics.jsonl")" = 1 ] &&
+    pass "requeue.sbatch run: pretrain metrics.jsonl has rounds 0..$((rounds - 1)) exactly once, $n_ckpt written" ||
+    failed "requeue.sbatch run: metrics rounds $(grep -c '"event": "round"' "$work/rq/pretrain/metrics.jsonl"), ckpt $(ls "$work/rq/pretrain/ckpt")"
 
 wait_job "$array_id"
 ok=1
@@ -166,14 +180,20 @@ else
 fi
 
 wait_job "$mpirun_id"
-completed && grep -q "launcher mpirun" "$work/mpirun.log" && grep -q "training complete" "$work/mpirun.log" &&
-    rounds_ok "$work/mpirun/metrics.jsonl" $rounds && grep -q ", 2 ranks, $rounds rounds" "$work/mpirun.log" &&
+completed && grep -q "launcher mpirun" "$work/mpirun.log" && grep -q "pfcr run complete" "$work/mpirun.log" &&
+    rounds_ok "$work/mpirun/pretrain/metrics.jsonl" $rounds && grep -q ", 2 ranks, $rounds rounds" "$work/mpirun.log" &&
     pass "PFCR_LAUNCHER=mpirun: 2 ranks from the allocation, $rounds rounds, exit 0" ||
     { failed "mpirun fallback: $states"; tail -5 "$work/mpirun.log"; }
 end_sum() { grep -o '"state_sum": [-0-9.e+]*' "$1"; }
-[ -n "$(end_sum "$work/rq/metrics.jsonl")" ] && [ "$(end_sum "$work/rq/metrics.jsonl")" = "$(end_sum "$work/mpirun/metrics.jsonl")" ] &&
-    pass "preempted + requeued run ends in the uninterrupted run's state ($(end_sum "$work/rq/metrics.jsonl"))" ||
-    failed "requeued state $(end_sum "$work/rq/metrics.jsonl") != uninterrupted $(end_sum "$work/mpirun/metrics.jsonl")"
+[ -n "$(end_sum "$work/rq/pretrain/metrics.jsonl")" ] &&
+    [ "$(end_sum "$work/rq/pretrain/metrics.jsonl")" = "$(end_sum "$work/mpirun/pretrain/metrics.jsonl")" ] &&
+    pass "preempted + requeued pre-training ends in the uninterrupted run's state ($(end_sum "$work/rq/pretrain/metrics.jsonl"))" ||
+    failed "requeued state $(end_sum "$work/rq/pretrain/metrics.jsonl") != uninterrupted $(end_sum "$work/mpirun/pretrain/metrics.jsonl")"
+untimed() { sed 's/, "time": {[^}]*}//' "$1"; }
+[ -s "$work/rq/results.json" ] && cmp -s "$work/rq/results.json" "$work/mpirun/results.json" &&
+    cmp -s <(untimed "$work/rq/finetune/metrics.jsonl") <(untimed "$work/mpirun/finetune/metrics.jsonl") &&
+    pass "twice preempted + requeued pfcr run: results.json identical to the uninterrupted run's, fine-tuning metrics too" ||
+    failed "requeued run results differ: $(diff "$work/rq/results.json" "$work/mpirun/results.json" 2>&1 | head -3)"
 
 wait_job "$run_id"
 completed && grep -q '"mean_test"' "$work/run/results.json" && [ -s "$work/run/finetune/metrics.jsonl" ] &&
