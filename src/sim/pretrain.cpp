@@ -20,6 +20,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/text.hpp"
 #include "federation/checkpoint_state.hpp"
 #include "federation/clients.hpp"
 #include "federation/engine.hpp"
@@ -177,6 +178,7 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
 
     double round_seconds = 0;
     bool stopped = false;
+    Stopwatch loop_time; // for the progress line's throughput and ETA (this invocation's rounds)
     for (int64_t round = start; round < rounds; ++round) {
         const RoundResult r = federation.run_round(round);
         // Every rank learns of a signal that reached any rank (srun signals all; a user's kill
@@ -228,8 +230,17 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                     progress << " -";
             }
             if (K > 8) progress << " ...";
+            int64_t rows = 0;
+            for (int64_t k : r.sampled) rows += rc.specs[size_t(k)].train_rows;
+            const double wall = loop_time.seconds();
+            const int64_t done = round + 1 - start, left = rounds - round - 1;
             progress << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]
-                     << " s allreduce, " << t[4] << " s checkpoint)";
+                     << " s allreduce, " << t[4] << " s checkpoint; "
+                     << thousands(int64_t(double(rows * fed.local_epochs) /
+                                          std::max(t[0] + t[1] + t[2] + t[3], 1e-9)))
+                     << " rows/s)  " << round + 1 << "/" << rounds << " rounds"
+                     << (left > 0 ? ", ETA " + duration_text(wall / double(done) * double(left))
+                                  : std::string());
             log.info(progress.str());
         }
         if (stopped && !last) {

@@ -92,7 +92,8 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
                          stage_out, "", faults);
         if (pre.status != 0) {
             if (comm.rank() == 0)
-                out << "run: pre-training stopped by a signal; run the same command again to "
+                out << stage_out.str() // "pretrain: preempted after R of N rounds; ..."
+                    << "run: pre-training stopped by a signal; run the same command again to "
                        "resume\n";
             return pre.status;
         }

@@ -121,7 +121,7 @@ scancel --signal=USR1 --batch "$requeue_id"
 
 wait_job "$requeue_id"
 restarts=$(scontrol -o show job "$requeue_id" | grep -o 'Restarts=[0-9]*')
-preempted=$(grep -m1 -o 'preempted after [0-9]* of' "$work/requeue.log" || true)
+preempted=$(grep -m1 -o 'pretrain: preempted after [0-9]* of' "$work/requeue.log" || true)
 resumed=$(grep -o '^requeue: resumed from .*' "$work/requeue.log" | tail -1 || true)
 if completed && [ "$restarts" = Restarts=2 ] && [ -n "$preempted" ] && [ -n "$resumed" ] &&
    [ "$(grep -c "requeueing job $requeue_id" "$work/requeue.log")" = 2 ] &&
@@ -181,7 +181,7 @@ fi
 
 wait_job "$mpirun_id"
 completed && grep -q "launcher mpirun" "$work/mpirun.log" && grep -q "pfcr run complete" "$work/mpirun.log" &&
-    rounds_ok "$work/mpirun/pretrain/metrics.jsonl" $rounds && grep -q ", 2 ranks, $rounds rounds" "$work/mpirun.log" &&
+    rounds_ok "$work/mpirun/pretrain/metrics.jsonl" $rounds && grep -q "clients on 2 ranks, rounds 0..$((rounds - 1))" "$work/mpirun.log" &&
     pass "PFCR_LAUNCHER=mpirun: 2 ranks from the allocation, $rounds rounds, exit 0" ||
     { failed "mpirun fallback: $states"; tail -5 "$work/mpirun.log"; }
 end_sum() { grep -o '"state_sum": [-0-9.e+]*' "$1"; }
