@@ -22,6 +22,7 @@
 // the epoch lines are those of the run that trained the epoch).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -50,6 +51,17 @@ namespace pfcr {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Current and peak resident set size of this process, MiB (Linux /proc/self/status).
+std::pair<double, double> rss_mib() {
+    std::ifstream in("/proc/self/status");
+    double now = 0, peak = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) now = std::atof(line.c_str() + 6) / 1024.0;
+        if (line.rfind("VmHWM:", 0) == 0) peak = std::atof(line.c_str() + 6) / 1024.0;
+    }
+    return {now, peak};
+}
 
 // One client's outcome, as text lines and numbers rank 0 needs.
 struct ClientOutcome {
@@ -177,6 +189,8 @@ public:
            << " train rows/s, " << duration_text(t) << " elapsed";
         if (rows_done_ > 0 && rows_done_ < rows_)
             os << ", ETA ~" << duration_text(t * double(rows_ - rows_done_) / double(rows_done_));
+        const auto [rss, peak] = rss_mib();
+        os << ", RSS " << int64_t(rss) << " MiB (peak " << int64_t(peak) << ")";
         log_.progress(os.str());
     }
 
@@ -317,11 +331,12 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         const double line = double(to_json_text(e).size() + 1);
         const double mib = 1.0 / 1048576.0;
         std::ostringstream os;
-        os << std::fixed << std::setprecision(1)
-           << "finetune: memory: one client at a time per rank (" << double(4 * largest) * 4 * mib
-           << " MiB: parameters, Adam m and v, best); persistent " << std::setprecision(3)
+        os << std::fixed << std::setprecision(3) << "finetune: memory: persistent "
            << (double(max_epochs + 2) * line + 256) * mib
-           << " MiB per client (its metrics lines); states go to " << ckpt_dir;
+           << " MiB per client (its metrics lines; its state goes to " << ckpt_dir
+           << "/progress once it is done), working state " << std::setprecision(1)
+           << double(4 * largest) * 4 * mib
+           << " MiB for the one client a rank trains at a time (parameters, Adam m and v, best)";
         log.info(os.str());
     }
     Stopwatch total;
@@ -537,9 +552,11 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         }
         const std::string written =
             write_checkpoint(comm, ckpt_dir, c, opt.checkpoint.keep, faults.checkpoint);
-        if (comm.rank() == 0)
-            log.info("finetune: checkpoint " + written + " (" + std::to_string(tuned.size()) +
-                     " clients) in " + duration_text(sw.seconds()));
+        const auto [rss, peak] = rss_mib();
+        log.progress("finetune: checkpoint " + written + " (" + std::to_string(tuned.size()) +
+                     " clients) in " + duration_text(sw.seconds()) + "; RSS " +
+                     std::to_string(int64_t(rss)) + " MiB (peak " + std::to_string(int64_t(peak)) +
+                     ")");
     }
     // The stage's checkpoint is complete: progress files are redundant (also a crashed
     // run's, found by a rerun).
