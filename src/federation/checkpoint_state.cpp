@@ -2,6 +2,7 @@
 #include "federation/checkpoint_state.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <set>
 
 #include "core/error.hpp"
@@ -10,7 +11,9 @@
 namespace pfcr {
 namespace {
 
-// Where each pre-training tensor lives: (kind, offset into that buffer).
+// Where each pre-training tensor lives: (kind, offset into that buffer). Adam moments are
+// offsets into a dense m|v buffer (2 x layout.total()) that a client's CompactMoments expand
+// into.
 struct PretrainLayout {
     enum What { global_params, global_control, priv, adam_m, adam_v, client_control };
     std::vector<TensorSpec> server, client;
@@ -46,7 +49,8 @@ PretrainLayout pretrain_layout(const Federation& fed) {
     return L;
 }
 
-float* source(Federation& fed, ClientState* c, std::pair<PretrainLayout::What, int64_t> src) {
+float* source(Federation& fed, ClientState* c, std::pair<PretrainLayout::What, int64_t> src,
+              float* moments = nullptr) {
     switch (src.first) {
     case PretrainLayout::global_params:
         return fed.server_params().data() + src.second;
@@ -55,9 +59,9 @@ float* source(Federation& fed, ClientState* c, std::pair<PretrainLayout::What, i
     case PretrainLayout::priv:
         return c->private_params.data() + src.second;
     case PretrainLayout::adam_m:
-        return c->adam_m.data() + src.second;
+        return moments + src.second;
     case PretrainLayout::adam_v:
-        return c->adam_v.data() + src.second;
+        return moments + fed.layout().total() + src.second;
     case PretrainLayout::client_control:
         return c->control.data() + src.second;
     }
@@ -80,12 +84,20 @@ CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header) 
     for (const auto& s : fed.all_clients())
         c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}, {}});
     c.client_tensors = L.client;
+    // One dense m|v buffer per rank, refilled for each client as the writer reaches it.
+    auto dense = std::make_shared<AlignedBuffer<float>>(2 * fed.layout().total());
     for (auto& cl : fed.clients()) {
         CheckpointContent::Owned o;
         o.id = cl.spec.id;
         o.adam_step = cl.step;
         o.rng_counter = cl.rounds_trained;
-        for (const auto& src : L.client_src) o.data.push_back(source(fed, &cl, src));
+        o.fetch = [&fed, &cl, L, dense] {
+            float* m = dense->data();
+            cl.moments.load(fed.layout(), m, m + fed.layout().total());
+            std::vector<const float*> data;
+            for (const auto& src : L.client_src) data.push_back(source(fed, &cl, src, m));
+            return data;
+        };
         c.owned.push_back(std::move(o));
     }
     return c;
@@ -107,9 +119,11 @@ void restore_pretrain_state(Federation& fed, const CheckpointReader& r) {
     const PretrainLayout L = pretrain_layout(fed);
     for (size_t i = 0; i < L.server.size(); ++i)
         r.read_server(L.server[i], source(fed, nullptr, L.server_src[i]));
+    AlignedBuffer<float> dense(2 * fed.layout().total());
     for (auto& c : fed.clients()) {
         for (size_t i = 0; i < L.client.size(); ++i)
-            r.read_client(c.spec.id, L.client[i], source(fed, &c, L.client_src[i]));
+            r.read_client(c.spec.id, L.client[i], source(fed, &c, L.client_src[i], dense.data()));
+        c.moments.store(fed.layout(), dense.data(), dense.data() + fed.layout().total());
         c.step = r.adam_step(c.spec.id);
         c.rounds_trained = r.rng_counter(c.spec.id);
     }

@@ -60,8 +60,13 @@ const char* algorithm_name(Algorithm a) {
 }
 
 int64_t ClientState::bytes() const {
-    return int64_t(sizeof(float)) *
-           (private_params.size() + adam_m.size() + adam_v.size() + control.size());
+    return int64_t(sizeof(float)) * (private_params.size() + control.size()) + moments.bytes();
+}
+
+int64_t Federation::dense_client_bytes() const {
+    const int64_t S = shared_end_ - shared_begin_;
+    return int64_t(sizeof(float)) * ((layout_.total() - S) + 2 * layout_.total() +
+                                     (fed_.algorithm == Algorithm::scaffold ? S : 0));
 }
 
 // Transient per-worker state: a full model to train in, the trainer scratch, upload buffers.
@@ -155,8 +160,6 @@ void Federation::add_client(int64_t id, std::vector<const PreparedDomain*> data)
     std::copy(init_.data(), init_.data() + shared_begin_, c.private_params.data());
     std::copy(init_.data() + shared_end_, init_.data() + total,
               c.private_params.data() + shared_begin_);
-    c.adam_m.resize(total);
-    c.adam_v.resize(total);
     if (fed_.algorithm == Algorithm::scaffold) c.control.resize(shared);
     mine_.push_back(std::move(c));
 }
@@ -174,17 +177,10 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
     const int64_t total = layout_.total(), S = shared_end_ - shared_begin_;
     materialize(c, st.params.data());
     if (client_hook_) client_hook_(round, c.spec, st); // fault injection (tests only)
-    std::swap(st.adam_m, c.adam_m); // the moments move in and out instead of being copied
-    std::swap(st.adam_v, c.adam_v);
+    // The moments expand into the slot's dense buffers and are compacted again after the
+    // round (on an exception the client keeps what it had).
+    c.moments.load(layout_, st.adam_m.data(), st.adam_v.data());
     st.step = c.step;
-    struct SwapBack { // also on an exception: the client must keep its moments
-        ClientState& c;
-        ModelState& st;
-        ~SwapBack() {
-            std::swap(st.adam_m, c.adam_m);
-            std::swap(st.adam_v, c.adam_v);
-        }
-    } swap_back{c, st};
 
     std::vector<std::unique_ptr<Trainer>> trainers;
     for (const PreparedDomain* d : c.data) {
@@ -267,6 +263,7 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
     const float* p = st.params.data();
     std::copy(p, p + shared_begin_, c.private_params.data());
     std::copy(p + shared_end_, p + total, c.private_params.data() + shared_begin_);
+    c.moments.store(layout_, st.adam_m.data(), st.adam_v.data());
     c.step = st.step;
     c.rounds_trained += 1;
 }

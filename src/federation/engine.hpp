@@ -5,7 +5,8 @@
 // identically. Files, metrics and checkpoints are the driver's (src/sim/pretrain.cpp).
 //
 // Memory (docs/ARCHITECTURE.md §3): a client persists only the parameters outside the shared range,
-// the Adam moments and (SCAFFOLD) its control variate. The materialized full model, the
+// the Adam moments without their all-zero rows (CompactMoments) and (SCAFFOLD) its control
+// variate. The materialized full model, the
 // trainer scratch and the upload buffer are per worker slot; at most one slot per thread is
 // in use, because each client's training runs inside tbb::this_task_arena::isolate.
 #pragma once
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "data/prepared.hpp"
+#include "federation/compact_moments.hpp"
 #include "federation/privacy.hpp"
 #include "io/comm.hpp"
 #include "model/trainer.hpp"
@@ -53,11 +55,11 @@ struct ClientState {
     ClientSpec spec;
     std::vector<const PreparedDomain*> data; // one domain (or shard); every domain if pooled
     AlignedBuffer<float> private_params;     // layout entries outside the shared range
-    AlignedBuffer<float> adam_m, adam_v;     // full layout
+    CompactMoments moments;                  // Adam m and v of the full layout, touched rows
     int64_t step = 0;                        // Adam steps taken
     int64_t rounds_trained = 0;              // rounds this client took part in (rng counter)
     AlignedBuffer<float> control;            // SCAFFOLD c_k over the shared range (else empty)
-    int64_t bytes() const;                   // persistent bytes (the buffers above)
+    int64_t bytes() const;                   // persistent bytes (the buffers above, as held)
 };
 
 struct RoundResult {
@@ -104,6 +106,8 @@ public:
     std::vector<float>& server_params() { return global_; }   // shared range values
     std::vector<float>& server_control() { return control_; } // SCAFFOLD c (else empty)
     std::vector<ClientState>& clients() { return mine_; }
+    // Bytes a client would persist with dense Adam moments (the bound bytes() stays under).
+    int64_t dense_client_bytes() const;
     const std::vector<ClientSpec>& all_clients() const { return all_; }
     const std::vector<int>& owner() const { return owner_; }
     // The full parameters of an owned client as its next round would start (shared range from

@@ -531,6 +531,26 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             p.best_epoch = p.outcome.best_epoch;
             m.stage_state = progress_text(p);
         }
+        // The stage checkpoint needs about as much disk as the progress files it is made of.
+        // If the file system cannot hold both, each client's progress file goes as soon as its
+        // tensors are in the temp file: a crash during the write then costs recomputing those
+        // clients on the rerun (same results), never a wrong result.
+        int64_t progress_bytes = 0;
+        for (const auto& s : tuned) {
+            if (rc.owner[size_t(s.id)] != comm.rank()) continue;
+            std::error_code ec;
+            const auto size = fs::file_size(latest_checkpoint(progress_dir(ckpt_dir, s.id)), ec);
+            if (!ec) progress_bytes += int64_t(size);
+        }
+        comm.allreduce_sum(&progress_bytes, 1);
+        std::error_code space_ec;
+        const auto space = fs::space(ckpt_dir, space_ec);
+        const bool delete_as_streamed =
+            !space_ec && double(space.available) < 1.1 * double(progress_bytes);
+        if (delete_as_streamed && comm.rank() == 0)
+            log.info("finetune: " + thousands(int64_t(space.available >> 20)) + " MiB free for a " +
+                     thousands(progress_bytes >> 20) +
+                     " MiB stage checkpoint: each progress file is deleted once it is written");
         // One client's buffers at a time, refilled by each fetch.
         std::unique_ptr<ModelState> state;
         AlignedBuffer<float> best;
@@ -539,14 +559,19 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             CheckpointContent::Owned o;
             o.id = s.id;
             o.rng_counter = all.at(s.id).epochs_run;
-            o.fetch = [&, s] {
-                const std::string file = latest_checkpoint(progress_dir(ckpt_dir, s.id));
-                check(!file.empty(), progress_dir(ckpt_dir, s.id), ": progress file missing");
+            const int64_t epochs = o.rng_counter;
+            o.fetch = [&, s, epochs] {
+                const std::string dir_k = progress_dir(ckpt_dir, s.id);
+                const std::string file = latest_checkpoint(dir_k);
+                check(!file.empty(), dir_k, ": progress file missing");
                 state = std::make_unique<ModelState>(client_layout(s));
                 best.resize(size_t(state->layout.total()));
-                const CheckpointReader r(file);
-                read_finetune_state(r, s.id, *state, best.data());
-                return finetune_owned({s, state.get(), best.data(), o.rng_counter}, false).data;
+                {
+                    const CheckpointReader r(file);
+                    read_finetune_state(r, s.id, *state, best.data());
+                }
+                if (delete_as_streamed) fs::remove_all(dir_k);
+                return finetune_owned({s, state.get(), best.data(), epochs}, false).data;
             };
             c.owned.push_back(std::move(o));
         }

@@ -165,11 +165,13 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         std::ostringstream os;
         os << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients on "
            << comm.size() << " ranks, rounds " << start << ".." << rounds - 1 << ", shared "
-           << (federation.shared_end() - federation.shared_begin()) << " floats, client state "
-           << std::fixed << std::setprecision(1)
+           << (federation.shared_end() - federation.shared_begin())
+           << " floats, client state at most " << std::fixed << std::setprecision(1)
+           << double(federation.dense_client_bytes()) / 1048576.0
+           << " MiB per client (Adam moments of touched rows only; now "
            << double(client_bytes) / double(std::max<size_t>(federation.clients().size(), 1)) /
                   1048576.0
-           << " MiB per client; " << describe(fed.privacy);
+           << " MiB per client); " << describe(fed.privacy);
         log.info(os.str());
         if (fed.privacy.mechanism == PrivacyMechanism::pfcr_reference)
             log.info("WARNING: privacy.mechanism pfcr-reference reproduces the published PFCR "
@@ -271,6 +273,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     double sum = 0;
     for (float v : federation.server_params()) sum += double(v);
     for (int64_t k = 0; k < K; ++k) sum += double(client_sums[size_t(k)]) * std::ldexp(1.0, -20);
+    int64_t held = 0; // what the clients persist now, summed over ranks
+    for (const auto& c : federation.clients()) held += c.bytes();
+    comm.allreduce_sum(&held, 1);
     const auto mem = max_over_ranks(comm, {peak_rss_mib()});
     if (comm.rank() == 0) {
         std::ostringstream s;
@@ -279,8 +284,11 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         out << "pretrain: " << algorithm_name(fed.algorithm) << ", " << K << " clients, "
             << comm.size() << " ranks, " << rounds << " rounds, " << std::fixed
             << std::setprecision(2) << round_seconds / double(std::max<int64_t>(rounds, 1))
-            << " s/round, " << std::setprecision(1) << total_time.seconds() << " s total, peak RSS "
-            << mem[0] << " MiB/rank, state_sum " << s.str() << " -> " << dir << "/metrics.jsonl\n";
+            << " s/round, " << std::setprecision(1) << total_time.seconds()
+            << " s total, client state "
+            << double(held) / double(std::max<int64_t>(K, 1)) / 1048576.0
+            << " MiB per client, peak RSS " << mem[0] << " MiB/rank, state_sum " << s.str()
+            << " -> " << dir << "/metrics.jsonl\n";
     }
     report.rounds_done = rounds;
     return report;

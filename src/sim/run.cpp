@@ -98,6 +98,9 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
             return pre.status;
         }
         from = pre.checkpoint; // also where checkpoint.dir put it
+        // The stage's summary (s/round, client state, peak RSS) is progress output here.
+        if (comm.rank() == 0 && !stage_out.str().empty())
+            log.info(std::string(trim(stage_out.str())));
     }
     const double t_pretrain = sw.seconds();
     sw.reset();

@@ -249,15 +249,26 @@ TEST(Engine, CentralizedTrainsOnEveryDomainsBatches) {
     EXPECT_GT(r.loss[0], 0.0);
 }
 
+// A client persists its private parameters, its Adam moments without all-zero rows (none
+// before it trains; after a round at most the dense size, and fewer than dense because its
+// domain's items use only some code-table rows) and SCAFFOLD's control variate.
 TEST(Engine, ClientPersistsPrivateParametersAndMomentsOnly) {
     SerialComm comm;
     auto fed = make(comm, Algorithm::pfcr);
     const int64_t total = fed->layout().total();
     const int64_t table = fed->layout().at("pq_code_embedding.weight").size;
-    EXPECT_EQ(fed->clients()[0].bytes(), int64_t(sizeof(float)) * ((total - table) + 2 * total));
+    const int64_t f = int64_t(sizeof(float));
+    EXPECT_EQ(fed->clients()[0].bytes(), f * (total - table));
+    EXPECT_EQ(fed->dense_client_bytes(), f * ((total - table) + 2 * total));
+    fed->run_round(0);
+    for (const auto& c : fed->clients()) {
+        EXPECT_GT(c.moments.kept(), total - table); // the encoder's rows are all touched
+        EXPECT_LT(c.moments.kept(), total);         // but not every code-table row
+        EXPECT_LE(c.bytes(), fed->dense_client_bytes());
+    }
     auto sc = make(comm, Algorithm::scaffold);
-    EXPECT_EQ(sc->clients()[0].bytes(),
-              int64_t(sizeof(float)) * ((total - table) + 2 * total + table));
+    EXPECT_EQ(sc->clients()[0].bytes(), f * ((total - table) + table));
+    EXPECT_EQ(sc->dense_client_bytes(), f * ((total - table) + 2 * total + table));
 }
 
 TEST(Engine, NonFiniteLossNamesRoundAndClient) {
