@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The client-count scaling study's table and plot, from the runs jobs/scaling.sbatch wrote in
 mode `clients` (one `pfcr run` per point, directory ``clients-<N>-r<R>`` with ``.err`` and
-``.time`` beside it).
+``.time`` and ``.ckpt`` beside it).
 
 Per point: pre-training seconds per round (mean over rounds of local train + aggregate +
 communicate + server, max over ranks; checkpoint apart) and the aggregation share of it
@@ -66,8 +66,19 @@ def read_run(path):
             peaks.append(int(kb.group(1)) / 1024)
     state = re.search(r"client state ([\d.]+) MiB per client, peak RSS", err)
     dense = re.search(r"client state at most ([\d.]+) MiB per client", err)
-    size = lambda pattern: max((os.path.getsize(p) for p in glob.glob(os.path.join(path, pattern))),
-                               default=0) / 1e9
+    recorded = {}  # the job's .ckpt file (it deletes the checkpoints), else the files themselves
+    if os.path.exists(path.rstrip("/") + ".ckpt"):
+        for line in open(path.rstrip("/") + ".ckpt"):
+            words = line.split()
+            if len(words) == 2:
+                recorded[words[0]] = int(words[1]) / 1e9
+
+    def size(pattern):
+        stage = pattern.split("/")[0]
+        if stage in recorded:
+            return recorded[stage]
+        return max((os.path.getsize(p) for p in glob.glob(os.path.join(path, pattern))),
+                   default=0) / 1e9
     return {
         "clients": n, "ranks": r, "clients_per_rank": round(n / r, 1),
         "pretrain_s_per_round": round(per_round, 2),
