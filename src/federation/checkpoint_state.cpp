@@ -86,16 +86,17 @@ CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header) 
     c.client_tensors = L.client;
     // One dense m|v buffer per rank, refilled for each client as the writer reaches it.
     auto dense = std::make_shared<AlignedBuffer<float>>(2 * fed.layout().total());
+    const auto src = std::make_shared<const PretrainLayout>(L); // one copy for every client
     for (auto& cl : fed.clients()) {
         CheckpointContent::Owned o;
         o.id = cl.spec.id;
         o.adam_step = cl.step;
         o.rng_counter = cl.rounds_trained;
-        o.fetch = [&fed, &cl, L, dense] {
+        o.fetch = [&fed, &cl, src, dense] {
             float* m = dense->data();
             cl.moments.load(fed.layout(), m, m + fed.layout().total());
             std::vector<const float*> data;
-            for (const auto& src : L.client_src) data.push_back(source(fed, &cl, src, m));
+            for (const auto& from : src->client_src) data.push_back(source(fed, &cl, from, m));
             return data;
         };
         c.owned.push_back(std::move(o));

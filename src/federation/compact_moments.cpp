@@ -20,17 +20,17 @@ bool all_plus_zero(const float* x, int64_t n) {
 } // namespace
 
 void CompactMoments::store(const ParamLayout& layout, const float* m, const float* v) {
-    spans_.clear();
-    m_.clear();
-    v_.clear();
+    // Built aside and swapped in: an allocation failure leaves the stored moments intact.
+    std::vector<std::pair<int64_t, int64_t>> spans;
+    std::vector<float> km, kv;
     const auto keep = [&](int64_t at, int64_t len) {
         if (len <= 0 || (all_plus_zero(m + at, len) && all_plus_zero(v + at, len))) return;
-        if (!spans_.empty() && spans_.back().first + spans_.back().second == at)
-            spans_.back().second += len;
+        if (!spans.empty() && spans.back().first + spans.back().second == at)
+            spans.back().second += len;
         else
-            spans_.emplace_back(at, len);
-        m_.insert(m_.end(), m + at, m + at + len);
-        v_.insert(v_.end(), v + at, v + at + len);
+            spans.emplace_back(at, len);
+        km.insert(km.end(), m + at, m + at + len);
+        kv.insert(kv.end(), v + at, v + at + len);
     };
     // Entries in offset order; the alignment gaps between them count as rows too, so that even
     // a value there would survive.
@@ -47,9 +47,12 @@ void CompactMoments::store(const ParamLayout& layout, const float* m, const floa
         pos = e->offset + e->size;
     }
     keep(pos, layout.total() - pos);
-    m_.shrink_to_fit();
-    v_.shrink_to_fit();
-    spans_.shrink_to_fit();
+    km.shrink_to_fit();
+    kv.shrink_to_fit();
+    spans.shrink_to_fit();
+    spans_.swap(spans);
+    m_.swap(km);
+    v_.swap(kv);
 }
 
 void CompactMoments::load(const ParamLayout& layout, float* m, float* v) const {

@@ -323,6 +323,10 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
                         check(fetched.size() == c.client_tensors.size(), "checkpoint: client ",
                               m.id, ": fetch gave ", fetched.size(), " data pointers for ",
                               c.client_tensors.size(), " client tensors");
+                        for (size_t t = 0; t < fetched.size(); ++t)
+                            check(fetched[t] || c.client_tensors[t].size() == 0,
+                                  "checkpoint: client ", m.id, ": fetch gave no data for '",
+                                  c.client_tensors[t].name, "'");
                     } catch (const std::exception& e) {
                         error = e.what();
                     }

@@ -68,12 +68,16 @@ struct ClientOutcome {
     std::string epoch_lines; // metrics.jsonl lines of its epochs (and test, once finished)
     EvalResult test, popularity;
     int64_t best_epoch = -1, epochs_run = 0;
+    double best_score = -1; // early stopping's (rounded) best validation score
+    int64_t bad_epochs = 0; // its streak of epochs without improvement
+    int64_t adam_steps = 0; // Adam steps taken
 };
 
 std::string serialize(const ClientOutcome& o) {
     std::ostringstream os;
-    os << std::setprecision(17) << o.best_epoch << ' ' << o.epochs_run << ' ' << o.test.rows << ' '
-       << o.popularity.rows << ' ' << o.test.ks.size();
+    os << std::setprecision(17) << o.best_epoch << ' ' << o.epochs_run << ' ' << o.best_score << ' '
+       << o.bad_epochs << ' ' << o.adam_steps << ' ' << o.test.rows << ' ' << o.popularity.rows
+       << ' ' << o.test.ks.size();
     for (size_t i = 0; i < o.test.ks.size(); ++i)
         os << ' ' << o.test.ks[i] << ' ' << o.test.recall[i] << ' ' << o.test.ndcg[i] << ' '
            << o.popularity.recall[i] << ' ' << o.popularity.ndcg[i];
@@ -85,7 +89,8 @@ ClientOutcome deserialize(const std::string& s) {
     ClientOutcome o;
     std::istringstream is(s);
     size_t nk = 0;
-    is >> o.best_epoch >> o.epochs_run >> o.test.rows >> o.popularity.rows >> nk;
+    is >> o.best_epoch >> o.epochs_run >> o.best_score >> o.bad_epochs >> o.adam_steps >>
+        o.test.rows >> o.popularity.rows >> nk;
     for (size_t i = 0; i < nk; ++i) {
         int64_t k;
         double r, n, pr, pn;
@@ -128,6 +133,9 @@ std::string progress_text(const ClientProgress& p) {
 }
 
 ClientProgress parse_progress(const std::string& text, const std::string& where) {
+    check(!text.empty(), where, ": no attribute '", ckpt::attr::stage_state,
+          "' (a fine-tuning checkpoint of an older pfcr, which cannot be continued); remove it "
+          "or choose another output_dir");
     try {
         const Json j = Json::parse(text);
         ClientProgress p;
@@ -232,6 +240,11 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     std::unique_ptr<CheckpointReader> start, finished_stage;
     bool pooled_start = false;
     std::map<int64_t, std::string> progress_file; // owned client -> its newest progress file
+    // Whether the stage is finished is rank 0's view of checkpoint.dir, shared: ranks that saw
+    // a directory differently (a stale network-file-system cache) would otherwise take
+    // different collective paths below.
+    const std::string done_stage =
+        broadcast_string(comm, comm.rank() == 0 ? latest_checkpoint(ckpt_dir) : std::string(), 0);
     agree_on_errors(comm, [&] {
         from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
         rc = load_run_clients(opt, comm, false, opt.finetune.domains);
@@ -257,7 +270,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                   "), this run starts from '", from, "'; remove ", ckpt_dir,
                   " or choose another output_dir (or checkpoint.dir)");
         };
-        if (const std::string done = latest_checkpoint(ckpt_dir); !done.empty()) {
+        if (const std::string& done = done_stage; !done.empty()) {
             finished_stage = std::make_unique<CheckpointReader>(done);
             check_resumable(opt, *finished_stage, rc, ckpt_dir);
             check_clients(*finished_stage, rc);
@@ -381,6 +394,8 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             } else {
                 init_params(cl, state.params.data(), to.seed, opt.initializer_range);
                 if (start) load_pretrained(*start, pooled_start ? 0 : k, cl, state.params.data());
+                // The best state until an epoch improves (none may: e.g. an empty valid split).
+                std::copy(state.params.data(), state.params.data() + cl.total(), best.data());
             }
             Trainer trainer(to, dom, scratch);
             EarlyStopping stopping(patience);
@@ -391,9 +406,10 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                                                        : std::string());
             const auto save = [&] {
                 p.epochs_done = o.epochs_run;
-                p.best_score = stopping.best_score();
+                p.best_score = o.best_score = stopping.best_score();
                 p.best_epoch = stopping.best_epoch();
-                p.bad_epochs = stopping.bad_epochs();
+                p.bad_epochs = o.bad_epochs = stopping.bad_epochs();
+                o.adam_steps = state.step;
                 CheckpointHeader h;
                 h.stage = ckpt::stage_finetune;
                 h.round = o.epochs_run;
@@ -453,8 +469,9 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                 }
                 if (faults.after_finetune_epoch) faults.after_finetune_epoch(k, epoch);
                 if (p.finished) break;
-                if (stop_requested() || (every > 0 && o.epochs_run % every == 0)) save();
-                if (stop_requested()) break;
+                const bool stop = stop_requested(); // read once: save and break agree
+                if (stop || (every > 0 && o.epochs_run % every == 0)) save();
+                if (stop) break;
             }
             if (!p.finished) { // stopped by a signal, its progress saved
                 stopped = true;
@@ -479,7 +496,10 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             outcomes[k] = o;
             progress.finished(spec.train_rows);
             progress.tick("", true);
-            stopped = stop_requested(); // after a finished client: stop before the next
+            // After a finished client: stop before the next one, if there is one.
+            bool more = false;
+            for (int64_t j = k + 1; j < K; ++j) more = more || rc.owner[size_t(j)] == comm.rank();
+            stopped = more && stop_requested();
         }
     });
 
@@ -529,12 +549,15 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             p.outcome = all.at(m.id);
             p.epochs_done = p.outcome.epochs_run;
             p.best_epoch = p.outcome.best_epoch;
+            p.best_score = p.outcome.best_score;
+            p.bad_epochs = p.outcome.bad_epochs;
             m.stage_state = progress_text(p);
         }
         // The stage checkpoint needs about as much disk as the progress files it is made of.
-        // If the file system cannot hold both, each client's progress file goes as soon as its
-        // tensors are in the temp file: a crash during the write then costs recomputing those
-        // clients on the rerun (same results), never a wrong result.
+        // If the file system cannot hold both, a client's progress file goes once its tensors
+        // are written into the temp file (when the next client is fetched, which the writer
+        // does only while no write has failed): a failure later in the write then costs
+        // recomputing those clients on the rerun (same results), never a wrong result.
         int64_t progress_bytes = 0;
         for (const auto& s : tuned) {
             if (rc.owner[size_t(s.id)] != comm.rank()) continue;
@@ -554,13 +577,16 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         // One client's buffers at a time, refilled by each fetch.
         std::unique_ptr<ModelState> state;
         AlignedBuffer<float> best;
+        std::string written_dir; // the previous fetch's progress directory
         for (const auto& s : tuned) {
             if (rc.owner[size_t(s.id)] != comm.rank()) continue;
             CheckpointContent::Owned o;
             o.id = s.id;
             o.rng_counter = all.at(s.id).epochs_run;
+            o.adam_step = all.at(s.id).adam_steps;
             const int64_t epochs = o.rng_counter;
             o.fetch = [&, s, epochs] {
+                if (delete_as_streamed && !written_dir.empty()) fs::remove_all(written_dir);
                 const std::string dir_k = progress_dir(ckpt_dir, s.id);
                 const std::string file = latest_checkpoint(dir_k);
                 check(!file.empty(), dir_k, ": progress file missing");
@@ -568,9 +594,12 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                 best.resize(size_t(state->layout.total()));
                 {
                     const CheckpointReader r(file);
+                    check(r.header().round == epochs &&
+                              parse_progress(r.clients()[0].stage_state, file).finished,
+                          file, ": expected the finished state after ", epochs, " epochs");
                     read_finetune_state(r, s.id, *state, best.data());
                 }
-                if (delete_as_streamed) fs::remove_all(dir_k);
+                written_dir = dir_k;
                 return finetune_owned({s, state.get(), best.data(), epochs}, false).data;
             };
             c.owned.push_back(std::move(o));

@@ -259,6 +259,11 @@ TEST(Drivers, FinetuneStoppedBySignalResumesToTheUninterruptedResult) {
     const fs::path ck = fs::path("finetune") / "ckpt" / "round_000004.h5";
     expect_same_checkpoint((fs::path(whole.output_dir) / ck).string(),
                            (fs::path(cut.output_dir) / ck).string());
+    // The stage checkpoint records each client's real Adam steps and early-stopping state.
+    const CheckpointReader staged((fs::path(cut.output_dir) / ck).string());
+    EXPECT_GT(staged.adam_step(1), 0);
+    EXPECT_THAT(staged.clients()[1].stage_state, HasSubstr("\"bad_epochs\""));
+    EXPECT_THAT(staged.clients()[1].stage_state, testing::Not(HasSubstr("\"best_score\": -1")));
 
     // A finished stage: running again trains nothing and rewrites the same results.
     epochs_trained = 0;
