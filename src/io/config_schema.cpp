@@ -99,6 +99,11 @@ std::vector<KeySpec> make_schema() {
                {"Recall", "NDCG"}),
         key("valid_metric", R::evaluation, K::string, "recall@10",
             "early-stopping metric: recall@K or ndcg@K"),
+        choice(key("eval.ties", R::evaluation, K::string, "expected",
+                   "items scored exactly like the target: expected (exact mean over random "
+                   "orders of the tied items), pessimistic, optimistic, lower-id (lower item "
+                   "id first)"),
+               {"expected", "pessimistic", "optimistic", "lower-id"}),
 
         // --- data preparation (pfcr prepare)
         key("data.path", R::input, K::string, "data",

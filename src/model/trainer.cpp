@@ -21,6 +21,9 @@
 //     and the key/value in-projection; the ID embedding's token rows -> item_embedding
 //     (sequential, like the code table). A frozen encoder (the reference) gets no parameter
 //     gradients at all: the chunk buffers then start at the head.
+// Evaluation: Ê once, gathered to one row per distinct code row (U <= V rows, metrics.hpp's
+// DistinctItems), then per chunk in parallel: cosine scores (Bc,U) and each row's standing
+// into the chunk's RankAccumulator; the accumulators merge exactly in chunk order.
 #include "model/trainer.hpp"
 
 #include <tbb/blocked_range.h>
@@ -30,6 +33,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/error.hpp"
 #include "model/adam.hpp"
@@ -86,6 +90,7 @@ struct ThreadWorkspace {
 // same time.
 struct TrainerScratch {
     std::vector<float> e_all, e_hat, e_norm, d_e_hat, d_e; // (V1,C), (V1)
+    std::vector<float> e_distinct;                         // (U,C) evaluation's distinct rows
     std::vector<float> s, s_hat, s_norm, g, d_emb;         // (B,C), (B), (B,V1), (N,C)
     // Prompt head: o (B,C) it outputs; k, v, dk, dv (NP,C); the attention rows q, ctx, d_ctx
     // (B,C) and probs, d_scores (B,PH,NP) of the whole batch; d_id (N,C) ID-embedding tokens.
@@ -111,6 +116,7 @@ struct Trainer::Impl {
     HeadMode head = HeadMode::none;
     int64_t NP = 0, PH = 0;
     std::vector<int32_t> id_codes;                        // identity codes of the ID branch
+    std::optional<DistinctItems> distinct;                // items grouped by code row (evaluate)
     std::vector<std::pair<int64_t, int64_t>> adam_ranges; // trainable [begin, end) runs
     KeyedRng dropout_rng;
     std::shared_ptr<TrainerScratch> scratch;
@@ -413,7 +419,7 @@ double Trainer::train_epoch(ModelState& state, uint32_t epoch) {
 }
 
 EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
-                             const std::vector<int64_t>& ks) {
+                             const std::vector<int64_t>& ks, TieRule ties) {
     Impl& I = *impl_;
     const int64_t n = int64_t(split.rows()), C = I.C, V1 = I.V1, V = V1 - 1;
     const int64_t chunk = opt_.chunk_rows, n_chunks = (n + chunk - 1) / chunk;
@@ -428,6 +434,15 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
         for (auto* v : {&S.k, &S.v}) grow(*v, NP * C);
         prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
     }
+    // Score each distinct candidate embedding once (items with identical code rows share one):
+    // tied items then have bit-identical scores, whatever the GEMM's blocking does at its edges.
+    if (!I.distinct) I.distinct.emplace(codes, V, I.M);
+    const DistinctItems& items = *I.distinct;
+    const int64_t U = items.groups();
+    grow(S.e_distinct, U * C);
+    for (int64_t g = 0; g < U; ++g)
+        std::copy_n(I.e_hat.data() + int64_t(items.representative[size_t(g)]) * C, C,
+                    S.e_distinct.data() + g * C);
     std::vector<RankAccumulator> acc(static_cast<size_t>(n_chunks), RankAccumulator(ks));
     tbb::parallel_for(
         tbb::blocked_range<int64_t>(0, n_chunks, 1),
@@ -461,10 +476,11 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 l2_normalize_forward(s_hat, s_norm, rep, Bc, C);
                 // Cosine scores without the temperature (PFCR's full_sort_predict; loss.hpp),
                 // padding column ignored by the ranking.
-                grow(ws.scores, Bc * V1);
+                grow(ws.scores, Bc * U);
                 cosine_scores(ws.scores.data(), static_cast<const float*>(s_hat),
-                              static_cast<const float*>(I.e_hat.data()), Bc, V1, C);
-                acc[size_t(k)].add_batch(ws.scores.data(), ws.batch.targets.data(), Bc, V);
+                              static_cast<const float*>(S.e_distinct.data()), Bc, U, C);
+                acc[size_t(k)].add_batch(ws.scores.data(), ws.batch.targets.data(), Bc, items,
+                                         ties);
             }
         },
         tbb::simple_partitioner());
@@ -474,11 +490,11 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
 }
 
 EvalResult evaluate_popularity(const PreparedDomain& domain, const Split& split,
-                               const std::vector<int64_t>& ks) {
+                               const std::vector<int64_t>& ks, TieRule ties) {
     std::vector<double> scores(domain.item_popularity.begin(), domain.item_popularity.end());
     RankAccumulator acc(ks);
     for (size_t r = 0; r < split.rows(); ++r)
-        acc.add(rank_of_target(scores.data(), domain.n_items, split.targets[r]));
+        acc.add(rank_span(target_standing(scores.data(), domain.n_items, split.targets[r]), ties));
     return eval_result(acc);
 }
 

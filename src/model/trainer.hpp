@@ -73,9 +73,11 @@ public:
     double train_batch(ModelState& state, uint32_t epoch, int64_t b);
     // One Adam step on the given batch (rows already gathered); returns the batch's mean loss.
     double train_step(ModelState& state, const PackedBatch& batch);
-    // Full-sort Recall@K / NDCG@K over every row of `split` (no dropout).
-    EvalResult evaluate(const ModelState& state, const Split& split,
-                        const std::vector<int64_t>& ks);
+    // Full-sort Recall@K / NDCG@K over every row of `split` (no dropout), items scored exactly
+    // like the target ranked by `ties` (model/metrics.hpp); items with identical code rows are
+    // scored once, so they always tie.
+    EvalResult evaluate(const ModelState& state, const Split& split, const std::vector<int64_t>& ks,
+                        TieRule ties);
 
     // Federated pre-training (docs/METHOD.md §6): when set, every train_step also adds its gradient
     // of the shared code table (pq_code_embedding.weight, before the Adam step) into `acc`
@@ -100,8 +102,8 @@ private:
     int64_t perm_epoch_ = -1;
 };
 
-// Baseline: rank every item by its train-target popularity (ties: lower item id first).
+// Baseline: rank every item by its train-target popularity (equally popular items: `ties`).
 EvalResult evaluate_popularity(const PreparedDomain& domain, const Split& split,
-                               const std::vector<int64_t>& ks);
+                               const std::vector<int64_t>& ks, TieRule ties);
 
 } // namespace pfcr

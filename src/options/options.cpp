@@ -192,6 +192,7 @@ Options resolve_options(const Config& cfg, std::set<std::string>* keys_read) {
     o.eval.topk = r.get_int_list("topk");
     o.eval.metrics = r.get_string_list("metrics");
     o.eval.valid_metric = r.get_string("valid_metric");
+    o.eval.ties = parse_tie_rule(r.get_string("eval.ties"));
 
     const std::string& dir = r.get_string("checkpoint.dir");
     o.checkpoint.dir = dir.empty() ? (std::filesystem::path(o.output_dir) / "ckpt").string() : dir;

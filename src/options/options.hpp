@@ -34,6 +34,7 @@ struct EvalOptions {
     std::vector<int64_t> topk{10, 50};                  // topk: cutoffs K
     std::vector<std::string> metrics{"Recall", "NDCG"}; // metrics
     std::string valid_metric = "recall@10";             // valid_metric: early stopping
+    TieRule ties = TieRule::expected;                   // eval.ties
 };
 
 struct CheckpointOptions {

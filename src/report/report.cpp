@@ -147,6 +147,7 @@ Json results_json(const FinetuneReport& r) {
     j["from"] = r.from;
     j["prepared"] = r.prepared;
     j["fingerprint"] = r.fingerprint;
+    j["ties"] = r.ties;
     Json domains = Json::object();
     for (const auto& d : r.domains) {
         Json e = Json::object();
@@ -193,6 +194,7 @@ Json evaluate_json(const EvaluateReport& r) {
     j["round"] = r.round;
     j["state"] = r.state;
     j["split"] = r.split;
+    j["ties"] = r.ties;
     j["prepared"] = r.prepared;
     j["fingerprint"] = r.fingerprint;
     Json domains = Json::object();

@@ -40,6 +40,7 @@ struct FinetuneDomain {
 // What `pfcr finetune` returns (meaningful on rank 0) and writes as results.json.
 struct FinetuneReport {
     std::string mode, from, prepared, fingerprint;
+    std::string ties;                    // eval.ties: the rule that ranked tied items
     std::vector<FinetuneDomain> domains; // domains with clients, prepared.h5 order
     EvalResult mean;                     // mean over domains of the test metrics
     double seconds = 0;
@@ -60,6 +61,7 @@ std::string prepared_line(const PrepareReport& r);
 // What `pfcr evaluate` returns (rank 0) and writes with --json.
 struct EvaluateReport {
     std::string checkpoint, stage, state, split, prepared, fingerprint;
+    std::string ties; // eval.ties
     int64_t round = 0;
     std::vector<std::pair<std::string, EvalResult>> domains;
     EvalResult mean;

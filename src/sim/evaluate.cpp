@@ -109,7 +109,7 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
     const std::vector<int64_t>& ks = options.eval.topk;
     const std::string what = h.stage + " checkpoint " + path + " (round " +
                              std::to_string(h.round) + "), " + state_name + " state, " + opt.split +
-                             " split";
+                             " split, ties " + tie_rule_name(options.eval.ties);
     if (comm.rank() == 0) log.info("evaluate: " + what);
     Stopwatch total;
 
@@ -133,7 +133,7 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
             Trainer trainer(o, dom, scratch);
             Stopwatch sw;
             const Split& split = opt.split == "valid" ? dom.valid : dom.test;
-            mine[k] = trainer.evaluate(state, split, ks);
+            mine[k] = trainer.evaluate(state, split, ks, options.eval.ties);
             std::ostringstream line;
             line << spec.domain << "/" << spec.shard << ": " << opt.split << " recall@" << ks[0]
                  << " " << std::fixed << std::setprecision(4) << mine[k].recall[0] << " over "
@@ -154,6 +154,7 @@ EvaluateReport run_evaluate(const Options& options, Comm& comm, const Logger& lo
     report.round = h.round;
     report.state = state_name;
     report.split = opt.split;
+    report.ties = tie_rule_name(options.eval.ties);
     report.prepared = rc.prepared;
     report.fingerprint = rc.manifest.fingerprint;
     for (const auto& name : rc.domain_names) {

@@ -299,6 +299,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     });
     const int64_t K = int64_t(rc.specs.size());
     const std::vector<int64_t>& ks = opt.eval.topk;
+    const TieRule ties = opt.eval.ties;
     const std::string& valid_metric = opt.eval.valid_metric;
     const int64_t max_epochs = opt.finetune.epochs, patience = opt.finetune.stopping_step;
     const int64_t every = opt.checkpoint.every;
@@ -434,7 +435,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
                 const double t_train = sw.seconds();
                 progress.trained(spec.train_rows);
                 sw.reset();
-                const EvalResult valid = trainer.evaluate(state, dom.valid, ks);
+                const EvalResult valid = trainer.evaluate(state, dom.valid, ks, ties);
                 const double t_eval = sw.seconds();
                 const bool improved = stopping.update(epoch, valid.metric(valid_metric));
                 if (improved) {
@@ -479,9 +480,9 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             }
             // Test with the best state; the final state stays in `state`.
             std::swap(state.params, best);
-            o.test = trainer.evaluate(state, dom.test, ks);
+            o.test = trainer.evaluate(state, dom.test, ks, ties);
             std::swap(state.params, best);
-            o.popularity = evaluate_popularity(dom, dom.test, ks);
+            o.popularity = evaluate_popularity(dom, dom.test, ks, ties);
             Json t = Json::object();
             t["event"] = "test";
             t["client"] = k;
@@ -505,6 +506,7 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
 
     FinetuneReport report;
     report.mode = mode;
+    report.ties = tie_rule_name(ties);
     // Relative to results.json's directory: the file's bytes do not depend on where the run is.
     report.from = relative_to(from, dir);
     report.prepared = relative_to(rc.prepared, dir);
@@ -659,8 +661,8 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     out << results_table(report);
     out << "finetune: mode " << mode << ", " << report.domains.size()
         << " domains, mean test recall@" << ks[0] << " " << std::fixed << std::setprecision(4)
-        << report.mean.recall[0] << " in " << std::setprecision(1) << report.seconds << " s -> "
-        << dir << "/results.json\n";
+        << report.mean.recall[0] << " (ties: " << report.ties << ") in " << std::setprecision(1)
+        << report.seconds << " s -> " << dir << "/results.json\n";
     out.unsetf(std::ios::fixed);
     return report;
 }

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -484,19 +485,139 @@ TEST(Metrics, MergeAndBatchAreOrderIndependent) {
     std::vector<double> scores = probe_weights(B * (V + 1), 101);
     std::vector<int32_t> targets = {1, 4, 2, 2, 3, 4};
     RankAccumulator whole({1, 3});
-    whole.add_batch(scores.data(), targets.data(), B, V);
+    whole.add_batch(scores.data(), targets.data(), B, V, TieRule::lower_id);
     RankAccumulator a({1, 3}), b({1, 3});
-    b.add_batch(scores.data() + 3 * (V + 1), targets.data() + 3, 3, V); // second half first
-    a.add_batch(scores.data(), targets.data(), 3, V);
+    b.add_batch(scores.data() + 3 * (V + 1), targets.data() + 3, 3, V,
+                TieRule::lower_id); // second half first
+    a.add_batch(scores.data(), targets.data(), 3, V, TieRule::lower_id);
     b.merge(a);
     EXPECT_EQ(b.rows, whole.rows);
-    EXPECT_EQ(b.rank_count, whole.rank_count);
+    EXPECT_EQ(b.spans, whole.spans);
     EXPECT_EQ(b.ndcg(3), whole.ndcg(3));
     int64_t hits = 0;
     for (int64_t r = 0; r < B; ++r)
         hits += rank_of_target(scores.data() + r * (V + 1), V, targets[r]) <= 3;
     EXPECT_DOUBLE_EQ(whole.recall(3), double(hits) / B);
     EXPECT_THROW(b.merge(RankAccumulator({10})), Error);
+}
+
+// ---------------------------------------------------------------- ties (eval.ties)
+
+// Hand-computed standings and the rank span each rule gives.
+TEST(MetricsTies, StandingAndRuleSpans) {
+    // V = 6, target 4 (score 0.5): items 6 and 2 strictly better; items 1, 5 tie (1 lower id)
+    std::vector<double> row = {9, 0.5, 0.7, 0.1, 0.5, 0.5, 0.9};
+    const TargetStanding s = target_standing(row.data(), 6, 4);
+    EXPECT_EQ(s.ahead, 2);
+    EXPECT_EQ(s.tied, 2);
+    EXPECT_EQ(s.tied_lower, 1);
+    EXPECT_EQ(rank_span(s, TieRule::expected).first, 3);
+    EXPECT_EQ(rank_span(s, TieRule::expected).span, 3); // ranks 3, 4, 5 equally likely
+    EXPECT_EQ(rank_span(s, TieRule::optimistic).first, 3);
+    EXPECT_EQ(rank_span(s, TieRule::pessimistic).first, 5);
+    EXPECT_EQ(rank_span(s, TieRule::lower_id).first, 4);
+    EXPECT_EQ(rank_of_target(row.data(), 6, 4), 4);
+    for (TieRule t : {TieRule::pessimistic, TieRule::optimistic, TieRule::lower_id})
+        EXPECT_EQ(rank_span(s, t).span, 1);
+    for (TieRule t :
+         {TieRule::expected, TieRule::pessimistic, TieRule::optimistic, TieRule::lower_id})
+        EXPECT_EQ(parse_tie_rule(tie_rule_name(t)), t);
+    EXPECT_THROW(parse_tie_rule("random"), Error);
+}
+
+// Expected Recall@K / NDCG@K of a span, against values worked out by hand.
+TEST(MetricsTies, ExpectedSpanByHand) {
+    RankAccumulator acc({10, 50});
+    acc.add(RankSpan{9, 4}); // ranks 9..12: half of them within 10
+    EXPECT_DOUBLE_EQ(acc.recall(10), 0.5);
+    EXPECT_DOUBLE_EQ(acc.recall(50), 1.0);
+    EXPECT_NEAR(acc.ndcg(10), (1 / std::log2(10.0) + 1 / std::log2(11.0)) / 4, 1e-16);
+    EXPECT_NEAR(
+        acc.ndcg(50),
+        (1 / std::log2(10.0) + 1 / std::log2(11.0) + 1 / std::log2(12.0) + 1 / std::log2(13.0)) / 4,
+        1e-16);
+    acc.add(RankSpan{11, 1}); // a definite miss at 10
+    acc.add(RankSpan{60, 7}); // starts beyond every K: counted as a row, nowhere else
+    EXPECT_EQ(acc.rows, 3);
+    EXPECT_DOUBLE_EQ(acc.recall(10), 0.5 / 3);
+    EXPECT_DOUBLE_EQ(acc.recall(50), 2.0 / 3);
+    // 1 relevant item among 5 all tied at the top: Recall@1 = 1/5, NDCG@1 = 1/5
+    RankAccumulator top({1});
+    top.add(rank_span(TargetStanding{0, 4, 0}, TieRule::expected));
+    EXPECT_DOUBLE_EQ(top.recall(1), 0.2);
+    EXPECT_DOUBLE_EQ(top.ndcg(1), 0.2);
+}
+
+// The expected rule equals the average over every order of the tied items, enumerated.
+TEST(MetricsTies, ExpectedEqualsMeanOverAllTieOrders) {
+    // V = 7; scores with two tie classes; K = 3
+    const std::vector<double> row = {0, 0.4, 0.8, 0.4, 0.8, 0.4, 0.1, 0.8};
+    for (int32_t target = 1; target <= 7; ++target) {
+        // every permutation of item ids is an order of the tied items (strict order kept)
+        std::vector<int32_t> ids = {1, 2, 3, 4, 5, 6, 7};
+        std::vector<int64_t> orders_with_rank(8, 0); // exact counts; summed once below
+        int64_t orders = 0;
+        do {
+            // rank = 1 + strictly better + tied items placed before the target in `ids`
+            int64_t rank = 1;
+            for (int32_t j = 1; j <= 7; ++j)
+                if (j != target && row[size_t(j)] > row[size_t(target)]) ++rank;
+            for (int32_t j : ids) {
+                if (j == target) break;
+                if (row[size_t(j)] == row[size_t(target)]) ++rank;
+            }
+            ++orders_with_rank[size_t(rank)];
+            ++orders;
+        } while (std::next_permutation(ids.begin(), ids.end()));
+        double hit = 0, gain = 0;
+        for (int64_t r = 1; r <= 3; ++r) {
+            hit += double(orders_with_rank[size_t(r)]);
+            gain += double(orders_with_rank[size_t(r)]) / std::log2(double(r + 1));
+        }
+        RankAccumulator acc({3});
+        acc.add(rank_span(target_standing(row.data(), 7, target), TieRule::expected));
+        EXPECT_NEAR(acc.recall(3), hit / double(orders), 1e-15) << "target " << target;
+        EXPECT_NEAR(acc.ndcg(3), gain / double(orders), 1e-15) << "target " << target;
+        // and it lies between the pessimistic and optimistic bounds
+        RankAccumulator lo({3}), hi({3});
+        lo.add(rank_span(target_standing(row.data(), 7, target), TieRule::pessimistic));
+        hi.add(rank_span(target_standing(row.data(), 7, target), TieRule::optimistic));
+        EXPECT_LE(lo.recall(3), acc.recall(3));
+        EXPECT_GE(hi.recall(3), acc.recall(3));
+    }
+}
+
+// Grouping items by code row: each group scored once gives the same standing as every item
+// scored separately with the group's score, for every target and rule, also when two groups
+// tie by coincidence of their scores.
+TEST(MetricsTies, DistinctItemsStandingEqualsExpandedRow) {
+    const int64_t V = 9, M = 2;
+    // codes of items 0..9 (row 0 padding): groups {1,4,9}, {2}, {3,7}, {5}, {6,8}
+    const std::vector<int32_t> codes = {0, 0, 1, 1, 2, 2, 3, 3, 1, 1, 4, 4, 5, 5, 3, 3, 5, 5, 1, 1};
+    const DistinctItems items(codes.data(), V, M);
+    ASSERT_EQ(items.groups(), 5);
+    EXPECT_EQ(items.representative, (std::vector<int32_t>{1, 2, 3, 5, 6}));
+    EXPECT_EQ(items.size, (std::vector<int64_t>{3, 1, 2, 1, 2}));
+    EXPECT_EQ(items.rank_in_group[9], 2);
+    EXPECT_EQ(items.group_of[8], 4);
+    // group scores; group 3 ({5}) ties group 0 by coincidence
+    const std::vector<float> group_scores = {0.25f, 0.75f, -0.5f, 0.25f, 0.5f};
+    std::vector<float> expanded(size_t(V + 1), 0.f);
+    expanded[0] = 1e9f;
+    for (int64_t j = 1; j <= V; ++j)
+        expanded[size_t(j)] = group_scores[size_t(items.group_of[size_t(j)])];
+    for (int32_t t = 1; t <= V; ++t) {
+        const TargetStanding a = target_standing(expanded.data(), V, t);
+        const TargetStanding b = target_standing(group_scores.data(), items, t);
+        EXPECT_EQ(a.ahead, b.ahead) << "target " << t;
+        EXPECT_EQ(a.tied, b.tied) << "target " << t;
+        EXPECT_EQ(a.tied_lower, b.tied_lower) << "target " << t;
+    }
+    // target 9 (group 0): ahead 2, 6, 8; tied 1, 4 (its group) and 5 (equal score)
+    const TargetStanding s9 = target_standing(group_scores.data(), items, 9);
+    EXPECT_EQ(s9.ahead, 3);
+    EXPECT_EQ(s9.tied, 3);
+    EXPECT_EQ(s9.tied_lower, 3);
 }
 
 } // namespace

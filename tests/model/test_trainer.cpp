@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <unistd.h>
 
@@ -101,21 +102,52 @@ TEST(Trainer, LossDecreasesAndBeatsChance) {
     EXPECT_LT(last, first - 0.3) << "first " << first << " last " << last;
     // Uniform guessing over n_items + 1 classes has loss log(V1).
     EXPECT_LT(last, std::log(double(d.n_items + 1)));
-    const auto r = tr.evaluate(st, d.valid, {10, 50});
+    const auto r = tr.evaluate(st, d.valid, {10, 50}, TieRule::expected);
     EXPECT_EQ(r.rows, int64_t(d.valid.rows()));
     // Chance Recall@10 is 10/80; synthetic sequences are learnable.
     EXPECT_GT(r.metric("recall@10"), 0.2);
-    const auto again = tr.evaluate(st, d.valid, {10, 50});
+    const auto again = tr.evaluate(st, d.valid, {10, 50}, TieRule::expected);
     EXPECT_EQ(again.recall, r.recall);
     EXPECT_EQ(again.ndcg, r.ndcg);
 }
 
 TEST(Trainer, PopularityBaselineRanksByTrainCounts) {
     const auto& d = tiny_data().domains[0];
-    const auto r = evaluate_popularity(d, d.test, {10, 50});
+    const auto r = evaluate_popularity(d, d.test, {10, 50}, TieRule::lower_id);
     EXPECT_EQ(r.rows, int64_t(d.test.rows()));
     EXPECT_GT(r.metric("recall@50"), r.metric("recall@10"));
     EXPECT_GE(r.metric("recall@10"), 0.0);
+}
+
+// Items with identical code rows tie by construction; the four rules then order as they must:
+// pessimistic <= expected <= optimistic and pessimistic <= lower-id <= optimistic, strictly
+// apart when ties reach the top K.
+TEST(Trainer, TiedItemsAndTheRulesBetweenTheBounds) {
+    PreparedDomain d = tiny_data().domains[0];
+    const TrainOptions opt = tiny_options();
+    const int64_t M = opt.hp.shape.code_dim;
+    for (int64_t j = 2; j <= 12; ++j) // items 2..12 get item 1's codes: a group of 12
+        std::copy_n(d.item_codes.begin() + M, M, d.item_codes.begin() + j * M);
+    ModelState st(opt.hp.shape);
+    init_params(st.layout, st.params.data(), opt.seed, 0.02);
+    Trainer tr(opt, d);
+    for (int e = 0; e < 3; ++e) tr.train_epoch(st, uint32_t(e));
+    std::map<TieRule, EvalResult> r;
+    for (TieRule t :
+         {TieRule::expected, TieRule::pessimistic, TieRule::optimistic, TieRule::lower_id})
+        r[t] = tr.evaluate(st, d.valid, {1, 10, 50}, t);
+    for (size_t k = 0; k < 3; ++k) {
+        for (TieRule t : {TieRule::expected, TieRule::lower_id}) {
+            EXPECT_LE(r[TieRule::pessimistic].recall[k], r[t].recall[k]) << k;
+            EXPECT_LE(r[t].recall[k], r[TieRule::optimistic].recall[k]) << k;
+            EXPECT_LE(r[TieRule::pessimistic].ndcg[k], r[t].ndcg[k]) << k;
+            EXPECT_LE(r[t].ndcg[k], r[TieRule::optimistic].ndcg[k]) << k;
+        }
+    }
+    // The group straddles the cut-offs for some valid targets here (fixed data and seed), so the
+    // bounds differ.
+    EXPECT_LT(r[TieRule::pessimistic].recall[1], r[TieRule::optimistic].recall[1]);
+    EXPECT_LT(r[TieRule::pessimistic].ndcg[0], r[TieRule::optimistic].ndcg[0]);
 }
 
 TEST(Trainer, SharedScratchGivesTheSameBitsAsOwnScratch) {
@@ -190,9 +222,9 @@ TEST(Trainer, PromptHeadsTrainOnlyTrainableParametersAndLearn) {
             }
         }
         EXPECT_EQ(n_frozen, int(ParamLayout(tiny_options().hp.shape).entries().size()) - 1);
-        const auto r = tr.evaluate(st, d.valid, {10, 50});
+        const auto r = tr.evaluate(st, d.valid, {10, 50}, TieRule::expected);
         EXPECT_EQ(r.rows, int64_t(d.valid.rows()));
-        const auto again = tr.evaluate(st, d.valid, {10, 50});
+        const auto again = tr.evaluate(st, d.valid, {10, 50}, TieRule::expected);
         EXPECT_EQ(again.recall, r.recall);
     }
 }

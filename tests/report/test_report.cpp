@@ -64,6 +64,7 @@ TEST(Report, ResultsJsonFieldsInOrder) {
     r.from = "ck.h5";
     r.prepared = "p.h5";
     r.fingerprint = "abc";
+    r.ties = "expected";
     FinetuneDomain d;
     d.name = "A";
     d.test = eval({10}, {0.5}, {0.25}, 4);
@@ -74,7 +75,8 @@ TEST(Report, ResultsJsonFieldsInOrder) {
     r.mean = mean_over({&r.domains[0].test}, {10});
     EXPECT_EQ(to_json_text(results_json(r)),
               "{\"mode\": \"full\", \"from\": \"ck.h5\", \"prepared\": \"p.h5\", \"fingerprint\": "
-              "\"abc\", \"domains\": {\"A\": {\"test\": {\"recall@10\": 0.5, \"ndcg@10\": 0.25}, "
+              "\"abc\", \"ties\": \"expected\", \"domains\": {\"A\": {\"test\": {\"recall@10\": "
+              "0.5, \"ndcg@10\": 0.25}, "
               "\"popularity_test\": {\"recall@10\": 0.25, \"ndcg@10\": 0.125}, \"best_epoch\": "
               "[3], \"epochs_run\": [5], \"test_rows\": 4}}, \"mean_test\": {\"recall@10\": 0.5, "
               "\"ndcg@10\": 0.25}}");
