@@ -6,7 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
-#include <fstream>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/error.hpp"
@@ -18,7 +18,7 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_(std::move(final_path
     if (!parent.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(parent, ec);
-        check(!ec, final_, ": cannot create directory ", parent.string(), ": ", ec.message());
+        check_io(!ec, final_, ": cannot create directory ", parent.string(), ": ", ec.message());
     }
     temp_ = final_ + ".tmp." + std::to_string(::getpid());
 }
@@ -30,23 +30,50 @@ AtomicOutput::~AtomicOutput() {
 void AtomicOutput::commit() {
     const int fd = ::open(temp_.c_str(), O_RDONLY);
     const int open_err = errno;
-    check(fd >= 0, temp_, ": cannot reopen for fsync: ", std::strerror(open_err));
-    ::fsync(fd);
+    check_io(fd >= 0, temp_, ": cannot reopen for fsync: ", std::strerror(open_err));
+    const int sync_rc = ::fsync(fd); // a delayed write error (ENOSPC on NFS, EIO) shows here
+    const int sync_err = errno;
     ::close(fd);
+    check_io(sync_rc == 0, temp_, ": fsync failed: ", std::strerror(sync_err));
     const int rc = std::rename(temp_.c_str(), final_.c_str());
     const int err = errno; // read before building the message: argument order is unspecified
-    check(rc == 0, "cannot rename ", temp_, " to ", final_, ": ", std::strerror(err));
+    check_io(rc == 0, "cannot rename ", temp_, " to ", final_, ": ", std::strerror(err));
     committed_ = true;
+}
+
+std::string disk_full_note(const std::string& path) {
+    std::filesystem::path dir(path);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) dir = dir.parent_path();
+    if (dir.empty()) dir = ".";
+    struct statvfs sv {};
+    if (::statvfs(dir.c_str(), &sv) != 0) return "";
+    const long long avail = (long long)(sv.f_bavail) * (long long)(sv.f_frsize);
+    if (avail >= (1LL << 20)) return "";
+    return " (the file system of " + dir.string() + " is full: " + std::to_string(avail) +
+           " bytes free)";
 }
 
 void write_text_file_atomic(const std::string& path, const std::string& contents) {
     AtomicOutput out(path);
     {
-        std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);
-        check(bool(f), out.temp_path(), ": cannot open for writing");
-        f << contents;
-        f.close();
-        check(bool(f), out.temp_path(), ": write failed");
+        // POSIX calls, not a stream: the message must say why (errno) a write failed.
+        const int fd = ::open(out.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int open_err = errno;
+        check_io(fd >= 0, out.temp_path(), ": cannot open for writing: ", std::strerror(open_err));
+        size_t done = 0;
+        while (done < contents.size()) {
+            const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
+            if (n < 0 && errno == EINTR) continue;
+            const int err = errno;
+            if (n <= 0) {
+                ::close(fd);
+                fail_io(out.temp_path(), ": write failed after ", done, " of ", contents.size(),
+                        " bytes: ", n < 0 ? std::strerror(err) : "no progress");
+            }
+            done += size_t(n);
+        }
+        check_io(::close(fd) == 0, out.temp_path(), ": close failed: ", std::strerror(errno));
     }
     out.commit();
 }

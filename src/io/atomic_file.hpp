@@ -28,4 +28,9 @@ private:
 // Writes a whole text file atomically.
 void write_text_file_atomic(const std::string& path, const std::string& contents);
 
+// " (the file system of DIR is full: N bytes free)" when the file system holding `path` (a
+// file, or its directory if the file does not exist) has less than 1 MiB free, else "": for
+// messages of failed writes whose library (HDF5, MPI-IO) does not say why they failed.
+std::string disk_full_note(const std::string& path);
+
 } // namespace pfcr

@@ -3,6 +3,7 @@
 #include "io/checkpoint.hpp"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include <numeric>
 #include <regex>
 #include <set>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/text.hpp"
+#include "io/atomic_file.hpp"
 #include "io/checkpoint_schema.hpp"
 
 namespace pfcr {
@@ -160,9 +163,77 @@ int64_t round_of(const std::string& file_name) {
     return r ? *r : -1;
 }
 
+// A temp file or space reservation left by a write that did not finish.
 bool is_checkpoint_tmp(const std::string& file_name) {
-    static const std::regex re(R"(round_\d{6,}\.h5\.tmp)");
+    static const std::regex re(R"(round_\d{6,}\.h5\.(tmp|reserve))");
     return std::regex_match(file_name, re);
+}
+
+// The file's size, estimated from above: tensor bytes, attribute text, and a per-object
+// allowance for HDF5's headers and B-trees (measured ~330 B per object; 1 KiB is generous).
+struct SizeEstimate {
+    int64_t data = 0, metadata = 0;
+};
+SizeEstimate estimate_size(const CheckpointContent& c) {
+    SizeEstimate e;
+    int64_t objects = 1 + 2 + int64_t(c.server.size());
+    for (const auto& t : c.server) e.data += t.size() * int64_t(sizeof(float));
+    e.metadata += int64_t(c.header.config_yaml.size() + c.header.algorithm.size() + 4096);
+    for (const auto& m : c.clients) {
+        for (const auto& t : c.client_tensors) {
+            int64_t elems = t.size();
+            for (const auto& [name, rows] : m.rows_override)
+                if (name == t.name && !t.shape.empty() && t.shape[0] > 0)
+                    elems = elems / t.shape[0] * rows;
+            e.data += elems * int64_t(sizeof(float));
+        }
+        objects += 2 + int64_t(c.client_tensors.size());
+        e.metadata += int64_t(m.domain.size() + m.stage_state.size()) + 256;
+    }
+    e.metadata += objects * 1024 + (int64_t(1) << 18);
+    return e;
+}
+
+// Rank 0's space reservation for the metadata HDF5 writes when the file closes: a parallel
+// file's close flushes its metadata cache with barriers between the ranks, and a rank whose
+// write fails there leaves the others waiting forever. Holding `bytes` until just before the
+// close means those writes find room even if the data writes filled the disk. Removed by
+// release() or the destructor.
+class SpaceReservation {
+public:
+    SpaceReservation() = default;
+    SpaceReservation(std::string path, int64_t bytes) : path_(std::move(path)) {
+        const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int err = errno;
+        check_io(fd >= 0, path_, ": cannot create: ", std::strerror(err));
+        const int rc = ::posix_fallocate(fd, 0, off_t(bytes)); // returns the error number
+        ::close(fd);
+        if (rc != 0) {
+            release();
+            fail_io(path_, ": cannot reserve ", bytes, " bytes: ", std::strerror(rc));
+        }
+    }
+    SpaceReservation(const SpaceReservation&) = delete;
+    SpaceReservation& operator=(const SpaceReservation&) = delete;
+    SpaceReservation& operator=(SpaceReservation&& o) noexcept {
+        release();
+        path_ = std::exchange(o.path_, std::string());
+        return *this;
+    }
+    ~SpaceReservation() { release(); }
+    void release() {
+        if (!path_.empty()) ::unlink(path_.c_str());
+        path_.clear();
+    }
+
+private:
+    std::string path_;
+};
+
+std::string mib_text(int64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", double(bytes) / 1048576.0);
+    return buf;
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -258,11 +329,32 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     const std::string name = checkpoint_file_name(h.round);
     const std::string final_path = (fs::path(dir) / name).string();
     const std::string tmp_path = final_path + ".tmp";
+    // Room for the file, checked and the metadata part reserved before it is created: a disk
+    // that fills during the parallel close would hang the job (SpaceReservation).
+    const SizeEstimate need = estimate_size(c);
+    SpaceReservation reserve;
     agree_on_errors(comm, [&] {
         if (rank != 0) return;
         std::error_code ec;
         fs::create_directories(dir, ec);
-        check(!ec, dir, ": cannot create checkpoint directory: ", ec.message());
+        check_io(!ec, dir, ": cannot create checkpoint directory: ", ec.message());
+        const std::string keeps = latest_checkpoint(dir).empty()
+                                      ? std::string()
+                                      : "; " +
+                                            fs::path(latest_checkpoint(dir)).filename().string() +
+                                            " stays the newest checkpoint";
+        struct statvfs sv {};
+        if (::statvfs(dir.c_str(), &sv) == 0) {
+            const int64_t avail = int64_t(sv.f_bavail) * int64_t(sv.f_frsize);
+            check_io(avail >= need.data + need.metadata, dir, ": no room for checkpoint ", name,
+                     ": it needs about ", mib_text(need.data + need.metadata), " MiB, ",
+                     mib_text(avail), " MiB are free", keeps);
+        }
+        try {
+            reserve = SpaceReservation(final_path + ".reserve", need.metadata);
+        } catch (const IoError& e) {
+            fail_io(e.what(), keeps);
+        }
     });
 
     // 4. The file. Metadata calls are collective (identical on every rank, in client-id
@@ -273,18 +365,26 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     std::sort(order.begin(), order.end(),
               [&](size_t a, size_t b) { return c.clients[a].id < c.clients[b].id; });
     std::string error;
+    bool io_error = false; // a write or the file itself failed (exit_io_error), not the content
     auto write_data = [&](h5::Dataset& ds, const TensorSpec& t, const float* data) {
         if (t.size() == 0 || !error.empty()) return;
         try {
             ds.write(data);
         } catch (const std::exception& e) {
             error = e.what();
+            io_error = true;
         }
     };
     try {
         // Parallel HDF5 over MPI-IO, or serial HDF5 for a one-rank communicator without MPI.
         const std::optional<MPI_Comm> mpi = comm.parallel_io_handle();
         h5::File f = mpi ? h5::File::create_parallel(tmp_path, *mpi) : h5::File::create(tmp_path);
+        // Declared after f, so destroyed before it: an exception's unwinding releases the
+        // reservation before f's destructor closes the file (and flushes its metadata).
+        const struct ReleaseFirst {
+            SpaceReservation& r;
+            ~ReleaseFirst() { r.release(); }
+        } release_first{reserve};
         f.set_attr(ckpt::attr::format, checkpoint_format);
         f.set_attr(ckpt::attr::format_version, checkpoint_format_version);
         f.set_attr(ckpt::attr::stage, h.stage);
@@ -346,12 +446,25 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
             }
             if (faults.mid_write && n == 0) faults.mid_write(h.round);
         }
+        reserve.release(); // the close's metadata writes get the reserved room
         f.close();
     } catch (const std::exception& e) {
-        error = e.what();
+        if (error.empty()) error = e.what();
+        io_error = true; // creating or closing the file, or a metadata write
     }
     try {
-        agree_on_errors(comm, [&] { check(error.empty(), error); });
+        agree_on_errors(comm, [&] {
+            if (error.empty()) return;
+            const std::string keeps =
+                latest_checkpoint(dir).empty()
+                    ? std::string()
+                    : "; " + fs::path(latest_checkpoint(dir)).filename().string() +
+                          " stays the newest checkpoint";
+            if (io_error)
+                fail_io("checkpoint ", name, " could not be written: ", error, disk_full_note(dir),
+                        keeps);
+            fail(error);
+        });
     } catch (...) {
         if (rank == 0) std::remove(tmp_path.c_str());
         throw;

@@ -34,8 +34,15 @@ std::string broadcast_string(Comm& comm, const std::string& s, int root) {
 
 void agree_on_errors(Comm& comm, const std::function<void()>& f) {
     std::string error;
+    int64_t status = exit_error;
     try {
         f();
+    } catch (const CollectiveError& e) { // already agreed inside f: keep its status
+        error = e.what();
+        status = e.status();
+    } catch (const IoError& e) {
+        error = e.what();
+        status = exit_io_error;
     } catch (const std::exception& e) {
         error = e.what();
         if (error.empty()) error = "unknown error";
@@ -45,7 +52,9 @@ void agree_on_errors(Comm& comm, const std::function<void()>& f) {
     comm.allreduce_max(&neg_first, 1);
     const int first = int(-neg_first);
     if (first == comm.size()) return;
-    throw CollectiveError(broadcast_string(comm, error, first));
+    const std::string message = broadcast_string(comm, error, first);
+    comm.broadcast(&status, int64_t(sizeof status), first); // that rank's exit status
+    throw CollectiveError(message, int(status));
 }
 
 void SerialComm::allreduce_sum(int64_t* /*data*/, int64_t n) {

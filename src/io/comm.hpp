@@ -85,8 +85,9 @@ std::string broadcast_string(Comm& comm, const std::string& s, int root);
 
 // Runs `f` (rank-local work: no collective calls inside) on every rank, then agrees on its
 // outcome with one allreduce: if it threw on any rank, every rank throws CollectiveError with
-// the message of the lowest failing rank (broadcast), so an error only some ranks see still
-// ends the job cleanly and is printed once. Collective.
+// the message of the lowest failing rank (broadcast) and the exit status its error calls for
+// (exit_io_error for an IoError, core/error.hpp), so an error only some ranks see still ends the
+// job cleanly and is printed once. Collective.
 void agree_on_errors(Comm& comm, const std::function<void()>& f);
 
 // MPI for the lifetime of main(): initialises with MPI_THREAD_FUNNELED (only the main thread

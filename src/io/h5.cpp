@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "core/error.hpp"
+#include "io/atomic_file.hpp"
 
 namespace pfcr::h5 {
 namespace {
@@ -16,6 +17,10 @@ namespace {
 // HDF5 prints its own error stack by default; pfcr reports errors itself.
 void silence_hdf5() {
     static const bool done = [] {
+        // Before the library initialises (the next call): no clean-up at exit. pfcr closes every
+        // file itself; after a failed write (disk full) HDF5's exit handler would try to close
+        // the broken file again and crash (SIGSEGV in H5F__close_cb).
+        H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
         return true;
     }();
@@ -145,7 +150,7 @@ std::string Group::where(const std::string& name) const {
 Group Group::create_group(const std::string& name) {
     Handle g(H5Gcreate2(hid_t(h_.get()), name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
              close_group);
-    check(g.valid(), where(name), ": cannot create group");
+    check_io(g.valid(), where(name), ": cannot create group");
     return Group(std::move(g), file_, where(name).substr(file_.size() + 1));
 }
 
@@ -198,18 +203,19 @@ void Group::write(const std::string& name, const Shape& shape, const T* data) {
     Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), native_type<T>(), hid_t(space.get()),
                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
               close_dataset);
-    check(ds.valid(), where(name), ": cannot create dataset");
+    check_io(ds.valid(), where(name), ": cannot create dataset");
     const uint64_t n =
         std::accumulate(shape.begin(), shape.end(), uint64_t(1), std::multiplies<>());
     if (n > 0) {
-        check(H5Dwrite(hid_t(ds.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
-              where(name), ": write failed");
+        check_io(H5Dwrite(hid_t(ds.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >=
+                     0,
+                 where(name), ": write failed");
     }
 }
 
 template <typename T> void Dataset::write(const T* data) {
-    check(H5Dwrite(hid_t(h_.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
-          where_, ": write failed");
+    check_io(H5Dwrite(hid_t(h_.get()), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
+             where_, ": write failed");
 }
 
 template <typename T> Dataset Group::create_dataset(const std::string& name, const Shape& shape) {
@@ -224,7 +230,7 @@ template <typename T> Dataset Group::create_dataset(const std::string& name, con
     Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), native_type<T>(), hid_t(space.get()),
                          hid_t(lcpl.get()), hid_t(dcpl.get()), H5P_DEFAULT),
               close_dataset);
-    check(ds.valid(), where(name), ": cannot create dataset");
+    check_io(ds.valid(), where(name), ": cannot create dataset");
     return Dataset(std::move(ds), where(name));
 }
 
@@ -284,13 +290,13 @@ void Group::write_strings(const std::string& name, const std::vector<std::string
     Handle ds(H5Dcreate2(hid_t(h_.get()), name.c_str(), hid_t(type.get()), hid_t(space.get()),
                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
               close_dataset);
-    check(ds.valid(), where(name), ": cannot create dataset");
+    check_io(ds.valid(), where(name), ": cannot create dataset");
     std::vector<const char*> ptrs;
     for (const auto& v : values) ptrs.push_back(v.c_str());
     if (!values.empty()) {
-        check(H5Dwrite(hid_t(ds.get()), hid_t(type.get()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
-                       ptrs.data()) >= 0,
-              where(name), ": write failed");
+        check_io(H5Dwrite(hid_t(ds.get()), hid_t(type.get()), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                          ptrs.data()) >= 0,
+                 where(name), ": write failed");
     }
 }
 
@@ -324,10 +330,10 @@ void Group::set_attr(const std::string& name, const std::string& value) {
     Handle a(H5Acreate2(hid_t(h_.get()), name.c_str(), hid_t(type.get()), hid_t(space.get()),
                         H5P_DEFAULT, H5P_DEFAULT),
              close_attr);
-    check(a.valid(), where(), ": cannot create attribute ", name);
+    check_io(a.valid(), where(), ": cannot create attribute ", name);
     const char* p = value.c_str();
-    check(H5Awrite(hid_t(a.get()), hid_t(type.get()), &p) >= 0, where(),
-          ": cannot write attribute ", name);
+    check_io(H5Awrite(hid_t(a.get()), hid_t(type.get()), &p) >= 0, where(),
+             ": cannot write attribute ", name);
 }
 
 template <typename T>
@@ -338,9 +344,9 @@ static void set_numeric_attr(hid_t loc, const std::string& where, const std::str
     Handle a(H5Acreate2(loc, name.c_str(), native_type<T>(), hid_t(space.get()), H5P_DEFAULT,
                         H5P_DEFAULT),
              close_attr);
-    check(a.valid(), where, ": cannot create attribute ", name);
-    check(H5Awrite(hid_t(a.get()), native_type<T>(), &value) >= 0, where,
-          ": cannot write attribute ", name);
+    check_io(a.valid(), where, ": cannot create attribute ", name);
+    check_io(H5Awrite(hid_t(a.get()), native_type<T>(), &value) >= 0, where,
+             ": cannot write attribute ", name);
 }
 
 void Group::set_attr(const std::string& name, int64_t value) {
@@ -383,7 +389,7 @@ double Group::attr_double(const std::string& name) const {
 File File::create(const std::string& path) {
     silence_hdf5();
     Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), close_file);
-    check(f.valid(), path, ": cannot create HDF5 file");
+    check_io(f.valid(), path, ": cannot create HDF5 file");
     return File(std::move(f), path, "/");
 }
 
@@ -405,15 +411,19 @@ File File::create_parallel(const std::string& path, MPI_Comm comm) {
               H5Pset_libver_bounds(p, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST) >= 0,
           path, ": cannot set up parallel HDF5 access (is HDF5 built with MPI?)");
     Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, p), close_file);
-    check(f.valid(), path, ": cannot create HDF5 file (parallel)");
+    check_io(f.valid(), path, ": cannot create HDF5 file (parallel)");
     return File(std::move(f), path, "/");
 }
 
 void File::close() {
-    if (h_.valid()) {
-        check(H5Fflush(hid_t(h_.get()), H5F_SCOPE_GLOBAL) >= 0, file_, ": flush failed");
-        h_.reset();
-    }
+    if (!h_.valid()) return;
+    // Closed exactly once, also when the flush fails: a file left open after a failed close
+    // is what HDF5's own clean-up would trip over later.
+    const bool flushed = H5Fflush(hid_t(h_.get()), H5F_SCOPE_GLOBAL) >= 0;
+    const bool closed = H5Fclose(hid_t(h_.get())) >= 0;
+    h_.forget();
+    check_io(flushed && closed, file_, flushed ? ": close failed" : ": flush failed",
+             disk_full_note(file_));
 }
 
 bool is_hdf5(const std::string& path) {

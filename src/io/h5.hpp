@@ -27,6 +27,7 @@ public:
     Handle& operator=(const Handle&) = delete;
     ~Handle() { reset(); }
     void reset();
+    void forget() { id_ = -1; } // the id was closed elsewhere
     int64_t get() const { return id_; }
     bool valid() const { return id_ >= 0; }
 

@@ -77,12 +77,13 @@ int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, B
         } catch (const pfcr::CollectiveError& e) {
             // Every rank has it, rank 0 with the complete message: printed once.
             if (rank == 0) std::cerr << "[rank 0] error: " << e.what() << std::endl;
-            return 1;
+            return e.status();
         } catch (const std::exception& e) {
             // One rank's alone, outside an agreed section: the others may wait in a
             // collective forever, so the job is aborted.
             std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-            pfcr::MpiEnvironment::abort(1);
+            pfcr::MpiEnvironment::abort(dynamic_cast<const pfcr::IoError*>(&e) ? pfcr::exit_io_error
+                                                                               : pfcr::exit_error);
         }
     } catch (const std::exception& e) { // config errors: every rank sees the same one
         if (rank == 0) std::cerr << "[rank 0] error: " << e.what() << std::endl;
@@ -253,9 +254,12 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
             for (const auto& s : pfcr::config_schema())
                 std::cout << s.key << " = " << s.default_yaml << "\n    " << s.help << "\n";
         }
+    } catch (const pfcr::IoError& e) {
+        std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
+        return pfcr::exit_io_error;
     } catch (const std::exception& e) {
         std::cerr << "[rank " << rank << "] error: " << e.what() << std::endl;
-        return 1;
+        return pfcr::exit_error;
     }
     return 0;
 }

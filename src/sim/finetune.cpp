@@ -629,40 +629,44 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         fs::remove((fs::path(ckpt_dir) / "progress"), ec); // only if empty
     }
 
-    if (comm.rank() != 0) return report;
-    std::string metrics_text;
-    for (const auto& [id, o] : all) metrics_text += o.epoch_lines;
-    write_text_file_atomic((std::filesystem::path(dir) / "metrics.jsonl").string(), metrics_text);
-    // Per domain: the row-weighted merge of its clients (shards), then the mean over domains.
-    for (const auto& name : rc.domain_names) {
-        std::vector<const EvalResult*> tests, pops;
-        FinetuneDomain d;
-        d.name = name;
-        for (const auto& [id, o] : all) {
-            if (rc.specs[size_t(id)].domain != name) continue;
-            tests.push_back(&o.test);
-            pops.push_back(&o.popularity);
-            d.best_epoch.push_back(o.best_epoch);
-            d.epochs_run.push_back(o.epochs_run);
+    // Rank 0 writes the stage's outputs; a failed write (disk full) stops every rank, agreed.
+    agree_on_errors(comm, [&] {
+        if (comm.rank() != 0) return;
+        std::string metrics_text;
+        for (const auto& [id, o] : all) metrics_text += o.epoch_lines;
+        write_text_file_atomic((std::filesystem::path(dir) / "metrics.jsonl").string(),
+                               metrics_text);
+        // Per domain: the row-weighted merge of its clients (shards), then the mean over domains.
+        for (const auto& name : rc.domain_names) {
+            std::vector<const EvalResult*> tests, pops;
+            FinetuneDomain d;
+            d.name = name;
+            for (const auto& [id, o] : all) {
+                if (rc.specs[size_t(id)].domain != name) continue;
+                tests.push_back(&o.test);
+                pops.push_back(&o.popularity);
+                d.best_epoch.push_back(o.best_epoch);
+                d.epochs_run.push_back(o.epochs_run);
+            }
+            if (tests.empty()) continue;
+            d.test = merge_rows(tests);
+            d.popularity = merge_rows(pops);
+            report.domains.push_back(std::move(d));
         }
-        if (tests.empty()) continue;
-        d.test = merge_rows(tests);
-        d.popularity = merge_rows(pops);
-        report.domains.push_back(std::move(d));
-    }
-    std::vector<const EvalResult*> domain_tests;
-    for (const auto& d : report.domains) domain_tests.push_back(&d.test);
-    report.mean = mean_over(domain_tests, ks);
-    write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(),
-                           to_json_text(results_json(report)) + "\n");
-    write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
-                           opt.config.to_yaml());
-    report.seconds = total.seconds();
-    out << results_table(report);
-    out << "finetune: mode " << mode << ", " << report.domains.size()
-        << " domains, mean test recall@" << ks[0] << " " << std::fixed << std::setprecision(4)
-        << report.mean.recall[0] << " (ties: " << report.ties << ") in " << std::setprecision(1)
-        << report.seconds << " s -> " << dir << "/results.json\n";
+        std::vector<const EvalResult*> domain_tests;
+        for (const auto& d : report.domains) domain_tests.push_back(&d.test);
+        report.mean = mean_over(domain_tests, ks);
+        write_text_file_atomic((std::filesystem::path(dir) / "results.json").string(),
+                               to_json_text(results_json(report)) + "\n");
+        write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
+                               opt.config.to_yaml());
+        report.seconds = total.seconds();
+        out << results_table(report);
+        out << "finetune: mode " << mode << ", " << report.domains.size()
+            << " domains, mean test recall@" << ks[0] << " " << std::fixed << std::setprecision(4)
+            << report.mean.recall[0] << " (ties: " << report.ties << ") in " << std::setprecision(1)
+            << report.seconds << " s -> " << dir << "/results.json\n";
+    });
     out.unsetf(std::ios::fixed);
     return report;
 }

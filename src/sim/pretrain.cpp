@@ -156,8 +156,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         const std::string file = (std::filesystem::path(dir) / "metrics.jsonl").string();
         const std::string kept = start > 0 ? metrics_before(file, start) : "";
         metrics.open(file, std::ios::trunc);
-        check(bool(metrics), file, ": cannot open for writing");
-        metrics << kept;
+        check_io(bool(metrics), file, ": cannot open for writing");
+        metrics << kept << std::flush;
+        check_io(bool(metrics), file, ": write failed", disk_full_note(file));
         write_text_file_atomic((std::filesystem::path(dir) / "config.resolved.yaml").string(),
                                opt.config.to_yaml());
     });
@@ -197,7 +198,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         const auto t =
             max_over_ranks(comm, {r.t_local, r.t_aggregate, r.t_communicate, r.t_server, t_ckpt});
         round_seconds += t[0] + t[1] + t[2] + t[3];
-        if (comm.rank() == 0) {
+        // Rank 0's metrics line; a failed write (disk full) stops every rank, agreed.
+        agree_on_errors(comm, [&] {
+            if (comm.rank() != 0) return;
             std::vector<char> active(size_t(K), 0);
             for (int64_t k : r.sampled) active[size_t(k)] = 1;
             Json line = Json::object();
@@ -223,6 +226,10 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                             {"server", t[3]},
                             {"checkpoint", t[4]}};
             metrics << to_json_text(line) << "\n" << std::flush;
+            check_io(bool(metrics), dir, "/metrics.jsonl: write failed for round ", round,
+                     disk_full_note(dir),
+                     "; the checkpoint of the round is written, so a resumed "
+                     "run's metrics.jsonl will lack this line");
             std::ostringstream progress;
             progress << "round " << round << "  loss";
             for (int64_t k = 0; k < K && k < 8; ++k) {
@@ -244,7 +251,7 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                      << (left > 0 ? ", ETA " + duration_text(wall / double(done) * double(left))
                                   : std::string());
             log.info(progress.str());
-        }
+        });
         if (stopped && !last) {
             if (comm.rank() == 0) {
                 metrics << to_json_text({{"event", "preempted"}, {"rounds_done", round + 1}})

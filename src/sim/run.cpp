@@ -114,33 +114,35 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
             out << "run: fine-tuning stopped by a signal; run the same command again to resume\n";
         return report.status;
     }
-    if (comm.rank() != 0) return 0;
-
-    // results.json of the run: the fine-tuning results plus what produced them.
-    const std::string algorithm = algorithm_name(opt.federation.algorithm);
-    const std::string privacy = mechanism_name(opt.federation.privacy.mechanism);
-    Json results = results_json(report);
-    results["algorithm"] = algorithm;
-    results["shared"] = opt.federation.share_whole_model ? "whole" : "table";
-    results["privacy"] = privacy;
-    results["seed"] = opt.seed;
-    // Paths relative to the run's directory: results.json has the same bytes wherever it is.
-    results["from"] = results["pretrain_checkpoint"] = relative_to(from, dir.string());
-    results["prepared"] = relative_to(prepared, dir.string());
-    write_text_file_atomic((dir / "results.json").string(), to_json_text(results) + "\n");
-    // Wall-clock seconds of this invocation's stages (to 1 ms), apart from results.json, whose
-    // bytes do not depend on how the run was scheduled, interrupted or resumed.
-    const auto ms = [](double s) { return std::round(s * 1000) / 1000; };
-    Json timing = Json::object();
-    timing["time_s"] = {
-        {"prepare", ms(t_prepare)}, {"pretrain", ms(t_pretrain)}, {"finetune", ms(t_finetune)}};
-    write_text_file_atomic((dir / "timing.json").string(), to_json_text(timing) + "\n");
-    write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
-    out << results_table(report);
-    out << "run: " << algorithm << " + finetune " << opt.finetune.mode << ", privacy " << privacy
-        << ", seed " << opt.seed << ": prepare " << std::fixed << std::setprecision(1) << t_prepare
-        << " s, pretrain " << t_pretrain << " s, finetune " << t_finetune << " s -> "
-        << (dir / "results.json").string() << "\n";
+    // Rank 0 writes the run's outputs; a failed write (disk full) stops every rank, agreed.
+    agree_on_errors(comm, [&] {
+        if (comm.rank() != 0) return;
+        // results.json of the run: the fine-tuning results plus what produced them.
+        const std::string algorithm = algorithm_name(opt.federation.algorithm);
+        const std::string privacy = mechanism_name(opt.federation.privacy.mechanism);
+        Json results = results_json(report);
+        results["algorithm"] = algorithm;
+        results["shared"] = opt.federation.share_whole_model ? "whole" : "table";
+        results["privacy"] = privacy;
+        results["seed"] = opt.seed;
+        // Paths relative to the run's directory: results.json has the same bytes wherever it is.
+        results["from"] = results["pretrain_checkpoint"] = relative_to(from, dir.string());
+        results["prepared"] = relative_to(prepared, dir.string());
+        write_text_file_atomic((dir / "results.json").string(), to_json_text(results) + "\n");
+        // Wall-clock seconds of this invocation's stages (to 1 ms), apart from results.json, whose
+        // bytes do not depend on how the run was scheduled, interrupted or resumed.
+        const auto ms = [](double s) { return std::round(s * 1000) / 1000; };
+        Json timing = Json::object();
+        timing["time_s"] = {
+            {"prepare", ms(t_prepare)}, {"pretrain", ms(t_pretrain)}, {"finetune", ms(t_finetune)}};
+        write_text_file_atomic((dir / "timing.json").string(), to_json_text(timing) + "\n");
+        write_text_file_atomic((dir / "config.resolved.yaml").string(), cfg.to_yaml());
+        out << results_table(report);
+        out << "run: " << algorithm << " + finetune " << opt.finetune.mode << ", privacy "
+            << privacy << ", seed " << opt.seed << ": prepare " << std::fixed
+            << std::setprecision(1) << t_prepare << " s, pretrain " << t_pretrain << " s, finetune "
+            << t_finetune << " s -> " << (dir / "results.json").string() << "\n";
+    });
     out.unsetf(std::ios::fixed);
     return 0;
 }

@@ -14,6 +14,8 @@
 #                       mpiexec: sets $pfcr, $src and $mpiexec (default: the mpiexec on PATH),
 #                       then mpi_test_env and make_work
 #   same_metrics A B    two metrics.jsonl equal but for their wall-clock "time" objects
+#   same_ckpt A B       two checkpoints: every dataset bitwise equal, same round, Adam steps
+#                       and RNG counters (attributes such as created_utc may differ)
 py=/usr/bin/python3
 fails=0
 pass() { echo "ok   $1"; }
@@ -54,3 +56,20 @@ for line in open(sys.argv[1]):
     d = json.loads(line); d.pop("time", None); print(json.dumps(d))' "$1"
 }
 same_metrics() { cmp -s <(strip_times "$1") <(strip_times "$2"); }
+
+# Every dataset of two checkpoints bitwise equal (attrs like created_utc may differ).
+same_ckpt() { "$py" - "$1" "$2" <<'EOF'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+def names(f):
+    out = []
+    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
+    return out
+na, nb = names(a), names(b)
+ok = na == nb and all(np.array_equal(a[n][()], b[n][()]) for n in na)
+ok = ok and all(a["clients"][c].attrs["rng_counter"] == b["clients"][c].attrs["rng_counter"] and
+                a["clients"][c]["optim"].attrs["step"] == b["clients"][c]["optim"].attrs["step"]
+                for c in a["clients"])
+sys.exit(0 if ok and a.attrs["round"] == b.attrs["round"] else 1)
+EOF
+}

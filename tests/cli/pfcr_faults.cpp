@@ -8,7 +8,14 @@
 //                                           the checkpoint of that round;
 //   PFCR_TEST_SIGNAL_AFTER_EPOCH=<client>:<epoch>  the rank fine-tuning that client raises
 //                                           SIGUSR1 once it finished that epoch (a pre-emption
-//                                           warning at a reproducible moment).
+//                                           warning at a reproducible moment);
+//   PFCR_TEST_FILL_DISK_DURING_CHECKPOINT=<round>:<file>  half-way through writing the
+//                                           checkpoint of that round, the first rank there
+//                                           creates <file> and writes it until the disk is full
+//                                           (a disk filling up under a running write).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <limits>
@@ -32,6 +39,24 @@ int main(int argc, char** argv) {
         const auto round = pfcr::parse_int(v);
         faults.checkpoint.mid_write = [round](int64_t r) {
             if (round && *round == r) std::raise(SIGKILL);
+        };
+    }
+    if (const char* at = std::getenv("PFCR_TEST_FILL_DISK_DURING_CHECKPOINT")) {
+        const std::string spec = at;
+        const auto colon = spec.find(':');
+        const auto round = pfcr::parse_int(spec.substr(0, colon));
+        const std::string file = colon == std::string::npos ? "" : spec.substr(colon + 1);
+        faults.checkpoint.mid_write = [round, file](int64_t r) {
+            if (!round || *round != r || file.empty()) return;
+            const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+            if (fd < 0) return; // another rank is filling it
+            static const std::string block(65536, 'x');
+            while (::write(fd, block.data(), block.size()) > 0) {
+            }
+            const std::string tail(1, 'x');
+            while (::write(fd, tail.data(), 1) > 0) { // the last bytes too
+            }
+            ::close(fd);
         };
     }
     if (const char* at = std::getenv("PFCR_TEST_SIGNAL_AFTER_EPOCH")) {

@@ -16,22 +16,6 @@ pfcr_faults=${4:?usage: test_pretrain_checkpoint.sh PFCR SRC MPIEXEC PFCR_FAULTS
 pid=
 at_exit '[ -z "$pid" ] || kill $pid 2>/dev/null'
 valid() { "$py" "$src/analysis/check_checkpoint.py" "$1" >"$work/check.out" 2>&1; }
-# Every dataset of two checkpoints bitwise equal (attrs like created_utc may differ).
-same_ckpt() { "$py" - "$1" "$2" <<'EOF'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-def names(f):
-    out = []
-    f.visititems(lambda n, o: out.append(n) if isinstance(o, h5py.Dataset) else None)
-    return out
-na, nb = names(a), names(b)
-ok = na == nb and all(np.array_equal(a[n][()], b[n][()]) for n in na)
-ok = ok and all(a["clients"][c].attrs["rng_counter"] == b["clients"][c].attrs["rng_counter"] and
-                a["clients"][c]["optim"].attrs["step"] == b["clients"][c]["optim"].attrs["step"]
-                for c in a["clients"])
-sys.exit(0 if ok and a.attrs["round"] == b.attrs["round"] else 1)
-EOF
-}
 
 "$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.output="$work/syn" >/dev/null
 "$pfcr" prepare -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set output_dir="$work/prep" >/dev/null
