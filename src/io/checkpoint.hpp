@@ -97,7 +97,9 @@ struct CheckpointFaults {
 // client writes its tensors (independent transfers), rank 0 the server tensors; close (which
 // syncs); rank 0 renames the temp file onto the final name (atomic) and fsyncs `dir`; then
 // rank 0 deletes older checkpoints so that only the newest `keep` (>= 1, by round; the file
-// just written always stays) remain, and every stale round_*.h5.tmp. Per-client counters are
+// just written always stays) remain, and every stale round_*.h5.tmp / .reserve (rank 0 checks
+// the room first and reserves the metadata's part until the close; an I/O failure is an
+// IoError, agreed: exit 74). Per-client counters are
 // known only to their owner and are summed over ranks (Comm::allreduce_sum) before the collective
 // attribute writes. Returns the final path on every rank.
 // Errors (bad content, ranks that disagree on the shared content, a client owned by no rank
