@@ -21,6 +21,8 @@ void install_stop_handlers() {
     sa.sa_flags = SA_RESTART; // MPI and file I/O calls continue; the loop polls the flag
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGUSR1, &sa, nullptr);
+    sa.sa_flags |= SA_RESETHAND; // a second Ctrl-C: the default action, the process ends
+    sigaction(SIGINT, &sa, nullptr);
 }
 
 bool stop_requested() {

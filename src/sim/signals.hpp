@@ -1,4 +1,5 @@
-// Graceful stop on SIGTERM / SIGUSR1 (SLURM's pre-emption warning, `scancel --signal`): the
+// Graceful stop on SIGTERM / SIGUSR1 (SLURM's pre-emption warning, `scancel --signal`) and on
+// the first SIGINT (Ctrl-C; a second one ends the process at once): the
 // handler only records the request; pre-training polls it at the end of every round (agreed
 // across ranks, then a checkpoint), fine-tuning after every epoch of a client (that client's
 // progress saved; the ranks agree at the stage's end); both exit with exit_code_preempted, so
@@ -12,9 +13,9 @@ namespace pfcr {
 // (EX_TEMPFAIL: "try again later"). Documented in README.md; jobs/ scripts test for it.
 inline constexpr int exit_code_preempted = 75;
 
-// Installs the SIGTERM and SIGUSR1 handlers (idempotent).
+// Installs the SIGTERM, SIGUSR1 and (one-shot) SIGINT handlers (idempotent).
 void install_stop_handlers();
-// True once SIGTERM or SIGUSR1 has arrived.
+// True once SIGTERM, SIGUSR1 or SIGINT has arrived.
 bool stop_requested();
 // Forgets an earlier request: for a process that runs several stages one after another (the
 // driver tests do).

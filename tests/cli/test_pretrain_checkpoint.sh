@@ -3,7 +3,8 @@
 # checkpoints) through the real binary under mpirun:
 # every algorithm and privacy mechanism writes a checkpoint that analysis/check_checkpoint.py
 # validates; 2 rounds on 1 rank + resume for 2 on 4 ranks == 4 rounds on 2 ranks (every
-# dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; kill -9
+# dataset bitwise, metrics without timings); SIGUSR1 -> checkpoint + exit 75 + resume; SIGTERM
+# through scripts/pfcr-mpirun and to a single rank -> checkpoint + exit 75; kill -9
 # during a checkpoint write leaves the previous one loadable; NaN loss, a contradicting
 # config, a wrong-format / wrong-version / wrong-shape checkpoint -> clear error, non-zero exit.
 # The two injected faults (NaN weight, SIGKILL mid-write) use PFCR_FAULTS_BINARY: the same
@@ -100,6 +101,34 @@ if [ -n "$done_rounds" ]; then
   same_metrics "$work/sig/metrics.jsonl" "$work/nosig/metrics.jsonl" && pass "preempted + resumed metrics identical" \
     || failed "preempted metrics differ"
 fi
+
+# --- SIGTERM (a plain `kill`, scancel): Open MPI's mpirun cannot forward it (it kills the ranks
+#     after 1 s and exits 1), so it goes (a) to scripts/pfcr-mpirun, which turns it into SIGUSR1
+#     for mpirun, and (b) to one rank only: every rank stops after the round (they agree on the
+#     stop flag), checkpoint, exit 75.
+sigterm_case() { # NAME: the remaining arguments start the run in the background
+  local name=$1 rc=0
+  shift
+  "$@" pretrain -q "${common[@]}" --set federation.rounds=3000 --set checkpoint.every=0 \
+    --set output_dir="$work/$name" >"$work/$name.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do [ -s "$work/$name/metrics.jsonl" ] && [ "$(wc -l <"$work/$name/metrics.jsonl")" -ge 3 ] && break; sleep 0.1; done
+}
+sigterm_case term-wrapper env MPIRUN="$mpiexec" "$src/scripts/pfcr-mpirun" -n 2 --oversubscribe "$pfcr"
+kill -TERM $pid
+rc=0; wait $pid || rc=$?; pid=
+ck=$(ls "$work/term-wrapper/ckpt" 2>/dev/null | tail -1)
+[ "$rc" -eq 75 ] && [ -n "$ck" ] && valid "$work/term-wrapper/ckpt/$ck" \
+  && pass "SIGTERM to scripts/pfcr-mpirun: exit 75 with a valid checkpoint ($ck)" \
+  || failed "SIGTERM to pfcr-mpirun: rc $rc, ckpt '$ck': $(tail -3 "$work/term-wrapper.out")"
+sigterm_case term-rank "$mpiexec" -n 2 --oversubscribe "$pfcr"
+rank_pid=$(pgrep -P $pid -f "pfcr pretrain" | tail -1 || true)
+[ -n "$rank_pid" ] && kill -TERM "$rank_pid"
+rc=0; wait $pid || rc=$?; pid=
+ck=$(ls "$work/term-rank/ckpt" 2>/dev/null | tail -1)
+[ -n "$rank_pid" ] && [ "$rc" -eq 75 ] && [ -n "$ck" ] && valid "$work/term-rank/ckpt/$ck" \
+  && pass "SIGTERM to one rank only: every rank stops after the round, exit 75, valid checkpoint ($ck)" \
+  || failed "SIGTERM to one rank (pid '${rank_pid}'): rc $rc, ckpt '$ck': $(tail -3 "$work/term-rank.out")"
 
 # --- kill -9 in the middle of writing round 3: round 2 stays loadable, a rerun resumes from it
 set +e

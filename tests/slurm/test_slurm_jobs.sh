@@ -4,7 +4,8 @@
 # a self-requeueing 2-rank `pfcr run` preempted with SIGUSR1 once during pre-training and once
 # during fine-tuning (resumes each time, ends with the uninterrupted run's results.json bytes),
 # a 3-element array from a manifest, the scaling study (CSV + plot), the mpirun fallback (the
-# same run, uninterrupted), and the single-experiment job. Tiny configs: about a minute.
+# same run, uninterrupted), the single-experiment job, and scancel --signal=TERM to an srun
+# step (exit 75 with a checkpoint). Tiny configs: about a minute.
 # Jobs are waited for by polling squeue every 0.2 s: `sbatch --wait` polls at 2 s and backs
 # off to 10 s (docs/SLURM-LOCAL.md pitfall 15), which alone would double this test's time.
 # Usage: test_slurm_jobs.sh PFCR_BINARY SOURCE_DIR        (exit 77 = skipped: not root)
@@ -212,5 +213,24 @@ configs = [w[i + 1] for w in lines for i in range(len(w) - 1) if w[i] == "-c"]
 ok = len(lines) >= 27 and len(set(names)) == len(names) and all(w[1] == "-c" for w in lines)
 sys.exit(0 if ok and all(os.path.exists(os.path.join(src, c)) for c in configs) else 1)
 EOF_PY
+
+# --- last, alone on the node (it would hold the CPUs the requeued job waits for):
+#     SIGTERM to the tasks of an srun step (scancel --signal=TERM, as a scheduler's pre-emption
+#     does): every rank saves, srun and the job exit 75 (rounds: more than it can ever run)
+submit "$work/term.log" "$src/jobs/run.sbatch" "$tiny" "${data[@]}" --set federation.rounds=1000000 \
+    --set checkpoint.every=0 --set output_dir="$work/term"
+term_id=$id
+for _ in $(seq 1500); do
+    [ -s "$work/term/pretrain/metrics.jsonl" ] &&
+        [ "$(grep -c '"event": "round"' "$work/term/pretrain/metrics.jsonl")" -ge 3 ] && break
+    sleep 0.1
+done
+scancel --signal=TERM "$term_id" || true
+wait_job "$term_id"
+grep -q 'ExitCode=75:0' <<<"$states" && grep -q "pretrain: preempted after" "$work/term.log" &&
+    [ -n "$(ls "$work/term/pretrain/ckpt" 2>/dev/null)" ] &&
+    pass "scancel --signal=TERM to an srun step: every rank saves, exit 75 ($(ls "$work/term/pretrain/ckpt"))" ||
+    { failed "SIGTERM to srun tasks: $states"; tail -5 "$work/term.log"; }
+
 
 finish "slurm jobs"
