@@ -41,6 +41,26 @@ void AtomicOutput::commit() {
     committed_ = true;
 }
 
+void check_output_dir(const std::string& path, const std::string& key) {
+    namespace fs = std::filesystem;
+    check(!path.empty(), key, ": empty path");
+    std::error_code ec;
+    fs::path p = fs::absolute(path, ec);
+    check(!ec, key, " = ", path, ": ", ec.message());
+    if (fs::exists(p, ec)) {
+        check(fs::is_directory(p, ec), key, " = ", path, ": exists and is not a directory");
+        check(::access(p.c_str(), W_OK | X_OK) == 0, key, " = ", path,
+              ": directory is not writable: ", std::strerror(errno));
+        return;
+    }
+    fs::path up = p.parent_path();
+    while (!up.empty() && !fs::exists(up, ec) && up != up.root_path()) up = up.parent_path();
+    check(fs::is_directory(up, ec), key, " = ", path, ": cannot be created: ", up.string(),
+          " is not a directory");
+    check(::access(up.c_str(), W_OK | X_OK) == 0, key, " = ", path, ": cannot be created in ",
+          up.string(), ": ", std::strerror(errno));
+}
+
 std::string disk_full_note(const std::string& path) {
     std::filesystem::path dir(path);
     std::error_code ec;

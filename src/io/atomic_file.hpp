@@ -28,6 +28,11 @@ private:
 // Writes a whole text file atomically.
 void write_text_file_atomic(const std::string& path, const std::string& contents);
 
+// Start-up check of an output directory named by config key `key`: it is a directory or can be
+// created (its nearest existing ancestor is a writable directory). Touches nothing; throws
+// Error naming the key and the path otherwise ("... exists and is not a directory").
+void check_output_dir(const std::string& path, const std::string& key);
+
 // " (the file system of DIR is full: N bytes free)" when the file system holding `path` (a
 // file, or its directory if the file does not exist) has less than 1 MiB free, else "": for
 // messages of failed writes whose library (HDF5, MPI-IO) does not say why they failed.

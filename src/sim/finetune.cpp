@@ -246,6 +246,8 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     const std::string done_stage =
         broadcast_string(comm, comm.rank() == 0 ? latest_checkpoint(ckpt_dir) : std::string(), 0);
     agree_on_errors(comm, [&] {
+        check_output_dir(opt.output_dir, "output_dir");
+        check_output_dir(ckpt_dir, "checkpoint.dir");
         from = resolve_checkpoint(from_arg.empty() ? opt.finetune.from : from_arg);
         rc = load_run_clients(opt, comm, false, opt.finetune.domains);
         if (!from.empty()) {

@@ -118,6 +118,8 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     std::unique_ptr<Federation> federation_ptr;
     int64_t start = 0;
     agree_on_errors(comm, [&] {
+        check_output_dir(dir, "output_dir");
+        check_output_dir(ckpt_dir, "checkpoint.dir");
         rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
         federation_ptr = std::make_unique<Federation>(fed, base, opt.initializer_range, rc.specs,
                                                       rc.owner, comm);

@@ -61,7 +61,25 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
     Stopwatch total;
     const Config& cfg = opt.config;
     const std::filesystem::path dir = opt.output_dir;
-    if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    // 0. What can be checked before prepare writes anything: the directories, and enough
+    //    clients for the ranks (the stages check again on the prepared data).
+    agree_on_errors(comm, [&] {
+        check_output_dir(dir.string(), "output_dir");
+        const std::filesystem::path prepared_dir =
+            std::filesystem::path(opt.prepared).parent_path();
+        check_output_dir(prepared_dir.empty() ? "." : prepared_dir.string(), "data.prepared");
+        const int64_t shards = opt.shards_per_domain;
+        const int64_t domains = int64_t(opt.prepare.domains.size());
+        const int64_t tuned =
+            opt.finetune.domains.empty() ? domains : int64_t(opt.finetune.domains.size());
+        const int64_t clients = tuned * shards; // fine-tuning; pre-training has as many or 1
+        check(domains == 0 || comm.size() <= clients, comm.size(), " ranks but only ", clients,
+              " clients (", tuned, " domains x data.shards_per_domain ", shards,
+              "): every rank needs at least one client; use fewer ranks or more clients");
+    });
+    agree_on_errors(comm, [&] {
+        if (comm.rank() == 0) std::filesystem::create_directories(dir);
+    });
     const std::string prepared = opt.prepared;
     const Options run_opt = with(opt, "data.prepared", prepared);
 

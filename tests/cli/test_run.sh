@@ -116,4 +116,20 @@ grep -q "continuing [0-9]* clients from" "$work/cut2.err" && [ -s "$work/cut/res
   [ ! -e "$work/cut/finetune/ckpt/progress" ] &&
   pass "resumed on 1 rank: results.json and fine-tuning metrics identical to the uninterrupted run" ||
   failed "resumed run differs: $(diff "$work/cut/results.json" "$work/whole/results.json" 2>&1 | head -3; tail -2 "$work/cut2.err")"
+# --- refused before anything is written: more ranks than clients, a checkpoint directory
+#     under a file
+rc=0
+"$mpiexec" -n 6 --oversubscribe "$pfcr" run -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" \
+  --set output_dir="$work/toomany" >/dev/null 2>"$work/toomany.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "6 ranks but only 4 clients" "$work/toomany.err" && [ ! -e "$work/toomany" ] \
+  && [ "$(grep -c 'error:' "$work/toomany.err")" = 1 ] \
+  && pass "run with more ranks than clients: one error, exit 1, nothing written" \
+  || failed "too many ranks: rc $rc, $(head -2 "$work/toomany.err"), $(ls "$work/toomany" 2>&1)"
+touch "$work/afile"
+rc=0
+run --set output_dir="$work/badck" --set checkpoint.dir="$work/afile/ckpt" >/dev/null 2>"$work/badck.err" || rc=$?
+[ "$rc" = 1 ] && grep -q "checkpoint.dir = .*afile/ckpt: cannot be created: .*afile is not a directory" "$work/badck.err" \
+  && [ ! -e "$work/badck/pretrain" ] \
+  && pass "checkpoint.dir under a file: refused at start-up, no stage output" \
+  || failed "bad checkpoint.dir: rc $rc, $(head -2 "$work/badck.err"), $(ls "$work/badck" 2>&1)"
 finish run
