@@ -1,11 +1,15 @@
 #!/usr/bin/python3
 """Train-throughput comparison: the same PFCR model (tests/reference/pfcr_torch.py, paper
-config, dropout 0.5, Adam) in PyTorch on the same real Scientific train histories, with
-RecBole-style padding to 50 and with per-batch padding, at 1 and 2 threads; prints
+config, dropout 0.5, Adam) in PyTorch on the same real Scientific train histories, three ways:
+RecBole-style padding to 50, per-batch padding, and the expert variant without padding work
+(tests/reference/pfcr_torch_packed.py: token-packed linear layers, attention per length group,
+last layer pruned to the read position, embedding_bag code means), at 1 and 2 threads; prints
 sequences/s, which BLAS PyTorch runs on, and the ratio to pfcr's Google Benchmark numbers.
+--check first verifies that the expert variant's loss and gradients equal the padded model's
+(double precision, dropout off) on real batches.
 
 Usage (after `bench_train --benchmark_out=bench.json --benchmark_out_format=json`):
-  /usr/bin/python3 analysis/bench_pytorch.py --pfcr-json bench.json
+  /usr/bin/python3 analysis/bench_pytorch.py --check --pfcr-json bench.json
 """
 import argparse
 import json
@@ -19,6 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference"))
 from pfcr_torch import Hyper, PFCRModel  # noqa: E402
+from pfcr_torch_packed import PackedBatch, PackedPFCR, check_equal  # noqa: E402
 
 
 def blas_in_use():
@@ -56,19 +61,30 @@ def make_batch(indptr, items, targets, rows, pad_to):
     return torch.from_numpy(seq), torch.from_numpy(lens.astype(np.int64)), torch.from_numpy(targets[rows].astype(np.int64))
 
 
+def histories(indptr, items, targets, rows):
+    return ([items[indptr[r]:indptr[r + 1]].astype(np.int64) for r in rows],
+            torch.from_numpy(targets[rows].astype(np.int64)))
+
+
 def measure(codes, data, threads, pad_to, steps, batch_size):
+    """pad_to: 50 (RecBole), 0 (per-batch padding) or None (the packed expert model)."""
     torch.set_num_threads(threads)
     torch.manual_seed(2020)
-    model = PFCRModel(Hyper(), torch.from_numpy(codes)).float().train()
+    packed = pad_to is None
+    model = (PackedPFCR if packed else PFCRModel)(Hyper(), torch.from_numpy(codes)).float().train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     indptr, items, targets = data
     perm = np.random.default_rng(0).permutation(len(targets))
-    batches = [make_batch(indptr, items, targets, perm[i * batch_size:(i + 1) * batch_size], pad_to)
-               for i in range(steps + 1)]
+    rows = [perm[i * batch_size:(i + 1) * batch_size] for i in range(steps + 1)]
+    # Batches are laid out before timing in every variant (a DataLoader's work).
+    if packed:
+        batches = [PackedBatch(*histories(indptr, items, targets, r)) for r in rows]
+    else:
+        batches = [make_batch(indptr, items, targets, r, pad_to) for r in rows]
 
     def step(b):
         opt.zero_grad()
-        loss, _ = model.loss_and_logits(*b)
+        loss = model.loss_packed(b) if packed else model.loss_and_logits(*b)[0]
         loss.backward()
         opt.step()
 
@@ -87,8 +103,20 @@ def main():
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting (after 1 warm-up)")
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--pfcr-json", help="Google Benchmark JSON of bench_train, for the ratios")
+    ap.add_argument("--check", action="store_true",
+                    help="first check the packed model against the padded one (double, 2 batches)")
     args = ap.parse_args()
     codes, *data = load(args.prepared, args.domain)
+    if args.check:
+        indptr, items, targets = data
+        perm = np.random.default_rng(1).permutation(len(targets))
+        for i in range(2):
+            dl, dg = check_equal(torch.from_numpy(codes), *histories(indptr, items, targets,
+                                                                     perm[i * 256:(i + 1) * 256]))
+            print(f"check: packed vs padded (double, 256 rows): |loss diff| {dl:.1e}, "
+                  f"max grad diff / max |grad| {dg:.1e}")
+            if dl > 1e-13 or dg > 1e-12:
+                sys.exit("check failed: the packed model does not compute the padded model's function")
     pfcr = {}
     if args.pfcr_json:
         for b in json.load(open(args.pfcr_json))["benchmarks"]:
@@ -99,7 +127,7 @@ def main():
     print("| threads | padding | PyTorch seqs/s | pfcr seqs/s | pfcr / PyTorch |")
     print("|---:|---|---:|---:|---:|")
     for t in args.threads:
-        for name, pad in (("RecBole (to 50)", 50), ("per batch", 0)):
+        for name, pad in (("RecBole (to 50)", 50), ("per batch", 0), ("expert (packed)", None)):
             sps = measure(codes, data, t, pad, args.steps, args.batch_size)
             ours = pfcr.get(t)
             ratio = f"{ours / sps:.1f}x" if ours else "-"
