@@ -19,7 +19,7 @@
 namespace pfcr {
 
 // What to do with items that score exactly like the target (eval.ties). Items with identical
-// code rows have identical embeddings, so ties are common (Scientific: 670 of 8,442 test targets
+// code rows have identical embeddings, so ties are common (Scientific: 671 of 8,442 test targets
 // share their score with another item) and decide a few per cent of Recall@10.
 //   expected    the exact expectation over a uniformly random order of the tied items
 //               (McSherry & Najork 2008): unbiased, the default
