@@ -45,6 +45,25 @@ evaluate 1 "$work/r/finetune/ckpt" --json "$work/e1.json" >/dev/null 2>&1 || tru
   && cmp -s <(tests_of "$work/r/finetune/results.json") <(tests_of "$work/e2.json") \
   && cmp -s <(tests_of "$work/e1.json") <(tests_of "$work/e2.json") && grep -q "^mean " "$work/e2.out" \
   && pass "evaluate: best state on test = results.json bit for bit (1 and 2 ranks)" || failed "evaluate: $(tail -3 "$work/e2.out")"
+# analysis/compare_ties.py re-evaluates the run under the other tie rules: the bounds hold
+# (pessimistic <= expected <= optimistic for every row of its table).
+PFCR="$pfcr" MPIRUN="$mpiexec" "$py" "$src/analysis/compare_ties.py" "$work/r" >"$work/ties.out" 2>&1 \
+  && [ "$(grep -c '^| mean | recall@10 |' "$work/ties.out")" = 3 ] \
+  && "$py" - "$work/ties.out" <<'EOF_PY' && pass "compare_ties.py: 3 rules, pessimistic <= expected <= optimistic" \
+  || failed "compare_ties.py: $(tail -3 "$work/ties.out")"
+import sys
+rule, rows = None, {}
+for line in open(sys.argv[1]):
+    if line.startswith("expected vs "):
+        rule = line.split()[2]
+    elif line.startswith("| ") and rule and not line.startswith("| domain"):
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        rows.setdefault((c[0], c[1]), {})["expected"] = float(c[2])
+        rows[(c[0], c[1])][rule] = float(c[3])
+ok = len(rows) > 0 and all(r["pessimistic"] <= r["expected"] + 1e-12 <= r["optimistic"] + 2e-12
+                           for r in rows.values())
+sys.exit(0 if ok else 1)
+EOF_PY
 # prompt-full at a learning rate where some client's best epoch is not its last: the best and
 # the final state on valid equal metrics.jsonl's valid lines of the best and the last epoch.
 "$mpiexec" -n 2 --oversubscribe "$pfcr" finetune -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set epochs=4 \
