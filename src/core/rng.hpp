@@ -38,6 +38,7 @@ enum class RngPurpose : uint32_t {
     dropout = 6,
     sampling = 7,
     privacy = 8,
+    system = 9, // device profiles and availability (federation/system.hpp)
 };
 
 // splitmix64 finaliser: mixes a 64-bit value into a well-spread 64-bit value.

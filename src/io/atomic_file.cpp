@@ -49,16 +49,19 @@ void check_output_dir(const std::string& path, const std::string& key) {
     check(!ec, key, " = ", path, ": ", ec.message());
     if (fs::exists(p, ec)) {
         check(fs::is_directory(p, ec), key, " = ", path, ": exists and is not a directory");
-        check(::access(p.c_str(), W_OK | X_OK) == 0, key, " = ", path,
-              ": directory is not writable: ", std::strerror(errno));
+        const int rc = ::access(p.c_str(), W_OK | X_OK);
+        const int err = errno; // before the message's arguments are evaluated
+        check(rc == 0, key, " = ", path, ": directory is not writable: ", std::strerror(err));
         return;
     }
     fs::path up = p.parent_path();
     while (!up.empty() && !fs::exists(up, ec) && up != up.root_path()) up = up.parent_path();
     check(fs::is_directory(up, ec), key, " = ", path, ": cannot be created: ", up.string(),
           " is not a directory");
-    check(::access(up.c_str(), W_OK | X_OK) == 0, key, " = ", path, ": cannot be created in ",
-          up.string(), ": ", std::strerror(errno));
+    const int rc = ::access(up.c_str(), W_OK | X_OK);
+    const int err = errno;
+    check(rc == 0, key, " = ", path, ": cannot be created in ", up.string(), ": ",
+          std::strerror(err));
 }
 
 std::string disk_full_note(const std::string& path) {
@@ -93,7 +96,9 @@ void write_text_file_atomic(const std::string& path, const std::string& contents
             }
             done += size_t(n);
         }
-        check_io(::close(fd) == 0, out.temp_path(), ": close failed: ", std::strerror(errno));
+        const int rc = ::close(fd);
+        const int err = errno;
+        check_io(rc == 0, out.temp_path(), ": close failed: ", std::strerror(err));
     }
     out.commit();
 }

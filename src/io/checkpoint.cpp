@@ -239,11 +239,11 @@ std::string mib_text(int64_t bytes) {
 void fsync_path(const std::string& path, bool directory) {
     const int fd = ::open(path.c_str(), O_RDONLY | (directory ? O_DIRECTORY : 0));
     const int err = errno;
-    check(fd >= 0, path, ": cannot open for fsync: ", std::strerror(err));
-    const int rc = ::fsync(fd);
+    check_io(fd >= 0, path, ": cannot open for fsync: ", std::strerror(err));
+    const int rc = ::fsync(fd); // delayed write errors (NFS, Lustre: ENOSPC, EDQUOT) show here
     const int err2 = errno;
     ::close(fd);
-    check(rc == 0, path, ": fsync failed: ", std::strerror(err2));
+    check_io(rc == 0, path, ": fsync failed: ", std::strerror(err2));
 }
 
 // Rank 0: leave the newest `keep` checkpoints (by round; `written` always stays) and no stale
@@ -270,6 +270,11 @@ void prune(const std::string& dir, const std::string& written, int keep) {
 }
 
 } // namespace
+
+int64_t checkpoint_size_estimate(const CheckpointContent& c) {
+    const SizeEstimate e = estimate_size(c);
+    return e.data + e.metadata;
+}
 
 std::string checkpoint_file_name(int64_t round) {
     char buf[64];
@@ -346,9 +351,16 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
         struct statvfs sv {};
         if (::statvfs(dir.c_str(), &sv) == 0) {
             const int64_t avail = int64_t(sv.f_bavail) * int64_t(sv.f_frsize);
-            check_io(avail >= need.data + need.metadata, dir, ": no room for checkpoint ", name,
-                     ": it needs about ", mib_text(need.data + need.metadata), " MiB, ",
-                     mib_text(avail), " MiB are free", keeps);
+            // Files the caller deletes during the write count as free, but the metadata's
+            // reservation must fit now.
+            check_io(
+                avail + c.reclaimable_bytes >= need.data + need.metadata && avail >= need.metadata,
+                dir, ": no room for checkpoint ", name, ": it needs about ",
+                mib_text(need.data + need.metadata), " MiB, ", mib_text(avail), " MiB are free",
+                c.reclaimable_bytes > 0
+                    ? " (+" + mib_text(c.reclaimable_bytes) + " MiB freed while writing)"
+                    : std::string(),
+                keeps);
         }
         try {
             reserve = SpaceReservation(final_path + ".reserve", need.metadata);
@@ -365,6 +377,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     std::sort(order.begin(), order.end(),
               [&](size_t a, size_t b) { return c.clients[a].id < c.clients[b].id; });
     std::string error;
+    int64_t barrier = 0;
     bool io_error = false; // a write or the file itself failed (exit_io_error), not the content
     auto write_data = [&](h5::Dataset& ds, const TensorSpec& t, const float* data) {
         if (t.size() == 0 || !error.empty()) return;
@@ -446,11 +459,18 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
             }
             if (faults.mid_write && n == 0) faults.mid_write(h.round);
         }
+        // Every rank's data writes are done before the reserved room is given back (a
+        // collective like the close that follows; a rank that threw above is in neither).
+        if (mpi) comm.allreduce_max(&barrier, 1);
         reserve.release(); // the close's metadata writes get the reserved room
         f.close();
+    } catch (const IoError& e) { // creating or closing the file, a metadata write
+        if (error.empty()) {
+            error = e.what();
+            io_error = true;
+        }
     } catch (const std::exception& e) {
         if (error.empty()) error = e.what();
-        io_error = true; // creating or closing the file, or a metadata write
     }
     try {
         agree_on_errors(comm, [&] {
@@ -473,11 +493,16 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
     // 5. Every rank has closed the file (agree is a barrier): publish it atomically.
     agree_on_errors(comm, [&] {
         if (rank != 0) return;
-        fsync_path(tmp_path, false);
+        try {
+            fsync_path(tmp_path, false);
+        } catch (...) {
+            std::remove(tmp_path.c_str());
+            throw;
+        }
         const int rc = std::rename(tmp_path.c_str(), final_path.c_str());
         const int err = errno;
         if (rc != 0) std::remove(tmp_path.c_str());
-        check(rc == 0, "cannot rename ", tmp_path, " to ", final_path, ": ", std::strerror(err));
+        check_io(rc == 0, "cannot rename ", tmp_path, " to ", final_path, ": ", std::strerror(err));
         fsync_path(dir, true);
     });
 

@@ -66,6 +66,9 @@ struct CheckpointContent {
     std::vector<const float*> server_data;  // parallel to `server`; rank 0's copy is written
     std::vector<ClientMeta> clients;        // every client, any order, ids unique
     std::vector<TensorSpec> client_tensors; // the same set under every /clients/<id>/
+    // Bytes the caller frees on this file system while the file is written (fine-tuning deletes
+    // each client's progress file once it is streamed): the room check counts them as free.
+    int64_t reclaimable_bytes = 0;
     // A client this rank owns. Every client is owned by exactly one rank.
     struct Owned {
         int64_t id = 0;
@@ -89,6 +92,10 @@ std::string checkpoint_file_name(int64_t round);
 struct CheckpointFaults {
     std::function<void(int64_t round)> mid_write;
 };
+
+// The bytes write_checkpoint's room check asks for: an upper estimate of the file's size from
+// the shared content (tensor bytes, attribute text, 1 KiB per HDF5 object, 256 KiB).
+int64_t checkpoint_size_estimate(const CheckpointContent& c);
 
 // Collective over `comm`: every rank calls it with the same `dir`, `keep` and shared content.
 // Writes <dir>/round_%06d.h5 (header.round) via <name>.tmp with the MPI-IO driver (serial

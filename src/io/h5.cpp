@@ -18,14 +18,22 @@ namespace {
 void silence_hdf5() {
     static const bool done = [] {
         // Before the library initialises (the next call): no clean-up at exit. pfcr closes every
-        // file itself; after a failed write (disk full) HDF5's exit handler would try to close
-        // the broken file again and crash (SIGSEGV in H5F__close_cb).
+        // file itself; after a failed write (disk full) HDF5's clean-up would try to close the
+        // broken objects again and crash (SIGSEGV in H5F__close_cb / H5G_close).
         H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
         return true;
     }();
     (void)done;
 }
+
+} // namespace
+
+void initialize() {
+    silence_hdf5();
+}
+
+namespace {
 
 int close_file(int64_t id) {
     return H5Fclose(hid_t(id));

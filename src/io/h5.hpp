@@ -126,4 +126,10 @@ private:
 // True if `path` exists and has an HDF5 signature.
 bool is_hdf5(const std::string& path);
 
+// Initialises the library without any clean-up at exit. Call it before MPI_Init: a parallel
+// HDF5 initialised after MPI_Init also registers its clean-up with MPI_Finalize, which after a
+// failed write (disk full) crashes closing the broken objects again. (Every h5 entry point
+// initialises the library too, for programs without MPI.)
+void initialize();
+
 } // namespace pfcr::h5

@@ -16,6 +16,7 @@
 #include "core/log.hpp"
 #include "io/comm.hpp"
 #include "io/config.hpp"
+#include "io/h5.hpp"
 #include "pfcr/version.hpp"
 #include "sim/cli.hpp"
 #include "sim/commands.hpp"
@@ -58,8 +59,8 @@ std::unique_ptr<tbb::global_control> limit_threads(const pfcr::Options& opt) {
 // An MPI subcommand (pretrain, finetune, evaluate, run): MPI up, config, threads, logger,
 // stop-signal handlers, then `body`. A config error and a CollectiveError are every rank's (the
 // stages agree on failures with agree_on_errors): printed once, by rank 0; every rank exits with
-// status 1, no MPI_Abort. Any other error may be one rank's alone: abort the job so that no rank
-// waits in a collective forever.
+// the error's status (1, or 74 for an output that could not be written), no MPI_Abort. Any other
+// error may be one rank's alone: abort the job so that no rank waits in a collective forever.
 // `load` returns the options (every rank loads the same); `print_config`: echo the config first.
 template <typename Load, typename Body>
 int run_mpi(int& argc, char**& argv, bool quiet, bool print_config, Load load, Body body) {
@@ -109,6 +110,7 @@ int run_cli(int argc, char** argv, const FaultInjection& faults) {
     // a fragmented heap: measured +2 GB RSS per rank while writing 64 fine-tuned clients at
     // the paper config (docs/PERFORMANCE.md). An explicit threshold also fixes it.
     mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    pfcr::h5::initialize(); // before MPI_Init (io/h5.hpp)
     CLI::App app{"pfcr — federated cross-domain recommendation simulator (PFCR, WWW 2024)"};
     app.set_version_flag("--version", std::string("pfcr ") + pfcr::software_version);
     app.require_subcommand(1);

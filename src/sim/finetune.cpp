@@ -558,10 +558,11 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
             m.stage_state = progress_text(p);
         }
         // The stage checkpoint needs about as much disk as the progress files it is made of.
-        // If the file system cannot hold both, a client's progress file goes once its tensors
-        // are written into the temp file (when the next client is fetched, which the writer
-        // does only while no write has failed): a failure later in the write then costs
-        // recomputing those clients on the rerun (same results), never a wrong result.
+        // If the file system cannot hold it besides them (write_checkpoint's estimate), a
+        // client's progress file goes once its tensors are written into the temp file (when the
+        // next client is fetched, which the writer does only while no write has failed): a
+        // failure later in the write then costs recomputing those clients on the rerun (same
+        // results), never a wrong result.
         int64_t progress_bytes = 0;
         for (const auto& s : tuned) {
             if (rc.owner[size_t(s.id)] != comm.rank()) continue;
@@ -573,7 +574,8 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
         std::error_code space_ec;
         const auto space = fs::space(ckpt_dir, space_ec);
         const bool delete_as_streamed =
-            !space_ec && double(space.available) < 1.1 * double(progress_bytes);
+            !space_ec && int64_t(space.available) < checkpoint_size_estimate(c);
+        if (delete_as_streamed) c.reclaimable_bytes = progress_bytes;
         if (delete_as_streamed && comm.rank() == 0)
             log.info("finetune: " + thousands(int64_t(space.available >> 20)) + " MiB free for a " +
                      thousands(progress_bytes >> 20) +

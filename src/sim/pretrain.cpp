@@ -191,7 +191,8 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         stopped = comm.any(stop_requested());
         const bool last = round + 1 == rounds;
         double t_ckpt = 0;
-        if (last || stopped || (every > 0 && (round + 1) % every == 0)) {
+        const bool saved = last || stopped || (every > 0 && (round + 1) % every == 0);
+        if (saved) {
             Stopwatch sw;
             report.checkpoint =
                 save(federation, opt, rc.manifest.fingerprint, comm, round + 1, faults.checkpoint);
@@ -230,8 +231,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
             metrics << to_json_text(line) << "\n" << std::flush;
             check_io(bool(metrics), dir, "/metrics.jsonl: write failed for round ", round,
                      disk_full_note(dir),
-                     "; the checkpoint of the round is written, so a resumed "
-                     "run's metrics.jsonl will lack this line");
+                     saved ? "; the round's checkpoint is written, so a run resumed from it "
+                             "will lack this line"
+                           : "");
             std::ostringstream progress;
             progress << "round " << round << "  loss";
             for (int64_t k = 0; k < K && k < 8; ++k) {

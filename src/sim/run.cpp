@@ -65,9 +65,11 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
     //    clients for the ranks (the stages check again on the prepared data).
     agree_on_errors(comm, [&] {
         check_output_dir(dir.string(), "output_dir");
+        // data.prepared's directory only if prepare will write there (it may be read-only).
         const std::filesystem::path prepared_dir =
             std::filesystem::path(opt.prepared).parent_path();
-        check_output_dir(prepared_dir.empty() ? "." : prepared_dir.string(), "data.prepared");
+        if (comm.rank() == 0 && !stale_reason(cfg, opt.prepared).empty())
+            check_output_dir(prepared_dir.empty() ? "." : prepared_dir.string(), "data.prepared");
         const int64_t shards = opt.shards_per_domain;
         const int64_t domains = int64_t(opt.prepare.domains.size());
         const int64_t tuned =

@@ -1,5 +1,6 @@
 // Graceful stop on SIGTERM / SIGUSR1 (SLURM's pre-emption warning, `scancel --signal`) and on
-// the first SIGINT (Ctrl-C; a second one ends the process at once): the
+// the first SIGINT (a second one ends the process at once; through scripts/pfcr-mpirun every
+// SIGINT arrives as SIGUSR1): the
 // handler only records the request; pre-training polls it at the end of every round (agreed
 // across ranks, then a checkpoint), fine-tuning after every epoch of a client (that client's
 // progress saved; the ranks agree at the stage's end); both exit with exit_code_preempted, so

@@ -92,6 +92,15 @@ status=0
   && pass "prepare onto a full disk: exit 74, nothing left behind" \
   || failed "prepare full disk: status $status, $(head -2 "$work/c.err"), left: $(ls -A "$work/tiny/p")"
 
+# 4b. The same under MPI (`pfcr run` prepares first): no crash in MPI_Finalize either.
+status=0
+mpi 2 "$pfcr" run -q -c "$src/configs/tiny.yaml" -c "$work/syn/synth.yaml" --set federation.rounds=2 \
+  --set output_dir="$work/tiny/r" >/dev/null 2>"$work/c2.err" || status=$?
+io_error "$status" "$work/c2.err" "prepared.h5.*is full" && [ -z "$(ls -A "$work/tiny/r")" ] \
+  && pass "pfcr run preparing onto a full disk: exit 74, one message, nothing left behind" \
+  || failed "run prepare full disk: status $status, $(grep -v '^-' "$work/c2.err" | head -3)"
+rm -rf "$work/tiny/r"
+
 # 5. The stages' own outputs on a full disk (checkpoints elsewhere).
 mkdir -p "$work/tiny/out"
 dd if=/dev/zero of="$work/tiny/fill" bs=64k 2>/dev/null || true # to the last byte

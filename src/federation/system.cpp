@@ -1,0 +1,193 @@
+// Device profiles, availability and the synchronous round plan (see system.hpp).
+#include "federation/system.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace pfcr {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// Streams of RngPurpose::system: (what, client id low, client id high), index = draw.
+enum : uint32_t { kCompute = 1, kDown = 2, kUp = 3, kAvailStart = 4, kAvailPeriod = 5 };
+
+// Uniform in (0, 1): never 0, so logarithms stay finite.
+double open_uniform(KeyedRng::Stream& s) {
+    double u;
+    do {
+        u = s.uniform();
+    } while (u <= 0.0);
+    return u;
+}
+
+double profile_draw(const Distribution& d, uint64_t seed, uint32_t what, int64_t client) {
+    auto s = KeyedRng(seed, RngPurpose::system)
+                 .stream(what, uint32_t(uint64_t(client)), uint32_t(uint64_t(client) >> 32));
+    const double u1 = open_uniform(s), u2 = open_uniform(s);
+    return draw(d, u1, u2);
+}
+
+} // namespace
+
+DistKind parse_dist_kind(const std::string& name) {
+    for (DistKind k :
+         {DistKind::constant, DistKind::lognormal, DistKind::pareto, DistKind::uniform})
+        if (name == dist_kind_name(k)) return k;
+    fail("distribution '", name, "': expected constant, lognormal, pareto or uniform");
+}
+
+const char* dist_kind_name(DistKind k) {
+    switch (k) {
+    case DistKind::constant:
+        return "constant";
+    case DistKind::lognormal:
+        return "lognormal";
+    case DistKind::pareto:
+        return "pareto";
+    case DistKind::uniform:
+        return "uniform";
+    }
+    return "?";
+}
+
+double draw(const Distribution& d, double u1, double u2) {
+    switch (d.kind) {
+    case DistKind::constant:
+        return d.a;
+    case DistKind::lognormal: {
+        constexpr double two_pi = 6.283185307179586476925286766559;
+        const double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(two_pi * u2);
+        return d.a * std::exp(d.b * z);
+    }
+    case DistKind::pareto:
+        return d.a * std::pow(1.0 - u1, -1.0 / d.b);
+    case DistKind::uniform:
+        return d.a + (d.b - d.a) * u1;
+    }
+    return d.a;
+}
+
+ClientProfile client_profile(const SystemOptions& o, uint64_t seed, int64_t client) {
+    ClientProfile p;
+    p.s_per_sample = profile_draw(o.compute, seed, kCompute, client);
+    // Mbit/s -> bytes/s; 0 (unlimited) stays 0.
+    p.down_bytes_per_s = profile_draw(o.down_mbps, seed, kDown, client) * 1e6 / 8;
+    p.up_bytes_per_s = profile_draw(o.up_mbps, seed, kUp, client) * 1e6 / 8;
+    return p;
+}
+
+double participation_seconds(const ClientProfile& p, int64_t samples, int64_t bytes_down,
+                             int64_t bytes_up) {
+    double t = double(samples) * p.s_per_sample;
+    if (p.down_bytes_per_s > 0) t += double(bytes_down) / p.down_bytes_per_s;
+    if (p.up_bytes_per_s > 0) t += double(bytes_up) / p.up_bytes_per_s;
+    return t;
+}
+
+Availability::Availability(const SystemOptions& o, uint64_t seed, int64_t n_clients)
+    : onoff_(o.onoff), on_mean_(o.on_mean_s), off_mean_(o.off_mean_s), seed_(seed),
+      cursors_(size_t(std::max<int64_t>(n_clients, 0))) {
+    check(!onoff_ || (on_mean_ > 0 && off_mean_ > 0),
+          "availability on/off: mean on and off periods must be > 0, got ", on_mean_, " and ",
+          off_mean_);
+}
+
+void Availability::advance_to(int64_t client, double t) {
+    check(client >= 0 && client < int64_t(cursors_.size()), "Availability: client ", client,
+          " outside 0..", cursors_.size() - 1);
+    Cursor& c = cursors_[size_t(client)];
+    const KeyedRng rng(seed_, RngPurpose::system);
+    const uint32_t lo = uint32_t(uint64_t(client)), hi = uint32_t(uint64_t(client) >> 32);
+    // Period i's length is keyed by (client, i): one Philox block, no generator state.
+    const auto length = [&](int64_t period, bool on) {
+        const PhiloxCounter b = rng.block(kAvailPeriod, lo, hi, uint32_t(period));
+        double u = double(((uint64_t(b[0]) << 32) | b[1]) >> 11) * 0x1.0p-53;
+        if (u <= 0.0) u = double((((uint64_t(b[2]) << 32) | b[3]) >> 11) + 1) * 0x1.0p-53;
+        return -std::log(u) * (on ? on_mean_ : off_mean_);
+    };
+    if (c.period < 0) {
+        const PhiloxCounter b = rng.block(kAvailStart, lo, hi, 0);
+        c.on = double(b[0]) * 0x1.0p-32 < on_mean_ / (on_mean_ + off_mean_);
+        c.period = 0;
+        c.begin = 0;
+        c.end = length(0, c.on);
+    }
+    check(t >= c.begin, "Availability: client ", client, " queried at ", t,
+          " s, before its current period (from ", c.begin, " s)");
+    while (t >= c.end) {
+        ++c.period;
+        c.on = !c.on;
+        c.begin = c.end;
+        c.end = c.begin + length(c.period, c.on);
+    }
+}
+
+bool Availability::online(int64_t client, double t) {
+    if (!onoff_) return true;
+    advance_to(client, t);
+    return cursors_[size_t(client)].on;
+}
+
+double Availability::online_until(int64_t client, double t) {
+    if (!onoff_) return kInf;
+    advance_to(client, t);
+    const Cursor& c = cursors_[size_t(client)];
+    return c.on ? c.end : t;
+}
+
+RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector<double>& seconds,
+                          int64_t target, double deadline_s, double start_s,
+                          Availability& availability) {
+    check(sampled.size() == seconds.size(), "plan_sync_round: ", sampled.size(), " clients but ",
+          seconds.size(), " durations");
+    check(target >= 1, "plan_sync_round: target ", target, " < 1");
+    RoundPlan plan;
+    plan.start_s = start_s;
+    std::vector<size_t> done; // indices into sampled that finished in time and online
+    for (size_t i = 0; i < sampled.size(); ++i) {
+        const double d = seconds[i];
+        check(d >= 0 && std::isfinite(d), "plan_sync_round: client ", sampled[i], " duration ", d);
+        const double until = availability.online_until(sampled[i], start_s);
+        if (deadline_s > 0 && d > deadline_s && until >= start_s + deadline_s) {
+            plan.dropped_deadline.push_back(sampled[i]);
+            plan.wasted_client_s += deadline_s;
+        } else if (until < start_s + d) {
+            plan.dropped_unavailable.push_back(sampled[i]);
+            plan.wasted_client_s += until - start_s;
+        } else {
+            done.push_back(i);
+        }
+    }
+    // The first `target` to finish; equal times: lower id first (sampled is ascending).
+    std::stable_sort(done.begin(), done.end(),
+                     [&](size_t x, size_t y) { return seconds[x] < seconds[y]; });
+    double last = 0;
+    for (size_t j = 0; j < done.size(); ++j) {
+        const size_t i = done[j];
+        if (int64_t(j) < target) {
+            plan.participants.push_back(sampled[i]);
+            last = std::max(last, seconds[i]);
+        } else {
+            plan.dropped_overcommit.push_back(sampled[i]);
+            plan.wasted_client_s += seconds[i];
+        }
+    }
+    std::sort(plan.participants.begin(), plan.participants.end());
+    std::sort(plan.dropped_overcommit.begin(), plan.dropped_overcommit.end());
+    // The server waits for the participants, for the deadline when short of the target (it
+    // cannot know that no one else will come), and notices a client going offline when it does.
+    double length = last;
+    if (int64_t(plan.participants.size()) < target && deadline_s > 0) length = deadline_s;
+    for (int64_t k : plan.dropped_unavailable)
+        length = std::max(length, std::min(availability.online_until(k, start_s) - start_s,
+                                           deadline_s > 0 ? deadline_s : kInf));
+    plan.end_s = start_s + length;
+    return plan;
+}
+
+} // namespace pfcr

@@ -1,0 +1,145 @@
+// Device profiles, availability and the synchronous round plan (federation/system.hpp): the
+// distributions and the clock arithmetic on hand-computed cases, keyed determinism (a client's
+// profile and availability do not depend on who else is asked, or in which order), the
+// stationary on/off share, and deadline / over-commit / unavailability selection.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.hpp"
+#include "federation/system.hpp"
+
+namespace pfcr {
+namespace {
+
+TEST(System, DistributionsByHand) {
+    EXPECT_EQ(draw({DistKind::constant, 0.5, 0}, 0.3, 0.9), 0.5);
+    EXPECT_DOUBLE_EQ(draw({DistKind::uniform, 2, 6}, 0.25, 0.9), 3.0);
+    EXPECT_DOUBLE_EQ(draw({DistKind::pareto, 2, 2}, 0.75, 0.9), 4.0); // 2 * 0.25^(-1/2)
+    // u1 = e^(-1/2): Box-Muller radius 1; u2 = 0: cos 0 = 1 -> z = 1 -> a e^b
+    EXPECT_DOUBLE_EQ(draw({DistKind::lognormal, 0.01, 0.5}, std::exp(-0.5), 0.0),
+                     0.01 * std::exp(0.5));
+    for (DistKind k :
+         {DistKind::constant, DistKind::lognormal, DistKind::pareto, DistKind::uniform})
+        EXPECT_EQ(parse_dist_kind(dist_kind_name(k)), k);
+    EXPECT_THROW(parse_dist_kind("normal"), Error);
+}
+
+TEST(System, ParticipationSecondsByHand) {
+    ClientProfile p;
+    p.s_per_sample = 0.002;
+    p.down_bytes_per_s = 1e6; // 8 Mbit/s
+    p.up_bytes_per_s = 5e5;   // 4 Mbit/s
+    EXPECT_DOUBLE_EQ(participation_seconds(p, 1000, 1000000, 500000), 2.0 + 1.0 + 1.0);
+    p.down_bytes_per_s = p.up_bytes_per_s = 0; // unlimited: compute only
+    EXPECT_DOUBLE_EQ(participation_seconds(p, 1000, 1000000, 500000), 2.0);
+    SystemOptions o;
+    o.down_mbps = {DistKind::constant, 8, 0};
+    EXPECT_DOUBLE_EQ(client_profile(o, 1, 0).down_bytes_per_s, 1e6);
+    EXPECT_EQ(client_profile(o, 1, 0).up_bytes_per_s, 0.0);
+    EXPECT_EQ(client_profile(o, 1, 0).s_per_sample, 1e-3); // the default device
+}
+
+TEST(System, ProfilesAreKeyedBySeedAndClient) {
+    SystemOptions o;
+    o.compute = {DistKind::lognormal, 0.01, 0.5};
+    o.up_mbps = {DistKind::pareto, 1, 1.5};
+    std::vector<double> speeds;
+    for (int64_t k = 0; k < 4000; ++k) {
+        const ClientProfile p = client_profile(o, 7, k);
+        EXPECT_EQ(p.s_per_sample, client_profile(o, 7, k).s_per_sample);
+        EXPECT_GE(p.up_bytes_per_s, 1e6 / 8); // Pareto minimum 1 Mbit/s
+        speeds.push_back(p.s_per_sample);
+    }
+    EXPECT_NE(client_profile(o, 7, 1).s_per_sample, client_profile(o, 8, 1).s_per_sample);
+    EXPECT_NE(speeds[0], speeds[1]);
+    // Median of 4,000 lognormal draws: standard error 1.25 sigma / sqrt(n) = 1 % in log space;
+    // 3 % is 3 standard errors.
+    std::nth_element(speeds.begin(), speeds.begin() + 2000, speeds.end());
+    EXPECT_NEAR(std::log(speeds[2000] / 0.01), 0.0, 0.03);
+}
+
+TEST(System, AvailabilityOnOff) {
+    SystemOptions always;
+    Availability a(always, 1, 3);
+    EXPECT_TRUE(a.online(2, 1e9));
+    EXPECT_TRUE(std::isinf(a.online_until(2, 5.0)));
+
+    SystemOptions o;
+    o.onoff = true;
+    o.on_mean_s = 300;
+    o.off_mean_s = 100;
+    const int64_t n = 4000;
+    Availability b(o, 11, n);
+    int64_t on = 0;
+    for (int64_t k = 0; k < n; ++k) on += b.online(k, 10000.0);
+    // Stationary share 0.75; binomial standard error 0.0068, tolerance 3 of them.
+    EXPECT_NEAR(double(on) / double(n), 0.75, 0.021);
+    // The same client asked directly, or step by step, or after others: the same answers.
+    Availability c(o, 11, n), d(o, 11, n);
+    for (double t = 0; t <= 10000; t += 37) d.online(5, t);
+    EXPECT_EQ(c.online(5, 10000.0), d.online(5, 10000.0));
+    EXPECT_EQ(c.online_until(5, 10000.0), d.online_until(5, 10000.0));
+    EXPECT_EQ(c.online(5, 10000.0), b.online(5, 10000.0));
+    // until >= t, and within the on period the client is on until then
+    for (int64_t k = 0; k < 50; ++k) {
+        const double u = c.online_until(k, 20000.0);
+        EXPECT_GE(u, 20000.0);
+        if (u > 20000.0) {
+            EXPECT_TRUE(c.online(k, std::nextafter(u, 0.0)));
+        }
+    }
+    EXPECT_THROW(c.online(5, 0.0), Error); // back in time beyond the current period
+}
+
+TEST(System, SyncRoundDeadlineAndOvercommit) {
+    SystemOptions always;
+    Availability a(always, 1, 10);
+    // target 2, deadline 8: client 4 (9 s) misses the deadline; of 2 (1 s), 3 (3 s), 5 (3 s),
+    // 1 (5 s) the first two finish: 2, then 3 (ties with 5: lower id first)
+    const RoundPlan p = plan_sync_round({1, 2, 3, 4, 5}, {5, 1, 3, 9, 3}, 2, 8, 100, a);
+    EXPECT_EQ(p.participants, (std::vector<int64_t>{2, 3}));
+    EXPECT_EQ(p.dropped_deadline, (std::vector<int64_t>{4}));
+    EXPECT_EQ(p.dropped_overcommit, (std::vector<int64_t>{1, 5}));
+    EXPECT_TRUE(p.dropped_unavailable.empty());
+    EXPECT_DOUBLE_EQ(p.wasted_client_s, 8 + 5 + 3);
+    EXPECT_DOUBLE_EQ(p.start_s, 100);
+    EXPECT_DOUBLE_EQ(p.end_s, 103); // the second participant's finish
+    // target 5: only 4 make it, so the server waits until the deadline
+    const RoundPlan q = plan_sync_round({1, 2, 3, 4, 5}, {5, 1, 3, 9, 3}, 5, 8, 100, a);
+    EXPECT_EQ(q.participants, (std::vector<int64_t>{1, 2, 3, 5}));
+    EXPECT_DOUBLE_EQ(q.end_s, 108);
+    // no deadline: everyone participates, the round lasts as long as the slowest
+    const RoundPlan r = plan_sync_round({1, 2, 3, 4, 5}, {5, 1, 3, 9, 3}, 5, 0, 0, a);
+    EXPECT_EQ(r.participants.size(), 5u);
+    EXPECT_DOUBLE_EQ(r.end_s, 9);
+    EXPECT_EQ(r.wasted_client_s, 0.0);
+    EXPECT_THROW(plan_sync_round({1}, {1, 2}, 1, 0, 0, a), Error);
+}
+
+TEST(System, SyncRoundDropsClientsThatGoOffline) {
+    SystemOptions o;
+    o.onoff = true;
+    o.on_mean_s = 50;
+    o.off_mean_s = 50;
+    Availability probe(o, 3, 100);
+    // A client online at t = 1000 and the end of its on period.
+    int64_t k = 0;
+    while (!probe.online(k, 1000.0)) ++k;
+    const double until = probe.online_until(k, 1000.0);
+    const double left = until - 1000.0;
+    Availability a(o, 3, 100);
+    const RoundPlan p = plan_sync_round({k}, {left + 1.0}, 1, 0, 1000.0, a);
+    EXPECT_EQ(p.dropped_unavailable, (std::vector<int64_t>{k}));
+    EXPECT_TRUE(p.participants.empty());
+    EXPECT_DOUBLE_EQ(p.wasted_client_s, left);
+    EXPECT_DOUBLE_EQ(p.end_s, until); // the server notices the disconnection
+    Availability b(o, 3, 100);
+    const RoundPlan q = plan_sync_round({k}, {left * 0.5}, 1, 0, 1000.0, b);
+    EXPECT_EQ(q.participants, (std::vector<int64_t>{k}));
+}
+
+} // namespace
+} // namespace pfcr
