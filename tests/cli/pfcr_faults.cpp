@@ -11,8 +11,9 @@
 //                                           warning at a reproducible moment);
 //   PFCR_TEST_FILL_DISK_DURING_CHECKPOINT=<round>:<file>  half-way through writing the
 //                                           checkpoint of that round, the first rank there
-//                                           creates <file> and writes it until the disk is full
-//                                           (a disk filling up under a running write).
+//                                           creates <file> and writes it until the disk is full,
+//                                           the others wait for <file>.done (a disk filling up
+//                                           under a running write, at the same point every time).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -48,8 +49,12 @@ int main(int argc, char** argv) {
         const std::string file = colon == std::string::npos ? "" : spec.substr(colon + 1);
         faults.checkpoint.mid_write = [round, file](int64_t r) {
             if (!round || *round != r || file.empty()) return;
+            const std::string done = file + ".done";
             const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
-            if (fd < 0) return; // another rank is filling it
+            if (fd < 0) { // another rank fills it: wait until the disk is full (at most 60 s)
+                for (int i = 0; i < 6000 && ::access(done.c_str(), F_OK) != 0; ++i) ::usleep(10000);
+                return;
+            }
             static const std::string block(65536, 'x');
             while (::write(fd, block.data(), block.size()) > 0) {
             }
@@ -57,6 +62,7 @@ int main(int argc, char** argv) {
             while (::write(fd, tail.data(), 1) > 0) { // the last bytes too
             }
             ::close(fd);
+            ::close(::open(done.c_str(), O_WRONLY | O_CREAT, 0644)); // an inode, no data block
         };
     }
     if (const char* at = std::getenv("PFCR_TEST_SIGNAL_AFTER_EPOCH")) {

@@ -77,7 +77,7 @@ io_error "$status" "$work/b.err" "checkpoint round_000002.h5 could not be writte
   && [ "$(ls "$work/mid/ckpt")" = "round_000001.h5" ] && "$pfcr" inspect "$work/mid/ckpt/round_000001.h5" >/dev/null 2>&1 \
   && pass "disk full during the parallel write: exit 74 after $((SECONDS - start)) s, temp file removed, round 1 intact" \
   || failed "disk full mid-write: status $status, $(grep error: "$work/b.err" | head -2), files: $(ls "$work/mid/ckpt")"
-rm -f "$work/mid/filler"
+rm -f "$work/mid/filler" "$work/mid/filler.done"
 mpi 2 "$pfcr" pretrain -q "${common[@]}" --set federation.rounds=3 --set output_dir="$work/b" \
   --set checkpoint.dir="$work/mid/ckpt" >/dev/null 2>&1 \
   && same_ckpt "$work/mid/ckpt/round_000003.h5" "$work/ref/ckpt/round_000003.h5" \
