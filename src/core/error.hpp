@@ -29,10 +29,15 @@ public:
     explicit IoError(const std::string& what) : Error(what) {}
 };
 
-template <typename... Parts> [[noreturn]] void fail_io(Parts&&... parts) {
+// One message from any streamable parts: message("a.inter:", 12, ": bad id ", id).
+template <typename... Parts> std::string message(Parts&&... parts) {
     std::ostringstream os;
     (os << ... << std::forward<Parts>(parts));
-    throw IoError(os.str());
+    return os.str();
+}
+
+template <typename... Parts> [[noreturn]] void fail_io(Parts&&... parts) {
+    throw IoError(message(std::forward<Parts>(parts)...));
 }
 template <typename... Parts> void check_io(bool ok, Parts&&... parts) {
     if (!ok) fail_io(std::forward<Parts>(parts)...);
@@ -55,16 +60,12 @@ private:
 };
 
 template <typename... Parts> [[noreturn]] void fail_collective(Parts&&... parts) {
-    std::ostringstream os;
-    (os << ... << std::forward<Parts>(parts));
-    throw CollectiveError(os.str());
+    throw CollectiveError(message(std::forward<Parts>(parts)...));
 }
 
-// Builds a message from any streamable parts: fail("a.inter:", 12, ": bad id ", id).
+// Throws Error with the message of the parts: fail("a.inter:", 12, ": bad id ", id).
 template <typename... Parts> [[noreturn]] void fail(Parts&&... parts) {
-    std::ostringstream os;
-    (os << ... << std::forward<Parts>(parts));
-    throw Error(os.str());
+    throw Error(message(std::forward<Parts>(parts)...));
 }
 
 template <typename... Parts> void check(bool ok, Parts&&... parts) {
