@@ -2,6 +2,7 @@
 #include "federation/checkpoint_state.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 #include <set>
 
@@ -70,6 +71,14 @@ float* source(Federation& fed, ClientState* c, std::pair<PretrainLayout::What, i
 
 } // namespace
 
+std::string profile_text(const ClientProfile& p) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf,
+                  "{\"s_per_sample\": %.17g, \"down_mbps\": %.17g, \"up_mbps\": %.17g}",
+                  p.s_per_sample, p.down_bytes_per_s * 8 / 1e6, p.up_bytes_per_s * 8 / 1e6);
+    return buf;
+}
+
 std::string stored_name(const ParamEntry& e) {
     return e.prompt ? e.key() : ckpt::model_tensor(e.name);
 }
@@ -81,8 +90,21 @@ CheckpointContent pretrain_checkpoint(Federation& fed, CheckpointHeader header) 
     c.header.n_clients = int64_t(fed.all_clients().size());
     c.server = L.server;
     for (const auto& src : L.server_src) c.server_data.push_back(source(fed, nullptr, src));
+    // Async: the old model versions clients in flight will train from.
+    for (auto& [version, x] : fed.old_versions())
+        for (const auto& e : fed.layout().entries())
+            if (fed.is_shared(e)) {
+                c.server.push_back({ckpt::version_tensor(version, e.name), e.shape});
+                c.server_data.push_back(x.data() + (e.offset - fed.shared_begin()));
+            }
+    // Each client's device profile (system.*), as the run summary prints it.
     for (const auto& s : fed.all_clients())
-        c.clients.push_back({s.id, s.domain, s.shard, s.train_rows, {}, {}});
+        c.clients.push_back({s.id,
+                             s.domain,
+                             s.shard,
+                             s.train_rows,
+                             {},
+                             profile_text(fed.profiles()[size_t(s.id)])});
     c.client_tensors = L.client;
     // One dense m|v buffer per rank, refilled for each client as the writer reaches it.
     auto dense = std::make_shared<AlignedBuffer<float>>(2 * fed.layout().total());
@@ -127,6 +149,17 @@ void restore_pretrain_state(Federation& fed, const CheckpointReader& r) {
         c.moments.store(fed.layout(), dense.data(), dense.data() + fed.layout().total());
         c.step = r.adam_step(c.spec.id);
         c.rounds_trained = r.rng_counter(c.spec.id);
+    }
+    // The virtual clock is a pure function of the config: replay it; async also needs the
+    // old model versions in flight.
+    fed.fast_forward(h.round);
+    for (int64_t version : fed.needed_versions()) {
+        std::vector<float>& x = fed.old_versions()[version];
+        x.resize(size_t(fed.shared_end() - fed.shared_begin()));
+        for (const auto& e : fed.layout().entries())
+            if (fed.is_shared(e))
+                r.read_server({ckpt::version_tensor(version, e.name), e.shape},
+                              x.data() + (e.offset - fed.shared_begin()));
     }
 }
 

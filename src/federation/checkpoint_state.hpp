@@ -19,6 +19,8 @@ namespace pfcr {
 // The name a client parameter is stored under: model/<name> for the encoder, prompt/<name>
 // for a fine-tuning head (ParamEntry::key()).
 std::string stored_name(const ParamEntry& e);
+// A client's device profile as the JSON text stored in its stage_state (pre-training).
+std::string profile_text(const ClientProfile& p);
 
 // --- Pre-training. Server: the shared entries by name (and SCAFFOLD's control/<name>);
 // clients: model/<name> of every private entry, optim/<name>/m|v of every entry, SCAFFOLD's

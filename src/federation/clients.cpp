@@ -43,17 +43,26 @@ std::vector<int> assign_clients(const std::vector<int64_t>& train_rows, int n_ra
     return rank_of;
 }
 
-std::vector<int64_t> sample_clients(uint64_t seed, int64_t round, int64_t n_clients,
-                                    double fraction) {
-    check(n_clients >= 1, "sample_clients: need at least one client, got ", n_clients);
-    check(round >= 0, "sample_clients: negative round ", round);
+int64_t sample_size(int64_t n_clients, double fraction) {
     check(fraction > 0.0 && fraction <= 1.0,
           "sample_clients: federation client fraction must be in (0, 1], got ", fraction);
     // The relative slack keeps products that are integers on paper integers in practice
     // (0.55 * 100 is 55.00000000000001 in double and must select 55 clients, not 56).
     const double wanted = std::ceil(fraction * double(n_clients) * (1.0 - 1e-12));
-    const int64_t m = std::clamp(int64_t(wanted), int64_t(1), n_clients);
+    return std::clamp(int64_t(wanted), int64_t(1), std::max<int64_t>(n_clients, 1));
+}
 
+std::vector<int64_t> sample_clients(uint64_t seed, int64_t round, int64_t n_clients,
+                                    double fraction) {
+    check(n_clients >= 1, "sample_clients: need at least one client, got ", n_clients);
+    return sample_clients_count(seed, round, n_clients, sample_size(n_clients, fraction));
+}
+
+std::vector<int64_t> sample_clients_count(uint64_t seed, int64_t round, int64_t n_clients,
+                                          int64_t m) {
+    check(n_clients >= 1, "sample_clients: need at least one client, got ", n_clients);
+    check(round >= 0, "sample_clients: negative round ", round);
+    check(m >= 1 && m <= n_clients, "sample_clients: ", m, " of ", n_clients, " clients");
     std::vector<int64_t> ids(static_cast<size_t>(n_clients));
     std::iota(ids.begin(), ids.end(), int64_t(0));
     if (m == n_clients) return ids;

@@ -22,5 +22,11 @@ std::vector<int> assign_clients(const std::vector<int64_t>& train_rows, int n_ra
 // KeyedRng(seed, RngPurpose::sampling), stream (round). fraction in (0, 1]; 1 returns all.
 std::vector<int64_t> sample_clients(uint64_t seed, int64_t round, int64_t n_clients,
                                     double fraction);
+// ceil(fraction * n_clients), at least 1 (the sample size above).
+int64_t sample_size(int64_t n_clients, double fraction);
+// The same draw for a given count m in 1..n_clients (sample_clients = this with
+// m = sample_size): over-commitment asks for more clients from the same keyed stream.
+std::vector<int64_t> sample_clients_count(uint64_t seed, int64_t round, int64_t n_clients,
+                                          int64_t m);
 
 } // namespace pfcr

@@ -13,12 +13,19 @@
 //   local     nothing is shared; every client keeps training its own model
 //   centralized  one client holds every domain (batches of all domains interleaved)
 // Contributions are added in int64 fixed point, so the sums are exact and order-free.
+// Who takes part is planned on the virtual clock before anything trains (federation/system.hpp):
+// sync rounds drop clients past the deadline, offline or over-committed (they do not train, so
+// their state stays as before the round: an aborted device keeps nothing); weights then use the
+// participants' rows. Async (FedBuff) server steps aggregate the schedule's buffered clients,
+// each trained from the model version it started from, with weight
+// w_k = train_rows_k * staleness_weight(s_k) / rows of the step's clients.
 #include "federation/engine.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <tuple>
 
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
@@ -139,6 +146,82 @@ Federation::Federation(const FederationOptions& fed, const TrainOptions& base,
     init_params(layout_, init_.data(), base_.seed, initializer_range);
     global_.assign(init_.data() + shared_begin_, init_.data() + shared_end_);
     if (fed_.algorithm == Algorithm::scaffold) control_.assign(global_.size(), 0.0f);
+
+    // The virtual clock: every client's profile and participation time, known to every rank.
+    const int64_t K = int64_t(all_.size());
+    const auto [up, down] = bytes_per_client();
+    for (const auto& c : all_) {
+        profiles_.push_back(client_profile(fed_.system, base_.seed, c.id));
+        seconds_.push_back(
+            participation_seconds(profiles_.back(), c.train_rows * fed_.local_epochs, down, up));
+    }
+    avail_ = std::make_unique<Availability>(fed_.system, base_.seed, K);
+    if (fed_.mode == FederationMode::async) {
+        check(fed_.algorithm == Algorithm::pfcr || fed_.algorithm == Algorithm::fedavg ||
+                  fed_.algorithm == Algorithm::fedprox,
+              "federation.mode async: defined for pfcr (code-table gradients) and fedavg/fedprox "
+              "(parameter deltas), not ",
+              algorithm_name(fed_.algorithm));
+        check(fed_.privacy.mechanism == PrivacyMechanism::none,
+              "federation.mode async: privacy mechanisms are not supported (use privacy.mechanism: "
+              "none)");
+        AsyncOptions a;
+        a.concurrency = fed_.concurrency > 0 ? fed_.concurrency : target_clients();
+        a.buffer_size = fed_.buffer_size > 0 ? fed_.buffer_size : (a.concurrency + 3) / 4;
+        a.max_staleness = fed_.max_staleness;
+        a.server_step_s = fed_.system.server_step_s;
+        async_ = std::make_unique<AsyncSchedule>(a, seconds_, base_.seed, *avail_);
+    }
+}
+
+std::pair<int64_t, int64_t> Federation::bytes_per_client() const {
+    // Per element: a float, or the bucket index of a bucket mechanism (ceil(log2 #buckets)
+    // bits). SCAFFOLD also sends its control variate delta up and the server's c down.
+    const int64_t S = shared_end_ - shared_begin_;
+    const int64_t up_bits = upload_bits_per_element(fed_.privacy);
+    const int64_t control_bytes = fed_.algorithm == Algorithm::scaffold ? S * 4 : 0;
+    return {(S * up_bits + 7) / 8 + control_bytes, S * 4 + control_bytes};
+}
+
+int64_t Federation::target_clients() const {
+    return sample_size(int64_t(all_.size()), fed_.client_fraction);
+}
+
+RoundPlan Federation::plan_sync(int64_t round, std::vector<int64_t>& sampled) {
+    check(round == rounds_planned_, "Federation: round ", round, " planned out of order (next is ",
+          rounds_planned_, ")");
+    const int64_t K = int64_t(all_.size()), target = target_clients();
+    const double wanted = std::ceil(double(target) * (1.0 + fed_.overcommit) * (1.0 - 1e-12));
+    const int64_t m = std::clamp(int64_t(wanted), target, K);
+    sampled = sample_clients_count(base_.seed, round, K, m);
+    std::vector<double> secs;
+    for (int64_t k : sampled) secs.push_back(seconds_[size_t(k)]);
+    RoundPlan p = plan_sync_round(sampled, secs, target, fed_.deadline_s, clock_, *avail_);
+    p.end_s += fed_.system.server_step_s;
+    clock_ = p.end_s;
+    ++rounds_planned_;
+    return p;
+}
+
+void Federation::fast_forward(int64_t rounds_done) {
+    check(rounds_planned_ == 0, "Federation::fast_forward: the clock has already started");
+    for (int64_t r = 0; r < rounds_done; ++r) {
+        if (async_) {
+            clock_ = async_->next().end_s;
+            ++rounds_planned_;
+        } else {
+            std::vector<int64_t> sampled;
+            plan_sync(r, sampled);
+        }
+    }
+}
+
+std::vector<int64_t> Federation::needed_versions() const {
+    std::vector<int64_t> v;
+    if (!async_) return v;
+    for (int64_t x : async_->referenced_versions())
+        if (x != async_->steps_done()) v.push_back(x);
+    return v;
 }
 
 Federation::~Federation() = default;
@@ -165,17 +248,22 @@ void Federation::add_client(int64_t id, std::vector<const PreparedDomain*> data)
 }
 
 void Federation::materialize(const ClientState& c, float* params) const {
+    materialize(c, global_.data(), params);
+}
+
+void Federation::materialize(const ClientState& c, const float* x, float* params) const {
     const int64_t total = layout_.total();
     const float* p = c.private_params.data();
     std::copy(p, p + shared_begin_, params);
-    std::copy(global_.begin(), global_.end(), params + shared_begin_);
+    std::copy(x, x + (shared_end_ - shared_begin_), params + shared_begin_);
     std::copy(p + shared_begin_, p + (total - (shared_end_ - shared_begin_)), params + shared_end_);
 }
 
-void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double& loss) {
+void Federation::train_client(ClientState& c, Slot& slot, int64_t round, const float* x,
+                              double& loss) {
     ModelState& st = slot.state;
     const int64_t total = layout_.total(), S = shared_end_ - shared_begin_;
-    materialize(c, st.params.data());
+    materialize(c, x, st.params.data());
     if (client_hook_) client_hook_(round, c.spec, st); // fault injection (tests only)
     // The moments expand into the slot's dense buffers and are compacted again after the
     // round (on an exception the client keeps what it had).
@@ -188,7 +276,6 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
         opt.client = uint32_t(c.spec.id);
         trainers.push_back(std::make_unique<Trainer>(opt, *d, slot.scratch));
     }
-    const float* x = global_.data();
     float* upload = slot.upload.data();
     switch (fed_.algorithm) {
     case Algorithm::pfcr:
@@ -205,7 +292,7 @@ void Federation::train_client(ClientState& c, Slot& slot, int64_t round, double&
         break;
     }
     case Algorithm::scaffold: {
-        const float* cg = control_.data();
+        const float* cg = control_.data(); // (scaffold is sync only: x is the current model)
         const float* ck = c.control.data();
         const int64_t sb = shared_begin_;
         for (auto& t : trainers)
@@ -288,13 +375,57 @@ RoundResult Federation::run_round(int64_t round) {
     const int64_t max_abs = fixed_point_max_abs(K);
     RoundResult r;
     r.round = round;
-    r.sampled = sample_clients(base_.seed, round, K, fed_.client_fraction);
+    // Who trains, from which model, with which weight: the plan (every rank computes it).
     std::vector<char> active(size_t(K), 0);
-    int64_t sampled_rows = 0;
-    for (int64_t k : r.sampled) {
+    std::vector<double> weight(size_t(K), 0.0);         // async: aggregation weight
+    std::vector<const float*> base(size_t(K), nullptr); // the model a client starts from
+    int64_t sampled_rows = 0; // rows of the participants (their weights' denominator)
+    if (!async_) {
+        const RoundPlan p = plan_sync(round, r.sampled);
+        r.participants = p.participants;
+        r.dropped_deadline = p.dropped_deadline;
+        r.dropped_unavailable = p.dropped_unavailable;
+        r.dropped_overcommit = p.dropped_overcommit;
+        r.sim_start_s = p.start_s;
+        r.sim_end_s = p.end_s;
+        r.wasted_client_s = p.wasted_client_s;
+        for (int64_t k : r.participants) base[size_t(k)] = global_.data();
+    } else {
+        AsyncStep st = async_->next();
+        check(st.step == round, "Federation: server step ", round, " run out of order (next is ",
+              st.step, ")");
+        ++rounds_planned_;
+        clock_ = st.end_s;
+        r.sim_start_s = st.start_s;
+        r.sim_end_s = st.end_s;
+        r.wasted_client_s = st.wasted_client_s;
+        r.dropped_unavailable = st.dropped_unavailable;
+        r.dropped_stale = st.dropped_stale;
+        for (const AsyncMember& m : st.members) {
+            r.participants.push_back(m.client);
+            r.staleness.push_back(round - m.start_version);
+            if (m.start_version == round) {
+                base[size_t(m.client)] = global_.data();
+            } else {
+                const auto it = versions_.find(m.start_version);
+                check(it != versions_.end(), "Federation: model version ", m.start_version,
+                      " of client ", m.client, " is not held (internal error)");
+                base[size_t(m.client)] = it->second.data();
+            }
+        }
+        r.sampled = r.participants;
+    }
+    for (int64_t k : r.participants) {
         active[size_t(k)] = 1;
         sampled_rows += all_[size_t(k)].train_rows;
     }
+    if (async_)
+        for (size_t i = 0; i < r.participants.size(); ++i) {
+            const int64_t k = r.participants[i];
+            weight[size_t(k)] =
+                double(all_[size_t(k)].train_rows) / double(sampled_rows) *
+                staleness_weight(fed_.staleness_weight, fed_.staleness_exponent, r.staleness[i]);
+        }
 
     Stopwatch sw;
     std::vector<int64_t> acc(static_cast<size_t>(S), 0), control_acc,
@@ -310,9 +441,13 @@ RoundResult Federation::run_round(int64_t round) {
         ClientState& c = *to_train[i];
         auto slot = pool_->acquire(layout_.shape(), S);
         try {
-            tbb::this_task_arena::isolate([&] { train_client(c, *slot, round, local_loss[i]); });
+            const float* x = base[size_t(c.spec.id)];
+            tbb::this_task_arena::isolate([&] { train_client(c, *slot, round, x, local_loss[i]); });
             Stopwatch enc;
-            if (S > 0)
+            if (S > 0 && async_) // privacy none (checked): the staleness-weighted update
+                encode_add(slot->acc.data(), slot->upload.data(), S, weight[size_t(c.spec.id)],
+                           bits, max_abs);
+            else if (S > 0)
                 privatize_add(fed_.privacy, base_.seed, round, c.spec.id, c.spec.train_rows,
                               sampled_rows, K, slot->upload.data(), S, slot->acc.data());
             if (fed_.algorithm == Algorithm::scaffold) {
@@ -379,9 +514,19 @@ RoundResult Federation::run_round(int64_t round) {
     std::vector<float> losses(static_cast<size_t>(K));
     decode(losses.data(), loss_acc.data(), K, bits);
     r.loss.assign(losses.begin(), losses.end());
-    if (S > 0) {
+    if (async_) { // keep the model some started client will train from
+        const auto needed = async_->referenced_versions();
+        if (std::binary_search(needed.begin(), needed.end(), round)) versions_[round] = global_;
+        for (auto it = versions_.begin(); it != versions_.end();)
+            it = std::binary_search(needed.begin(), needed.end(), it->first) ? std::next(it)
+                                                                             : versions_.erase(it);
+    }
+    if (S > 0 && !r.participants.empty()) {
         std::vector<float> aggregate(static_cast<size_t>(S));
-        privatize_decode(fed_.privacy, acc.data(), S, sampled_rows, aggregate.data());
+        if (async_)
+            decode(aggregate.data(), acc.data(), S, bits);
+        else
+            privatize_decode(fed_.privacy, acc.data(), S, sampled_rows, aggregate.data());
         double norm2 = 0;
         for (float g : aggregate) norm2 += double(g) * g;
         r.aggregate_norm = std::sqrt(norm2);
@@ -397,12 +542,7 @@ RoundResult Federation::run_round(int64_t round) {
         }
     }
     r.t_server = sw.seconds();
-    // Per element: a float, or the bucket index of a bucket mechanism (ceil(log2 #buckets)
-    // bits). SCAFFOLD also sends its control variate delta up and the server's c down.
-    const int64_t up_bits = upload_bits_per_element(fed_.privacy);
-    const int64_t control_bytes = fed_.algorithm == Algorithm::scaffold ? S * 4 : 0;
-    r.bytes_up_per_client = (S * up_bits + 7) / 8 + control_bytes;
-    r.bytes_down_per_client = S * 4 + control_bytes;
+    std::tie(r.bytes_up_per_client, r.bytes_down_per_client) = bytes_per_client();
     if (S > 0) r.privacy = privacy_spent(fed_.privacy, round + 1);
     return r;
 }

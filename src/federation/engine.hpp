@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "data/prepared.hpp"
 #include "federation/compact_moments.hpp"
 #include "federation/privacy.hpp"
+#include "federation/system.hpp"
 #include "io/comm.hpp"
 #include "model/trainer.hpp"
 
@@ -28,6 +30,9 @@ namespace pfcr {
 enum class Algorithm { pfcr, fedavg, fedprox, scaffold, local, centralized };
 Algorithm parse_algorithm(const std::string& name);
 const char* algorithm_name(Algorithm a);
+
+// federation.mode: synchronous rounds, or buffered asynchronous aggregation (FedBuff).
+enum class FederationMode { sync, async };
 
 struct FederationOptions {
     Algorithm algorithm = Algorithm::pfcr;
@@ -38,6 +43,16 @@ struct FederationOptions {
                                     // or learning_rate if that is 0)
     double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
     PrivacyOptions privacy;         // privacy.* (+ federation.fixed_point_bits)
+    // System heterogeneity on the virtual clock (federation/system.hpp, docs/METHOD.md §10).
+    FederationMode mode = FederationMode::sync; // federation.mode
+    double deadline_s = 0;     // federation.deadline_s: sync round deadline (0 = none)
+    double overcommit = 0;     // federation.overcommit: sample c(1 + f), aggregate first c
+    int64_t concurrency = 0;   // federation.concurrency (async; 0 = the sync sample size)
+    int64_t buffer_size = 0;   // federation.buffer_size (async; 0 = concurrency / 4, up)
+    int64_t max_staleness = 0; // federation.max_staleness (async; 0 = no limit)
+    StalenessWeight staleness_weight = StalenessWeight::sqrt; // federation.staleness_weight
+    double staleness_exponent = 0.5;                          // federation.staleness_exponent
+    SystemOptions system;                                     // system.*
 };
 // (src/options maps the config keys onto these fields and checks the cross-key rules.)
 
@@ -63,10 +78,17 @@ struct ClientState {
 };
 
 struct RoundResult {
-    int64_t round = 0;
-    std::vector<int64_t> sampled; // ascending client ids
-    std::vector<double> loss;     // mean train loss per client (0 if not sampled)
-    double aggregate_norm = 0;    // L2 norm of the decoded aggregate
+    int64_t round = 0;                 // sync: the round; async: the server step
+    std::vector<int64_t> sampled;      // sync: the clients asked (ascending ids)
+    std::vector<int64_t> participants; // whose updates were aggregated (ascending ids)
+    std::vector<int64_t> staleness;    // async: per participant, in the same order
+    std::vector<double> loss;          // mean train loss per client (0 if it did not train)
+    // The virtual clock (simulated seconds): when the round (server step) started and ended,
+    // the clients dropped by cause (ascending ids; they did not train, or their update was
+    // discarded) and the client-seconds of work they wasted.
+    double sim_start_s = 0, sim_end_s = 0, wasted_client_s = 0;
+    std::vector<int64_t> dropped_deadline, dropped_unavailable, dropped_overcommit, dropped_stale;
+    double aggregate_norm = 0; // L2 norm of the decoded aggregate
     double t_local = 0, t_aggregate = 0, t_communicate = 0, t_server = 0; // seconds, this rank
     int64_t bytes_up_per_client = 0;   // what one sampled client would upload
     int64_t bytes_down_per_client = 0; // and download
@@ -88,7 +110,21 @@ public:
     // One round: sampled clients train (oneTBB tasks), updates are aggregated exactly, the
     // server steps. Throws CollectiveError naming round, client and step on a non-finite
     // loss; every rank throws (the failure is agreed on with one allreduce), so no rank hangs.
+    // Async mode: `round` is the server step (the metrics line's index) and the clients are
+    // those of the schedule's next step, each trained from the model version it started from.
     RoundResult run_round(int64_t round);
+    // After a restore of `rounds_done` rounds: replays the virtual clock (sync plans or the
+    // async schedule, pure functions) up to there. Async: returns the model versions the
+    // restore must fill with set_version (see referenced_versions()).
+    void fast_forward(int64_t rounds_done);
+    // Async: the old model versions (shared range) some started client still trains from, by
+    // version (empty in sync mode, or when only the current model is needed).
+    const std::map<int64_t, std::vector<float>>& old_versions() const { return versions_; }
+    std::map<int64_t, std::vector<float>>& old_versions() { return versions_; }
+    // Async: the versions old_versions() must hold after fast_forward (the current excluded).
+    std::vector<int64_t> needed_versions() const;
+    const std::vector<ClientProfile>& profiles() const { return profiles_; }
+    double sim_time_s() const { return clock_; }
 
     // Fault injection for tests of the failure paths (production sets none): called with the
     // round, the client and its materialized model just before the client trains, e.g. to set
@@ -116,7 +152,12 @@ public:
 
 private:
     struct Slot;
-    void train_client(ClientState& c, Slot& slot, int64_t round, double& loss);
+    void train_client(ClientState& c, Slot& slot, int64_t round, const float* x, double& loss);
+    void materialize(const ClientState& c, const float* x, float* params) const;
+    // Plans sync round `round` on the clock (advancing it); `sampled` gets the clients asked.
+    RoundPlan plan_sync(int64_t round, std::vector<int64_t>& sampled);
+    std::pair<int64_t, int64_t> bytes_per_client() const; // (up, down) per participation
+    int64_t target_clients() const;                       // ceil(client_fraction K)
     FederationOptions fed_;
     TrainOptions base_;
     ParamLayout layout_;
@@ -130,6 +171,14 @@ private:
     struct Pool;
     std::unique_ptr<Pool> pool_;
     ClientHook client_hook_;
+    // The virtual clock: profiles, participation seconds per client, availability, time.
+    std::vector<ClientProfile> profiles_;
+    std::vector<double> seconds_;
+    std::unique_ptr<Availability> avail_;
+    double clock_ = 0;
+    int64_t rounds_planned_ = 0;
+    std::unique_ptr<AsyncSchedule> async_;
+    std::map<int64_t, std::vector<float>> versions_;
 };
 
 } // namespace pfcr

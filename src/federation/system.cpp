@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -14,7 +15,14 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 // Streams of RngPurpose::system: (what, client id low, client id high), index = draw.
-enum : uint32_t { kCompute = 1, kDown = 2, kUp = 3, kAvailStart = 4, kAvailPeriod = 5 };
+enum : uint32_t {
+    kCompute = 1,
+    kDown = 2,
+    kUp = 3,
+    kAvailStart = 4,
+    kAvailPeriod = 5,
+    kAsyncPick = 6
+};
 
 // Uniform in (0, 1): never 0, so logarithms stay finite.
 double open_uniform(KeyedRng::Stream& s) {
@@ -140,6 +148,13 @@ double Availability::online_until(int64_t client, double t) {
     return c.on ? c.end : t;
 }
 
+double Availability::next_online(int64_t client, double t) {
+    if (!onoff_) return t;
+    advance_to(client, t);
+    const Cursor& c = cursors_[size_t(client)];
+    return c.on ? t : c.end;
+}
+
 RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector<double>& seconds,
                           int64_t target, double deadline_s, double start_s,
                           Availability& availability) {
@@ -188,6 +203,183 @@ RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector
                                            deadline_s > 0 ? deadline_s : kInf));
     plan.end_s = start_s + length;
     return plan;
+}
+
+StalenessWeight parse_staleness_weight(const std::string& name) {
+    for (StalenessWeight w :
+         {StalenessWeight::constant, StalenessWeight::sqrt, StalenessWeight::poly})
+        if (name == staleness_weight_name(w)) return w;
+    fail("federation.staleness_weight '", name, "': expected constant, sqrt or poly");
+}
+
+const char* staleness_weight_name(StalenessWeight w) {
+    switch (w) {
+    case StalenessWeight::constant:
+        return "constant";
+    case StalenessWeight::sqrt:
+        return "sqrt";
+    case StalenessWeight::poly:
+        return "poly";
+    }
+    return "?";
+}
+
+double staleness_weight(StalenessWeight w, double exponent, int64_t staleness) {
+    check(staleness >= 0, "staleness_weight: negative staleness ", staleness);
+    switch (w) {
+    case StalenessWeight::constant:
+        return 1.0;
+    case StalenessWeight::sqrt:
+        return 1.0 / std::sqrt(1.0 + double(staleness));
+    case StalenessWeight::poly:
+        return std::pow(1.0 + double(staleness), -exponent);
+    }
+    return 1.0;
+}
+
+// Kinds in the order events of one instant are processed.
+namespace {
+enum : int { kStepDone = 0, kClient = 1, kRetry = 2 };
+}
+
+bool AsyncSchedule::Event::operator>(const Event& o) const {
+    if (t != o.t) return t > o.t;
+    if (kind != o.kind) return kind > o.kind;
+    return who > o.who;
+}
+
+AsyncSchedule::AsyncSchedule(const AsyncOptions& o, std::vector<double> seconds, uint64_t seed,
+                             Availability availability)
+    : o_(o), seconds_(std::move(seconds)), seed_(seed), avail_(std::move(availability)),
+      busy_(seconds_.size(), 0), running_(seconds_.size()) {
+    const int64_t K = int64_t(seconds_.size());
+    check(o_.concurrency >= 1 && o_.concurrency <= K, "federation.concurrency = ", o_.concurrency,
+          ": must be in 1..", K, " (the number of clients)");
+    check(o_.buffer_size >= 1 && o_.buffer_size <= o_.concurrency,
+          "federation.buffer_size = ", o_.buffer_size, ": must be in 1..", o_.concurrency,
+          " (federation.concurrency)");
+    check(o_.max_staleness >= 0, "federation.max_staleness must be >= 0");
+    check(o_.server_step_s > 0, "system.server_step_s must be > 0 in async mode (server steps "
+                                "must take time for the clock to advance)");
+    for (int64_t k = 0; k < K; ++k)
+        check(seconds_[size_t(k)] > 0 && std::isfinite(seconds_[size_t(k)]), "client ", k,
+              ": participation time ", seconds_[size_t(k)], " s; must be positive and finite");
+    for (int64_t i = 0; i < o_.concurrency; ++i) start_one(0.0);
+}
+
+void AsyncSchedule::push(Event e) {
+    heap_.push_back(e);
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<Event>());
+}
+
+AsyncSchedule::Event AsyncSchedule::pop() {
+    std::pop_heap(heap_.begin(), heap_.end(), std::greater<Event>());
+    const Event e = heap_.back();
+    heap_.pop_back();
+    return e;
+}
+
+void AsyncSchedule::start_one(double t) {
+    const int64_t K = int64_t(seconds_.size());
+    std::vector<int64_t> candidates;
+    double retry = kInf;
+    for (int64_t k = 0; k < K; ++k) {
+        if (busy_[size_t(k)]) continue;
+        const double on = avail_.next_online(k, t);
+        if (on == t)
+            candidates.push_back(k);
+        else
+            retry = std::min(retry, on);
+    }
+    if (candidates.empty()) {
+        if (std::isfinite(retry)) // every idle client is offline: wait for the first to come on
+            push({retry, kRetry, retries_++});
+        else // every client is training or buffered: wait for the next server step
+            ++waiting_;
+        return;
+    }
+    auto s = KeyedRng(seed_, RngPurpose::system)
+                 .stream(kAsyncPick, uint32_t(uint64_t(picks_)), uint32_t(uint64_t(picks_) >> 32));
+    ++picks_;
+    const int64_t k = candidates[size_t(s.below(uint64_t(candidates.size())))];
+    AsyncMember& m = running_[size_t(k)];
+    m.client = k;
+    m.start_version = version_;
+    m.start_s = t;
+    m.end_s = t + seconds_[size_t(k)];
+    busy_[size_t(k)] = 1;
+    pending_.started += 1;
+    // A client that goes offline first is dropped then (its event time is the drop time).
+    push({std::min(m.end_s, avail_.online_until(k, t)), kClient, k});
+}
+
+AsyncStep AsyncSchedule::next() {
+    int64_t events = 0;
+    while (true) {
+        check(!heap_.empty(), "async schedule: no pending event (internal error)");
+        check(++events < 100000000, "async schedule: 10^8 events without a server step (are "
+                                    "clients almost never online, or is every update stale?)");
+        const Event e = pop();
+        if (e.kind == kRetry) {
+            start_one(e.t);
+        } else if (e.kind == kClient) {
+            const int64_t k = e.who;
+            const AsyncMember m = running_[size_t(k)];
+            // A dropped client is idle again at once; a buffered one when its step is applied
+            // (it trains from its state after that update, so it is never in two at once).
+            if (e.t < m.end_s) { // went offline before finishing
+                busy_[size_t(k)] = 0;
+                pending_.dropped_unavailable.push_back(k);
+                pending_.wasted_client_s += e.t - m.start_s;
+            } else {
+                const int64_t applied_by = int64_t(closed_.size()) + version_; // its step index
+                if (o_.max_staleness > 0 && applied_by - m.start_version > o_.max_staleness) {
+                    busy_[size_t(k)] = 0;
+                    pending_.dropped_stale.push_back(k);
+                    pending_.wasted_client_s += m.end_s - m.start_s;
+                } else {
+                    buffer_.push_back(m);
+                    if (int64_t(buffer_.size()) == o_.buffer_size) {
+                        closed_.push_back(std::move(buffer_));
+                        buffer_.clear();
+                        server_free_s_ = std::max(server_free_s_, e.t) + o_.server_step_s;
+                        push({server_free_s_, kStepDone, applied_by});
+                    }
+                }
+            }
+            start_one(e.t);
+        } else { // the oldest closed buffer is applied
+            AsyncStep step = std::move(pending_);
+            pending_ = AsyncStep();
+            step.step = version_;
+            step.start_s = last_step_s_;
+            step.end_s = e.t;
+            step.members = std::move(closed_.front());
+            closed_.erase(closed_.begin());
+            std::sort(
+                step.members.begin(), step.members.end(),
+                [](const AsyncMember& a, const AsyncMember& b) { return a.client < b.client; });
+            std::sort(step.dropped_unavailable.begin(), step.dropped_unavailable.end());
+            std::sort(step.dropped_stale.begin(), step.dropped_stale.end());
+            ++version_;
+            last_step_s_ = e.t;
+            for (const AsyncMember& m : step.members) busy_[size_t(m.client)] = 0;
+            for (int64_t n = std::exchange(waiting_, 0); n > 0; --n) start_one(e.t);
+            return step;
+        }
+    }
+}
+
+std::vector<int64_t> AsyncSchedule::referenced_versions() const {
+    std::vector<int64_t> v;
+    for (size_t k = 0; k < busy_.size(); ++k)
+        if (busy_[k]) v.push_back(running_[k].start_version);
+    for (const auto& m : buffer_) v.push_back(m.start_version);
+    for (const auto& b : closed_)
+        for (const auto& m : b) v.push_back(m.start_version);
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
 }
 
 } // namespace pfcr

@@ -5,11 +5,15 @@
 // over-commitment (FedScale semantics). Everything here is a pure function of the options, the
 // seed and client ids, so every rank computes the same plan without communicating, and a
 // resumed run recomputes the clock by replaying the plans of earlier rounds.
-// Not here (yet): wiring into Federation::run_round and the config keys (system.*,
-// federation.deadline_s, federation.overcommit), buffered asynchronous aggregation.
+// Also here: the event-driven schedule of buffered asynchronous aggregation (FedBuff), likewise
+// a pure function, so which client trains from which model version and lands in which server
+// step is known before anything trains. Federation (engine.hpp) executes these plans; the
+// config keys (federation.mode, federation.deadline_s, ..., system.*) map onto the options
+// below in src/options. Not here: training, encoding, I/O.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,9 +38,10 @@ struct SystemOptions {
     Distribution compute{DistKind::constant, 1e-3, 0}; // seconds per training sample
     Distribution down_mbps{DistKind::constant, 0, 0};  // downlink Mbit/s; 0 = unlimited
     Distribution up_mbps{DistKind::constant, 0, 0};    // uplink Mbit/s; 0 = unlimited
-    bool onoff = false;      // availability: always on, or alternating on/off periods
-    double on_mean_s = 3600; // mean on period (exponential)
-    double off_mean_s = 600; // mean off period (exponential)
+    bool onoff = false;          // availability: always on, or alternating on/off periods
+    double on_mean_s = 3600;     // mean on period (exponential)
+    double off_mean_s = 600;     // mean off period (exponential)
+    double server_step_s = 0.01; // simulated seconds the server needs to aggregate and step
 };
 
 struct ClientProfile {
@@ -62,6 +67,8 @@ public:
     bool online(int64_t client, double t);
     // The end of the on period that contains t (t itself if offline at t; +inf if always on).
     double online_until(int64_t client, double t);
+    // t if online at t, else the start of the next on period.
+    double next_online(int64_t client, double t);
 
 private:
     struct Cursor {
@@ -94,5 +101,85 @@ struct RoundPlan {
 RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector<double>& seconds,
                           int64_t target, double deadline_s, double start_s,
                           Availability& availability);
+
+// --- Buffered asynchronous aggregation (FedBuff, Nguyen et al. 2022) on the virtual clock.
+// `concurrency` clients train at once; each starts from the newest model version and, when it
+// finishes, its update goes into the server's buffer; when `buffer_size` updates are buffered
+// the server aggregates them (weight w(s) for an update of staleness s = server steps since its
+// start) and steps, taking server_step_s; a replacement client starts at once. Rules:
+//   - a replacement is drawn uniformly among idle clients that are online (keyed by the seed
+//     and a running pick counter); if none is online, the slot waits for the first to come on;
+//   - a client that goes offline while training is dropped (cause "unavailable") when it does;
+//   - an update older than max_staleness (> 0) steps when it arrives is dropped ("stale");
+//   - a buffered client is busy until its step is applied (never in two updates at once); a
+//     slot that finds every client busy waits for the next step;
+//   - events at the same simulated time: server steps first, then clients by ascending id,
+//     then waiting slots; a client starting at the time of a step gets the new version.
+// Staleness is fixed when the buffer fills: s = (index of the step that applies it) - (the
+// number of steps done when the client started).
+enum class StalenessWeight { constant, sqrt, poly };
+StalenessWeight parse_staleness_weight(const std::string& name); // constant | sqrt | poly
+const char* staleness_weight_name(StalenessWeight w);
+// constant 1; sqrt 1/sqrt(1+s); poly (1+s)^(-exponent).
+double staleness_weight(StalenessWeight w, double exponent, int64_t staleness);
+
+struct AsyncOptions {
+    int64_t concurrency = 1;
+    int64_t buffer_size = 1;
+    int64_t max_staleness = 0; // 0: no limit
+    double server_step_s = 0.01;
+};
+
+struct AsyncMember {
+    int64_t client = 0;
+    int64_t start_version = 0; // server steps done when it started (= the model it trains from)
+    double start_s = 0, end_s = 0;
+};
+
+// Server step `step` turns model version `step` into `step + 1`.
+struct AsyncStep {
+    int64_t step = 0;
+    double start_s = 0, end_s = 0;    // previous step's end (0 for the first), this step's end
+    std::vector<AsyncMember> members; // the buffer, ascending client id
+    std::vector<int64_t> dropped_unavailable, dropped_stale; // since the previous step, ascending
+    double wasted_client_s = 0;                              // the work of those dropped clients
+    int64_t started = 0; // clients started since the previous step
+};
+
+class AsyncSchedule {
+public:
+    // seconds[k]: client k's participation time (participation_seconds of its profile).
+    AsyncSchedule(const AsyncOptions& o, std::vector<double> seconds, uint64_t seed,
+                  Availability availability);
+    // Simulates up to the end of the next server step and returns it.
+    AsyncStep next();
+    int64_t steps_done() const { return version_; }
+    // Model versions some started client (in flight or buffered) will train from, ascending.
+    std::vector<int64_t> referenced_versions() const;
+
+private:
+    struct Event {
+        double t;
+        int kind; // 0 server step done, 1 client finishes, 2 client goes offline, 3 slot retry
+        int64_t who;
+        bool operator>(const Event& o) const;
+    };
+    void start_one(double t);
+    void push(Event e);
+    Event pop();
+    AsyncOptions o_;
+    std::vector<double> seconds_;
+    uint64_t seed_;
+    Availability avail_;
+    std::vector<Event> heap_;
+    std::vector<char> busy_;
+    std::vector<AsyncMember> running_; // by client id (valid where busy_)
+    std::vector<AsyncMember> buffer_;
+    std::vector<std::vector<AsyncMember>> closed_; // full buffers waiting for the server
+    double server_free_s_ = 0, last_step_s_ = 0;
+    int64_t version_ = 0, picks_ = 0, retries_ = 0;
+    int64_t waiting_ = 0; // slots waiting for a client to be released by a server step
+    AsyncStep pending_;   // drops and starts since the previous step
+};
 
 } // namespace pfcr

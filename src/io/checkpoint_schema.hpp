@@ -55,6 +55,11 @@ inline std::string model_tensor(const std::string& name) {
 inline std::string control_tensor(const std::string& name) {
     return "control/" + name;
 }
+// Asynchronous pre-training: an old model version (shared entry `name`) that clients still in
+// flight train from; under /server.
+inline std::string version_tensor(int64_t version, const std::string& name) {
+    return "version/" + std::to_string(version) + "/" + name;
+}
 inline std::string best_tensor(const std::string& stored) {
     return "best/" + stored;
 }

@@ -157,6 +157,57 @@ FederationOptions federation_options(const Reader& r) {
           "privacy.mechanism: ", mechanism_name(f.privacy.mechanism),
           " needs an upload to privatize; algorithm ", algorithm_name(f.algorithm),
           " has none (use privacy.mechanism: none)");
+
+    f.mode =
+        r.get_string("federation.mode") == "async" ? FederationMode::async : FederationMode::sync;
+    f.deadline_s = r.get_double("federation.deadline_s");
+    f.overcommit = r.get_double("federation.overcommit");
+    f.concurrency = r.get_int("federation.concurrency");
+    f.buffer_size = r.get_int("federation.buffer_size");
+    f.max_staleness = r.get_int("federation.max_staleness");
+    f.staleness_weight = parse_staleness_weight(r.get_string("federation.staleness_weight"));
+    f.staleness_exponent = r.get_double("federation.staleness_exponent");
+    const auto dist = [&](const std::string& k) {
+        Distribution d{parse_dist_kind(r.get_string(k)), r.get_double(k + "_a"),
+                       r.get_double(k + "_b")};
+        const char* need = nullptr; // the rule a distribution's parameters break, if any
+        if (d.kind == DistKind::uniform && d.b < d.a) need = "uniform needs b >= a";
+        if (d.kind == DistKind::lognormal && d.a <= 0) need = "lognormal needs a median a > 0";
+        if (d.kind == DistKind::pareto && (d.a <= 0 || d.b <= 0))
+            need = "pareto needs a minimum a > 0 and a shape b > 0";
+        check(!need, k, ": a = ", d.a, " (", r.origin(k + "_a"), "), b = ", d.b, " (",
+              r.origin(k + "_b"), "): ", need ? need : "");
+        return d;
+    };
+    f.system.compute = dist("system.compute");
+    f.system.down_mbps = dist("system.down_mbps");
+    f.system.up_mbps = dist("system.up_mbps");
+    f.system.onoff = r.get_string("system.availability") == "onoff";
+    f.system.on_mean_s = r.get_double("system.on_mean_s");
+    f.system.off_mean_s = r.get_double("system.off_mean_s");
+    f.system.server_step_s = r.get_double("system.server_step_s");
+    const bool async = f.mode == FederationMode::async;
+    const char* sync_only[] = {"federation.deadline_s", "federation.overcommit"};
+    for (const char* k : sync_only)
+        check(!async || r.get_double(k) == 0, k, " = ", r.get_double(k), " (", r.origin(k),
+              "): applies to federation.mode sync only (async: federation.max_staleness, "
+              "federation.concurrency)");
+    check(async || (f.concurrency == 0 && f.buffer_size == 0 && f.max_staleness == 0),
+          "federation.concurrency, buffer_size and max_staleness apply to federation.mode async "
+          "only (",
+          r.origin("federation.mode"), ")");
+    check(!async || f.algorithm == Algorithm::pfcr || f.algorithm == Algorithm::fedavg ||
+              f.algorithm == Algorithm::fedprox,
+          "federation.mode async (", r.origin("federation.mode"),
+          "): defined for pfcr "
+          "(code-table gradients) and fedavg/fedprox (parameter deltas), not ",
+          algorithm_name(f.algorithm));
+    check(!async || f.privacy.mechanism == PrivacyMechanism::none,
+          "federation.mode async: privacy.mechanism ", mechanism_name(f.privacy.mechanism),
+          " is not supported with asynchronous aggregation (use none)");
+    check(!async || f.system.compute.kind != DistKind::constant || f.system.compute.a > 0,
+          "system.compute_a = 0 (", r.origin("system.compute_a"),
+          "): async mode needs clients whose training takes time");
     return f;
 }
 
@@ -181,6 +232,7 @@ Options resolve_options(const Config& cfg, std::set<std::string>* keys_read) {
     o.initializer_range = r.get_double("initializer_range");
     o.federation = federation_options(r);
     o.rounds = r.get_int("federation.rounds");
+    o.eval_every = r.get_int("federation.eval_every");
 
     o.finetune.mode = r.get_string("finetune.mode");
     o.finetune.epochs = r.get_int("epochs");

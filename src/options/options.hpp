@@ -62,6 +62,7 @@ struct Options {
     double initializer_range = 0.02; // initializer_range
     FederationOptions federation;    // federation.* (except rounds) and privacy.*
     int64_t rounds = 10;             // federation.rounds
+    int64_t eval_every = 0;          // federation.eval_every (pre-training validation)
     FinetuneOptions finetune;
     EvalOptions eval;
     CheckpointOptions checkpoint;

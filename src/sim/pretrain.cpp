@@ -6,6 +6,7 @@
 // Everything except the "time" fields has the same bytes for any rank or thread count.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <deque>
@@ -93,10 +94,84 @@ std::string metrics_before(const std::string& file, int64_t round) {
     std::string line, kept;
     while (std::getline(in, line)) {
         const Json j = Json::parse(line, nullptr, false); // a torn last line is dropped
-        if (j.is_discarded() || !j.is_object() || j.value("event", "") != "round") continue;
+        if (j.is_discarded() || !j.is_object()) continue;
+        const std::string event = j.value("event", "");
+        if (event != "round" && event != "server_step" && event != "valid") continue;
         if (j.value("round", int64_t(-1)) < round) kept += line + "\n";
     }
     return kept;
+}
+
+// Validation metrics of every client's current model (federation.eval_every): per client and
+// metric "<name>@<K>" (eval.topk x Recall/NDCG), computed by its owner and summed over ranks in
+// fixed point (each value in [0, 1]); then the valid-rows-weighted mean over clients in id
+// order. The same bits for any rank or thread count.
+Json validate_clients(Federation& fed, const Options& opt, const TrainOptions& base, Comm& comm,
+                      int64_t round) {
+    const auto& all = fed.all_clients();
+    const int64_t K = int64_t(all.size());
+    const auto& ks = opt.eval.topk;
+    const int64_t M = 2 * int64_t(ks.size()) + 1; // recall@k..., ndcg@k..., rows
+    std::vector<int64_t> acc(size_t(K * M), 0);
+    const int bits = 40;
+    ModelState state(base.hp.shape);
+    for (const auto& c : fed.clients()) {
+        fed.materialize(c, state.params.data());
+        double rows = 0;
+        std::vector<double> sums(size_t(M - 1), 0.0);
+        for (const PreparedDomain* d : c.data) { // several only for the pooled client
+            Trainer t(base, *d);
+            const EvalResult e = t.evaluate(state, d->valid, ks, opt.eval.ties);
+            for (size_t i = 0; i < ks.size(); ++i) {
+                sums[i] += e.recall[i] * double(e.rows);
+                sums[ks.size() + i] += e.ndcg[i] * double(e.rows);
+            }
+            rows += double(e.rows);
+        }
+        // The client's means in [0, 1], as integers with `bits` fractional bits.
+        std::vector<double> mean(size_t(M - 1));
+        for (int64_t i = 0; i + 1 < M; ++i) mean[size_t(i)] = rows > 0 ? sums[size_t(i)] / rows : 0;
+        int64_t* out = acc.data() + c.spec.id * M;
+        for (int64_t i = 0; i + 1 < M; ++i)
+            out[i] = int64_t(std::llround(mean[size_t(i)] * std::ldexp(1.0, bits)));
+        out[M - 1] = int64_t(rows);
+    }
+    comm.allreduce_sum(acc.data(), K * M);
+    Json line = Json::object();
+    line["event"] = "valid";
+    line["round"] = round;
+    line["sim_time_s"] = fed.sim_time_s();
+    double total_rows = 0;
+    std::vector<double> mean(size_t(M - 1), 0.0);
+    for (int64_t k = 0; k < K; ++k) {
+        const double rows = double(acc[size_t(k * M + M - 1)]);
+        total_rows += rows;
+        for (int64_t i = 0; i + 1 < M; ++i)
+            mean[size_t(i)] += rows * double(acc[size_t(k * M + i)]) * std::ldexp(1.0, -bits);
+    }
+    for (size_t i = 0; i < ks.size(); ++i) {
+        const std::string k = std::to_string(ks[i]);
+        line["recall@" + k] = total_rows > 0 ? mean[i] / total_rows : 0.0;
+        line["ndcg@" + k] = total_rows > 0 ? mean[ks.size() + i] / total_rows : 0.0;
+    }
+    line["rows"] = int64_t(total_rows);
+    return line;
+}
+
+// "median 1.2 s (min 0.4, max 9.1)" of the clients' participation seconds.
+std::string spread_text(std::vector<double> v) {
+    if (v.empty()) return "-";
+    std::sort(v.begin(), v.end());
+    std::ostringstream os;
+    os << std::setprecision(3) << "median " << v[v.size() / 2] << " (min " << v.front() << ", max "
+       << v.back() << ")";
+    return os.str();
+}
+
+Json ids_json(const std::vector<int64_t>& ids) {
+    Json a = Json::array();
+    for (int64_t k : ids) a.push_back(k);
+    return a;
 }
 
 } // namespace
@@ -176,6 +251,29 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                   1048576.0
            << " MiB per client); " << describe(fed.privacy);
         log.info(os.str());
+        std::vector<double> secs, speeds;
+        for (const auto& c : rc.specs) {
+            const ClientProfile& p = federation.profiles()[size_t(c.id)];
+            speeds.push_back(p.s_per_sample * 1e3);
+            secs.push_back(participation_seconds(p, c.train_rows * fed.local_epochs, 0, 0));
+        }
+        std::ostringstream sys;
+        sys << "virtual clock: " << (fed.mode == FederationMode::async ? "async (FedBuff)" : "sync")
+            << "; compute " << dist_kind_name(fed.system.compute.kind) << " ("
+            << fed.system.compute.a << ", " << fed.system.compute.b << "): ms/sample "
+            << spread_text(speeds) << ", local training s/participation " << spread_text(secs)
+            << "; down " << dist_kind_name(fed.system.down_mbps.kind) << " ("
+            << fed.system.down_mbps.a << ", " << fed.system.down_mbps.b << ") Mbit/s, up "
+            << dist_kind_name(fed.system.up_mbps.kind) << " (" << fed.system.up_mbps.a << ", "
+            << fed.system.up_mbps.b << ") Mbit/s; availability "
+            << (fed.system.onoff ? "on/off" : "always");
+        if (fed.mode == FederationMode::sync)
+            sys << "; deadline " << fed.deadline_s << " s, over-commit " << fed.overcommit;
+        else
+            sys << "; concurrency " << fed.concurrency << ", buffer " << fed.buffer_size
+                << ", max staleness " << fed.max_staleness << ", weight "
+                << staleness_weight_name(fed.staleness_weight) << " (0 = default)";
+        log.info(sys.str());
         if (fed.privacy.mechanism == PrivacyMechanism::pfcr_reference)
             log.info("WARNING: privacy.mechanism pfcr-reference reproduces the published PFCR "
                      "arithmetic; it is NOT a valid local-DP mechanism (see docs/PRIVACY.md)");
@@ -186,6 +284,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     Stopwatch loop_time; // for the progress line's throughput and ETA (this invocation's rounds)
     for (int64_t round = start; round < rounds; ++round) {
         const RoundResult r = federation.run_round(round);
+        Json valid; // federation.eval_every: every client's model on its validation split
+        if (opt.eval_every > 0 && (round + 1) % opt.eval_every == 0) // (not tied to rounds: resume)
+            valid = validate_clients(federation, opt, base, comm, round);
         // Every rank learns of a signal that reached any rank (srun signals all; a user's kill
         // may reach one), and all of them stop after this round.
         stopped = comm.any(stop_requested());
@@ -205,16 +306,36 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
         agree_on_errors(comm, [&] {
             if (comm.rank() != 0) return;
             std::vector<char> active(size_t(K), 0);
-            for (int64_t k : r.sampled) active[size_t(k)] = 1;
+            for (int64_t k : r.participants) active[size_t(k)] = 1;
+            const bool async = fed.mode == FederationMode::async;
             Json line = Json::object();
-            line["event"] = "round";
+            line["event"] = async ? "server_step" : "round";
             line["round"] = round;
             Json losses = Json::array();
             for (int64_t k = 0; k < K; ++k) // null: not sampled this round
                 losses.push_back(active[size_t(k)] ? Json(double(float(r.loss[size_t(k)])))
                                                    : Json(nullptr));
             line["train_loss"] = std::move(losses);
-            line["clients"] = r.sampled;
+            line["clients"] = r.participants; // whose updates were aggregated
+            if (async)
+                line["staleness"] = r.staleness;
+            else
+                line["sampled"] = r.sampled;
+            line["sim_start_s"] = r.sim_start_s;
+            line["sim_time_s"] = r.sim_end_s;
+            Json dropped = Json::object(), dropped_ids = Json::object();
+            const std::pair<const char*, const std::vector<int64_t>*> causes[] = {
+                {"deadline", &r.dropped_deadline},
+                {"unavailable", &r.dropped_unavailable},
+                {"overcommit", &r.dropped_overcommit},
+                {"stale", &r.dropped_stale}};
+            for (const auto& [cause, ids] : causes) {
+                dropped[cause] = int64_t(ids->size());
+                dropped_ids[cause] = ids_json(*ids);
+            }
+            line["dropped"] = std::move(dropped);
+            line["dropped_clients"] = std::move(dropped_ids);
+            line["wasted_client_s"] = r.wasted_client_s;
             line["aggregate_norm"] = r.aggregate_norm;
             line["bytes_up_per_client"] = r.bytes_up_per_client;
             line["bytes_down_per_client"] = r.bytes_down_per_client;
@@ -228,14 +349,16 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                             {"communicate", t[2]},
                             {"server", t[3]},
                             {"checkpoint", t[4]}};
-            metrics << to_json_text(line) << "\n" << std::flush;
+            metrics << to_json_text(line) << "\n";
+            if (!valid.is_null()) metrics << to_json_text(valid) << "\n";
+            metrics << std::flush;
             check_io(bool(metrics), dir, "/metrics.jsonl: write failed for round ", round,
                      disk_full_note(dir),
                      saved ? "; the round's checkpoint is written, so a run resumed from it "
                              "will lack this line"
                            : "");
             std::ostringstream progress;
-            progress << "round " << round << "  loss";
+            progress << (async ? "step " : "round ") << round << "  loss";
             for (int64_t k = 0; k < K && k < 8; ++k) {
                 if (active[size_t(k)])
                     progress << " " << std::fixed << std::setprecision(4) << r.loss[size_t(k)];
@@ -244,7 +367,15 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
             }
             if (K > 8) progress << " ...";
             int64_t rows = 0;
-            for (int64_t k : r.sampled) rows += rc.specs[size_t(k)].train_rows;
+            for (int64_t k : r.participants) rows += rc.specs[size_t(k)].train_rows;
+            const size_t n_dropped = r.dropped_deadline.size() + r.dropped_unavailable.size() +
+                                     r.dropped_overcommit.size() + r.dropped_stale.size();
+            progress << "  sim " << duration_text(r.sim_end_s) << ", " << r.participants.size()
+                     << " aggregated";
+            if (n_dropped > 0) progress << ", " << n_dropped << " dropped";
+            if (!valid.is_null())
+                progress << ", valid " << opt.eval.valid_metric << " " << std::setprecision(4)
+                         << std::fixed << valid.value(opt.eval.valid_metric, 0.0);
             const double wall = loop_time.seconds();
             const int64_t done = round + 1 - start, left = rounds - round - 1;
             progress << std::fixed << std::setprecision(2) << "  (" << t[0] << " s local, " << t[2]

@@ -141,5 +141,103 @@ TEST(System, SyncRoundDropsClientsThatGoOffline) {
     EXPECT_EQ(q.participants, (std::vector<int64_t>{k}));
 }
 
+TEST(System, StalenessWeightsByHand) {
+    EXPECT_EQ(staleness_weight(StalenessWeight::constant, 0.5, 7), 1.0);
+    EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::sqrt, 0.5, 3), 0.5);
+    EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::poly, 1.0, 1), 0.5);
+    EXPECT_DOUBLE_EQ(staleness_weight(StalenessWeight::poly, 2.0, 0), 1.0);
+    for (auto w : {StalenessWeight::constant, StalenessWeight::sqrt, StalenessWeight::poly})
+        EXPECT_EQ(parse_staleness_weight(staleness_weight_name(w)), w);
+    EXPECT_THROW(parse_staleness_weight("linear"), Error);
+}
+
+// Three always-on clients of 1, 2 and 4 s, all training at once, buffer 2, server step 0.5 s
+// (worked out by hand in the comments).
+TEST(System, AsyncScheduleByHand) {
+    AsyncOptions o;
+    o.concurrency = 3;
+    o.buffer_size = 2;
+    o.server_step_s = 0.5;
+    SystemOptions always;
+    AsyncSchedule s(o, {1.0, 2.0, 4.0}, 5, Availability(always, 5, 3));
+    // t=1: client 0 buffered; t=2: client 1 fills the buffer, the server steps until 2.5.
+    // Buffered clients stay busy, so no slot can start before then.
+    const AsyncStep a = s.next();
+    EXPECT_EQ(a.step, 0);
+    EXPECT_EQ(a.start_s, 0.0);
+    EXPECT_EQ(a.end_s, 2.5);
+    ASSERT_EQ(a.members.size(), 2u);
+    EXPECT_EQ(a.members[0].client, 0);
+    EXPECT_EQ(a.members[1].client, 1);
+    EXPECT_EQ(a.members[0].start_version, 0);
+    EXPECT_EQ(a.members[1].end_s, 2.0);
+    EXPECT_EQ(a.started, 3);
+    // At 2.5 clients 0 and 1 restart from version 1 (until 3.5 and 4.5); client 2 (version 0)
+    // finishes at 4 and fills the buffer with client 0: step 1 ends at 4.5, before client 1's
+    // finish at the same instant (steps first). Staleness: client 0 has 0, client 2 has 1.
+    const AsyncStep b = s.next();
+    EXPECT_EQ(b.step, 1);
+    EXPECT_EQ(b.start_s, 2.5);
+    EXPECT_EQ(b.end_s, 4.5);
+    ASSERT_EQ(b.members.size(), 2u);
+    EXPECT_EQ(b.members[0].client, 0);
+    EXPECT_EQ(b.members[0].start_version, 1);
+    EXPECT_EQ(b.members[1].client, 2);
+    EXPECT_EQ(b.members[1].start_version, 0);
+    EXPECT_EQ(b.started, 2);
+    EXPECT_EQ(s.steps_done(), 2);
+    // In flight: client 1 (from version 1) and the restarted 0 and 2 (version 2).
+    EXPECT_EQ(s.referenced_versions(), (std::vector<int64_t>{1, 2}));
+}
+
+TEST(System, AsyncScheduleIsAPureFunction) {
+    AsyncOptions o;
+    o.concurrency = 8;
+    o.buffer_size = 3;
+    o.max_staleness = 2;
+    SystemOptions sys;
+    sys.compute = {DistKind::lognormal, 0.01, 1.0};
+    sys.onoff = true;
+    sys.on_mean_s = 30;
+    sys.off_mean_s = 10;
+    std::vector<double> secs;
+    for (int64_t k = 0; k < 40; ++k)
+        secs.push_back(participation_seconds(client_profile(sys, 3, k), 100 + 7 * k, 0, 0));
+    AsyncSchedule x(o, secs, 3, Availability(sys, 3, 40)), y(o, secs, 3, Availability(sys, 3, 40));
+    int64_t stale = 0, offline = 0;
+    double last = 0;
+    for (int i = 0; i < 200; ++i) {
+        const AsyncStep a = x.next(), b = y.next();
+        ASSERT_EQ(a.members.size(), 3u);
+        EXPECT_GT(a.end_s, last); // strictly increasing: every step takes server_step_s
+        last = a.end_s;
+        for (size_t j = 0; j < a.members.size(); ++j) {
+            EXPECT_EQ(a.members[j].client, b.members[j].client);
+            EXPECT_EQ(a.members[j].start_version, b.members[j].start_version);
+            EXPECT_LE(a.step - a.members[j].start_version, 2); // max_staleness
+            if (j > 0) EXPECT_LT(a.members[j - 1].client, a.members[j].client);
+        }
+        EXPECT_EQ(a.dropped_stale, b.dropped_stale);
+        EXPECT_EQ(a.dropped_unavailable, b.dropped_unavailable);
+        stale += int64_t(a.dropped_stale.size());
+        offline += int64_t(a.dropped_unavailable.size());
+    }
+    EXPECT_GT(stale, 0); // both drop causes occur with these settings
+    EXPECT_GT(offline, 0);
+}
+
+TEST(System, AsyncScheduleRejectsBadOptions) {
+    SystemOptions always;
+    AsyncOptions o;
+    o.concurrency = 4;
+    o.buffer_size = 2;
+    EXPECT_THROW(AsyncSchedule(o, {1.0, 1.0}, 1, Availability(always, 1, 2)), Error); // > K
+    o.concurrency = 2;
+    o.buffer_size = 3;
+    EXPECT_THROW(AsyncSchedule(o, {1.0, 1.0}, 1, Availability(always, 1, 2)), Error);
+    o.buffer_size = 1;
+    EXPECT_THROW(AsyncSchedule(o, {1.0, 0.0}, 1, Availability(always, 1, 2)), Error); // 0 s
+}
+
 } // namespace
 } // namespace pfcr
