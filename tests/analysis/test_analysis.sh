@@ -258,6 +258,42 @@ if $py "$src/analysis/plot_privacy.py" "$R"/main/* --out "$work/x.png" >/dev/nul
 else grep -q "no run with a privacy mechanism" "$work/e7" && pass "plot_privacy: no private run is an error" \
   || failed "plot_privacy none: $(cat "$work/e7")"; fi
 
+# --- plot_simtime.py: fake pre-training metrics on the virtual clock ---------------------------
+# "sync" (seeds 1, 2): valid R@10 0.1 0.3 0.5 at 100 200 300 s and 0.2 0.4 0.6 at 100 200 400 s;
+# "fast" (seed 1): 0.3 0.6 at 10 20 s, 2 of 3 clients aggregated, one deadline drop a round
+# (2 per run, 360 wasted client-s each: 0.2 client-hours).
+# Default target 0.95 x mean final sync (0.55) = 0.5225: sync reaches it at 400 s (seed 2 only),
+# fast at 20 s. Final: sync 0.55 ± 0.070711, fast 0.6.
+"$py" - "$work/sim" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+def run(name, valid, clients, dropped):
+    os.makedirs(f"{root}/{name}")
+    with open(f"{root}/{name}/metrics.jsonl", "w") as f:
+        for i, (t, v) in enumerate(valid):
+            f.write(json.dumps({"event": "round", "round": i, "train_loss": [1, 1, 1],
+                                "clients": clients, "sim_time_s": t,
+                                "dropped": {"deadline": dropped, "unavailable": 0,
+                                            "overcommit": 0, "stale": 0},
+                                "wasted_client_s": 360.0 * dropped}) + "\n")
+            f.write(json.dumps({"event": "valid", "round": i, "sim_time_s": t,
+                                "recall@10": v}) + "\n")
+run("sync-s1", [(100, 0.1), (200, 0.3), (300, 0.5)], [0, 1, 2], 0)
+run("sync-s2", [(100, 0.2), (200, 0.4), (400, 0.6)], [0, 1, 2], 0)
+run("fast-s1", [(10, 0.3), (20, 0.6)], [0, 2], 1)
+PY
+$py "$src/analysis/plot_simtime.py" "$work"/sim/* --out "$work/sim.png" --table "$work/sim.md" >"$work/s.out" 2>&1 \
+  && png "$work/sim.png" && pass "plot_simtime: PNG written" || failed "plot_simtime: $(cat "$work/s.out")"
+for want in "| sync | 2 | 0.55 ± 0.071 | 5.833 ± 1.2 | 6.667 ± 0 (1/2) | 9 ± 0 | — | 0 ± 0 | 0 ± 0 |" \
+            "| fast | 1 | 0.6 ± 0 | 0.3333 ± 0 | 0.3333 ± 0 | 4 ± 0 | deadline 2 | 0.2 ± 0 | 1 ± 0 |" \
+            "time to recall@10 ≥ 0.5225 (minutes)"; do
+  has "$work/sim.md" "$want" && pass "plot_simtime: $want" || failed "plot_simtime: no '$want' in: $(cat "$work/s.out")"
+done
+if $py "$src/analysis/plot_simtime.py" "$work"/sim/fast-s1 --out "$work/x.png" >/dev/null 2>"$work/e8"; then
+  failed "plot_simtime without a baseline or --target accepted"
+else grep -q "no --target and no 'sync' runs" "$work/e8" && pass "plot_simtime: missing baseline is an error" \
+  || failed "plot_simtime baseline: $(cat "$work/e8")"; fi
+
 # --- domain_gain.py: Scientific R@10 local [0.10, 0.11, 0.12] vs pfcr-full [0.13, 0.14, 0.15]
 $py "$src/analysis/domain_gain.py" "$R"/main/* --baseline local --method pfcr-full --md "$work/g.md" \
   >"$work/g.out" 2>"$work/g.err" && pass "domain_gain: runs" || failed "domain_gain: $(cat "$work/g.err")"
