@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Validation accuracy against simulated time (the virtual clock, docs/METHOD.md section 10)
+"""Validation accuracy against simulated time (the virtual clock, docs/METHOD.md section 12)
 from pre-training runs with `federation.eval_every` > 0: one line per run, one colour per method
 (run directory name without `-s<seed>`), x = `sim_time_s` of the "valid" events of
 metrics.jsonl (or pretrain/metrics.jsonl of a `pfcr run` directory) on a log scale, in seconds,

@@ -43,7 +43,7 @@ struct FederationOptions {
                                     // or learning_rate if that is 0)
     double mu = 0.01;               // federation.mu: FedProx mu/2 ||w - w_global||^2
     PrivacyOptions privacy;         // privacy.* (+ federation.fixed_point_bits)
-    // System heterogeneity on the virtual clock (federation/system.hpp, docs/METHOD.md §10).
+    // System heterogeneity on the virtual clock (federation/system.hpp, docs/METHOD.md §12).
     FederationMode mode = FederationMode::sync; // federation.mode
     double deadline_s = 0;     // federation.deadline_s: sync round deadline (0 = none)
     double overcommit = 0;     // federation.overcommit: sample c(1 + f), aggregate first c

@@ -372,8 +372,12 @@ AsyncStep AsyncSchedule::next() {
 
 std::vector<int64_t> AsyncSchedule::referenced_versions() const {
     std::vector<int64_t> v;
+    // A running client whose update is already too stale will be dropped, never trained.
+    const int64_t next_step = version_ + int64_t(closed_.size());
     for (size_t k = 0; k < busy_.size(); ++k)
-        if (busy_[k]) v.push_back(running_[k].start_version);
+        if (busy_[k] &&
+            !(o_.max_staleness > 0 && next_step - running_[k].start_version > o_.max_staleness))
+            v.push_back(running_[k].start_version);
     for (const auto& m : buffer_) v.push_back(m.start_version);
     for (const auto& b : closed_)
         for (const auto& m : b) v.push_back(m.start_version);

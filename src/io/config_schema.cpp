@@ -227,7 +227,7 @@ std::vector<KeySpec> make_schema() {
         ranged(key("federation.fixed_point_bits", R::trajectory, K::integer, "40",
                    "fractional bits of the exact int64 cross-rank sums"),
                8, 48),
-        // System heterogeneity on the virtual clock (docs/METHOD.md section 10).
+        // System heterogeneity on the virtual clock (docs/METHOD.md section 12).
         choice(key("federation.mode", R::trajectory, K::string, "sync",
                    "sync: rounds (sample, train, aggregate); async: buffered asynchronous "
                    "aggregation (FedBuff) on the virtual clock, one metrics line per server step"),
