@@ -11,8 +11,13 @@
 #   sync-small  160 plain sync rounds of 4 clients (client_fraction 1/16): as many server
 #             steps of as many updates as async, without the asynchrony (separates the two)
 # so each aggregates up to 640 client updates. Each run takes seconds.
+# DATA=bundled runs the same modes on the bundled Scientific + Office2014 pair at the paper's
+# model (configs/scientific-office.yaml), 32 user shards per domain (64 clients of ~1,100
+# train rows), 20 rounds / 80 server steps (320 client updates), the configs' own deadline
+# (20 s); it needs runs/scientific-office/prepared.h5 (pfcr prepare) and takes minutes a run.
 # Usage: analysis/hetero_study.sh [RUNS_ROOT (runs/hetero)] [RANKS (2)]
-# Environment: PFCR (build/release/bin/pfcr), MPIRUN (mpirun), SEEDS ("1 2 3").
+# Environment: PFCR (build/release/bin/pfcr), MPIRUN (mpirun), SEEDS ("1 2 3"), THREADS (1),
+#   DATA (synth | bundled), MODES ("sync deadline async sync-small").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-runs/hetero}
@@ -20,32 +25,48 @@ ranks=${2:-2}
 PFCR=${PFCR:-build/release/bin/pfcr}
 MPIRUN=${MPIRUN:-mpirun}
 SEEDS=${SEEDS:-1 2 3}
+THREADS=${THREADS:-1}
+DATA=${DATA:-synth}
+MODES=${MODES:-sync deadline async sync-small}
 [ -x "$PFCR" ] || { echo "hetero_study: $PFCR not found; build first" >&2; exit 2; }
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 mkdir -p "$root/logs"
-if [ ! -f "$root/prep/prepared.h5" ]; then
-  "$PFCR" synth -q -c configs/tiny.yaml --set synth.output="$root/syn"
-  "$PFCR" prepare -q -c configs/tiny.yaml -c "$root/syn/synth.yaml" --set output_dir="$root/prep"
+if [ "$DATA" = bundled ]; then
+  [ -f runs/scientific-office/prepared.h5 ] || {
+    echo "hetero_study: runs/scientific-office/prepared.h5 missing (pfcr prepare -c configs/scientific-office.yaml)" >&2
+    exit 2
+  }
+  data=(-c configs/scientific-office.yaml --set data.prepared=runs/scientific-office/prepared.h5
+        --set data.shards_per_domain=32)
+  rounds=20
+else
+  if [ ! -f "$root/prep/prepared.h5" ]; then
+    "$PFCR" synth -q -c configs/tiny.yaml --set synth.output="$root/syn"
+    "$PFCR" prepare -q -c configs/tiny.yaml -c "$root/syn/synth.yaml" --set output_dir="$root/prep"
+  fi
+  data=(-c configs/tiny.yaml -c "$root/syn/synth.yaml" --set data.prepared="$root/prep/prepared.h5"
+        --set data.shards_per_domain=16)
+  rounds=40
 fi
-for mode in sync deadline async sync-small; do
-  extra=(--set federation.rounds=40)
+for mode in $MODES; do
+  extra=(--set federation.rounds=$rounds)
   config=configs/hetero-$mode.yaml
-  [ "$mode" = deadline ] && extra+=(--set federation.deadline_s=2)
-  [ "$mode" = async ] && extra=(--set federation.rounds=160)
+  [ "$mode" = deadline ] && [ "$DATA" != bundled ] && extra+=(--set federation.deadline_s=2)
+  [ "$mode" = async ] && extra=(--set federation.rounds=$((4 * rounds)))
   [ "$mode" = sync-small ] && config=configs/hetero-sync.yaml \
-    && extra=(--set federation.rounds=160 --set federation.client_fraction=0.0625)
+    && extra=(--set federation.rounds=$((4 * rounds)) --set federation.client_fraction=0.0625)
   for seed in $SEEDS; do
     out="$root/$mode-s$seed"
     rm -rf "$out"
     start=$SECONDS
-    "$MPIRUN" -n "$ranks" --oversubscribe "$PFCR" pretrain -q -t 1 -c configs/tiny.yaml \
-      -c "$root/syn/synth.yaml" -c "$config" \
-      --set data.prepared="$root/prep/prepared.h5" --set data.shards_per_domain=16 \
+    "$MPIRUN" -n "$ranks" --oversubscribe "$PFCR" pretrain -t "$THREADS" "${data[@]}" -c "$config" \
       --set checkpoint.every=0 --set seed="$seed" "${extra[@]}" --set output_dir="$out" \
       >"$root/logs/$mode-s$seed.log" 2>&1 \
       || { echo "hetero_study: $mode seed $seed failed, see $root/logs/$mode-s$seed.log" >&2; exit 1; }
     echo "hetero_study: $mode seed $seed done in $((SECONDS - start)) s"
   done
 done
-/usr/bin/python3 analysis/plot_simtime.py "$root"/{sync,deadline,async,sync-small}-s[0-9]* --out "$root/simtime.png" \
-  --table "$root/simtime.md" --title "64 clients, heterogeneous devices: validation Recall@10"
+runs=()
+for mode in $MODES; do runs+=("$root/$mode"-s[0-9]*); done
+/usr/bin/python3 analysis/plot_simtime.py "${runs[@]}" --out "$root/simtime.png" --table "$root/simtime.md" \
+  --title "64 clients ($DATA), heterogeneous devices: validation Recall@10"
