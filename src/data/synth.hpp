@@ -26,7 +26,9 @@ struct SynthOptions {
     double topic_stay = 0.85;
     double transition_prob = 0.6;
     double feature_noise = 0.1;
-    int64_t max_history = 50; // MAX_ITEM_LIST_LENGTH: histories in .inter files are capped
+    int64_t trace_clients = 0; // synth.trace_clients: availability trace (written by run_synth)
+    double trace_hours = 24;   // synth.trace_hours
+    int64_t max_history = 50;  // MAX_ITEM_LIST_LENGTH: histories in .inter files are capped
     uint64_t seed = 2020;
     std::string feature_suffix = "feat1CLS";
 };

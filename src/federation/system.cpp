@@ -3,12 +3,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iomanip>
 #include <limits>
 #include <numeric>
+#include <sstream>
 #include <utility>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/text.hpp"
 
 namespace pfcr {
 namespace {
@@ -98,8 +102,8 @@ double participation_seconds(const ClientProfile& p, int64_t samples, int64_t by
 }
 
 Availability::Availability(const SystemOptions& o, uint64_t seed, int64_t n_clients)
-    : onoff_(o.onoff), on_mean_(o.on_mean_s), off_mean_(o.off_mean_s), seed_(seed),
-      cursors_(size_t(std::max<int64_t>(n_clients, 0))) {
+    : trace_(o.trace), onoff_(o.onoff && !o.trace), on_mean_(o.on_mean_s), off_mean_(o.off_mean_s),
+      seed_(seed), cursors_(size_t(std::max<int64_t>(n_clients, 0))) {
     check(!onoff_ || (on_mean_ > 0 && off_mean_ > 0),
           "availability on/off: mean on and off periods must be > 0, got ", on_mean_, " and ",
           off_mean_);
@@ -135,13 +139,29 @@ void Availability::advance_to(int64_t client, double t) {
     }
 }
 
+const OnInterval* Availability::trace_interval(int64_t client, double t) const {
+    if (client < 0 || client >= int64_t(trace_->clients.size())) return nullptr;
+    const auto& v = trace_->clients[size_t(client)];
+    const auto it = std::upper_bound(v.begin(), v.end(), t,
+                                     [](double x, const OnInterval& i) { return x < i.end_s; });
+    return it == v.end() ? nullptr : &*it;
+}
+
 bool Availability::online(int64_t client, double t) {
+    if (trace_) {
+        const OnInterval* i = trace_interval(client, t);
+        return i && i->start_s <= t;
+    }
     if (!onoff_) return true;
     advance_to(client, t);
     return cursors_[size_t(client)].on;
 }
 
 double Availability::online_until(int64_t client, double t) {
+    if (trace_) {
+        const OnInterval* i = trace_interval(client, t);
+        return i && i->start_s <= t ? i->end_s : t;
+    }
     if (!onoff_) return kInf;
     advance_to(client, t);
     const Cursor& c = cursors_[size_t(client)];
@@ -149,10 +169,106 @@ double Availability::online_until(int64_t client, double t) {
 }
 
 double Availability::next_online(int64_t client, double t) {
+    if (trace_) {
+        const OnInterval* i = trace_interval(client, t);
+        return !i ? kInf : std::max(i->start_s, t);
+    }
     if (!onoff_) return t;
     advance_to(client, t);
     const Cursor& c = cursors_[size_t(client)];
     return c.on ? t : c.end;
+}
+
+AvailabilityTrace read_availability_trace(const std::string& path) {
+    std::ifstream in(path);
+    check(bool(in), path, ": cannot open the availability trace (system.trace)");
+    AvailabilityTrace tr;
+    tr.path = path;
+    std::vector<std::vector<int64_t>> lines; // per client, the line of each interval
+    std::string line;
+    int64_t n = 0;
+    bool header = false;
+    while (std::getline(in, line)) {
+        ++n;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty() || line[0] == '#') continue;
+        if (!header) {
+            check(line == "client,start_s,end_s", path, ":", n,
+                  ": expected the header 'client,start_s,end_s', found '", visible(line), "'");
+            header = true;
+            continue;
+        }
+        std::vector<std::string> f;
+        std::stringstream ss(line);
+        std::string x;
+        while (std::getline(ss, x, ',')) f.push_back(x);
+        check(f.size() == 3, path, ":", n, ": expected 3 fields client,start_s,end_s, found ",
+              f.size(), " in '", visible(line), "'");
+        int64_t client = -1;
+        double a = 0, b = 0;
+        size_t used = 0;
+        try {
+            client = std::stoll(f[0], &used);
+            check(used == f[0].size(), "");
+            a = std::stod(f[1], &used);
+            check(used == f[1].size(), "");
+            b = std::stod(f[2], &used);
+            check(used == f[2].size(), "");
+        } catch (const std::exception&) {
+            fail(path, ":", n, ": not a number in '", visible(line), "'");
+        }
+        check(client >= 0 && client < (int64_t(1) << 31), path, ":", n, ": client id ", client,
+              " out of range");
+        check(std::isfinite(a) && std::isfinite(b) && a >= 0 && a < b, path, ":", n,
+              ": need 0 <= start_s < end_s (finite), got ", f[1], ", ", f[2]);
+        if (int64_t(tr.clients.size()) <= client) {
+            tr.clients.resize(size_t(client + 1));
+            lines.resize(size_t(client + 1));
+        }
+        tr.clients[size_t(client)].push_back({a, b});
+        lines[size_t(client)].push_back(n);
+    }
+    check(header, path, ": empty availability trace (no 'client,start_s,end_s' header)");
+    for (size_t k = 0; k < tr.clients.size(); ++k) {
+        auto& v = tr.clients[k];
+        std::vector<size_t> order(v.size());
+        std::iota(order.begin(), order.end(), size_t(0));
+        std::sort(order.begin(), order.end(),
+                  [&](size_t x, size_t y) { return v[x].start_s < v[y].start_s; });
+        std::vector<OnInterval> sorted;
+        for (size_t j = 0; j < order.size(); ++j) {
+            if (j > 0)
+                check(v[order[j]].start_s >= v[order[j - 1]].end_s, path, ":", lines[k][order[j]],
+                      ": interval of client ", k, " overlaps the one on line ",
+                      lines[k][order[j - 1]]);
+            sorted.push_back(v[order[j]]);
+        }
+        v = std::move(sorted);
+    }
+    return tr;
+}
+
+std::string availability_trace_csv(const SystemOptions& o, uint64_t seed, int64_t n_clients,
+                                   double horizon_s) {
+    check(o.onoff, "availability_trace_csv: needs the on/off process");
+    std::ostringstream os;
+    os << "# pfcr availability trace: online intervals [start_s, end_s) per client, from the\n"
+       << "# on/off process (mean on " << o.on_mean_s << " s, off " << o.off_mean_s << " s), seed "
+       << seed << ", horizon " << horizon_s << " s\n"
+       << "client,start_s,end_s\n";
+    os << std::setprecision(17);
+    Availability a(o, seed, n_clients);
+    for (int64_t k = 0; k < n_clients; ++k) {
+        double t = 0;
+        while (t < horizon_s) {
+            const double on = a.next_online(k, t);
+            if (on >= horizon_s) break;
+            const double off = std::min(a.online_until(k, on), horizon_s);
+            os << k << "," << on << "," << off << "\n";
+            t = off;
+        }
+    }
+    return os.str();
 }
 
 RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector<double>& seconds,
@@ -316,7 +432,9 @@ void AsyncSchedule::start_one(double t) {
 AsyncStep AsyncSchedule::next() {
     int64_t events = 0;
     while (true) {
-        check(!heap_.empty(), "async schedule: no pending event (internal error)");
+        check(!heap_.empty(), "async schedule: no client will ever be online again after ",
+              last_step_s_, " simulated s (does the availability trace end?), so server step ",
+              version_, " can never happen; lower federation.rounds or extend the trace");
         check(++events < 100000000, "async schedule: 10^8 events without a server step (are "
                                     "clients almost never online, or is every update stale?)");
         const Event e = pop();

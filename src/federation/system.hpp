@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,20 @@ const char* dist_kind_name(DistKind k);
 // The value for two independent uniforms u1, u2 in [0, 1) (lognormal uses both: Box-Muller).
 double draw(const Distribution& d, double u1, double u2);
 
+// An availability trace: per client id, its online intervals [start_s, end_s), sorted and
+// disjoint; a client without intervals (or beyond the listed ids) is never online. The file is
+// CSV (docs/formats.md): an optional '#' comment block, the header `client,start_s,end_s`,
+// then one interval per line, in any order. read_availability_trace throws Error naming
+// file:line on bad input (fields, numbers, start >= end, overlapping intervals of a client).
+struct OnInterval {
+    double start_s = 0, end_s = 0;
+};
+struct AvailabilityTrace {
+    std::string path;
+    std::vector<std::vector<OnInterval>> clients;
+};
+AvailabilityTrace read_availability_trace(const std::string& path);
+
 struct SystemOptions {
     Distribution compute{DistKind::constant, 1e-3, 0}; // seconds per training sample
     Distribution down_mbps{DistKind::constant, 0, 0};  // downlink Mbit/s; 0 = unlimited
@@ -42,7 +57,14 @@ struct SystemOptions {
     double on_mean_s = 3600;     // mean on period (exponential)
     double off_mean_s = 600;     // mean off period (exponential)
     double server_step_s = 0.01; // simulated seconds the server needs to aggregate and step
+    std::string trace_path;      // system.trace (availability: trace)
+    std::shared_ptr<const AvailabilityTrace> trace; // loaded from trace_path; overrides onoff
 };
+
+// The on/off process of `o` (onoff must be set) for clients 0..n_clients-1 over
+// [0, horizon_s), as trace CSV text (what `pfcr synth` writes with synth.trace_clients).
+std::string availability_trace_csv(const SystemOptions& o, uint64_t seed, int64_t n_clients,
+                                   double horizon_s);
 
 struct ClientProfile {
     double s_per_sample = 0;     // compute: seconds per training sample
@@ -63,7 +85,7 @@ double participation_seconds(const ClientProfile& p, int64_t samples, int64_t by
 class Availability {
 public:
     Availability(const SystemOptions& o, uint64_t seed, int64_t n_clients);
-    // Always true when o.onoff is false.
+    // Always true when neither o.onoff nor o.trace is set.
     bool online(int64_t client, double t);
     // The end of the on period that contains t (t itself if offline at t; +inf if always on).
     double online_until(int64_t client, double t);
@@ -77,6 +99,9 @@ private:
         bool on = false;
     };
     void advance_to(int64_t client, double t);
+    // Trace mode: the first interval of `client` that ends after t (nullptr: none).
+    const OnInterval* trace_interval(int64_t client, double t) const;
+    std::shared_ptr<const AvailabilityTrace> trace_;
     bool onoff_;
     double on_mean_, off_mean_;
     uint64_t seed_;

@@ -194,6 +194,13 @@ std::vector<KeySpec> make_schema() {
         ranged(key("synth.feature_noise", R::synth, K::real, "0.1",
                    "noise std added to item features"),
                0, 100),
+        ranged(key("synth.trace_clients", R::synth, K::integer, "0",
+                   "also write <synth.output>/availability.csv, an availability trace of this "
+                   "many clients from the on/off process of system.on_mean_s / off_mean_s"),
+               0, 100000000),
+        ranged(key("synth.trace_hours", R::synth, K::real, "24",
+                   "the trace's length in simulated hours"),
+               0, 1e6, true),
 
         // --- federated pre-training (pfcr pretrain, docs/METHOD.md §6)
         ranged(key("federation.rounds", R::budget, K::integer, "10",
@@ -290,8 +297,12 @@ std::vector<KeySpec> make_schema() {
                0, 1e9),
         choice(key("system.availability", R::trajectory, K::string, "always",
                    "always: clients are always on; onoff: alternating exponential on/off "
-                   "periods keyed per client (offline clients cannot start and drop out)"),
-               {"always", "onoff"}),
+                   "periods keyed per client; trace: the online intervals of system.trace "
+                   "(offline clients cannot start and drop out)"),
+               {"always", "onoff", "trace"}),
+        key("system.trace", R::trajectory, K::string, "",
+            "availability: trace: CSV of online intervals client,start_s,end_s "
+            "(docs/formats.md; pfcr synth writes one with synth.trace_clients)"),
         ranged(key("system.on_mean_s", R::trajectory, K::real, "3600",
                    "onoff: mean simulated seconds of an on period"),
                0, 1e15, true),

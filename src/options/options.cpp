@@ -57,6 +57,8 @@ SynthOptions synth_options(const Reader& r) {
     o.topic_stay = r.get_double("synth.topic_stay");
     o.transition_prob = r.get_double("synth.transition_prob");
     o.feature_noise = r.get_double("synth.feature_noise");
+    o.trace_clients = r.get_int("synth.trace_clients");
+    o.trace_hours = r.get_double("synth.trace_hours");
     o.max_history = r.get_int("MAX_ITEM_LIST_LENGTH");
     o.seed = uint64_t(r.get_int("seed"));
     o.feature_suffix = r.get_string("data.feature_suffix");
@@ -182,7 +184,13 @@ FederationOptions federation_options(const Reader& r) {
     f.system.compute = dist("system.compute");
     f.system.down_mbps = dist("system.down_mbps");
     f.system.up_mbps = dist("system.up_mbps");
-    f.system.onoff = r.get_string("system.availability") == "onoff";
+    const std::string& availability = r.get_string("system.availability");
+    f.system.onoff = availability == "onoff";
+    f.system.trace_path = r.get_string("system.trace");
+    check((availability == "trace") == !f.system.trace_path.empty(),
+          "system.availability = ", availability, " (", r.origin("system.availability"),
+          ") and system.trace = '", f.system.trace_path, "' (", r.origin("system.trace"),
+          "): a trace file is given exactly when system.availability is trace");
     f.system.on_mean_s = r.get_double("system.on_mean_s");
     f.system.off_mean_s = r.get_double("system.off_mean_s");
     f.system.server_step_s = r.get_double("system.server_step_s");

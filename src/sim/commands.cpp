@@ -10,6 +10,7 @@
 #include "core/text.hpp"
 #include "data/prepare.hpp"
 #include "data/synth.hpp"
+#include "federation/system.hpp"
 #include "io/atomic_file.hpp"
 
 namespace pfcr {
@@ -61,6 +62,18 @@ void run_synth(const Options& opt, const Logger& log, std::ostream& out) {
         << thousands(train) << " train rows -> " << o.output << " in " << std::fixed
         << std::setprecision(1) << sw.seconds() << " s\n";
     out.unsetf(std::ios::fixed);
+    if (o.trace_clients > 0) {
+        // The on/off process of system.on_mean_s / off_mean_s, as a trace file.
+        SystemOptions sys = opt.federation.system;
+        sys.onoff = true;
+        sys.trace.reset();
+        const std::string path = (std::filesystem::path(o.output) / "availability.csv").string();
+        write_text_file_atomic(
+            path, availability_trace_csv(sys, o.seed, o.trace_clients, o.trace_hours * 3600.0));
+        out << "synth: availability trace of " << thousands(o.trace_clients) << " clients over "
+            << o.trace_hours << " h -> " << path
+            << " (use: --set system.availability=trace --set system.trace=" << path << ")\n";
+    }
     out << "next: pfcr prepare -c <your config> -c " << s.config_fragment_path << "\n";
     log.info("synth done");
 }

@@ -180,7 +180,7 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
                             const std::string& resume, const FaultInjection& faults) {
     Stopwatch total_time;
     PretrainReport report;
-    const FederationOptions& fed = opt.federation;
+    FederationOptions fed = opt.federation; // + the availability trace, loaded below
     const int64_t rounds = opt.rounds;
     const std::string& dir = opt.output_dir;
     const std::string& ckpt_dir = opt.checkpoint.dir;
@@ -195,6 +195,9 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     agree_on_errors(comm, [&] {
         check_output_dir(dir, "output_dir");
         check_output_dir(ckpt_dir, "checkpoint.dir");
+        if (!fed.system.trace_path.empty()) // every rank reads it (it is small)
+            fed.system.trace = std::make_shared<const AvailabilityTrace>(
+                read_availability_trace(fed.system.trace_path));
         rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
         federation_ptr = std::make_unique<Federation>(fed, base, opt.initializer_range, rc.specs,
                                                       rc.owner, comm);
@@ -266,7 +269,11 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
             << fed.system.down_mbps.a << ", " << fed.system.down_mbps.b << ") Mbit/s, up "
             << dist_kind_name(fed.system.up_mbps.kind) << " (" << fed.system.up_mbps.a << ", "
             << fed.system.up_mbps.b << ") Mbit/s; availability "
-            << (fed.system.onoff ? "on/off" : "always");
+            << (fed.system.trace
+                    ? "trace " + fed.system.trace_path + " (" +
+                          std::to_string(fed.system.trace->clients.size()) + " clients listed)"
+                : fed.system.onoff ? std::string("on/off")
+                                   : std::string("always"));
         if (fed.mode == FederationMode::sync)
             sys << "; deadline " << fed.deadline_s << " s, over-commit " << fed.overcommit;
         else

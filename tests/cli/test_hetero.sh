@@ -4,8 +4,8 @@
 # FedBuff run, both on 64 shard clients of the tiny synthetic data, give identical
 # metrics.jsonl (apart from the wall-clock "time" objects) and final checkpoints at 1, 2 and 4
 # ranks and 1 or 2 threads, and after a resume mid-run on another rank count; sim_time_s
-# strictly increases; the drops and staleness the configs promise happen; bad keys are clear
-# errors. Usage: test_hetero.sh PFCR_BINARY SOURCE_DIR [MPIEXEC]
+# strictly increases; the drops and staleness the configs promise happen; an availability trace
+# from pfcr synth works the same way; bad keys and traces are clear errors. Usage: test_hetero.sh PFCR_BINARY SOURCE_DIR [MPIEXEC]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 mpi_test_setup "$@"
@@ -82,6 +82,24 @@ for path, event, causes in ((sys.argv[1], "round", ("deadline", "unavailable", "
 sys.exit(0 if ok else 1)
 PY
 
+# An availability trace written by pfcr synth: a FedBuff run on it, identical on 1 and 2 ranks
+# (2 threads), and clients that go offline are dropped.
+"$pfcr" synth -q -c "$src/configs/tiny.yaml" --set synth.output="$work/syn" --set synth.trace_clients=64 \
+  --set synth.trace_hours=0.5 --set system.on_mean_s=4 --set system.off_mean_s=2 >/dev/null
+trace=("${base[@]}" -c "$src/configs/hetero-async.yaml" --set federation.rounds=12 --set checkpoint.every=0
+       --set system.availability=trace --set system.trace="$work/syn/availability.csv")
+"$mpiexec" -n 1 "$pfcr" pretrain "${trace[@]}" -t 1 --set output_dir="$work/trace-1" >"$work/trace-1.out" 2>&1 \
+  || failed "trace run: $(tail -3 "$work/trace-1.out")"
+"$mpiexec" -n 2 "$pfcr" pretrain "${trace[@]}" -t 2 --set output_dir="$work/trace-2" >"$work/trace-2.out" 2>&1 \
+  || failed "trace run on 2 ranks: $(tail -3 "$work/trace-2.out")"
+same_metrics "$work/trace-1/metrics.jsonl" "$work/trace-2/metrics.jsonl" \
+  && pass "availability trace: metrics identical on 1 and 2 ranks" || failed "availability trace: metrics differ"
+"$py" -c 'import json, sys
+n = sum(d["dropped"]["unavailable"] for d in map(json.loads, open(sys.argv[1])) if d["event"] == "server_step")
+sys.exit(0 if n > 0 else 1)' "$work/trace-1/metrics.jsonl" && pass "availability trace: offline clients dropped" \
+  || failed "availability trace: nobody went offline"
+printf 'client,start_s,end_s\n0,0,10\n0,5,20\n' >"$work/bad-trace.csv"
+
 # Bad keys: clear errors naming the key.
 expect_error() { # WHAT PATTERN ARGS...
   local what=$1 pattern=$2
@@ -98,4 +116,7 @@ expect_error "pareto without shape" "system.compute" --set system.compute=pareto
 expect_error "unknown staleness weight" "federation.staleness_weight" --set federation.staleness_weight=linear
 expect_error "buffer larger than concurrency" "federation.buffer_size" --set federation.mode=async \
   --set federation.concurrency=4 --set federation.buffer_size=8
+expect_error "trace without a file" "system.trace" --set system.availability=trace
+expect_error "overlapping trace intervals" "bad-trace.csv:3: interval of client 0 overlaps" \
+  --set system.availability=trace --set system.trace="$work/bad-trace.csv"
 finish "hetero"

@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -237,6 +241,76 @@ TEST(System, AsyncScheduleRejectsBadOptions) {
     EXPECT_THROW(AsyncSchedule(o, {1.0, 1.0}, 1, Availability(always, 1, 2)), Error);
     o.buffer_size = 1;
     EXPECT_THROW(AsyncSchedule(o, {1.0, 0.0}, 1, Availability(always, 1, 2)), Error); // 0 s
+}
+
+// A trace file written here; returns its path.
+std::string write_trace(const std::string& name, const std::string& text) {
+    const std::string path = ::testing::TempDir() + name;
+    std::ofstream(path) << text;
+    return path;
+}
+
+TEST(System, AvailabilityTraceByHand) {
+    // Client 1's intervals out of order; client 0 has none; client 2 two touching ones.
+    const std::string path = write_trace("trace_ok.csv", "# comment\nclient,start_s,end_s\n"
+                                                         "1,50,60\n1,10,20\n2,0,5\n2,5,8\n");
+    SystemOptions o;
+    o.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path));
+    ASSERT_EQ(o.trace->clients.size(), 3u);
+    EXPECT_EQ(o.trace->clients[1][0].start_s, 10.0); // sorted
+    Availability a(o, 1, 4);
+    EXPECT_FALSE(a.online(0, 0));
+    EXPECT_EQ(a.next_online(0, 0), std::numeric_limits<double>::infinity());
+    EXPECT_FALSE(a.online(1, 5));
+    EXPECT_EQ(a.next_online(1, 5), 10.0);
+    EXPECT_TRUE(a.online(1, 10)); // [start, end)
+    EXPECT_EQ(a.online_until(1, 15), 20.0);
+    EXPECT_FALSE(a.online(1, 20));
+    EXPECT_EQ(a.next_online(1, 20), 50.0);
+    EXPECT_EQ(a.online_until(1, 30), 30.0); // offline: t itself
+    EXPECT_EQ(a.next_online(1, 60), std::numeric_limits<double>::infinity());
+    EXPECT_EQ(a.online_until(2, 1), 5.0); // touching intervals stay separate periods
+    EXPECT_TRUE(a.online(2, 5));
+    EXPECT_FALSE(a.online(3, 1)); // beyond the listed ids: never online
+}
+
+TEST(System, AvailabilityTraceErrorsNameFileAndLine) {
+    const auto error = [](const std::string& name, const std::string& text) {
+        try {
+            read_availability_trace(write_trace(name, text));
+        } catch (const Error& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    const std::string h = "client,start_s,end_s\n";
+    EXPECT_NE(error("t1.csv", "client,start,end\n").find("t1.csv:1: expected the header"),
+              std::string::npos);
+    EXPECT_NE(error("t2.csv", h + "0,1\n").find("t2.csv:2: expected 3 fields"), std::string::npos);
+    EXPECT_NE(error("t3.csv", h + "0,1,x\n").find("t3.csv:2: not a number"), std::string::npos);
+    EXPECT_NE(error("t4.csv", h + "0,5,5\n").find("t4.csv:2: need 0 <= start_s < end_s"),
+              std::string::npos);
+    EXPECT_NE(error("t5.csv", h + "0,0,10\n1,0,1\n0,5,20\n")
+                  .find("t5.csv:4: interval of client 0 overlaps the one on line 2"),
+              std::string::npos);
+    EXPECT_NE(error("t6.csv", "# only a comment\n").find("empty availability trace"),
+              std::string::npos);
+    EXPECT_THROW(read_availability_trace(::testing::TempDir() + "no-such-trace.csv"), Error);
+}
+
+// What pfcr synth writes (synth.trace_clients) is the on/off process itself.
+TEST(System, GeneratedTraceEqualsTheOnOffProcess) {
+    SystemOptions o;
+    o.onoff = true;
+    o.on_mean_s = 300;
+    o.off_mean_s = 100;
+    const std::string path = write_trace("gen.csv", availability_trace_csv(o, 9, 6, 5000));
+    SystemOptions t;
+    t.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path));
+    Availability process(o, 9, 6), trace(t, 9, 6);
+    for (int64_t k = 0; k < 6; ++k)
+        for (double x = 0; x < 5000; x += 7.25)
+            EXPECT_EQ(process.online(k, x), trace.online(k, x)) << "client " << k << " at " << x;
 }
 
 } // namespace
