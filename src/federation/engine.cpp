@@ -170,6 +170,7 @@ Federation::Federation(const FederationOptions& fed, const TrainOptions& base,
         a.buffer_size = fed_.buffer_size > 0 ? fed_.buffer_size : (a.concurrency + 3) / 4;
         a.max_staleness = fed_.max_staleness;
         a.server_step_s = fed_.system.server_step_s;
+        async_opts_ = a;
         async_ = std::make_unique<AsyncSchedule>(a, seconds_, base_.seed, *avail_);
     }
 }

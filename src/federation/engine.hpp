@@ -124,6 +124,8 @@ public:
     // Async: the versions old_versions() must hold after fast_forward (the current excluded).
     std::vector<int64_t> needed_versions() const;
     const std::vector<ClientProfile>& profiles() const { return profiles_; }
+    // Async: the resolved concurrency, buffer size, ... (defaults filled in).
+    const AsyncOptions& async_options() const { return async_opts_; }
     double sim_time_s() const { return clock_; }
 
     // Fault injection for tests of the failure paths (production sets none): called with the
@@ -178,6 +180,7 @@ private:
     double clock_ = 0;
     int64_t rounds_planned_ = 0;
     std::unique_ptr<AsyncSchedule> async_;
+    AsyncOptions async_opts_;
     std::map<int64_t, std::vector<float>> versions_;
 };
 

@@ -13,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "core/text.hpp"
+#include "io/sha256.hpp"
 
 namespace pfcr {
 namespace {
@@ -179,11 +180,20 @@ double Availability::next_online(int64_t client, double t) {
     return c.on ? t : c.end;
 }
 
-AvailabilityTrace read_availability_trace(const std::string& path) {
-    std::ifstream in(path);
+AvailabilityTrace read_availability_trace(const std::string& path, int64_t n_clients) {
+    std::ifstream in(path, std::ios::binary);
     check(bool(in), path, ": cannot open the availability trace (system.trace)");
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_availability_trace(text.str(), path, n_clients);
+}
+
+AvailabilityTrace parse_availability_trace(const std::string& csv, const std::string& path,
+                                           int64_t n_clients) {
+    std::istringstream in(csv);
     AvailabilityTrace tr;
     tr.path = path;
+    tr.sha256 = sha256_hex(csv.data(), csv.size());
     std::vector<std::vector<int64_t>> lines; // per client, the line of each interval
     std::string line;
     int64_t n = 0;
@@ -217,10 +227,13 @@ AvailabilityTrace read_availability_trace(const std::string& path) {
         } catch (const std::exception&) {
             fail(path, ":", n, ": not a number in '", visible(line), "'");
         }
-        check(client >= 0 && client < (int64_t(1) << 31), path, ":", n, ": client id ", client,
-              " out of range");
+        check(client >= 0, path, ":", n, ": negative client id ", client);
         check(std::isfinite(a) && std::isfinite(b) && a >= 0 && a < b, path, ":", n,
               ": need 0 <= start_s < end_s (finite), got ", f[1], ", ", f[2]);
+        if (client >= n_clients) { // a trace may list more devices than the run has clients
+            ++tr.ignored_lines;
+            continue;
+        }
         if (int64_t(tr.clients.size()) <= client) {
             tr.clients.resize(size_t(client + 1));
             lines.resize(size_t(client + 1));
@@ -237,11 +250,15 @@ AvailabilityTrace read_availability_trace(const std::string& path) {
                   [&](size_t x, size_t y) { return v[x].start_s < v[y].start_s; });
         std::vector<OnInterval> sorted;
         for (size_t j = 0; j < order.size(); ++j) {
+            const OnInterval& x = v[order[j]];
             if (j > 0)
-                check(v[order[j]].start_s >= v[order[j - 1]].end_s, path, ":", lines[k][order[j]],
+                check(x.start_s >= v[order[j - 1]].end_s, path, ":", lines[k][order[j]],
                       ": interval of client ", k, " overlaps the one on line ",
                       lines[k][order[j - 1]]);
-            sorted.push_back(v[order[j]]);
+            if (!sorted.empty() && x.start_s == sorted.back().end_s)
+                sorted.back().end_s = x.end_s; // touching: one continuous online period
+            else
+                sorted.push_back(x);
         }
         v = std::move(sorted);
     }
@@ -279,17 +296,20 @@ RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector
     check(target >= 1, "plan_sync_round: target ", target, " < 1");
     RoundPlan plan;
     plan.start_s = start_s;
-    std::vector<size_t> done; // indices into sampled that finished in time and online
+    std::vector<size_t> done;      // indices into sampled that finished in time and online
+    std::vector<double> work;      // per dropped client: its work until it was dropped
+    std::vector<double> offline_s; // per unavailable client: when it went offline (from start)
     for (size_t i = 0; i < sampled.size(); ++i) {
         const double d = seconds[i];
         check(d >= 0 && std::isfinite(d), "plan_sync_round: client ", sampled[i], " duration ", d);
         const double until = availability.online_until(sampled[i], start_s);
         if (deadline_s > 0 && d > deadline_s && until >= start_s + deadline_s) {
             plan.dropped_deadline.push_back(sampled[i]);
-            plan.wasted_client_s += deadline_s;
+            work.push_back(deadline_s);
         } else if (until < start_s + d) {
             plan.dropped_unavailable.push_back(sampled[i]);
-            plan.wasted_client_s += until - start_s;
+            work.push_back(until - start_s);
+            offline_s.push_back(until - start_s);
         } else {
             done.push_back(i);
         }
@@ -305,18 +325,21 @@ RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector
             last = std::max(last, seconds[i]);
         } else {
             plan.dropped_overcommit.push_back(sampled[i]);
-            plan.wasted_client_s += seconds[i];
+            work.push_back(seconds[i]);
         }
     }
     std::sort(plan.participants.begin(), plan.participants.end());
     std::sort(plan.dropped_overcommit.begin(), plan.dropped_overcommit.end());
-    // The server waits for the participants, for the deadline when short of the target (it
-    // cannot know that no one else will come), and notices a client going offline when it does.
+    // With `target` participants the round closes when the last of them finishes (the others
+    // are stopped then). Short of the target, the server waits for the deadline (it cannot
+    // know that no one else will come) and notices a client going offline when it does.
     double length = last;
-    if (int64_t(plan.participants.size()) < target && deadline_s > 0) length = deadline_s;
-    for (int64_t k : plan.dropped_unavailable)
-        length = std::max(length, std::min(availability.online_until(k, start_s) - start_s,
-                                           deadline_s > 0 ? deadline_s : kInf));
+    if (int64_t(plan.participants.size()) < target) {
+        if (deadline_s > 0) length = deadline_s;
+        for (double t : offline_s)
+            length = std::max(length, std::min(t, deadline_s > 0 ? deadline_s : kInf));
+    }
+    for (double w : work) plan.wasted_client_s += std::min(w, length);
     plan.end_s = start_s + length;
     return plan;
 }

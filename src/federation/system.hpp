@@ -36,18 +36,24 @@ const char* dist_kind_name(DistKind k);
 double draw(const Distribution& d, double u1, double u2);
 
 // An availability trace: per client id, its online intervals [start_s, end_s), sorted and
-// disjoint; a client without intervals (or beyond the listed ids) is never online. The file is
-// CSV (docs/formats.md): an optional '#' comment block, the header `client,start_s,end_s`,
-// then one interval per line, in any order. read_availability_trace throws Error naming
-// file:line on bad input (fields, numbers, start >= end, overlapping intervals of a client).
+// disjoint (touching intervals are merged); a client without intervals is never online. The
+// file is CSV (docs/formats.md): an optional '#' comment block, the header
+// `client,start_s,end_s`, then one interval per line, in any order; lines of ids >= n_clients
+// are skipped (counted in ignored_lines). Throws Error naming file:line on bad input (fields,
+// numbers, start >= end, overlapping intervals of a client).
 struct OnInterval {
     double start_s = 0, end_s = 0;
 };
 struct AvailabilityTrace {
     std::string path;
+    std::string sha256; // of the file's bytes (checkpoints record it; resume compares)
     std::vector<std::vector<OnInterval>> clients;
+    int64_t ignored_lines = 0;
 };
-AvailabilityTrace read_availability_trace(const std::string& path);
+AvailabilityTrace read_availability_trace(const std::string& path, int64_t n_clients);
+// The same from the file's text (`path` names it in errors).
+AvailabilityTrace parse_availability_trace(const std::string& csv, const std::string& path,
+                                           int64_t n_clients);
 
 struct SystemOptions {
     Distribution compute{DistKind::constant, 1e-3, 0}; // seconds per training sample
@@ -138,8 +144,9 @@ RoundPlan plan_sync_round(const std::vector<int64_t>& sampled, const std::vector
 //   - an update older than max_staleness (> 0) steps when it arrives is dropped ("stale");
 //   - a buffered client is busy until its step is applied (never in two updates at once); a
 //     slot that finds every client busy waits for the next step;
-//   - events at the same simulated time: server steps first, then clients by ascending id,
-//     then waiting slots; a client starting at the time of a step gets the new version.
+//   - events at the same simulated time: server steps first (slots waiting for a busy client
+//     start right after the step), then clients by ascending id, then slots waiting for an
+//     offline client to come on; a client starting at the time of a step gets the new version.
 // Staleness is fixed when the buffer fills: s = (index of the step that applies it) - (the
 // number of steps done when the client started).
 enum class StalenessWeight { constant, sqrt, poly };
@@ -185,7 +192,7 @@ public:
 private:
     struct Event {
         double t;
-        int kind; // 0 server step done, 1 client finishes, 2 client goes offline, 3 slot retry
+        int kind; // 0 server step done, 1 a client finishes or goes offline, 2 slot retry
         int64_t who;
         bool operator>(const Event& o) const;
     };

@@ -68,8 +68,8 @@ uint64_t shared_fingerprint(const std::string& dir, const CheckpointContent& c, 
     const auto& h = c.header;
     f.add(dir);
     f.add(int64_t(keep));
-    for (const auto* s :
-         {&h.stage, &h.software_version, &h.config_yaml, &h.algorithm, &h.prepared_fingerprint})
+    for (const auto* s : {&h.stage, &h.software_version, &h.config_yaml, &h.algorithm,
+                          &h.prepared_fingerprint, &h.trace_sha256})
         f.add(*s);
     f.add(h.round);
     f.add(int64_t(h.seed));
@@ -410,6 +410,7 @@ std::string write_checkpoint(Comm& comm, const std::string& dir, const Checkpoin
         f.set_attr(ckpt::attr::config_yaml, h.config_yaml);
         f.set_attr(ckpt::attr::algorithm, h.algorithm);
         f.set_attr(ckpt::attr::prepared_fingerprint, h.prepared_fingerprint);
+        if (!h.trace_sha256.empty()) f.set_attr(ckpt::attr::trace_sha256, h.trace_sha256);
         {
             h5::Group server = f.create_group(ckpt::server);
             for (size_t t = 0; t < c.server.size(); ++t) {
@@ -577,6 +578,8 @@ CheckpointReader::CheckpointReader(const std::string& path)
     header_.prepared_fingerprint = f.has_attr(ckpt::attr::prepared_fingerprint)
                                        ? f.attr_string(ckpt::attr::prepared_fingerprint)
                                        : "";
+    header_.trace_sha256 =
+        f.has_attr(ckpt::attr::trace_sha256) ? f.attr_string(ckpt::attr::trace_sha256) : "";
     check(f.has_group(ckpt::server), f.where(ckpt::server), ": group missing");
     const h5::Group clients = f.open_group(ckpt::clients);
     for (const auto& name : clients.children()) {

@@ -42,6 +42,7 @@ struct CheckpointHeader {
     std::string config_yaml;          // the full resolved config
     std::string algorithm;            // federation.algorithm
     std::string prepared_fingerprint; // the prepared.h5 trained on ("" in older checkpoints)
+    std::string trace_sha256;         // system.trace's content, if one was used (else "")
 };
 
 // Attributes of /clients/<id>.

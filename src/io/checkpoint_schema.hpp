@@ -36,6 +36,8 @@ inline constexpr const char* algorithm = "algorithm";
 // The fingerprint of the prepared.h5 the state was trained on (optional: absent in files
 // written before it existed; readers then skip the check).
 inline constexpr const char* prepared_fingerprint = "prepared_fingerprint";
+// SHA-256 of the availability trace (system.trace) pre-training used; only written then.
+inline constexpr const char* trace_sha256 = "trace_sha256";
 // /clients/<id>.
 inline constexpr const char* domain = "domain";
 inline constexpr const char* shard = "shard";

@@ -59,6 +59,7 @@ std::vector<double> max_over_ranks(Comm& comm, const std::vector<double>& v) {
 // Returns the checkpoint's path.
 std::string save(Federation& fed, const Options& opt, const std::string& prepared_fingerprint,
                  Comm& comm, int64_t rounds_done, const CheckpointFaults& faults) {
+    const auto& trace = fed.options().system.trace;
     CheckpointHeader h;
     h.stage = ckpt::stage_pretrain;
     h.round = rounds_done;
@@ -67,6 +68,7 @@ std::string save(Federation& fed, const Options& opt, const std::string& prepare
     h.config_yaml = opt.config.to_yaml();
     h.algorithm = algorithm_name(fed.options().algorithm);
     h.prepared_fingerprint = prepared_fingerprint;
+    h.trace_sha256 = trace ? trace->sha256 : "";
     return write_checkpoint(comm, opt.checkpoint.dir, pretrain_checkpoint(fed, std::move(h)),
                             opt.checkpoint.keep, faults);
 }
@@ -84,6 +86,11 @@ int64_t restore(Federation& fed, const Options& opt, const RunClients& rc,
     const Config saved = Config::from_yaml_text(h.config_yaml, path + ":/config_yaml");
     check_agrees(opt.config, saved, role_shapes_pretraining, path,
                  "resume with the checkpoint's config or use another output_dir");
+    const auto& trace = fed.options().system.trace;
+    check(h.trace_sha256 == (trace ? trace->sha256 : ""), path,
+          ": trained on an availability trace with SHA-256 '", h.trace_sha256, "', but ",
+          trace ? trace->path + " now has " + trace->sha256 : std::string("none is given now"),
+          "; restore the trace the run started with or use another output_dir");
     restore_pretrain_state(fed, r);
     return h.round;
 }
@@ -115,27 +122,30 @@ Json validate_clients(Federation& fed, const Options& opt, const TrainOptions& b
     std::vector<int64_t> acc(size_t(K * M), 0);
     const int bits = 40;
     ModelState state(base.hp.shape);
-    for (const auto& c : fed.clients()) {
-        fed.materialize(c, state.params.data());
-        double rows = 0;
-        std::vector<double> sums(size_t(M - 1), 0.0);
-        for (const PreparedDomain* d : c.data) { // several only for the pooled client
-            Trainer t(base, *d);
-            const EvalResult e = t.evaluate(state, d->valid, ks, opt.eval.ties);
-            for (size_t i = 0; i < ks.size(); ++i) {
-                sums[i] += e.recall[i] * double(e.rows);
-                sums[ks.size() + i] += e.ndcg[i] * double(e.rows);
+    agree_on_errors(comm, [&] { // an evaluation failing on one rank must not hang the others
+        for (const auto& c : fed.clients()) {
+            fed.materialize(c, state.params.data());
+            double rows = 0;
+            std::vector<double> sums(size_t(M - 1), 0.0);
+            for (const PreparedDomain* d : c.data) { // several only for the pooled client
+                Trainer t(base, *d);
+                const EvalResult e = t.evaluate(state, d->valid, ks, opt.eval.ties);
+                for (size_t i = 0; i < ks.size(); ++i) {
+                    sums[i] += e.recall[i] * double(e.rows);
+                    sums[ks.size() + i] += e.ndcg[i] * double(e.rows);
+                }
+                rows += double(e.rows);
             }
-            rows += double(e.rows);
+            // The client's means in [0, 1], as integers with `bits` fractional bits.
+            std::vector<double> mean(size_t(M - 1));
+            for (int64_t i = 0; i + 1 < M; ++i)
+                mean[size_t(i)] = rows > 0 ? sums[size_t(i)] / rows : 0;
+            int64_t* out = acc.data() + c.spec.id * M;
+            for (int64_t i = 0; i + 1 < M; ++i)
+                out[i] = int64_t(std::llround(mean[size_t(i)] * std::ldexp(1.0, bits)));
+            out[M - 1] = int64_t(rows);
         }
-        // The client's means in [0, 1], as integers with `bits` fractional bits.
-        std::vector<double> mean(size_t(M - 1));
-        for (int64_t i = 0; i + 1 < M; ++i) mean[size_t(i)] = rows > 0 ? sums[size_t(i)] / rows : 0;
-        int64_t* out = acc.data() + c.spec.id * M;
-        for (int64_t i = 0; i + 1 < M; ++i)
-            out[i] = int64_t(std::llround(mean[size_t(i)] * std::ldexp(1.0, bits)));
-        out[M - 1] = int64_t(rows);
-    }
+    });
     comm.allreduce_sum(acc.data(), K * M);
     Json line = Json::object();
     line["event"] = "valid";
@@ -156,6 +166,31 @@ Json validate_clients(Federation& fed, const Options& opt, const TrainOptions& b
     }
     line["rows"] = int64_t(total_rows);
     return line;
+}
+
+// The availability trace (system.trace): rank 0 reads the file and sends its bytes to every
+// rank, so all ranks plan with the same trace (even if their file systems differ); a read or
+// parse error is the same on every rank.
+std::shared_ptr<const AvailabilityTrace> load_trace(const FederationOptions& fed,
+                                                    const RunClients& rc, Comm& comm) {
+    const std::string& path = fed.system.trace_path;
+    std::string text, error;
+    if (comm.rank() == 0) {
+        try {
+            std::ifstream in(path, std::ios::binary);
+            check(bool(in), path, ": cannot open the availability trace (system.trace)");
+            std::ostringstream os;
+            os << in.rdbuf();
+            text = os.str();
+        } catch (const Error& e) {
+            error = e.what();
+        }
+    }
+    error = broadcast_string(comm, error, 0);
+    check(error.empty(), error);
+    text = broadcast_string(comm, text, 0);
+    return std::make_shared<const AvailabilityTrace>(
+        parse_availability_trace(text, path, int64_t(rc.specs.size())));
 }
 
 // "median 1.2 s (min 0.4, max 9.1)" of the clients' participation seconds.
@@ -195,10 +230,8 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
     agree_on_errors(comm, [&] {
         check_output_dir(dir, "output_dir");
         check_output_dir(ckpt_dir, "checkpoint.dir");
-        if (!fed.system.trace_path.empty()) // every rank reads it (it is small)
-            fed.system.trace = std::make_shared<const AvailabilityTrace>(
-                read_availability_trace(fed.system.trace_path));
         rc = load_run_clients(opt, comm, fed.algorithm == Algorithm::centralized);
+        if (!fed.system.trace_path.empty()) fed.system.trace = load_trace(fed, rc, comm);
         federation_ptr = std::make_unique<Federation>(fed, base, opt.initializer_range, rc.specs,
                                                       rc.owner, comm);
         for (int64_t k = 0; k < int64_t(rc.specs.size()); ++k)
@@ -269,17 +302,17 @@ PretrainReport run_pretrain(const Options& opt, Comm& comm, const Logger& log, s
             << fed.system.down_mbps.a << ", " << fed.system.down_mbps.b << ") Mbit/s, up "
             << dist_kind_name(fed.system.up_mbps.kind) << " (" << fed.system.up_mbps.a << ", "
             << fed.system.up_mbps.b << ") Mbit/s; availability "
-            << (fed.system.trace
-                    ? "trace " + fed.system.trace_path + " (" +
-                          std::to_string(fed.system.trace->clients.size()) + " clients listed)"
+            << (fed.system.trace ? "trace " + fed.system.trace_path + " (" +
+                                       std::to_string(fed.system.trace->ignored_lines) +
+                                       " lines of clients beyond this run ignored)"
                 : fed.system.onoff ? std::string("on/off")
                                    : std::string("always"));
         if (fed.mode == FederationMode::sync)
             sys << "; deadline " << fed.deadline_s << " s, over-commit " << fed.overcommit;
         else
-            sys << "; concurrency " << fed.concurrency << ", buffer " << fed.buffer_size
-                << ", max staleness " << fed.max_staleness << ", weight "
-                << staleness_weight_name(fed.staleness_weight) << " (0 = default)";
+            sys << "; concurrency " << federation.async_options().concurrency << ", buffer "
+                << federation.async_options().buffer_size << ", max staleness " << fed.max_staleness
+                << " (0 = none), weight " << staleness_weight_name(fed.staleness_weight);
         log.info(sys.str());
         if (fed.privacy.mechanism == PrivacyMechanism::pfcr_reference)
             log.info("WARNING: privacy.mechanism pfcr-reference reproduces the published PFCR "

@@ -98,6 +98,15 @@ same_metrics "$work/trace-1/metrics.jsonl" "$work/trace-2/metrics.jsonl" \
 n = sum(d["dropped"]["unavailable"] for d in map(json.loads, open(sys.argv[1])) if d["event"] == "server_step")
 sys.exit(0 if n > 0 else 1)' "$work/trace-1/metrics.jsonl" && pass "availability trace: offline clients dropped" \
   || failed "availability trace: nobody went offline"
+# Resuming with a trace whose content changed is refused (the checkpoint records its SHA-256).
+echo "# edited" >>"$work/syn/availability.csv"
+if "$mpiexec" -n 1 "$pfcr" pretrain "${trace[@]}" --set federation.rounds=14 --set output_dir="$work/trace-1" \
+  >/dev/null 2>"$work/trace-edit.err"; then
+  failed "resume with an edited trace accepted"
+else
+  grep -q "availability trace with SHA-256" "$work/trace-edit.err" && pass "resume with an edited trace: clear error" \
+    || failed "edited trace: $(cat "$work/trace-edit.err")"
+fi
 printf 'client,start_s,end_s\n0,0,10\n0,5,20\n' >"$work/bad-trace.csv"
 
 # Bad keys: clear errors naming the key.

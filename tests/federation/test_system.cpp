@@ -108,7 +108,8 @@ TEST(System, SyncRoundDeadlineAndOvercommit) {
     EXPECT_EQ(p.dropped_deadline, (std::vector<int64_t>{4}));
     EXPECT_EQ(p.dropped_overcommit, (std::vector<int64_t>{1, 5}));
     EXPECT_TRUE(p.dropped_unavailable.empty());
-    EXPECT_DOUBLE_EQ(p.wasted_client_s, 8 + 5 + 3);
+    // the round closes at 3 s, when the second participant finishes: the others stop there
+    EXPECT_DOUBLE_EQ(p.wasted_client_s, 3 + 3 + 3);
     EXPECT_DOUBLE_EQ(p.start_s, 100);
     EXPECT_DOUBLE_EQ(p.end_s, 103); // the second participant's finish
     // target 5: only 4 make it, so the server waits until the deadline
@@ -253,10 +254,11 @@ std::string write_trace(const std::string& name, const std::string& text) {
 TEST(System, AvailabilityTraceByHand) {
     // Client 1's intervals out of order; client 0 has none; client 2 two touching ones.
     const std::string path = write_trace("trace_ok.csv", "# comment\nclient,start_s,end_s\n"
-                                                         "1,50,60\n1,10,20\n2,0,5\n2,5,8\n");
+                                                         "1,50,60\n1,10,20\n2,0,5\n2,5,8\n7,0,1\n");
     SystemOptions o;
-    o.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path));
+    o.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path, 3));
     ASSERT_EQ(o.trace->clients.size(), 3u);
+    EXPECT_EQ(o.trace->ignored_lines, 1);            // client 7: not in a run of 3 clients
     EXPECT_EQ(o.trace->clients[1][0].start_s, 10.0); // sorted
     Availability a(o, 1, 4);
     EXPECT_FALSE(a.online(0, 0));
@@ -269,7 +271,7 @@ TEST(System, AvailabilityTraceByHand) {
     EXPECT_EQ(a.next_online(1, 20), 50.0);
     EXPECT_EQ(a.online_until(1, 30), 30.0); // offline: t itself
     EXPECT_EQ(a.next_online(1, 60), std::numeric_limits<double>::infinity());
-    EXPECT_EQ(a.online_until(2, 1), 5.0); // touching intervals stay separate periods
+    EXPECT_EQ(a.online_until(2, 1), 8.0); // touching intervals: one online period
     EXPECT_TRUE(a.online(2, 5));
     EXPECT_FALSE(a.online(3, 1)); // beyond the listed ids: never online
 }
@@ -277,7 +279,7 @@ TEST(System, AvailabilityTraceByHand) {
 TEST(System, AvailabilityTraceErrorsNameFileAndLine) {
     const auto error = [](const std::string& name, const std::string& text) {
         try {
-            read_availability_trace(write_trace(name, text));
+            read_availability_trace(write_trace(name, text), 10);
         } catch (const Error& e) {
             return std::string(e.what());
         }
@@ -295,7 +297,7 @@ TEST(System, AvailabilityTraceErrorsNameFileAndLine) {
               std::string::npos);
     EXPECT_NE(error("t6.csv", "# only a comment\n").find("empty availability trace"),
               std::string::npos);
-    EXPECT_THROW(read_availability_trace(::testing::TempDir() + "no-such-trace.csv"), Error);
+    EXPECT_THROW(read_availability_trace(::testing::TempDir() + "no-such-trace.csv", 10), Error);
 }
 
 // What pfcr synth writes (synth.trace_clients) is the on/off process itself.
@@ -306,11 +308,33 @@ TEST(System, GeneratedTraceEqualsTheOnOffProcess) {
     o.off_mean_s = 100;
     const std::string path = write_trace("gen.csv", availability_trace_csv(o, 9, 6, 5000));
     SystemOptions t;
-    t.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path));
+    t.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path, 6));
     Availability process(o, 9, 6), trace(t, 9, 6);
     for (int64_t k = 0; k < 6; ++k)
         for (double x = 0; x < 5000; x += 7.25)
             EXPECT_EQ(process.online(k, x), trace.online(k, x)) << "client " << k << " at " << x;
+}
+
+// Over-commitment met: the round closes when the c-th client finishes, even if another asked
+// client goes offline later; the others' waste stops there too.
+TEST(System, SyncRoundWithItsTargetIgnoresLaterDropouts) {
+    const std::string path =
+        write_trace("trace_sync.csv", "client,start_s,end_s\n0,0,1000\n1,0,90\n2,0,1000\n");
+    SystemOptions o;
+    o.trace = std::make_shared<const AvailabilityTrace>(read_availability_trace(path, 3));
+    Availability a(o, 1, 3);
+    // c = 1 of {0: 10 s, 1: 100 s (offline at 90), 2: 50 s}.
+    const RoundPlan p = plan_sync_round({0, 1, 2}, {10.0, 100.0, 50.0}, 1, 0.0, 0.0, a);
+    EXPECT_EQ(p.participants, (std::vector<int64_t>{0}));
+    EXPECT_EQ(p.dropped_unavailable, (std::vector<int64_t>{1}));
+    EXPECT_EQ(p.dropped_overcommit, (std::vector<int64_t>{2}));
+    EXPECT_EQ(p.end_s, 10.0);
+    EXPECT_EQ(p.wasted_client_s, 20.0); // clients 1 and 2 each stopped at 10 s
+    // Short of the target (c = 2, one finisher): the server notices the dropout at 90 s.
+    Availability b(o, 1, 3);
+    const RoundPlan q = plan_sync_round({0, 1}, {10.0, 100.0}, 2, 0.0, 0.0, b);
+    EXPECT_EQ(q.end_s, 90.0);
+    EXPECT_EQ(q.wasted_client_s, 90.0);
 }
 
 } // namespace
