@@ -180,12 +180,16 @@ double Availability::next_online(int64_t client, double t) {
     return c.on ? t : c.end;
 }
 
-AvailabilityTrace read_availability_trace(const std::string& path, int64_t n_clients) {
+std::string read_availability_trace_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     check(bool(in), path, ": cannot open the availability trace (system.trace)");
     std::ostringstream text;
     text << in.rdbuf();
-    return parse_availability_trace(text.str(), path, n_clients);
+    return text.str();
+}
+
+AvailabilityTrace read_availability_trace(const std::string& path, int64_t n_clients) {
+    return parse_availability_trace(read_availability_trace_text(path), path, n_clients);
 }
 
 AvailabilityTrace parse_availability_trace(const std::string& csv, const std::string& path,

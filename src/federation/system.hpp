@@ -51,6 +51,8 @@ struct AvailabilityTrace {
     int64_t ignored_lines = 0;
 };
 AvailabilityTrace read_availability_trace(const std::string& path, int64_t n_clients);
+// The file's bytes (Error naming it if it cannot be opened).
+std::string read_availability_trace_text(const std::string& path);
 // The same from the file's text (`path` names it in errors).
 AvailabilityTrace parse_availability_trace(const std::string& csv, const std::string& path,
                                            int64_t n_clients);

@@ -177,11 +177,7 @@ std::shared_ptr<const AvailabilityTrace> load_trace(const FederationOptions& fed
     std::string text, error;
     if (comm.rank() == 0) {
         try {
-            std::ifstream in(path, std::ios::binary);
-            check(bool(in), path, ": cannot open the availability trace (system.trace)");
-            std::ostringstream os;
-            os << in.rdbuf();
-            text = os.str();
+            text = read_availability_trace_text(path);
         } catch (const Error& e) {
             error = e.what();
         }
