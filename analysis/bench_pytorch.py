@@ -89,10 +89,13 @@ def measure(codes, data, threads, pad_to, steps, batch_size):
         opt.step()
 
     step(batches[0])  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for b in batches[1:]:
         step(b)
-    return steps * batch_size / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # CPU seconds per wall second: ~threads when every thread works (a check that the thread
+    # setting took effect), lower when parts of the step run on one thread.
+    return steps * batch_size / wall, cpu / wall
 
 
 def main():
@@ -103,6 +106,8 @@ def main():
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting (after 1 warm-up)")
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--pfcr-json", help="Google Benchmark JSON of bench_train, for the ratios")
+    ap.add_argument("--expert-only", action="store_true",
+                    help="time only the expert (packed) model, not the padded ones")
     ap.add_argument("--check", action="store_true",
                     help="first check the packed model against the padded one (double, 2 batches)")
     args = ap.parse_args()
@@ -123,16 +128,18 @@ def main():
             if b["name"].startswith("BM_TrainStep/"):
                 pfcr[int(b["name"].split("/")[1])] = b["seqs_per_s"]
     print(f"torch {torch.__version__}; BLAS mapped: {blas_in_use()}")
-    print(f"torch parallel info: {torch.__config__.parallel_info().splitlines()[0:3]}")
-    print("| threads | padding | PyTorch seqs/s | pfcr seqs/s | pfcr / PyTorch |")
-    print("|---:|---|---:|---:|---:|")
+    print("| threads | padding | PyTorch seqs/s | PyTorch CPU/wall | pfcr seqs/s | pfcr / PyTorch |")
+    print("|---:|---|---:|---:|---:|---:|")
+    variants = (("RecBole (to 50)", 50), ("per batch", 0), ("expert (packed)", None))
     for t in args.threads:
-        for name, pad in (("RecBole (to 50)", 50), ("per batch", 0), ("expert (packed)", None)):
-            sps = measure(codes, data, t, pad, args.steps, args.batch_size)
+        for name, pad in variants:
+            if args.expert_only and pad is not None:
+                continue
+            sps, util = measure(codes, data, t, pad, args.steps, args.batch_size)
             ours = pfcr.get(t)
-            ratio = f"{ours / sps:.1f}x" if ours else "-"
+            ratio = f"{ours / sps:.2f}x" if ours else "-"
             ours_s = f"{ours:,.0f}" if ours else "-"
-            print(f"| {t} | {name} | {sps:,.1f} | {ours_s} | {ratio} |", flush=True)
+            print(f"| {t} | {name} | {sps:,.1f} | {util:.2f} | {ours_s} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,20 @@
 // yardstick. Needs runs/scientific-office/prepared.h5 (or PFCR_BENCH_PREPARED=path):
 //   build/release/bin/pfcr prepare -c configs/scientific-office.yaml
 //   build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
+// --phases (before the Google Benchmark flags) also times every kernel phase of the train step
+// (core/phase_timer.hpp) and reports ms per step for each as counters phase_<name>, plus
+// phase_unattributed (step time minus their sum: copies, residual adds, zeroing, scheduling).
+// Phase times add up over threads, so at 2 threads they are CPU milliseconds per step, and
+// phase_unattributed (threads x wall time minus the phases) also holds the threads' idle time.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
+#include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
 #include "data/prepared.hpp"
 #include "model/trainer.hpp"
@@ -18,6 +26,8 @@
 using namespace pfcr;
 
 namespace {
+
+bool g_phases = false; // --phases
 
 const PreparedDomain& scientific() {
     static const PreparedData data = [] {
@@ -32,6 +42,8 @@ const PreparedDomain& scientific() {
 TrainOptions paper_options() {
     TrainOptions o; // defaults are PFCR's: C 300, F 256, L 2, NH 2, dropout 0.5, T 50, M 32
     o.train_batch_size = 1024;
+    // PFCR_BENCH_CHUNK_ROWS overrides run.chunk_rows (rows per parallel chunk) for experiments.
+    if (const char* env = std::getenv("PFCR_BENCH_CHUNK_ROWS")) o.chunk_rows = std::atoll(env);
     return o;
 }
 
@@ -83,8 +95,25 @@ void BM_TrainStep(benchmark::State& state) {
     }
     tr.train_step(st, batches[0]); // warm-up: workspaces reach their final size
     int64_t i = 0;
+    prof::enable_phase_timing(g_phases);
+    const auto t0 = std::chrono::steady_clock::now();
     for (auto _ : state)
         benchmark::DoNotOptimize(tr.train_step(st, batches[size_t(i++ % n_batches)]));
+    if (g_phases) {
+        prof::enable_phase_timing(false);
+        // Per step: Google Benchmark divides a kAvgIterations counter by the iteration count.
+        double attributed = 0;
+        for (int p = 0; p < int(prof::Phase::count); ++p) {
+            const double s = prof::phase_seconds(prof::Phase(p));
+            attributed += s;
+            state.counters[std::string("phase_") + prof::phase_name(prof::Phase(p))] =
+                benchmark::Counter(s * 1e3, benchmark::Counter::kAvgIterations);
+        }
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        state.counters["phase_unattributed"] = benchmark::Counter(
+            (wall * double(state.range(0)) - attributed) * 1e3, benchmark::Counter::kAvgIterations);
+    }
     state.counters["seqs_per_s"] =
         benchmark::Counter(double(state.iterations()) * 1024, benchmark::Counter::kIsRate);
     state.counters["useful_GFLOP_per_s"] = benchmark::Counter(
@@ -132,4 +161,19 @@ BENCHMARK(BM_Sgemm)
 
 } // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    // Our own flag first (Google Benchmark rejects flags it does not know).
+    int kept = 1;
+    for (int a = 1; a < argc; ++a) {
+        if (std::strcmp(argv[a], "--phases") == 0)
+            g_phases = true;
+        else
+            argv[kept++] = argv[a];
+    }
+    argc = kept;
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

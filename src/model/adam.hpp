@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/phase_timer.hpp"
+
 namespace pfcr {
 
 // param (n), grad (n), m (n), v (n) updated in place; t = 1-based step number AFTER increment
@@ -23,6 +25,7 @@ namespace pfcr {
 template <typename T>
 void adam_step(T* param, const T* grad, T* m, T* v, int64_t n, double lr, double b1, double b2,
                double eps, int64_t t) {
+    const prof::PhaseScope timer(prof::Phase::adam);
     const double bias_correction1 = 1.0 - std::pow(b1, double(t));
     const double bias_correction2 = 1.0 - std::pow(b2, double(t));
     const T beta1 = T(b1);    // mul_ scalar

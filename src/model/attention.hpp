@@ -32,6 +32,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/phase_timer.hpp"
 #include "core/rng.hpp"
 
 namespace pfcr {
@@ -150,6 +151,7 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
                        const int64_t* off, const int64_t* qoff, const int64_t* first_query,
                        const int64_t* probs_off, int64_t B, int64_t C, int64_t NH,
                        const AttentionDropout& drop) {
+    const prof::PhaseScope timer(prof::Phase::attention_fwd);
     const int64_t HS = C / NH;
     assert(HS * NH == C);
     const T sqrt_hs = T(std::sqrt(double(HS)));
@@ -228,6 +230,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
                         const T* q, const T* k, const T* v, const int64_t* off, const int64_t* qoff,
                         const int64_t* first_query, const int64_t* probs_off, int64_t B, int64_t C,
                         int64_t NH) {
+    const prof::PhaseScope timer(prof::Phase::attention_bwd);
     const int64_t HS = C / NH;
     assert(HS * NH == C);
     const T sqrt_hs = T(std::sqrt(double(HS)));

@@ -15,10 +15,12 @@
 // bits); asserted.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstdint>
 
+#include "core/phase_timer.hpp"
 #include "core/rng.hpp"
 
 namespace pfcr {
@@ -50,6 +52,7 @@ template <typename T>
 void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t C, double p,
                      const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c,
                      const uint64_t* row_base) {
+    const prof::PhaseScope timer(prof::Phase::dropout_fwd);
     const int64_t n = rows * C;
     if (p == 0.0) {
         for (int64_t i = 0; i < n; ++i) {
@@ -60,22 +63,34 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
     }
     const uint64_t threshold = dropout_threshold(p);
     const T scale = dropout_scale<T>(p);
+    if (threshold > UINT32_MAX) { // p = 1: every 32-bit draw is below 2^32, nothing is kept
+        for (int64_t i = 0; i < n; ++i) {
+            out[i] = T(0);
+            mask[i] = 0;
+        }
+        return;
+    }
+    const uint32_t threshold32 = uint32_t(threshold);
+    // The draws of up to kSegment consecutive elements at a time, from consecutive Philox
+    // blocks generated together (KeyedRng::blocks); same decisions as dropout_keep(e).
+    constexpr int64_t kSegment = 256;
+    uint32_t words[kSegment + 8];
     for (int64_t r = 0; r < rows; ++r) {
         const uint64_t base = row_base ? row_base[r] : uint64_t(r) * uint64_t(C);
         assert(((base + uint64_t(C)) >> 34) == 0);
-        // One Philox block serves 4 consecutive element indices; reuse it while e/4 is unchanged.
-        uint64_t cached_block = UINT64_MAX;
-        PhiloxCounter bits{};
-        for (int64_t col = 0; col < C; ++col) {
-            const uint64_t e = base + uint64_t(col);
-            if ((e >> 2) != cached_block) {
-                cached_block = e >> 2;
-                bits = rng.block(a, b, c, uint32_t(cached_block));
+        for (int64_t col0 = 0; col0 < C; col0 += kSegment) {
+            const int64_t len = std::min(kSegment, C - col0);
+            const uint64_t e0 = base + uint64_t(col0);
+            const uint64_t first_block = e0 >> 2, last_block = (e0 + uint64_t(len) - 1) >> 2;
+            rng.blocks(a, b, c, uint32_t(first_block), int64_t(last_block - first_block + 1),
+                       words);
+            const uint32_t* u = words + (e0 & 3);
+            const int64_t i0 = r * C + col0;
+            for (int64_t j = 0; j < len; ++j) {
+                const bool keep = u[j] >= threshold32;
+                mask[i0 + j] = keep ? 1 : 0;
+                out[i0 + j] = keep ? inp[i0 + j] * scale : T(0);
             }
-            const bool keep = uint64_t(bits[e & 3]) >= threshold; // same rule as dropout_keep
-            const int64_t i = r * C + col;
-            mask[i] = keep ? 1 : 0;
-            out[i] = keep ? inp[i] * scale : T(0);
         }
     }
 }
@@ -84,6 +99,7 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
 //   =>  dinp = mask * dout / (1-p).
 template <typename T>
 void dropout_backward(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
+    const prof::PhaseScope timer(prof::Phase::dropout_bwd);
     const T scale = dropout_scale<T>(p);
     for (int64_t i = 0; i < n; ++i)
         if (mask[i]) dinp[i] += dout[i] * scale;

@@ -9,6 +9,8 @@
 #include <cassert>
 #include <cstdint>
 
+#include "core/phase_timer.hpp"
+
 namespace pfcr {
 
 // Code-table row 0 is the padding row: PFCR builds the table as
@@ -45,6 +47,7 @@ void code_mean_row_backward(T* d_code_table, const T* g, const int32_t* codes, i
 template <typename T>
 void item_embedding_forward(T* out, const int32_t* items, const int32_t* item_codes,
                             const T* code_table, int64_t n, int64_t M, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_fwd);
     for (int64_t r = 0; r < n; ++r)
         detail::code_mean_row(out + r * C, item_codes + int64_t(items[r]) * M, code_table, M, C);
 }
@@ -57,6 +60,7 @@ void item_embedding_forward(T* out, const int32_t* items, const int32_t* item_co
 template <typename T>
 void item_embedding_backward(T* d_code_table, const T* dout, const int32_t* items,
                              const int32_t* item_codes, int64_t n, int64_t M, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
     for (int64_t r = 0; r < n; ++r)
         detail::code_mean_row_backward(d_code_table, dout + r * C,
                                        item_codes + int64_t(items[r]) * M, M, C);
@@ -68,6 +72,7 @@ void item_embedding_backward(T* d_code_table, const T* dout, const int32_t* item
 template <typename T>
 void all_item_embeddings_forward(T* out, const int32_t* item_codes, const T* code_table, int64_t V1,
                                  int64_t M, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_fwd);
     for (int64_t j = 0; j < V1; ++j)
         detail::code_mean_row(out + j * C, item_codes + j * M, code_table, M, C);
 }
@@ -76,6 +81,7 @@ void all_item_embeddings_forward(T* out, const int32_t* item_codes, const T* cod
 template <typename T>
 void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t* item_codes,
                                   int64_t V1, int64_t M, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
     for (int64_t j = 0; j < V1; ++j)
         detail::code_mean_row_backward(d_code_table, dout + j * C, item_codes + j * M, M, C);
 }
@@ -87,6 +93,7 @@ void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t*
 template <typename T>
 void add_position_embedding_forward(T* out, const T* inp, const T* pos_table, const int64_t* off,
                                     int64_t B, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_fwd);
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t i = off[b]; i < off[b + 1]; ++i) {
             const T* p = pos_table + (i - off[b]) * C;
@@ -102,6 +109,7 @@ void add_position_embedding_forward(T* out, const T* inp, const T* pos_table, co
 template <typename T>
 void add_position_embedding_backward(T* dinp, T* d_pos_table, const T* dout, const int64_t* off,
                                      int64_t B, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
     for (int64_t b = 0; b < B; ++b) {
         assert(off[b] <= off[b + 1]);
         for (int64_t i = off[b]; i < off[b + 1]; ++i) {

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/phase_timer.hpp"
 #include "model/attention.hpp"
 #include "model/dropout.hpp"
 #include "model/embedding.hpp"
@@ -148,10 +149,14 @@ template <typename T> void zero(std::vector<T>& v, int64_t n) {
 
 // items (N) internal ids with local offsets off (B+1), off[0] = 0 -> s (B,C): the hidden state
 // of each history's last position. item_codes (V+1, M) are the domain's code rows.
+// item_rows (V+1, C), optional: every item's code-mean embedding, already computed by
+// all_item_embeddings_forward from the same table (the Trainer's candidate matrix E); tokens
+// then copy their item's row, bit-identical to gathering and averaging its M code rows again.
 template <typename T>
 void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper& hp,
                      const int32_t* items, const int64_t* off, int64_t B, const int32_t* item_codes,
-                     const DropoutKeys& keys, EncoderWorkspace<T>& w) {
+                     const DropoutKeys& keys, EncoderWorkspace<T>& w,
+                     const T* item_rows = nullptr) {
     using detail::ensure;
     assert(keys.rng != nullptr); // also in evaluation: p = 0 then makes no draws
     const ModelShape& sh = hp.shape;
@@ -171,7 +176,13 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
     ensure(w.mask0, N * C);
 
     // x = E(items) + P[t];  h0 = Dropout(LN(x))
-    item_embedding_forward(w.emb.data(), items, item_codes, P.code_table, N, sh.code_dim, C);
+    if (item_rows) {
+        const prof::PhaseScope timer(prof::Phase::embedding_fwd);
+        for (int64_t r = 0; r < N; ++r)
+            std::copy_n(item_rows + int64_t(items[r]) * C, C, w.emb.data() + r * C);
+    } else {
+        item_embedding_forward(w.emb.data(), items, item_codes, P.code_table, N, sh.code_dim, C);
+    }
     add_position_embedding_forward(w.x.data(), w.emb.data(), P.pos, off, B, C);
     layernorm_forward(w.ln0.data(), w.mean0.data(), w.rstd0.data(), w.x.data(), P.ln_w, P.ln_b, N,
                       C, eps);

@@ -1,6 +1,7 @@
 // LayerNorm over the last dimension (PyTorch semantics: biased variance, eps inside the sqrt),
 // forward and backward side by side. Mean and variance are computed in two passes in T (no
-// E[x^2] - E[x]^2 cancellation), which matters with PFCR's layer_norm_eps = 1e-12.
+// E[x^2] - E[x]^2 cancellation), which matters with PFCR's layer_norm_eps = 1e-12; every row sum
+// is a 16-lane sum in a fixed order (vmath.hpp's lane_sum), so it runs as vector instructions.
 // Not here: any allocation or parallelism — callers own buffers and split rows.
 // Dimensions: N rows (packed tokens or any row count), C normalised features.
 #pragma once
@@ -8,6 +9,9 @@
 #include <cassert>
 #include <cmath>
 #include <cstdint>
+
+#include "core/phase_timer.hpp"
+#include "model/vmath.hpp"
 
 namespace pfcr {
 
@@ -18,19 +22,14 @@ namespace pfcr {
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int64_t N, int64_t C, T eps) {
+    const prof::PhaseScope timer(prof::Phase::layernorm_fwd);
     assert(C > 0);
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         T* y = out + n * C;
-        T m = 0; // pass 1: mean
-        for (int64_t i = 0; i < C; ++i) m += x[i];
-        m /= T(C);
-        T v = 0; // pass 2: biased variance of the centred values
-        for (int64_t i = 0; i < C; ++i) {
-            const T d = x[i] - m;
-            v += d * d;
-        }
-        v /= T(C);
+        // pass 1: mean; pass 2: biased variance of the centred values (lane sums, vmath.hpp)
+        const T m = lane_sum<T>(x, C) / T(C);
+        const T v = lane_sum_of<T>(C, [x, m](int64_t i) { return (x[i] - m) * (x[i] - m); }) / T(C);
         const T s = T(1) / std::sqrt(v + eps);
         for (int64_t i = 0; i < C; ++i) y[i] = (x[i] - m) * s * weight[i] + bias[i];
         mean[n] = m;
@@ -46,21 +45,17 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 template <typename T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const T* mean, const T* rstd, int64_t N, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::layernorm_bwd);
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         const T* dy = dout + n * C;
         T* dx = dinp + n * C;
         const T m = mean[n], s = rstd[n];
         // Row reductions: mean(dnorm) and mean(dnorm * norm).
-        T dnorm_mean = 0, dnorm_norm_mean = 0;
-        for (int64_t i = 0; i < C; ++i) {
-            const T norm = (x[i] - m) * s;
-            const T dnorm = weight[i] * dy[i];
-            dnorm_mean += dnorm;
-            dnorm_norm_mean += dnorm * norm;
-        }
-        dnorm_mean /= T(C);
-        dnorm_norm_mean /= T(C);
+        const T dnorm_mean = lane_sum_of<T>(C, [&](int64_t i) { return weight[i] * dy[i]; }) / T(C);
+        const T dnorm_norm_mean =
+            lane_sum_of<T>(C, [&](int64_t i) { return weight[i] * dy[i] * ((x[i] - m) * s); }) /
+            T(C);
         for (int64_t i = 0; i < C; ++i) {
             const T norm = (x[i] - m) * s;
             const T dnorm = weight[i] * dy[i];

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
 
 namespace pfcr {
@@ -15,6 +16,7 @@ namespace pfcr {
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int64_t C,
                     int64_t OC) {
+    const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
     y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
     if (bias) y.rowwise() += vec(bias, OC);
@@ -26,6 +28,7 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int64_t N, int64_t C, int64_t OC) {
+    const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
     const auto dy = mat(dout, N, OC);
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
     if (dinp) mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);

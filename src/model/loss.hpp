@@ -11,15 +11,17 @@
 //   per block of candidate rows:    cosine_ce_candidates_backward (dÊ -> dE)
 // cosine_ce_forward / cosine_ce_backward compose them over a whole batch. The float operations
 // and their order are the Trainer's (results.json, metrics and checkpoints are promised
-// bitwise): multiply by a once-rounded 1/tau, exp(z - zmax) with std::exp, sums in index
-// order, loss_b = log(sum) - log(e_t) in double, p = e · (1/sum), G = p · scale
+// bitwise): multiply by a once-rounded 1/tau, exp(z - zmax) with vmath.hpp's vexp, sums in
+// 16 lanes (lane_sum), loss_b = log(sum) - log(e_t) in double, p = e · (1/sum), G = p · scale
 // (tests/model/test_trainer_parity.cpp pins this order bit for bit).
 // Not here: masking the padding column for ranking (metrics.hpp does that).
 // Dimension letters: B batch rows, n rows of a chunk, V1 = V+1 candidates (items 0..V),
 // C hidden.
 #pragma once
 
+#include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
+#include "model/vmath.hpp"
 
 #include <algorithm>
 #include <cassert>
@@ -57,11 +59,10 @@ template <typename T> T ce_grad_scale(double tau, int64_t B, double dloss = 1.0)
 // out_r = inp_r / max(||inp_r||, 1e-12). A zero row gives a zero output, never NaN.
 template <typename T>
 void l2_normalize_forward(T* out, T* norm, const T* inp, int64_t n, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::normalize);
     for (int64_t r = 0; r < n; ++r) {
         const T* x = inp + r * C;
-        T ss = T(0);
-        for (int64_t k = 0; k < C; ++k) ss += x[k] * x[k];
-        norm[r] = std::sqrt(ss);
+        norm[r] = std::sqrt(lane_sum_of<T>(C, [x](int64_t k) { return x[k] * x[k]; }));
         const T d = std::max(norm[r], T(kNormalizeEps));
         for (int64_t k = 0; k < C; ++k) out[r * C + k] = x[k] / d;
     }
@@ -75,13 +76,13 @@ void l2_normalize_forward(T* out, T* norm, const T* inp, int64_t n, int64_t C) {
 template <typename T>
 void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, int64_t n,
                            int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::normalize);
     for (int64_t r = 0; r < n; ++r) {
         const T* y = out + r * C;
         const T* dy = dout + r * C;
         T* dx = dinp + r * C;
         if (norm[r] >= T(kNormalizeEps)) {
-            T ydy = T(0);
-            for (int64_t k = 0; k < C; ++k) ydy += y[k] * dy[k];
+            const T ydy = lane_sum_of<T>(C, [y, dy](int64_t k) { return y[k] * dy[k]; });
             for (int64_t k = 0; k < C; ++k) dx[k] += (dy[k] - y[k] * ydy) / norm[r];
         } else {
             for (int64_t k = 0; k < C; ++k) dx[k] += dy[k] / T(kNormalizeEps);
@@ -95,6 +96,7 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
 // once per evaluation or step, not per batch or chunk.
 template <typename T>
 void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t V1, int64_t C) {
+    const prof::PhaseScope timer(prof::Phase::gemm_logits_fwd);
     mat(scores, B, V1).noalias() = mat<T>(s_hat, B, C) * mat<T>(e_hat, V1, C).transpose();
 }
 
@@ -111,28 +113,24 @@ void cosine_scores(T* logits, const T* s_hat, const T* e_hat, int64_t B, int64_t
 // Softmax cross-entropy of n rows, in place: z (n,V1) holds cosines on entry and the
 // probabilities softmax(z · inv_tau) on return; targets (n) in 1..V1-1. Returns the SUM of the
 // rows' losses (double, rows in order). Per row:
-//   z_j <- z_j inv_tau,  zmax = max_j z_j,  e_j = exp(z_j - zmax),  sum = Σ_j e_j (j order)
+//   z_j <- z_j inv_tau,  zmax = max_j z_j,  e_j = vexp(z_j - zmax),  sum = lane_sum_j e_j
+//   (vmath.hpp: vectorised exp, 16-lane sum in a fixed order)
 //   loss = log(sum) - log(e_t)  (= logsumexp(z) - z_t; cosines keep e_t >= exp(-2 inv_tau),
 //          above 0 in float for tau > 2/103 ≈ 0.02; below that the loss can be +inf, which
 //          the Trainer reports as a non-finite loss)
 //   p_j = e_j · (1/sum)
 template <typename T>
 double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T inv_tau) {
+    const prof::PhaseScope timer(prof::Phase::softmax_ce);
     double loss = 0;
     for (int64_t b = 0; b < n; ++b) {
         const int32_t t = targets[b];
         assert(t >= 1 && t < V1); // never the padding item
         T* zb = z + b * V1;
-        T zmax = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < V1; ++j) {
-            zb[j] *= inv_tau;
-            zmax = std::max(zmax, zb[j]);
-        }
-        T sum = T(0);
-        for (int64_t j = 0; j < V1; ++j) {
-            zb[j] = std::exp(zb[j] - zmax);
-            sum += zb[j];
-        }
+        for (int64_t j = 0; j < V1; ++j) zb[j] *= inv_tau;
+        const T zmax = lane_max(zb, V1);
+        for (int64_t j = 0; j < V1; ++j) zb[j] = vexp(zb[j] - zmax);
+        const T sum = lane_sum(zb, V1);
         loss += double(std::log(sum)) - std::log(double(zb[t]));
         const T inv_sum = T(1) / sum;
         for (int64_t j = 0; j < V1; ++j) zb[j] = zb[j] * inv_sum;
@@ -146,6 +144,7 @@ double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T in
 template <typename T>
 void softmax_ce_rows_backward(T* dz, const T* probs, const int32_t* targets, int64_t n, int64_t V1,
                               T scale) {
+    const prof::PhaseScope timer(prof::Phase::softmax_ce);
     for (int64_t b = 0; b < n; ++b) {
         const T* p = probs + b * V1;
         T* d = dz + b * V1;
@@ -189,8 +188,11 @@ template <typename T>
 void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t* targets,
                              int64_t n, int64_t V1, int64_t C, T scale) {
     softmax_ce_rows_backward(buf.d_logits, buf.probs, targets, n, V1, scale);
-    mat(buf.d_s_hat, n, C).noalias() =
-        mat(detail::cst(buf.d_logits), n, V1) * mat(detail::cst(buf.e_hat), V1, C);
+    {
+        const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
+        mat(buf.d_s_hat, n, C).noalias() =
+            mat(detail::cst(buf.d_logits), n, V1) * mat(detail::cst(buf.e_hat), V1, C);
+    }
     l2_normalize_backward(ds, buf.d_s_hat, buf.s_hat, buf.s_norm, n, C);
 }
 
@@ -202,9 +204,12 @@ void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t
 template <typename T>
 void cosine_ce_candidates_backward(T* dE, const CosineCeBuffers<T>& buf, int64_t B, int64_t V1,
                                    int64_t C, int64_t r0, int64_t r1) {
-    mat(buf.d_e_hat + r0 * C, r1 - r0, C).noalias() =
-        mat(detail::cst(buf.d_logits), B, V1).middleCols(r0, r1 - r0).transpose() *
-        mat(detail::cst(buf.s_hat), B, C);
+    {
+        const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
+        mat(buf.d_e_hat + r0 * C, r1 - r0, C).noalias() =
+            mat(detail::cst(buf.d_logits), B, V1).middleCols(r0, r1 - r0).transpose() *
+            mat(detail::cst(buf.s_hat), B, C);
+    }
     l2_normalize_backward(dE + r0 * C, buf.d_e_hat + r0 * C, buf.e_hat + r0 * C, buf.e_norm + r0,
                           r1 - r0, C);
 }

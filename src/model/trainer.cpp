@@ -8,9 +8,10 @@
 //     G = (P - onehot) / (B τ)      (dLoss/d(Ŝ Êᵀ), kept for the whole batch, rows disjoint),
 //     dŜ = G Ê -> ds; encoder backward into the chunk's own gradient buffer and d_emb rows
 //   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
-//     dÊ = Gᵀ Ŝ -> dE (loss.hpp's cosine_ce_candidates_backward, kCandidateBlock row blocks)
-//     -> code table; d_emb -> code table (sequential); Adam on every trainable parameter
-//     (fixed blocks).
+//     dÊ = Gᵀ Ŝ -> dE (loss.hpp's cosine_ce_candidates_backward, kCandidateBlock row blocks);
+//     dE[item] += d_emb of each token (token order); dE -> code table (sequential); Adam on
+//     every trainable parameter (fixed blocks).
+//   The tokens' embeddings are rows of E (computed once per step, not gathered again).
 // The loss kernels are the ones the gradient checks and PyTorch parity tests run, in the
 // float operation order the results' bits depend on.
 // With a prompt head (model/prompt.hpp) the loss reads o = head(s) instead of s:
@@ -36,6 +37,7 @@
 #include <optional>
 
 #include "core/error.hpp"
+#include "core/phase_timer.hpp"
 #include "model/adam.hpp"
 #include "model/embedding.hpp"
 #include "model/loss.hpp"
@@ -267,7 +269,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, step_key, b0, true};
                 float* s = I.s.data() + b0 * C;
                 encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
-                                keys, ws.enc);
+                                keys, ws.enc, static_cast<const float*>(I.e_all.data()));
                 // The loss reads the representation `rep`: s, or the head's o.
                 const float* rep = s;
                 if (head) {
@@ -323,6 +325,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     // Local gradients: sum of the chunk buffers in chunk order, element blocks in parallel.
     float* grad = I.grad.data();
     for_fixed_blocks(I.chunk_size, 1 << 14, [&](int64_t i0, int64_t i1) {
+        const prof::PhaseScope timer(prof::Phase::reduce_chunks);
         float* out = grad + I.chunk_begin;
         std::fill(out + i0, out + i1, 0.0f);
         for (int64_t k = 0; k < n_chunks; ++k) {
@@ -360,8 +363,17 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
         cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
     });
+    {
+        // The tokens' gradients join their item's candidate row first (token order): each
+        // item's M code rows are then scattered once, not once per candidate and per token.
+        const prof::PhaseScope timer(prof::Phase::embedding_bwd);
+        for (int64_t r = 0; r < N; ++r) {
+            float* dst = I.d_e.data() + int64_t(batch.items[size_t(r)]) * C;
+            const float* src = I.d_emb.data() + r * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
+        }
+    }
     all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
-    item_embedding_backward(GT.code_table, I.d_emb.data(), batch.items.data(), codes, N, I.M, C);
 
     if (shared_acc_) {
         for_fixed_blocks(table_size, 1 << 14, [&](int64_t i0, int64_t i1) {
@@ -461,7 +473,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 float* o = s_norm + Bc;
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, 0, r0, false};
                 encoder_forward(s, P, opt_.hp, ws.batch.items.data(), ws.batch.off.data(), Bc,
-                                codes, keys, ws.enc);
+                                codes, keys, ws.enc, static_cast<const float*>(I.e_all.data()));
                 const float* rep = s;
                 if (head) {
                     for (auto* v : {&ws.q, &ws.ctx}) grow(*v, Bc * C);

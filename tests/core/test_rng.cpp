@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "core/rng.hpp"
 
@@ -30,6 +31,22 @@ TEST(KeyedRng, SameKeyAndCounterGiveSameDrawsRegardlessOfOrder) {
     (void)other.next_u32();
     auto b = KeyedRng(2020, RngPurpose::dropout).stream(3, 7, 1);
     for (int i = 0; i < 10; ++i) EXPECT_EQ(b.next_u32(), first[size_t(i)]);
+}
+
+TEST(KeyedRng, BlocksEqualsBlockByBlock) {
+    const KeyedRng rng(77, RngPurpose::dropout);
+    // Lengths around the 16-lane groups, and a start that wraps the 32-bit counter.
+    for (const uint32_t d0 : {0u, 5u, 0xFFFFFFF0u})
+        for (const int64_t n : {1, 15, 16, 17, 40}) {
+            std::vector<uint32_t> words(size_t(4 * n), 0xDEADBEEFu);
+            rng.blocks(3, 4, 5, d0, n, words.data());
+            for (int64_t i = 0; i < n; ++i) {
+                const PhiloxCounter ref = rng.block(3, 4, 5, d0 + uint32_t(i));
+                for (int w = 0; w < 4; ++w)
+                    ASSERT_EQ(words[size_t(4 * i + w)], ref[size_t(w)])
+                        << "d0 " << d0 << " n " << n << " block " << i;
+            }
+        }
 }
 
 TEST(KeyedRng, PurposeSeedAndCounterSeparateStreams) {

@@ -1,0 +1,115 @@
+// Branch-free float exp and erf that the compiler turns into vector instructions when they are
+// called in a plain loop (glibc's expf/erff are scalar calls: the loss's softmax over every
+// candidate and GELU spent more time in them than in their GEMMs), and fixed-order lane-wise
+// reductions. Pure functions of their inputs: the same bits in any loop, any thread, any chunk.
+// For double (the gradient checks) the functions are std::exp / std::erf. Accuracy (float):
+// vexp ≤ 2 ulp relative for x in [-87, 88] (Cephes' expf polynomial), 0 below; verf absolute
+// error ≤ 3e-7 (Abramowitz & Stegun 7.1.26, the form PyTorch's vectorised CPU GELU uses, and a
+// series near 0, where it is also within 4 ulp relative).
+// Tested against std::exp / std::erf in tests/model/test_layers.cpp.
+// Not here: anything with state; reductions whose order is not stated.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+namespace pfcr {
+
+// e^x. Float: x = n ln2 + r with |r| <= ln2/2 (n = round(x log2 e)), e^r by a degree-7
+// polynomial, times 2^n built in the exponent bits. Results below x = -87.33 are 0 (e^x would be
+// subnormal there; the callers' arguments are >= -30), above 88.7 clamped to e^88.7.
+template <typename T> inline T vexp(T x) {
+    if constexpr (!std::is_same_v<T, float>) {
+        return std::exp(x);
+    } else {
+        constexpr float lo = -87.33654f, hi = 88.72283f;
+        const float xc = std::min(std::max(x, lo), hi);
+        const float n = std::floor(std::fma(xc, 1.44269504088896341f, 0.5f));
+        // r = x - n ln2 in two steps (Cody–Waite: ln2 = c1 + c2, c1 exact in few bits).
+        float r = std::fma(n, -0.693359375f, xc);
+        r = std::fma(n, 2.12194440e-4f, r);
+        const float r2 = r * r;
+        float p = 1.9875691500e-4f;
+        p = std::fma(p, r, 1.3981999507e-3f);
+        p = std::fma(p, r, 8.3334519073e-3f);
+        p = std::fma(p, r, 4.1665795894e-2f);
+        p = std::fma(p, r, 1.6666665459e-1f);
+        p = std::fma(p, r, 5.0000001201e-1f);
+        p = std::fma(p, r2, r) + 1.0f;
+        // 2^n: n in [-126, 128]; 2^128 is split as 2 * 2^127 so the exponent stays normal.
+        const int32_t ni = int32_t(n);
+        const int32_t n1 = ni > 127 ? 127 : ni;
+        const float s1 = std::bit_cast<float>(int32_t((n1 + 127) << 23));
+        const float s2 = ni > 127 ? 2.0f : 1.0f;
+        const float y = p * s1 * s2;
+        return x < lo ? 0.0f : y;
+    }
+}
+
+// erf(x). Float, |x| >= 0.5: 1 - t (a1 + t (a2 + ...)) e^{-x^2}, t = 1 / (1 + p |x|), sign
+// restored; |x| < 0.5: odd Maclaurin series.
+template <typename T> inline T verf(T x) {
+    if constexpr (!std::is_same_v<T, float>) {
+        return std::erf(x);
+    } else {
+        const float ax = std::fabs(x);
+        const float t = 1.0f / std::fma(0.3275911f, ax, 1.0f);
+        float q = 1.061405429f;
+        q = std::fma(q, t, -1.453152027f);
+        q = std::fma(q, t, 1.421413741f);
+        q = std::fma(q, t, -0.284496736f);
+        q = std::fma(q, t, 0.254829592f);
+        const float y = 1.0f - q * t * vexp(-ax * ax);
+        // |x| < 0.5: the Maclaurin series to x^11 (truncation < 3e-8 relative), which keeps the
+        // error relative where the formula above would lose digits to cancellation near 0.
+        const float x2 = x * x;
+        float s = -8.548327023450852e-4f;
+        s = std::fma(s, x2, 5.223977625442188e-3f);
+        s = std::fma(s, x2, -2.6866170645131252e-2f);
+        s = std::fma(s, x2, 1.1283791670955126e-1f);
+        s = std::fma(s, x2, -3.7612638903183754e-1f);
+        s = std::fma(s, x2, 1.1283791670955126f);
+        return ax < 0.5f ? x * s : std::copysign(y, x);
+    }
+}
+
+// Lane-wise reductions over n contiguous values: kLanes interleaved partials (the loop runs as
+// vector instructions), a sequential tail, then a fixed pairwise combination. The order is
+// fixed by n alone.
+inline constexpr int kLanes = 16;
+
+// Σ_i f(i) for i in [0, n), f returning T (e.g. a product of two rows' elements).
+template <typename T, typename F> inline T lane_sum_of(int64_t n, F&& f) {
+    T acc[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] += f(i + l);
+    T tail = 0;
+    for (; i < n; ++i) tail += f(i);
+    for (int w = kLanes / 2; w > 0; w /= 2)
+        for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+    return acc[0] + tail;
+}
+
+template <typename T> inline T lane_sum(const T* x, int64_t n) {
+    return lane_sum_of<T>(n, [x](int64_t i) { return x[i]; });
+}
+
+// max over n >= 1 values (exact in any order; lanes only for speed).
+template <typename T> inline T lane_max(const T* x, int64_t n) {
+    T acc[kLanes];
+    for (int l = 0; l < kLanes; ++l) acc[l] = -std::numeric_limits<T>::infinity();
+    int64_t i = 0;
+    for (; i + kLanes <= n; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) acc[l] = acc[l] > x[i + l] ? acc[l] : x[i + l];
+    T m = -std::numeric_limits<T>::infinity();
+    for (; i < n; ++i) m = m > x[i] ? m : x[i];
+    for (int l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
+    return m;
+}
+
+} // namespace pfcr
