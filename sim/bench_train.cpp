@@ -1,7 +1,7 @@
 // Google Benchmark of the training engine on the "paper config on Scientific"
 // workload: hidden 300, 2 layers, 2 heads, inner 256, dropout 0.5, batch 1024 real Scientific
 // train histories, 4,386 candidates. Reports sequences/s, useful GFLOP/s (formula in
-// useful_flops below), and a single-thread Eigen SGEMM of the step's dominant shapes as the
+// useful_flops below), and Eigen SGEMMs of the step's dominant shapes on 1 and 2 threads as the
 // yardstick. Needs runs/scientific-office/prepared.h5 (or PFCR_BENCH_PREPARED=path):
 //   build/release/bin/pfcr prepare -c configs/scientific-office.yaml
 //   build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
@@ -12,6 +12,7 @@
 // phase_unattributed (threads x wall time minus the phases) also holds the threads' idle time.
 #include <benchmark/benchmark.h>
 #include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -138,26 +139,39 @@ BENCHMARK(BM_EvaluateValid)
     ->UseRealTime()
     ->MinTime(4.0);
 
-// Yardstick: single-thread Eigen SGEMM of the step's dominant shapes, (M x K) * (K x N).
+// Yardstick: Eigen SGEMM of the step's dominant shapes, (M x K) * (K x N), on 1 thread, or on
+// 2 threads as two row halves in parallel (the machine's own 2-thread SGEMM speed-up: Eigen is
+// built without its own threads, EIGEN_DONT_PARALLELIZE). Arguments: M, K, N, threads.
 void BM_Sgemm(benchmark::State& state) {
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, 1);
-    const int64_t M = state.range(0), K = state.range(1), N = state.range(2);
+    const int64_t M = state.range(0), K = state.range(1), N = state.range(2), T = state.range(3);
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(T));
     AlignedBuffer<float> a(M * K), b(N * K), c(M * N);
     for (int64_t i = 0; i < M * K; ++i) a[i] = float(i % 7) * 0.1f;
     for (int64_t i = 0; i < N * K; ++i) b[i] = float(i % 5) * 0.1f;
+    const auto rows = [&](int64_t r0, int64_t r1) {
+        mat(c.data() + r0 * N, r1 - r0, N).noalias() =
+            mat(static_cast<const float*>(a.data()) + r0 * K, r1 - r0, K) *
+            mat(static_cast<const float*>(b.data()), N, K).transpose();
+    };
     for (auto _ : state) {
-        mat(c.data(), M, N).noalias() = mat(static_cast<const float*>(a.data()), M, K) *
-                                        mat(static_cast<const float*>(b.data()), N, K).transpose();
+        if (T == 1)
+            rows(0, M);
+        else
+            tbb::parallel_for(int64_t(0), T, [&](int64_t t) { rows(t * M / T, (t + 1) * M / T); });
         benchmark::ClobberMemory();
     }
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         double(state.iterations()) * 2.0 * double(M * K * N) * 1e-9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Sgemm)
-    ->Args({7000, 300, 300})  // Q/K/V/dense over the tokens
-    ->Args({7000, 300, 256})  // FFN over the tokens
-    ->Args({1024, 300, 4386}) // logits over every candidate
-    ->Unit(benchmark::kMillisecond);
+    ->Args({7000, 300, 300, 1})  // Q/K/V/dense over the tokens
+    ->Args({7000, 300, 256, 1})  // FFN over the tokens
+    ->Args({1024, 300, 4386, 1}) // logits over every candidate
+    ->Args({7000, 300, 300, 2})
+    ->Args({7000, 300, 256, 2})
+    ->Args({1024, 300, 4386, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 } // namespace
 
