@@ -6,8 +6,10 @@
 // R code-table rows, C hidden, B sequences, T positions, N packed tokens.
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cstdint>
+#include <vector>
 
 #include "core/phase_timer.hpp"
 
@@ -84,6 +86,41 @@ void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t*
     const prof::PhaseScope timer(prof::Phase::embedding_bwd);
     for (int64_t j = 0; j < V1; ++j)
         detail::code_mean_row_backward(d_code_table, dout + j * C, item_codes + j * M, M, C);
+}
+
+// The same scatter restricted to code column m (items j ascending): d_code_table rows
+// item_codes[j, m] += dout[j] / M. When every column's code rows are disjoint from the other
+// columns' (PQ codes: column m uses rows m*(code_cap+1)+1 ...), each destination row receives
+// exactly the additions of all_item_embeddings_backward, in the same order, so columns may run
+// in parallel and give the same bits (codes_columns_disjoint checks the condition).
+template <typename T>
+void all_item_embeddings_backward_column(T* d_code_table, const T* dout, const int32_t* item_codes,
+                                         int64_t V1, int64_t M, int64_t C, int64_t m) {
+    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
+    for (int64_t j = 0; j < V1; ++j) {
+        const int32_t code = item_codes[j * M + m];
+        if (code == kPaddingCodeRow) continue;
+        T* d = d_code_table + int64_t(code) * C;
+        const T* g = dout + j * C;
+        for (int64_t k = 0; k < C; ++k) d[k] += g[k] / T(M);
+    }
+}
+
+// True iff no code row other than the padding row appears in two different columns of
+// item_codes (V1, M).
+inline bool codes_columns_disjoint(const int32_t* item_codes, int64_t V1, int64_t M) {
+    int32_t top = 0;
+    for (int64_t i = 0; i < V1 * M; ++i) top = std::max(top, item_codes[i]);
+    std::vector<int32_t> column_of(size_t(top) + 1, -1);
+    for (int64_t j = 0; j < V1; ++j)
+        for (int64_t m = 0; m < M; ++m) {
+            const int32_t code = item_codes[j * M + m];
+            if (code == kPaddingCodeRow) continue;
+            int32_t& owner = column_of[size_t(code)];
+            if (owner >= 0 && owner != int32_t(m)) return false;
+            owner = int32_t(m);
+        }
+    return true;
 }
 
 // inp (N,C), pos_table (T,C), off (B+1) -> out (N,C)

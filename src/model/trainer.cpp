@@ -9,7 +9,8 @@
 //     dŜ = G Ê -> ds; encoder backward into the chunk's own gradient buffer and d_emb rows
 //   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
 //     dÊ = Gᵀ Ŝ -> dE (loss.hpp's cosine_ce_candidates_backward, kCandidateBlock row blocks);
-//     dE[item] += d_emb of each token (token order); dE -> code table (sequential); Adam on
+//     dE[item] += d_emb of each token (token order); dE -> code table (items in order; code
+//     columns in parallel when their table rows are disjoint, as PQ codes' are); Adam on
 //     every trainable parameter (fixed blocks).
 //   The tokens' embeddings are rows of E (computed once per step, not gathered again).
 // The loss kernels are the ones the gradient checks and PyTorch parity tests run, in the
@@ -115,6 +116,7 @@ struct Trainer::Impl {
     // everything after the code table; with a frozen encoder only the head; never the ID
     // embedding (last in the layout, row-sparse, scattered like the code table).
     int64_t chunk_begin = 0, chunk_size = 0;
+    bool columns_disjoint = false; // code columns use disjoint table rows: scatter them in parallel
     HeadMode head = HeadMode::none;
     int64_t NP = 0, PH = 0;
     std::vector<int32_t> id_codes;                        // identity codes of the ID branch
@@ -153,6 +155,7 @@ struct Trainer::Impl {
             id_codes = identity_item_codes(V1);
         }
         chunk_size = chunk_end - chunk_begin;
+        columns_disjoint = codes_columns_disjoint(d.item_codes.data(), V1, M);
         // Adam's runs: maximal runs of trainable entries (alignment gaps inside a run are
         // zeros with zero gradient, which Adam leaves at zero).
         for (const auto& e : layout.entries()) {
@@ -194,10 +197,15 @@ struct Trainer::Impl {
                 .d_e_hat = d_e_hat.data()};
     }
 
-    // Ê (V1,C) and ||E|| from the current code table.
+    // Ê (V1,C) and ||E|| from the current code table; rows are independent, so fixed row
+    // blocks in parallel give the bits of one sequential pass.
     void candidates(const float* code_table, const int32_t* item_codes) {
-        all_item_embeddings_forward(e_all.data(), item_codes, code_table, V1, M, C);
-        l2_normalize_forward(e_hat.data(), e_norm.data(), e_all.data(), V1, C);
+        for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
+            all_item_embeddings_forward(e_all.data() + r0 * C, item_codes + r0 * M, code_table,
+                                        r1 - r0, M, C);
+            l2_normalize_forward(e_hat.data() + r0 * C, e_norm.data() + r0,
+                                 static_cast<const float*>(e_all.data() + r0 * C), r1 - r0, C);
+        });
     }
 };
 
@@ -363,17 +371,28 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
         cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
     });
-    {
-        // The tokens' gradients join their item's candidate row first (token order): each
-        // item's M code rows are then scattered once, not once per candidate and per token.
+    // The tokens' gradients join their item's candidate row first, in token order (each item
+    // block scans every token and takes its own: per item the order of one sequential pass), so
+    // each item's M code rows are scattered once, not once per candidate and once per token.
+    for_fixed_blocks(V1, kCandidateBlock, [&](int64_t j0, int64_t j1) {
         const prof::PhaseScope timer(prof::Phase::embedding_bwd);
         for (int64_t r = 0; r < N; ++r) {
-            float* dst = I.d_e.data() + int64_t(batch.items[size_t(r)]) * C;
+            const int64_t item = batch.items[size_t(r)];
+            if (item < j0 || item >= j1) continue;
+            float* dst = I.d_e.data() + item * C;
             const float* src = I.d_emb.data() + r * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
         }
+    });
+    if (I.columns_disjoint) {
+        for_fixed_blocks(I.M, 1, [&](int64_t m0, int64_t) {
+            all_item_embeddings_backward_column(
+                GT.code_table, static_cast<const float*>(I.d_e.data()), codes, V1, I.M, C, m0);
+        });
+    } else {
+        all_item_embeddings_backward(GT.code_table, static_cast<const float*>(I.d_e.data()), codes,
+                                     V1, I.M, C);
     }
-    all_item_embeddings_backward(GT.code_table, I.d_e.data(), codes, V1, I.M, C);
 
     if (shared_acc_) {
         for_fixed_blocks(table_size, 1 << 14, [&](int64_t i0, int64_t i1) {

@@ -114,6 +114,27 @@ TEST(ItemEmbedding, AllItemsEqualsItemsZeroToV) {
     EXPECT_EQ(da, db);
 }
 
+TEST(ItemEmbedding, ColumnScatterEqualsSequentialBitForBitWhenColumnsAreDisjoint) {
+    // PQ-style codes: column m uses rows 1 + 3m .. 3 + 3m; item 0 is the padding item.
+    const int64_t M = 3, V1 = 40, C = 5, R = 1 + 3 * M;
+    std::vector<int32_t> codes(size_t(V1 * M), 0);
+    for (int64_t j = 1; j < V1; ++j)
+        for (int64_t m = 0; m < M; ++m)
+            codes[size_t(j * M + m)] = int32_t(1 + 3 * m + (j * 7 + m) % 3);
+    ASSERT_TRUE(codes_columns_disjoint(codes.data(), V1, M));
+    const auto g = probe_weights(size_t(V1 * C), 21);
+    std::vector<float> gf(g.begin(), g.end());
+    std::vector<float> seq(size_t(R * C), 0.5f), cols(size_t(R * C), 0.5f);
+    all_item_embeddings_backward(seq.data(), gf.data(), codes.data(), V1, M, C);
+    for (int64_t m = M - 1; m >= 0; --m) // any column order: columns touch disjoint rows
+        all_item_embeddings_backward_column(cols.data(), gf.data(), codes.data(), V1, M, C, m);
+    EXPECT_EQ(seq, cols);
+    // The test layout above shares no row across columns either; one shared row breaks it.
+    EXPECT_TRUE(codes_columns_disjoint(kItemCodes.data(), kV1, kM));
+    const std::vector<int32_t> shared = {0, 0, 1, 4, 4, 2}; // row 4 in columns 1 and 0
+    EXPECT_FALSE(codes_columns_disjoint(shared.data(), 3, 2));
+}
+
 TEST(ItemEmbedding, AllItemsGradCheckCodeTable) {
     const int64_t C = 3;
     std::vector<double> table = probe_weights(kR * C, 13);
