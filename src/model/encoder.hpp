@@ -59,6 +59,16 @@ template <typename P> struct EncoderTensors {
     std::vector<Layer> layers;
 };
 
+// Optional transposed copies of each layer's linear weights (linear.hpp's linear_forward_t),
+// made from the current parameters; a null pointer uses the weight itself (linear_forward).
+template <typename T> struct TransposedWeights {
+    struct Layer {
+        const T *q_wt = nullptr, *k_wt = nullptr, *v_wt = nullptr, *o_wt = nullptr;
+        const T *f1_wt = nullptr, *f2_wt = nullptr;
+    };
+    std::vector<Layer> layers;
+};
+
 // Offset of the first local (non-federated) parameter: everything after the code table.
 inline int64_t local_params_begin(const ParamLayout& layout) {
     const auto& t = layout.at("pq_code_embedding.weight");
@@ -152,11 +162,12 @@ template <typename T> void zero(std::vector<T>& v, int64_t n) {
 // item_rows (V+1, C), optional: every item's code-mean embedding, already computed by
 // all_item_embeddings_forward from the same table (the Trainer's candidate matrix E); tokens
 // then copy their item's row, bit-identical to gathering and averaging its M code rows again.
+// wt, optional: transposed copies of the linear weights of P (the forward GEMMs then use them).
 template <typename T>
 void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper& hp,
                      const int32_t* items, const int64_t* off, int64_t B, const int32_t* item_codes,
-                     const DropoutKeys& keys, EncoderWorkspace<T>& w,
-                     const T* item_rows = nullptr) {
+                     const DropoutKeys& keys, EncoderWorkspace<T>& w, const T* item_rows = nullptr,
+                     const TransposedWeights<T>* wt = nullptr) {
     using detail::ensure;
     assert(keys.rng != nullptr); // also in evaluation: p = 0 then makes no draws
     const ModelShape& sh = hp.shape;
@@ -190,10 +201,20 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                     keys.step, keys.site_base, w.row_base.data());
 
     w.layers.resize(size_t(L));
+    // out = x Wᵀ + b, from the transposed copy when the caller made one.
+    const auto linear = [](T* out, const T* x, const T* weight, const T* weight_t, const T* bias,
+                           int64_t rows, int64_t in, int64_t out_features) {
+        if (weight_t)
+            linear_forward_t(out, x, weight_t, bias, rows, in, out_features);
+        else
+            linear_forward(out, x, weight, bias, rows, in, out_features);
+    };
+    const typename TransposedWeights<T>::Layer no_wt{};
     const T* h_in = w.h0.data();
     for (int64_t l = 0; l < L; ++l) {
         auto& a = w.layers[size_t(l)];
         const auto& W = P.layers[size_t(l)];
+        const auto& Wt = wt ? wt->layers[size_t(l)] : no_wt;
         const bool last = l == L - 1;
         const int64_t R = last ? B : N;
         ensure(a.first_query, B);
@@ -231,9 +252,9 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
             std::copy(h_in, h_in + N * C, a.hq.data());
         }
         // Self-attention: q from the query rows, k and v from every token.
-        linear_forward(a.q.data(), a.hq.data(), W.q_w, W.q_b, R, C, C);
-        linear_forward(a.k.data(), h_in, W.k_w, W.k_b, N, C, C);
-        linear_forward(a.v.data(), h_in, W.v_w, W.v_b, N, C, C);
+        linear(a.q.data(), a.hq.data(), W.q_w, Wt.q_wt, W.q_b, R, C, C);
+        linear(a.k.data(), h_in, W.k_w, Wt.k_wt, W.k_b, N, C, C);
+        linear(a.v.data(), h_in, W.v_w, Wt.v_wt, W.v_b, N, C, C);
         AttentionDropout ad;
         ad.p = p_att;
         ad.rng = keys.rng;
@@ -247,7 +268,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                           a.v.data(), off, a.qoff.data(), a.first_query.data(), a.probs_off.data(),
                           B, C, NH, ad);
         // h1 = LN(Dropout(Dense(ctx)) + hq)
-        linear_forward(a.ao.data(), a.ctx.data(), W.o_w, W.o_b, R, C, C);
+        linear(a.ao.data(), a.ctx.data(), W.o_w, Wt.o_wt, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 1),
                         a.hid_row_base.data());
@@ -255,9 +276,9 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         layernorm_forward(a.h1.data(), a.mean1.data(), a.rstd1.data(), a.res1.data(), W.ln1_w,
                           W.ln1_b, R, C, eps);
         // h2 = LN(Dropout(W2 GELU(W1 h1 + b1) + b2) + h1)
-        linear_forward(a.f1.data(), a.h1.data(), W.f1_w, W.f1_b, R, C, F);
+        linear(a.f1.data(), a.h1.data(), W.f1_w, Wt.f1_wt, W.f1_b, R, C, F);
         gelu_forward(a.g.data(), a.f1.data(), R * F);
-        linear_forward(a.f2.data(), a.g.data(), W.f2_w, W.f2_b, R, F, C);
+        linear(a.f2.data(), a.g.data(), W.f2_w, Wt.f2_wt, W.f2_b, R, F, C);
         dropout_forward(a.res2.data(), a.mask2.data(), a.f2.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 2),
                         a.hid_row_base.data());

@@ -34,8 +34,10 @@
 #include <tbb/partitioner.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <optional>
+#include <tuple>
 
 #include "core/error.hpp"
 #include "core/phase_timer.hpp"
@@ -102,7 +104,10 @@ struct TrainerScratch {
     int64_t chunk_grad_size = -1;                  // their size
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
-    PackedBatch batch;         // train_batch's gathered rows
+    // Transposed encoder linear weights of the current step/evaluation (forward GEMMs).
+    std::vector<float> wt_store;
+    TransposedWeights<float> wt;
+    PackedBatch batch; // train_batch's gathered rows
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
 
@@ -197,6 +202,36 @@ struct Trainer::Impl {
                 .d_e_hat = d_e_hat.data()};
     }
 
+    // Wᵀ of each encoder linear weight of P into the scratch (per layer: q, k, v, o (C,C),
+    // dense_1ᵀ (C,F), dense_2ᵀ (F,C)); one matrix per task.
+    void transpose_weights(const EncoderTensors<const float>& P, const ModelShape& sh) {
+        const int64_t Cs = sh.hidden, F = sh.inner, L = sh.layers;
+        const int64_t per_layer = 4 * Cs * Cs + 2 * Cs * F;
+        grow(scratch->wt_store, L * per_layer);
+        auto& wt = scratch->wt;
+        wt.layers.resize(size_t(L));
+        using Layer = TransposedWeights<float>::Layer;
+        for_fixed_blocks(6 * L, 1, [&](int64_t job, int64_t) {
+            const int64_t l = job / 6;
+            const auto& W = P.layers[size_t(l)];
+            // (weight, its rows, its columns, offset in the layer's block, field to point)
+            using Item =
+                std::tuple<const float*, int64_t, int64_t, int64_t, const float * Layer::*>;
+            const std::array<Item, 6> items = {{
+                {W.q_w, Cs, Cs, 0, &Layer::q_wt},
+                {W.k_w, Cs, Cs, Cs * Cs, &Layer::k_wt},
+                {W.v_w, Cs, Cs, 2 * Cs * Cs, &Layer::v_wt},
+                {W.o_w, Cs, Cs, 3 * Cs * Cs, &Layer::o_wt},
+                {W.f1_w, F, Cs, 4 * Cs * Cs, &Layer::f1_wt},
+                {W.f2_w, Cs, F, 4 * Cs * Cs + Cs * F, &Layer::f2_wt},
+            }};
+            const auto& [weight, rows, cols, at, field] = items[size_t(job % 6)];
+            float* dst = scratch->wt_store.data() + l * per_layer + at;
+            transpose_weight(dst, weight, rows, cols);
+            wt.layers[size_t(l)].*field = dst;
+        });
+    }
+
     // Ê (V1,C) and ||E|| from the current code table; rows are independent, so fixed row
     // blocks in parallel give the bits of one sequential pass.
     void candidates(const float* code_table, const int32_t* item_codes) {
@@ -249,6 +284,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     TrainerScratch& S = *I.scratch;
 
     I.candidates(P.code_table, codes);
+    I.transpose_weights(P, opt_.hp.shape);
     grow(I.s, B * C);
     grow(I.s_hat, B * C);
     grow(I.s_norm, B);
@@ -277,7 +313,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, step_key, b0, true};
                 float* s = I.s.data() + b0 * C;
                 encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
-                                keys, ws.enc, static_cast<const float*>(I.e_all.data()));
+                                keys, ws.enc, static_cast<const float*>(I.e_all.data()), &S.wt);
                 // The loss reads the representation `rep`: s, or the head's o.
                 const float* rep = s;
                 if (head) {
@@ -461,6 +497,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
     const int64_t NP = I.NP, PH = I.PH;
     TrainerScratch& S = *I.scratch;
     I.candidates(P.code_table, codes);
+    I.transpose_weights(P, opt_.hp.shape);
     if (head) {
         for (auto* v : {&S.k, &S.v}) grow(*v, NP * C);
         prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
@@ -492,7 +529,8 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 float* o = s_norm + Bc;
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, 0, r0, false};
                 encoder_forward(s, P, opt_.hp, ws.batch.items.data(), ws.batch.off.data(), Bc,
-                                codes, keys, ws.enc, static_cast<const float*>(I.e_all.data()));
+                                codes, keys, ws.enc, static_cast<const float*>(I.e_all.data()),
+                                &S.wt);
                 const float* rep = s;
                 if (head) {
                     for (auto* v : {&ws.q, &ws.ctx}) grow(*v, Bc * C);
