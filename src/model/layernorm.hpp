@@ -56,11 +56,14 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
         const T dnorm_norm_mean =
             lane_sum_of<T>(C, [&](int64_t i) { return weight[i] * dy[i] * ((x[i] - m) * s); }) /
             T(C);
+        // Separate loops (the same operations per element) so that each runs as vector code.
+        if (dbias)
+            for (int64_t i = 0; i < C; ++i) dbias[i] += dy[i]; // out = ... + bias
+        if (dweight)                                           // out = norm * weight + ...
+            for (int64_t i = 0; i < C; ++i) dweight[i] += ((x[i] - m) * s) * dy[i];
         for (int64_t i = 0; i < C; ++i) {
             const T norm = (x[i] - m) * s;
             const T dnorm = weight[i] * dy[i];
-            if (dbias) dbias[i] += dy[i];            // out = ... + bias
-            if (dweight) dweight[i] += norm * dy[i]; // out = norm * weight + ...
             dx[i] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
         }
     }
