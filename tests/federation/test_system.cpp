@@ -220,7 +220,9 @@ TEST(System, AsyncScheduleIsAPureFunction) {
             EXPECT_EQ(a.members[j].client, b.members[j].client);
             EXPECT_EQ(a.members[j].start_version, b.members[j].start_version);
             EXPECT_LE(a.step - a.members[j].start_version, 2); // max_staleness
-            if (j > 0) EXPECT_LT(a.members[j - 1].client, a.members[j].client);
+            if (j > 0) {
+                EXPECT_LT(a.members[j - 1].client, a.members[j].client);
+            }
         }
         EXPECT_EQ(a.dropped_stale, b.dropped_stale);
         EXPECT_EQ(a.dropped_unavailable, b.dropped_unavailable);

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         MpiComm comm;
         CheckpointContent c;
         c.header = {"pretrain", round,         7,      n_clients, comm.size(), "checkpoint_tool",
-                    "",         cfg.to_yaml(), "pfcr", ""};
+                    "",         cfg.to_yaml(), "pfcr", "",        ""};
         std::vector<int64_t> rows;
         for (int64_t k = 0; k < n_clients; ++k) {
             rows.push_back(100 + (k * 37) % 50);
