@@ -213,6 +213,21 @@ template <typename T> void expect_linear_paths_agree(int64_t N, int64_t C, int64
                 << "forward n=" << n << " o=" << o;
         }
 
+    // The transposed-weight path (linear_forward_t on transpose_weight's copy): the same bound.
+    std::vector<T> wt(OC * C), out_t(N * OC);
+    transpose_weight(wt.data(), w.data(), OC, C);
+    for (int64_t o = 0; o < OC; ++o)
+        for (int64_t c = 0; c < C; ++c) ASSERT_EQ(wt[c * OC + o], w[o * C + c]);
+    linear_forward_t(out_t.data(), inp.data(), wt.data(), b.data(), N, C, OC);
+    for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < OC; ++o) {
+            double mag = abs_of(b[o]);
+            for (int64_t c = 0; c < C; ++c) mag += abs_of(inp[n * C + c]) * abs_of(w[o * C + c]);
+            ASSERT_LE(std::abs(double(out_t[n * OC + o]) - double(out_ref[n * OC + o])),
+                      2 * gamma(C + 1, u) * mag)
+                << "forward (transposed weight) n=" << n << " o=" << o;
+        }
+
     std::vector<T> g(g0_d.begin(), g0_d.end()), g_ref = g;
     T *dinp = g.data(), *dw = dinp + N * C, *db = dw + OC * C;
     T *dinp_r = g_ref.data(), *dw_r = dinp_r + N * C, *db_r = dw_r + OC * C;
