@@ -47,16 +47,18 @@ inline bool dropout_keep(const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c
 // inp (rows,C), row_base (rows) or nullptr -> out (rows,C), mask (rows,C) in {0,1}
 //   element (r, col) has index e = row_base[r] + col  (row_base == nullptr: e = r*C + col)
 //   mask = dropout_keep(rng, a, b, c, e, p);  out = mask ? inp / (1-p) : 0
-// p = 0 is the identity (mask all ones, no draws). out may alias inp.
+// p = 0 is the identity (mask all ones, no draws). out may alias inp. With `residual` (rows,C)
+// the same pass also adds it: out = (mask ? inp / (1-p) : 0) + residual, the bits of a separate
+// add (a dropped element gives residual + 0 = residual exactly).
 template <typename T>
 void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t C, double p,
                      const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c,
-                     const uint64_t* row_base) {
+                     const uint64_t* row_base, const T* residual = nullptr) {
     const prof::PhaseScope timer(prof::Phase::dropout_fwd);
     const int64_t n = rows * C;
     if (p == 0.0) {
         for (int64_t i = 0; i < n; ++i) {
-            out[i] = inp[i];
+            out[i] = residual ? inp[i] + residual[i] : inp[i];
             mask[i] = 1;
         }
         return;
@@ -65,7 +67,7 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
     const T scale = dropout_scale<T>(p);
     if (threshold > UINT32_MAX) { // p = 1: every 32-bit draw is below 2^32, nothing is kept
         for (int64_t i = 0; i < n; ++i) {
-            out[i] = T(0);
+            out[i] = residual ? T(0) + residual[i] : T(0);
             mask[i] = 0;
         }
         return;
@@ -86,10 +88,18 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
                        words);
             const uint32_t* u = words + (e0 & 3);
             const int64_t i0 = r * C + col0;
-            for (int64_t j = 0; j < len; ++j) {
-                const bool keep = u[j] >= threshold32;
-                mask[i0 + j] = keep ? 1 : 0;
-                out[i0 + j] = keep ? inp[i0 + j] * scale : T(0);
+            if (residual) {
+                for (int64_t j = 0; j < len; ++j) {
+                    const bool keep = u[j] >= threshold32;
+                    mask[i0 + j] = keep ? 1 : 0;
+                    out[i0 + j] = (keep ? inp[i0 + j] * scale : T(0)) + residual[i0 + j];
+                }
+            } else {
+                for (int64_t j = 0; j < len; ++j) {
+                    const bool keep = u[j] >= threshold32;
+                    mask[i0 + j] = keep ? 1 : 0;
+                    out[i0 + j] = keep ? inp[i0 + j] * scale : T(0);
+                }
             }
         }
     }

@@ -271,8 +271,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         linear(a.ao.data(), a.ctx.data(), W.o_w, Wt.o_wt, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 1),
-                        a.hid_row_base.data());
-        for (int64_t i = 0; i < R * C; ++i) a.res1[size_t(i)] += a.hq[size_t(i)];
+                        a.hid_row_base.data(), static_cast<const T*>(a.hq.data()));
         layernorm_forward(a.h1.data(), a.mean1.data(), a.rstd1.data(), a.res1.data(), W.ln1_w,
                           W.ln1_b, R, C, eps);
         // h2 = LN(Dropout(W2 GELU(W1 h1 + b1) + b2) + h1)
@@ -281,8 +280,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         linear(a.f2.data(), a.g.data(), W.f2_w, Wt.f2_wt, W.f2_b, R, F, C);
         dropout_forward(a.res2.data(), a.mask2.data(), a.f2.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 2),
-                        a.hid_row_base.data());
-        for (int64_t i = 0; i < R * C; ++i) a.res2[size_t(i)] += a.h1[size_t(i)];
+                        a.hid_row_base.data(), static_cast<const T*>(a.h1.data()));
         layernorm_forward(a.h2.data(), a.mean2.data(), a.rstd2.data(), a.res2.data(), W.ln2_w,
                           W.ln2_b, R, C, eps);
         h_in = a.h2.data();
@@ -300,6 +298,7 @@ template <typename T>
 void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                       const EncoderTensors<const T>& P, const EncoderHyper& hp,
                       const DropoutKeys& keys, EncoderWorkspace<T>& w) {
+    using detail::ensure;
     using detail::zero;
     const ModelShape& sh = hp.shape;
     const int64_t C = sh.hidden, F = sh.inner, NH = sh.heads, L = sh.layers;
@@ -323,7 +322,7 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         layernorm_backward(w.dres.data(), D.ln2_w, D.ln2_b, w.dh.data(), a.res2.data(), W.ln2_w,
                            a.mean2.data(), a.rstd2.data(), R, C);
         // res2 = Dropout(f2) + h1: dh1 = dres2 (residual) + FFN path below
-        zero(w.dtmp, R * C); // dtmp = dh1
+        ensure(w.dtmp, R * C); // dtmp = dh1
         std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dtmp.begin());
         zero(w.dhq, R * C); // dhq = df2 here
         dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid);
@@ -337,7 +336,7 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         layernorm_backward(w.dres.data(), D.ln1_w, D.ln1_b, w.dtmp.data(), a.res1.data(), W.ln1_w,
                            a.mean1.data(), a.rstd1.data(), R, C);
         // res1 = Dropout(ao) + hq: dhq = dres1 + attention path below
-        zero(w.dhq, R * C);
+        ensure(w.dhq, R * C);
         std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dhq.begin());
         zero(w.dtmp, R * C); // dtmp = dao
         dropout_backward(w.dtmp.data(), w.dres.data(), a.mask1.data(), R * C, p_hid);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numbers>
 #include <type_traits>
@@ -403,6 +404,26 @@ TEST(Dropout, KnownValuesAndDrawScheme) {
     for (int64_t i = 0; i < rows * C; ++i) {
         EXPECT_EQ(mask[i], 0);
         EXPECT_EQ(out[i], 0.0);
+    }
+}
+
+TEST(Dropout, FusedResidualEqualsSeparateAddBitForBit) {
+    const KeyedRng rng(2020, RngPurpose::dropout);
+    const int64_t rows = 5, C = 300; // segments of 256 and a tail per row
+    const std::vector<uint64_t> row_base = {0, 4000, 77, 9001, 123457};
+    for (const double p : {0.0, 0.3, 1.0}) {
+        const auto inp_d = randn(rows * C, 41), res_d = randn(rows * C, 42);
+        const std::vector<float> inp(inp_d.begin(), inp_d.end()), res(res_d.begin(), res_d.end());
+        std::vector<float> sep(rows * C), fused(rows * C);
+        std::vector<uint8_t> m1(rows * C), m2(rows * C);
+        dropout_forward(sep.data(), m1.data(), inp.data(), rows, C, p, rng, 1, 2, 3,
+                        row_base.data());
+        for (int64_t i = 0; i < rows * C; ++i) sep[size_t(i)] += res[size_t(i)];
+        dropout_forward(fused.data(), m2.data(), inp.data(), rows, C, p, rng, 1, 2, 3,
+                        row_base.data(), res.data());
+        EXPECT_EQ(m1, m2) << "p=" << p;
+        EXPECT_EQ(std::memcmp(sep.data(), fused.data(), sep.size() * sizeof(float)), 0)
+            << "p=" << p;
     }
 }
 
