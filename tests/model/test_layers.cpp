@@ -203,31 +203,28 @@ template <typename T> void expect_linear_paths_agree(int64_t N, int64_t C, int64
     auto abs_of = [](T x) { return std::abs(double(x)); };
 
     std::vector<T> out(N * OC), out_ref(N * OC);
-    linear_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
     linear_forward_reference(out_ref.data(), inp.data(), w.data(), b.data(), N, C, OC);
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t o = 0; o < OC; ++o) {
-            double mag = abs_of(b[o]);
-            for (int64_t c = 0; c < C; ++c) mag += abs_of(inp[n * C + c]) * abs_of(w[o * C + c]);
-            ASSERT_LE(std::abs(double(out[n * OC + o]) - double(out_ref[n * OC + o])),
-                      2 * gamma(C + 1, u) * mag)
-                << "forward n=" << n << " o=" << o;
-        }
-
-    // The transposed-weight path (linear_forward_t on transpose_weight's copy): the same bound.
-    std::vector<T> wt(OC * C), out_t(N * OC);
+    // |out - out_ref| within 2 gamma(C+1) of the magnitudes summed, for each forward path.
+    const auto expect_forward_close = [&](const std::vector<T>& got, const char* path) {
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < OC; ++o) {
+                double mag = abs_of(b[o]);
+                for (int64_t c = 0; c < C; ++c)
+                    mag += abs_of(inp[n * C + c]) * abs_of(w[o * C + c]);
+                ASSERT_LE(std::abs(double(got[n * OC + o]) - double(out_ref[n * OC + o])),
+                          2 * gamma(C + 1, u) * mag)
+                    << path << " n=" << n << " o=" << o;
+            }
+    };
+    linear_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
+    expect_forward_close(out, "forward");
+    // The transposed-weight path (linear_forward_t on transpose_weight's copy).
+    std::vector<T> wt(OC * C);
     transpose_weight(wt.data(), w.data(), OC, C);
     for (int64_t o = 0; o < OC; ++o)
         for (int64_t c = 0; c < C; ++c) ASSERT_EQ(wt[c * OC + o], w[o * C + c]);
-    linear_forward_t(out_t.data(), inp.data(), wt.data(), b.data(), N, C, OC);
-    for (int64_t n = 0; n < N; ++n)
-        for (int64_t o = 0; o < OC; ++o) {
-            double mag = abs_of(b[o]);
-            for (int64_t c = 0; c < C; ++c) mag += abs_of(inp[n * C + c]) * abs_of(w[o * C + c]);
-            ASSERT_LE(std::abs(double(out_t[n * OC + o]) - double(out_ref[n * OC + o])),
-                      2 * gamma(C + 1, u) * mag)
-                << "forward (transposed weight) n=" << n << " o=" << o;
-        }
+    linear_forward_t(out.data(), inp.data(), wt.data(), b.data(), N, C, OC);
+    expect_forward_close(out, "forward (transposed weight)");
 
     std::vector<T> g(g0_d.begin(), g0_d.end()), g_ref = g;
     T *dinp = g.data(), *dw = dinp + N * C, *db = dw + OC * C;
@@ -297,7 +294,9 @@ TEST(Vmath, ErfWithin3E7OfDoubleErfAndRelativeNearZero) {
         const double ref = std::erf(double(x));
         const double err = std::abs(double(verf(x)) - ref);
         ASSERT_LE(err, 3e-7) << "x=" << x;
-        if (std::abs(x) < 0.5f) ASSERT_LE(err, 0x1.0p-22 * std::abs(ref)) << "x=" << x;
+        if (std::abs(x) < 0.5f) {
+            ASSERT_LE(err, 0x1.0p-22 * std::abs(ref)) << "x=" << x;
+        }
         ASSERT_EQ(verf(-x), -verf(x));
     }
     EXPECT_EQ(verf(0.7), std::erf(0.7));
