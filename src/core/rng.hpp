@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -67,8 +67,9 @@ public:
     }
     // n consecutive blocks d0, d0+1, ... of stream (a, b, c): out[4i + w] = block(a, b, c,
     // d0 + i)[w] (4n words; d0 + i wraps at 2^32 like the uint32 counter). The same
-    // philox4x32, 8 blocks at a time in AVX-512 lanes where the target has them (dropout draws
-    // millions of words a step; compilers do not vectorise the scalar form), else block by block.
+    // philox4x32, 8 blocks at a time in AVX-512 lanes or 4 in AVX2 lanes where the target has
+    // them (dropout draws millions of words a step; compilers do not vectorise the scalar form),
+    // else block by block. tests/core/test_rng.cpp checks every path against block().
     void blocks(uint32_t a, uint32_t b, uint32_t c, uint32_t d0, int64_t n, uint32_t* out) const {
         int64_t i0 = 0;
 #if defined(__AVX512F__)
@@ -102,6 +103,35 @@ public:
             _mm256_store_si256(reinterpret_cast<__m256i*>(w[3]), _mm512_cvtepi64_epi32(x3));
             for (int l = 0; l < 8; ++l)
                 for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = w[k][l];
+        }
+#elif defined(__AVX2__)
+        // The same, 4 blocks per 256-bit register (e.g. AMD Zen 2/3, Intel before Skylake-SP).
+        const __m256i m0 = _mm256_set1_epi64x(0xD2511F53), m1 = _mm256_set1_epi64x(0xCD9E8D57);
+        for (; i0 + 4 <= n; i0 += 4) {
+            __m256i x0 = _mm256_set_epi64x(d0 + uint32_t(i0 + 3), d0 + uint32_t(i0 + 2),
+                                           d0 + uint32_t(i0 + 1), d0 + uint32_t(i0));
+            __m256i x1 = _mm256_set1_epi64x(c), x2 = _mm256_set1_epi64x(b),
+                    x3 = _mm256_set1_epi64x(a);
+            uint32_t k0 = key_[0], k1 = key_[1];
+            for (int round = 0; round < 10; ++round) {
+                const __m256i p0 = _mm256_mul_epu32(x0, m0);
+                const __m256i p1 = _mm256_mul_epu32(x2, m1);
+                x0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x1),
+                                      _mm256_set1_epi64x(k0));
+                x2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x3),
+                                      _mm256_set1_epi64x(k1));
+                x1 = p1;
+                x3 = p0;
+                k0 += 0x9E3779B9u;
+                k1 += 0xBB67AE85u;
+            }
+            alignas(32) uint64_t w[4][4];
+            _mm256_store_si256(reinterpret_cast<__m256i*>(w[0]), x0);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(w[1]), x1);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(w[2]), x2);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(w[3]), x3);
+            for (int l = 0; l < 4; ++l)
+                for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = uint32_t(w[k][l]);
         }
 #endif
         for (; i0 < n; ++i0) {
