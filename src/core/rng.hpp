@@ -32,6 +32,34 @@ inline PhiloxCounter philox4x32(PhiloxCounter ctr, PhiloxKey key) {
     return ctr;
 }
 
+namespace detail {
+// The 64-bit-lane vector operations KeyedRng::blocks needs, for the widest vectors the target
+// has: 8 lanes (AVX-512) or 4 (AVX2, e.g. AMD Zen 2/3). Absent otherwise (scalar blocks).
+#if defined(__AVX512F__)
+struct PhiloxLanes {
+    using V = __m512i;
+    static constexpr int n = 8;
+    static V set1(uint64_t x) { return _mm512_set1_epi64(int64_t(x)); }
+    static V load(const uint64_t* p) { return _mm512_load_si512(p); }
+    static void store(uint64_t* p, V v) { _mm512_store_si512(p, v); }
+    static V mul_lo32(V x, V y) { return _mm512_mul_epu32(x, y); } // low 32 x low 32 -> 64
+    static V hi32(V x) { return _mm512_srli_epi64(x, 32); }
+    static V bxor(V x, V y) { return _mm512_xor_si512(x, y); }
+};
+#elif defined(__AVX2__)
+struct PhiloxLanes {
+    using V = __m256i;
+    static constexpr int n = 4;
+    static V set1(uint64_t x) { return _mm256_set1_epi64x(int64_t(x)); }
+    static V load(const uint64_t* p) { return _mm256_load_si256(reinterpret_cast<const V*>(p)); }
+    static void store(uint64_t* p, V v) { _mm256_store_si256(reinterpret_cast<V*>(p), v); }
+    static V mul_lo32(V x, V y) { return _mm256_mul_epu32(x, y); }
+    static V hi32(V x) { return _mm256_srli_epi64(x, 32); }
+    static V bxor(V x, V y) { return _mm256_xor_si256(x, y); }
+};
+#endif
+} // namespace detail
+
 // Named purposes keep streams of different uses independent even with equal counters.
 enum class RngPurpose : uint32_t {
     featurizer_projection = 1,
@@ -72,65 +100,31 @@ public:
     // else block by block. tests/core/test_rng.cpp checks every path against block().
     void blocks(uint32_t a, uint32_t b, uint32_t c, uint32_t d0, int64_t n, uint32_t* out) const {
         int64_t i0 = 0;
-#if defined(__AVX512F__)
-        // Each 64-bit lane holds one 32-bit word of one block in its low half. _mm512_mul_epu32
-        // reads only the low halves, so the garbage the XORs leave in the high halves never
-        // reaches a result; the product's high word is a clean shift.
-        const __m512i m0 = _mm512_set1_epi64(0xD2511F53), m1 = _mm512_set1_epi64(0xCD9E8D57);
-        for (; i0 + 8 <= n; i0 += 8) {
-            __m512i x0 = _mm512_set_epi64(d0 + uint32_t(i0 + 7), d0 + uint32_t(i0 + 6),
-                                          d0 + uint32_t(i0 + 5), d0 + uint32_t(i0 + 4),
-                                          d0 + uint32_t(i0 + 3), d0 + uint32_t(i0 + 2),
-                                          d0 + uint32_t(i0 + 1), d0 + uint32_t(i0));
-            __m512i x1 = _mm512_set1_epi64(c), x2 = _mm512_set1_epi64(b), x3 = _mm512_set1_epi64(a);
+#if defined(__AVX512F__) || defined(__AVX2__)
+        // Each 64-bit lane holds one 32-bit word of one block in its low half. mul_lo32 reads
+        // only the low halves, so the garbage the XORs leave in the high halves never reaches a
+        // result; the product's high word is a clean shift.
+        using L = detail::PhiloxLanes;
+        const auto m0 = L::set1(0xD2511F53), m1 = L::set1(0xCD9E8D57);
+        for (; i0 + L::n <= n; i0 += L::n) {
+            alignas(64) uint64_t w[4][L::n];
+            for (int l = 0; l < L::n; ++l) w[0][l] = uint32_t(d0 + uint32_t(i0 + l));
+            auto x0 = L::load(w[0]), x1 = L::set1(c), x2 = L::set1(b), x3 = L::set1(a);
             uint32_t k0 = key_[0], k1 = key_[1];
             for (int round = 0; round < 10; ++round) {
-                const __m512i p0 = _mm512_mul_epu32(x0, m0);
-                const __m512i p1 = _mm512_mul_epu32(x2, m1);
-                x0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), x1),
-                                      _mm512_set1_epi64(k0));
-                x2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), x3),
-                                      _mm512_set1_epi64(k1));
+                const auto p0 = L::mul_lo32(x0, m0), p1 = L::mul_lo32(x2, m1);
+                x0 = L::bxor(L::bxor(L::hi32(p1), x1), L::set1(k0));
+                x2 = L::bxor(L::bxor(L::hi32(p0), x3), L::set1(k1));
                 x1 = p1;
                 x3 = p0;
                 k0 += 0x9E3779B9u;
                 k1 += 0xBB67AE85u;
             }
-            alignas(32) uint32_t w[4][8];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[0]), _mm512_cvtepi64_epi32(x0));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[1]), _mm512_cvtepi64_epi32(x1));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[2]), _mm512_cvtepi64_epi32(x2));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[3]), _mm512_cvtepi64_epi32(x3));
-            for (int l = 0; l < 8; ++l)
-                for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = w[k][l];
-        }
-#elif defined(__AVX2__)
-        // The same, 4 blocks per 256-bit register (e.g. AMD Zen 2/3, Intel before Skylake-SP).
-        const __m256i m0 = _mm256_set1_epi64x(0xD2511F53), m1 = _mm256_set1_epi64x(0xCD9E8D57);
-        for (; i0 + 4 <= n; i0 += 4) {
-            __m256i x0 = _mm256_set_epi64x(d0 + uint32_t(i0 + 3), d0 + uint32_t(i0 + 2),
-                                           d0 + uint32_t(i0 + 1), d0 + uint32_t(i0));
-            __m256i x1 = _mm256_set1_epi64x(c), x2 = _mm256_set1_epi64x(b),
-                    x3 = _mm256_set1_epi64x(a);
-            uint32_t k0 = key_[0], k1 = key_[1];
-            for (int round = 0; round < 10; ++round) {
-                const __m256i p0 = _mm256_mul_epu32(x0, m0);
-                const __m256i p1 = _mm256_mul_epu32(x2, m1);
-                x0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x1),
-                                      _mm256_set1_epi64x(k0));
-                x2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x3),
-                                      _mm256_set1_epi64x(k1));
-                x1 = p1;
-                x3 = p0;
-                k0 += 0x9E3779B9u;
-                k1 += 0xBB67AE85u;
-            }
-            alignas(32) uint64_t w[4][4];
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[0]), x0);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[1]), x1);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[2]), x2);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(w[3]), x3);
-            for (int l = 0; l < 4; ++l)
+            L::store(w[0], x0);
+            L::store(w[1], x1);
+            L::store(w[2], x2);
+            L::store(w[3], x3);
+            for (int l = 0; l < L::n; ++l)
                 for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = uint32_t(w[k][l]);
         }
 #endif
