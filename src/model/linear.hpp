@@ -1,6 +1,7 @@
 // Fully connected layer out = inp * weight^T + bias with PyTorch's [out, in] weight layout,
-// forward and backward side by side. The fast path uses Eigen GEMMs on row-major maps; the
-// `_reference` functions are plain loops kept for tests. Not here: activation, dropout, threads.
+// forward and backward side by side. The fast path uses pfcr's own float GEMM (gemm.hpp) on
+// AVX-512 builds and Eigen GEMMs on row-major maps otherwise (and for double); the `_reference`
+// functions are plain loops kept for tests. Not here: activation, dropout, threads.
 // Dimensions: N rows (packed tokens or batch rows), C input features, OC output features.
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
+#include "model/gemm.hpp"
 
 namespace pfcr {
 
@@ -18,19 +20,26 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
                     int64_t OC) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
-    y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
+    if constexpr (kFastGemm<T>)
+        gemm_f32(out, OC, {inp, C, 1}, {weight, 1, C}, N, OC, C, false);
+    else
+        y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
     if (bias) y.rowwise() += vec(bias, OC);
 }
 
 // The same with the weight already transposed: weight_t (C,OC) = weightᵀ, row-major. Eigen's
 // GEMM runs x·Wt (both operands row-major) up to ~40 % faster than x·Wᵀ on the encoder's
-// N x 300 x 300 shapes (docs/PERFORMANCE.md), so the Trainer transposes each weight once per step.
+// N x 300 x 300 shapes (docs/PERFORMANCE.md), so the Trainer transposes each weight once per step;
+// gemm_f32 also packs a row-major Wt faster (contiguous copies).
 template <typename T>
 void linear_forward_t(T* out, const T* inp, const T* weight_t, const T* bias, int64_t N, int64_t C,
                       int64_t OC) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
-    y.noalias() = mat(inp, N, C) * mat(weight_t, C, OC);
+    if constexpr (kFastGemm<T>)
+        gemm_f32(out, OC, {inp, C, 1}, {weight_t, OC, 1}, N, OC, C, false);
+    else
+        y.noalias() = mat(inp, N, C) * mat(weight_t, C, OC);
     if (bias) y.rowwise() += vec(bias, OC);
 }
 
@@ -48,9 +57,19 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
     const auto dy = mat(dout, N, OC);
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
-    if (dinp) mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+    if (dinp) {
+        if constexpr (kFastGemm<T>)
+            gemm_f32(dinp, C, {dout, OC, 1}, {weight, C, 1}, N, C, OC, true);
+        else
+            mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+    }
     // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)
-    if (dweight) mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
+    if (dweight) {
+        if constexpr (kFastGemm<T>)
+            gemm_f32(dweight, C, {dout, 1, OC}, {inp, C, 1}, OC, C, N, true);
+        else
+            mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
+    }
     // out = ... + bias (broadcast over rows)  =>  d bias = column sums of dout
     if (dbias) vec(dbias, OC) += dy.colwise().sum();
 }

@@ -21,6 +21,7 @@
 
 #include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
+#include "model/gemm.hpp"
 #include "model/vmath.hpp"
 
 #include <algorithm>
@@ -97,7 +98,10 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
 template <typename T>
 void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t V1, int64_t C) {
     const prof::PhaseScope timer(prof::Phase::gemm_logits_fwd);
-    mat(scores, B, V1).noalias() = mat<T>(s_hat, B, C) * mat<T>(e_hat, V1, C).transpose();
+    if constexpr (kFastGemm<T>)
+        gemm_f32(scores, V1, {s_hat, C, 1}, {e_hat, 1, C}, B, V1, C, false);
+    else
+        mat(scores, B, V1).noalias() = mat<T>(s_hat, B, C) * mat<T>(e_hat, V1, C).transpose();
 }
 
 // The training logits z = Ŝ Êᵀ · (1/tau), computed as the loss computes them (tests compare
@@ -190,8 +194,11 @@ void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t
     softmax_ce_rows_backward(buf.d_logits, buf.probs, targets, n, V1, scale);
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
-        mat(buf.d_s_hat, n, C).noalias() =
-            mat(detail::cst(buf.d_logits), n, V1) * mat(detail::cst(buf.e_hat), V1, C);
+        if constexpr (kFastGemm<T>)
+            gemm_f32(buf.d_s_hat, C, {buf.d_logits, V1, 1}, {buf.e_hat, C, 1}, n, C, V1, false);
+        else
+            mat(buf.d_s_hat, n, C).noalias() =
+                mat(detail::cst(buf.d_logits), n, V1) * mat(detail::cst(buf.e_hat), V1, C);
     }
     l2_normalize_backward(ds, buf.d_s_hat, buf.s_hat, buf.s_norm, n, C);
 }
@@ -206,16 +213,20 @@ void cosine_ce_candidates_backward(T* dE, const CosineCeBuffers<T>& buf, int64_t
                                    int64_t C, int64_t r0, int64_t r1) {
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
-        mat(buf.d_e_hat + r0 * C, r1 - r0, C).noalias() =
-            mat(detail::cst(buf.d_logits), B, V1).middleCols(r0, r1 - r0).transpose() *
-            mat(detail::cst(buf.s_hat), B, C);
+        if constexpr (kFastGemm<T>)
+            gemm_f32(buf.d_e_hat + r0 * C, C, {buf.d_logits + r0, 1, V1}, {buf.s_hat, C, 1},
+                     r1 - r0, C, B, false);
+        else
+            mat(buf.d_e_hat + r0 * C, r1 - r0, C).noalias() =
+                mat(detail::cst(buf.d_logits), B, V1).middleCols(r0, r1 - r0).transpose() *
+                mat(detail::cst(buf.s_hat), B, C);
     }
     l2_normalize_backward(dE + r0 * C, buf.d_e_hat + r0 * C, buf.e_hat + r0 * C, buf.e_norm + r0,
                           r1 - r0, C);
 }
 
 // s (B,C), E (V1,C), targets (B) in 1..V1-1 -> returns mean_b CE; fills buf (see above).
-// Deterministic for a given build (fixed Eigen reduction order; no threads).
+// Deterministic for a given build (fixed GEMM reduction order; no threads).
 template <typename T>
 T cosine_ce_forward(const CosineCeBuffers<T>& buf, const T* s, const T* E, const int32_t* targets,
                     int64_t B, int64_t V1, int64_t C, double tau) {

@@ -1,0 +1,42 @@
+// pfcr's own single-precision GEMM for the training and scoring products, C (+)= A·B, with A and
+// B given as strided views (so a transposed operand costs nothing but a different stride). It is
+// a packed, blocked kernel in the BLIS style (docs/PERFORMANCE.md, "Own SGEMM"): a 12 x 32
+// register tile of FMAs over packed panels of A (12 rows) and B (32 columns), K in blocks of
+// 384, columns in blocks of 512 so that a packed B block stays in L2. On this project's
+// benchmark CPU it runs the step's shapes 1.2-1.8x faster than Eigen's product.
+//
+// What it is not: threaded (callers split work; each call is sequential), nor used for double
+// (gradient checks) or on CPUs without AVX-512 (kFastGemm<T> is false there and callers keep their
+// Eigen product, the plain path). Results depend only on the shapes (fixed blocking, each output
+// summed over k in order within a K block, then the blocks added in order), never on the thread
+// that runs the call: bitwise the same for any thread count.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+namespace pfcr {
+
+// Element (i, k) of a strided operand is p[i * row_stride + k * col_stride]: a row-major (m, k)
+// matrix with leading dimension ld is {p, ld, 1}; its transpose is {p, 1, ld}.
+struct GemmOperand {
+    const float* p;
+    int64_t row_stride;
+    int64_t col_stride;
+};
+
+#if defined(__AVX512F__)
+inline constexpr bool kHaveFastGemm = true;
+#else
+inline constexpr bool kHaveFastGemm = false;
+#endif
+// Whether callers with element type T use gemm_f32 (float on AVX-512 builds) or Eigen.
+template <typename T> inline constexpr bool kFastGemm = kHaveFastGemm&& std::is_same_v<T, float>;
+
+// c (M, N) row-major with leading dimension ldc: c = a·b, or c += a·b with accumulate, where a is
+// (M, K) and b is (K, N). Packing buffers are per thread, allocated on a thread's first call.
+// Only defined when kHaveFastGemm.
+void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
+              bool accumulate);
+
+} // namespace pfcr

@@ -1,0 +1,120 @@
+// gemm_f32 (model/gemm.hpp), pfcr's own float GEMM: against a double-precision product with the
+// classical rounding bound, for every operand layout (plain / transposed strides), edge tiles in
+// every dimension, K and N past one block, accumulate on and off, K = 0; and bitwise the same on
+// another thread and on repeated calls (the "same bits for any thread count" premise).
+// Skipped on builds without AVX-512, where callers use Eigen and gemm_f32 does not exist.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "model/gemm.hpp"
+
+using namespace pfcr;
+
+namespace {
+
+std::vector<float> randn_f(size_t n, uint32_t stream) {
+    auto s = KeyedRng(2020, RngPurpose::synth).stream(stream, 0x6E33);
+    std::vector<float> v(n);
+    for (auto& x : v) x = float(s.normal());
+    return v;
+}
+
+struct Case {
+    int64_t M, N, K;
+    bool ta, tb; // operand stored transposed
+    bool accumulate;
+};
+
+// Stores a as (M,K) or, transposed, (K,M); b as (K,N) or (N,K); returns the operand views.
+GemmOperand view(const std::vector<float>& v, int64_t rows, int64_t cols, bool transposed) {
+    return transposed ? GemmOperand{v.data(), 1, rows} : GemmOperand{v.data(), cols, 1};
+}
+
+void check_case(const Case& t) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    const auto a = randn_f(size_t(t.M * t.K), 1), b = randn_f(size_t(t.K * t.N), 2);
+    const auto c0 = randn_f(size_t(t.M * t.N), 3);
+    const GemmOperand A = view(a, t.M, t.K, t.ta), B = view(b, t.K, t.N, t.tb);
+    // A leading dimension wider than N: the kernel must not touch the columns past N.
+    const int64_t ldc = t.N + 3;
+    std::vector<float> c(size_t(t.M * ldc), 7.0f);
+    for (int64_t i = 0; i < t.M; ++i)
+        for (int64_t j = 0; j < t.N; ++j) c[size_t(i * ldc + j)] = c0[size_t(i * t.N + j)];
+    if constexpr (kHaveFastGemm) gemm_f32(c.data(), ldc, A, B, t.M, t.N, t.K, t.accumulate);
+
+    // Error bound of a length-K sum of products in float (FMA or not), plus the final add to c:
+    // |c - exact| <= gamma_{K+2} (sum_k |a_ik b_kj| + |c0_ij|), gamma_n = n u / (1 - n u).
+    const double u = 0x1.0p-24, n = double(t.K + 2), gamma = n * u / (1 - n * u);
+    for (int64_t i = 0; i < t.M; ++i)
+        for (int64_t j = 0; j < t.N; ++j) {
+            double exact = t.accumulate ? double(c0[size_t(i * t.N + j)]) : 0.0;
+            double mag = std::fabs(exact);
+            for (int64_t k = 0; k < t.K; ++k) {
+                const double p = double(A.p[i * A.row_stride + k * A.col_stride]) *
+                                 double(B.p[k * B.row_stride + j * B.col_stride]);
+                exact += p;
+                mag += std::fabs(p);
+            }
+            const double got = c[size_t(i * ldc + j)];
+            ASSERT_LE(std::fabs(got - exact), gamma * mag)
+                << "(" << i << "," << j << ") of M=" << t.M << " N=" << t.N << " K=" << t.K;
+        }
+    for (int64_t i = 0; i < t.M; ++i)
+        for (int64_t j = t.N; j < ldc; ++j) ASSERT_EQ(c[size_t(i * ldc + j)], 7.0f);
+}
+
+} // namespace
+
+TEST(Gemm, MatchesDoubleWithinRoundingBoundForEveryLayout) {
+    // Register tile 12 x 32, K block 384, row block 120, column block 512 (gemm.cpp): shapes
+    // below, at, and one past each, and the training step's own shapes.
+    const Case shapes[] = {
+        {1, 1, 1, false, false, false},        {12, 32, 384, false, false, false},
+        {13, 33, 385, false, false, false},    {121, 513, 7, false, false, false},
+        {11, 31, 769, false, false, false},    {510, 300, 300, false, false, false},
+        {128, 4386, 300, false, false, false}, {128, 300, 4386, false, false, false},
+        {300, 300, 510, false, false, false},
+    };
+    for (const Case& s : shapes)
+        for (int layout = 0; layout < 8; ++layout) {
+            Case t = s;
+            t.ta = layout & 1, t.tb = layout & 2, t.accumulate = layout & 4;
+            SCOPED_TRACE(testing::Message()
+                         << "ta " << t.ta << " tb " << t.tb << " accumulate " << t.accumulate);
+            check_case(t);
+            if (testing::Test::HasFatalFailure() || testing::Test::IsSkipped()) return;
+        }
+}
+
+TEST(Gemm, EmptyKZeroesOrKeepsTheOutput) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    std::vector<float> c(6, 5.0f);
+    const float dummy = 1.0f;
+    if constexpr (kHaveFastGemm) {
+        gemm_f32(c.data(), 3, {&dummy, 0, 1}, {&dummy, 3, 1}, 2, 3, 0, true);
+        for (float x : c) EXPECT_EQ(x, 5.0f);
+        gemm_f32(c.data(), 3, {&dummy, 0, 1}, {&dummy, 3, 1}, 2, 3, 0, false);
+        for (float x : c) EXPECT_EQ(x, 0.0f);
+    }
+}
+
+TEST(Gemm, SameBitsOnAnotherThreadAndOnRepeat) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    const int64_t M = 131, N = 777, K = 401;
+    const auto a = randn_f(size_t(M * K), 4), b = randn_f(size_t(N * K), 5);
+    const GemmOperand A{a.data(), K, 1}, B{b.data(), 1, K};
+    std::vector<float> here(size_t(M * N)), again(size_t(M * N)), there(size_t(M * N));
+    if constexpr (kHaveFastGemm) {
+        gemm_f32(here.data(), N, A, B, M, N, K, false);
+        gemm_f32(again.data(), N, A, B, M, N, K, false);
+        std::thread([&] { gemm_f32(there.data(), N, A, B, M, N, K, false); }).join();
+    }
+    EXPECT_EQ(std::memcmp(here.data(), again.data(), here.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(here.data(), there.data(), here.size() * sizeof(float)), 0);
+}
