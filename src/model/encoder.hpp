@@ -59,12 +59,12 @@ template <typename P> struct EncoderTensors {
     std::vector<Layer> layers;
 };
 
-// Optional transposed copies of each layer's linear weights (linear.hpp's linear_forward_t),
-// made from the current parameters; a null pointer uses the weight itself (linear_forward).
-template <typename T> struct TransposedWeights {
+// Optional per-step forms of each layer's linear weights (linear.hpp's PreparedWeight: packed
+// GEMM operands, or Wᵀ for Eigen), made once per step from the current parameters and read by
+// every chunk; a null form uses the weight itself.
+template <typename T> struct StepWeights {
     struct Layer {
-        const T *q_wt = nullptr, *k_wt = nullptr, *v_wt = nullptr, *o_wt = nullptr;
-        const T *f1_wt = nullptr, *f2_wt = nullptr;
+        PreparedWeight<T> q, k, v, o, f1, f2;
     };
     std::vector<Layer> layers;
 };
@@ -162,12 +162,12 @@ template <typename T> void zero(std::vector<T>& v, int64_t n) {
 // item_rows (V+1, C), optional: every item's code-mean embedding, already computed by
 // all_item_embeddings_forward from the same table (the Trainer's candidate matrix E); tokens
 // then copy their item's row, bit-identical to gathering and averaging its M code rows again.
-// wt, optional: transposed copies of the linear weights of P (the forward GEMMs then use them).
+// sw, optional: per-step forms of the linear weights of P (the forward GEMMs then use them).
 template <typename T>
 void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper& hp,
                      const int32_t* items, const int64_t* off, int64_t B, const int32_t* item_codes,
                      const DropoutKeys& keys, EncoderWorkspace<T>& w, const T* item_rows = nullptr,
-                     const TransposedWeights<T>* wt = nullptr) {
+                     const StepWeights<T>* sw = nullptr) {
     using detail::ensure;
     assert(keys.rng != nullptr); // also in evaluation: p = 0 then makes no draws
     const ModelShape& sh = hp.shape;
@@ -201,20 +201,20 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                     keys.step, keys.site_base, w.row_base.data());
 
     w.layers.resize(size_t(L));
-    // out = x Wᵀ + b, from the transposed copy when the caller made one.
-    const auto linear = [](T* out, const T* x, const T* weight, const T* weight_t, const T* bias,
-                           int64_t rows, int64_t in, int64_t out_features) {
-        if (weight_t)
-            linear_forward_t(out, x, weight_t, bias, rows, in, out_features);
+    // out = x Wᵀ + b, from the weight's per-step form when the caller made one.
+    const auto linear = [](T* out, const T* x, const T* weight, const PreparedWeight<T>& pw,
+                           const T* bias, int64_t rows, int64_t in, int64_t out_features) {
+        if (pw.fwd)
+            linear_forward_prepared(out, x, pw.fwd, bias, rows, in, out_features);
         else
             linear_forward(out, x, weight, bias, rows, in, out_features);
     };
-    const typename TransposedWeights<T>::Layer no_wt{};
+    const typename StepWeights<T>::Layer no_sw{};
     const T* h_in = w.h0.data();
     for (int64_t l = 0; l < L; ++l) {
         auto& a = w.layers[size_t(l)];
         const auto& W = P.layers[size_t(l)];
-        const auto& Wt = wt ? wt->layers[size_t(l)] : no_wt;
+        const auto& Wp = sw ? sw->layers[size_t(l)] : no_sw;
         const bool last = l == L - 1;
         const int64_t R = last ? B : N;
         ensure(a.first_query, B);
@@ -252,9 +252,9 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
             std::copy(h_in, h_in + N * C, a.hq.data());
         }
         // Self-attention: q from the query rows, k and v from every token.
-        linear(a.q.data(), a.hq.data(), W.q_w, Wt.q_wt, W.q_b, R, C, C);
-        linear(a.k.data(), h_in, W.k_w, Wt.k_wt, W.k_b, N, C, C);
-        linear(a.v.data(), h_in, W.v_w, Wt.v_wt, W.v_b, N, C, C);
+        linear(a.q.data(), a.hq.data(), W.q_w, Wp.q, W.q_b, R, C, C);
+        linear(a.k.data(), h_in, W.k_w, Wp.k, W.k_b, N, C, C);
+        linear(a.v.data(), h_in, W.v_w, Wp.v, W.v_b, N, C, C);
         AttentionDropout ad;
         ad.p = p_att;
         ad.rng = keys.rng;
@@ -268,16 +268,16 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                           a.v.data(), off, a.qoff.data(), a.first_query.data(), a.probs_off.data(),
                           B, C, NH, ad);
         // h1 = LN(Dropout(Dense(ctx)) + hq)
-        linear(a.ao.data(), a.ctx.data(), W.o_w, Wt.o_wt, W.o_b, R, C, C);
+        linear(a.ao.data(), a.ctx.data(), W.o_w, Wp.o, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 1),
                         a.hid_row_base.data(), static_cast<const T*>(a.hq.data()));
         layernorm_forward(a.h1.data(), a.mean1.data(), a.rstd1.data(), a.res1.data(), W.ln1_w,
                           W.ln1_b, R, C, eps);
         // h2 = LN(Dropout(W2 GELU(W1 h1 + b1) + b2) + h1)
-        linear(a.f1.data(), a.h1.data(), W.f1_w, Wt.f1_wt, W.f1_b, R, C, F);
+        linear(a.f1.data(), a.h1.data(), W.f1_w, Wp.f1, W.f1_b, R, C, F);
         gelu_forward(a.g.data(), a.f1.data(), R * F);
-        linear(a.f2.data(), a.g.data(), W.f2_w, Wt.f2_wt, W.f2_b, R, F, C);
+        linear(a.f2.data(), a.g.data(), W.f2_w, Wp.f2, W.f2_b, R, F, C);
         dropout_forward(a.res2.data(), a.mask2.data(), a.f2.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 2),
                         a.hid_row_base.data(), static_cast<const T*>(a.h1.data()));
@@ -297,9 +297,11 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
 template <typename T>
 void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                       const EncoderTensors<const T>& P, const EncoderHyper& hp,
-                      const DropoutKeys& keys, EncoderWorkspace<T>& w) {
+                      const DropoutKeys& keys, EncoderWorkspace<T>& w,
+                      const StepWeights<T>* sw = nullptr) {
     using detail::ensure;
     using detail::zero;
+    const typename StepWeights<T>::Layer no_sw{};
     const ModelShape& sh = hp.shape;
     const int64_t C = sh.hidden, F = sh.inner, NH = sh.heads, L = sh.layers;
     const int64_t B = w.B, N = w.N;
@@ -313,6 +315,7 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         auto& a = w.layers[size_t(l)];
         const auto& W = P.layers[size_t(l)];
         const auto& D = G.layers[size_t(l)];
+        const auto& Wp = sw ? sw->layers[size_t(l)] : no_sw;
         const bool last = l == L - 1;
         const int64_t R = last ? B : N;
         const T* h_in = l == 0 ? w.h0.data() : w.layers[size_t(l - 1)].h2.data();
@@ -327,10 +330,12 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         zero(w.dhq, R * C); // dhq = df2 here
         dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid);
         zero(w.dff, R * F); // dff = dg
-        linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dhq.data(), a.g.data(), W.f2_w, R, F, C);
+        linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dhq.data(), a.g.data(), W.f2_w, R, F, C,
+                        Wp.f2.bwd);
         zero(w.dq, R * F); // dq = df1 (scratch of width F)
         gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F);
-        linear_backward(w.dtmp.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F);
+        linear_backward(w.dtmp.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F,
+                        Wp.f1.bwd);
         // h1 = LN(res1): dres1
         zero(w.dres, R * C);
         layernorm_backward(w.dres.data(), D.ln1_w, D.ln1_b, w.dtmp.data(), a.res1.data(), W.ln1_w,
@@ -341,7 +346,8 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         zero(w.dtmp, R * C); // dtmp = dao
         dropout_backward(w.dtmp.data(), w.dres.data(), a.mask1.data(), R * C, p_hid);
         zero(w.dres, R * C); // dres = dctx
-        linear_backward(w.dres.data(), D.o_w, D.o_b, w.dtmp.data(), a.ctx.data(), W.o_w, R, C, C);
+        linear_backward(w.dres.data(), D.o_w, D.o_b, w.dtmp.data(), a.ctx.data(), W.o_w, R, C, C,
+                        Wp.o.bwd);
         zero(w.dq, R * C);
         zero(w.dk, N * C);
         zero(w.dv, N * C);
@@ -350,10 +356,11 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                            a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
                            a.first_query.data(), a.probs_off.data(), B, C, NH);
         // q = Wq hq, k = Wk h_in, v = Wv h_in
-        linear_backward(w.dhq.data(), D.q_w, D.q_b, w.dq.data(), a.hq.data(), W.q_w, R, C, C);
+        linear_backward(w.dhq.data(), D.q_w, D.q_b, w.dq.data(), a.hq.data(), W.q_w, R, C, C,
+                        Wp.q.bwd);
         zero(w.dh_in, N * C);
-        linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C);
-        linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C);
+        linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd);
+        linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd);
         // hq rows are h_in rows (all, or the last position of each history)
         if (last) {
             for (int64_t b = 0; b < B; ++b) {

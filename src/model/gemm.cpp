@@ -47,21 +47,24 @@ Packs& packs() {
 }
 
 // Rows [i0, i0 + mc) x k [k0, k0 + kc) of a into 12-row panels, k-major within a panel:
-// dst[panel][k][r]. Rows past mc are zero.
+// dst[panel][k][r]. Rows past mc are zero. Row-major A is read in place by the kernel instead
+// (gemm_blocks), so this runs for transposed A (contiguous runs of up to 12 rows per k: masked
+// vector copies), for edge panels and for general strides.
 void pack_a(float* dst, const GemmOperand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
     for (int64_t ip = 0; ip < mc; ip += kMr, dst += kc * kMr) {
         const int64_t m = std::min(kMr, mc - ip);
-        if (m < kMr) std::fill(dst, dst + kc * kMr, 0.f);
         if (a.row_stride == 1) { // transposed storage: the panel's rows are contiguous per k
-            for (int64_t k = 0; k < kc; ++k) {
-                const float* src = a.p + (k0 + k) * a.col_stride + i0 + ip;
-                std::memcpy(dst + k * kMr, src, size_t(m) * sizeof(float));
-            }
-        } else {
-            for (int64_t r = 0; r < m; ++r) {
-                const float* src = a.p + (i0 + ip + r) * a.row_stride + k0 * a.col_stride;
-                for (int64_t k = 0; k < kc; ++k) dst[k * kMr + r] = src[k * a.col_stride];
-            }
+            const __mmask16 valid = __mmask16((1u << m) - 1);
+            const float* src = a.p + k0 * a.col_stride + i0 + ip;
+            // 12 lanes per k (zeros past m); the next k's store starts where these end.
+            for (int64_t k = 0; k < kc; ++k, src += a.col_stride)
+                _mm512_mask_storeu_ps(dst + k * kMr, 0x0fff, _mm512_maskz_loadu_ps(valid, src));
+            continue;
+        }
+        if (m < kMr) std::fill(dst, dst + kc * kMr, 0.f);
+        for (int64_t r = 0; r < m; ++r) {
+            const float* src = a.p + (i0 + ip + r) * a.row_stride + k0 * a.col_stride;
+            for (int64_t k = 0; k < kc; ++k) dst[k * kMr + r] = src[k * a.col_stride];
         }
     }
 }
@@ -71,47 +74,63 @@ void pack_a(float* dst, const GemmOperand& a, int64_t i0, int64_t mc, int64_t k0
 void pack_b(float* dst, const GemmOperand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc) {
     for (int64_t jp = 0; jp < nc; jp += kNr, dst += kc * kNr) {
         const int64_t n = std::min(kNr, nc - jp);
-        if (n < kNr) std::fill(dst, dst + kc * kNr, 0.f);
         if (b.col_stride == 1) { // row-major: each k row of the panel is contiguous
-            for (int64_t k = 0; k < kc; ++k)
-                std::memcpy(dst + k * kNr, b.p + (k0 + k) * b.row_stride + j0 + jp,
-                            size_t(n) * sizeof(float));
-        } else {
-            for (int64_t c = 0; c < n; ++c) {
-                const float* src = b.p + k0 * b.row_stride + (j0 + jp + c) * b.col_stride;
-                for (int64_t k = 0; k < kc; ++k) dst[k * kNr + c] = src[k * b.row_stride];
+            const __mmask16 lo = __mmask16(n >= 16 ? 0xffff : (1u << n) - 1);
+            const __mmask16 hi = __mmask16(n <= 16 ? 0 : n >= 32 ? 0xffff : (1u << (n - 16)) - 1);
+            const float* src = b.p + k0 * b.row_stride + j0 + jp;
+            for (int64_t k = 0; k < kc; ++k, src += b.row_stride) {
+                _mm512_store_ps(dst + k * kNr, _mm512_maskz_loadu_ps(lo, src));
+                _mm512_store_ps(dst + k * kNr + 16, _mm512_maskz_loadu_ps(hi, src + 16));
             }
+            continue;
+        }
+        if (n < kNr) std::fill(dst, dst + kc * kNr, 0.f);
+        for (int64_t c = 0; c < n; ++c) {
+            const float* src = b.p + k0 * b.row_stride + (j0 + jp + c) * b.col_stride;
+            for (int64_t k = 0; k < kc; ++k) dst[k * kNr + c] = src[k * b.row_stride];
         }
     }
 }
 
-// The 12 x 32 tile at c (leading dimension ldc) = (c +) sum_k a[k][r] * b[k][0..31], the sum
-// taken in k order in registers, then added to c once.
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+// The 12 x 32 tile at c (leading dimension ldc) = (c +) sum_k a(r, k) * b[k][0..31], the sum
+// taken in k order in registers, then added to c once. A is read either from a packed panel
+// (kPackedA: a(r, k) = a[k * 12 + r]) or straight from 12 rows of a row-major matrix
+// (a(r, k) = a[r * lda + k]): the same FMAs in the same order, so the same bits either way.
+template <bool kPackedA>
+void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+            bool accumulate) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
            c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00,
            cb0 = c00, cb1 = c00;
-    for (int64_t k = 0; k < kc; ++k, a += kMr, b += kNr) {
+    // Row r of A at k: packed a[r] (a advances by 12 per k); unpacked rows r = 3q + s at
+    // a3[q][s * lda] (four row pointers, a advancing by 1 per k, offsets 0, lda, 2 lda).
+    const int64_t step = kPackedA ? kMr : 1, s1 = kPackedA ? 1 : lda, s2 = kPackedA ? 2 : 2 * lda;
+    const int64_t q3 = kPackedA ? 3 : 3 * lda;
+    const float* a0 = a;
+    const float* a1 = a + q3;
+    const float* a2 = a + 2 * q3;
+    const float* a3 = a + 3 * q3;
+    for (int64_t k = 0; k < kc; ++k, a0 += step, a1 += step, a2 += step, a3 += step, b += kNr) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-#define PFCR_GEMM_ROW(r, x0, x1)                                                                   \
+#define PFCR_GEMM_ROW(src, x0, x1)                                                                 \
     {                                                                                              \
-        const __m512 ar = _mm512_set1_ps(a[r]);                                                    \
+        const __m512 ar = _mm512_set1_ps(src);                                                     \
         x0 = _mm512_fmadd_ps(ar, b0, x0);                                                          \
         x1 = _mm512_fmadd_ps(ar, b1, x1);                                                          \
     }
-        PFCR_GEMM_ROW(0, c00, c01)
-        PFCR_GEMM_ROW(1, c10, c11)
-        PFCR_GEMM_ROW(2, c20, c21)
-        PFCR_GEMM_ROW(3, c30, c31)
-        PFCR_GEMM_ROW(4, c40, c41)
-        PFCR_GEMM_ROW(5, c50, c51)
-        PFCR_GEMM_ROW(6, c60, c61)
-        PFCR_GEMM_ROW(7, c70, c71)
-        PFCR_GEMM_ROW(8, c80, c81)
-        PFCR_GEMM_ROW(9, c90, c91)
-        PFCR_GEMM_ROW(10, ca0, ca1)
-        PFCR_GEMM_ROW(11, cb0, cb1)
+        PFCR_GEMM_ROW(a0[0], c00, c01)
+        PFCR_GEMM_ROW(a0[s1], c10, c11)
+        PFCR_GEMM_ROW(a0[s2], c20, c21)
+        PFCR_GEMM_ROW(a1[0], c30, c31)
+        PFCR_GEMM_ROW(a1[s1], c40, c41)
+        PFCR_GEMM_ROW(a1[s2], c50, c51)
+        PFCR_GEMM_ROW(a2[0], c60, c61)
+        PFCR_GEMM_ROW(a2[s1], c70, c71)
+        PFCR_GEMM_ROW(a2[s2], c80, c81)
+        PFCR_GEMM_ROW(a3[0], c90, c91)
+        PFCR_GEMM_ROW(a3[s1], ca0, ca1)
+        PFCR_GEMM_ROW(a3[s2], cb0, cb1)
 #undef PFCR_GEMM_ROW
     }
     const auto store = [&](int64_t r, __m512 x0, __m512 x1) {
@@ -128,10 +147,15 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
     store(8, c80, c81), store(9, c90, c91), store(10, ca0, ca1), store(11, cb0, cb1);
 }
 
-} // namespace
+// Columns rounded up to whole 32-column panels: the width of one K block of a packed B.
+int64_t padded_n(int64_t N) {
+    return (N + kNr - 1) / kNr * kNr;
+}
 
-void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
-              bool accumulate) {
+// C (+)= A·B with B either packed here block by block (packed == nullptr) or taken from a
+// gemm_pack_b layout. The loop nest and every FMA are the same in both cases.
+void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand* b,
+                 const float* packed, int64_t M, int64_t N, int64_t K, bool accumulate) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!accumulate)
@@ -140,27 +164,44 @@ void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, in
     }
     Packs& ws = packs();
     alignas(64) float tile[kMr * kNr];
+    // Row-major A (unit column stride): full 12-row panels are read in place, no packing.
+    const bool direct_a = a.col_stride == 1;
+    const int64_t n_pad = padded_n(N);
     for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const bool add = accumulate || k0 > 0;
         for (int64_t j0 = 0; j0 < N; j0 += kNc) {
             const int64_t nc = std::min(kNc, N - j0);
-            pack_b(ws.b.get(), b, k0, kc, j0, nc);
+            const float* b_block = packed ? packed + k0 * n_pad + j0 * kc : ws.b.get();
+            if (!packed) pack_b(ws.b.get(), *b, k0, kc, j0, nc);
             for (int64_t i0 = 0; i0 < M; i0 += kMc) {
                 const int64_t mc = std::min(kMc, M - i0);
-                pack_a(ws.a.get(), a, i0, mc, k0, kc);
+                if (!direct_a) pack_a(ws.a.get(), a, i0, mc, k0, kc);
                 for (int64_t ip = 0; ip < mc; ip += kMr) {
-                    const float* ap = ws.a.get() + (ip / kMr) * kc * kMr;
                     const int64_t m = std::min(kMr, mc - ip);
+                    const bool in_place = direct_a && m == kMr;
+                    const float* ap = a.p + (i0 + ip) * a.row_stride + k0;
+                    if (direct_a && !in_place) { // a row-major edge panel: pack just it
+                        pack_a(ws.a.get(), a, i0 + ip, m, k0, kc);
+                        ap = ws.a.get();
+                    } else if (!direct_a) {
+                        ap = ws.a.get() + (ip / kMr) * kc * kMr;
+                    }
                     for (int64_t jp = 0; jp < nc; jp += kNr) {
-                        const float* bp = ws.b.get() + (jp / kNr) * kc * kNr;
+                        const float* bp = b_block + (jp / kNr) * kc * kNr;
                         const int64_t n = std::min(kNr, nc - jp);
                         float* cp = c + (i0 + ip) * ldc + j0 + jp;
                         if (m == kMr && n == kNr) {
-                            kernel(kc, ap, bp, cp, ldc, add);
+                            if (in_place)
+                                kernel<false>(kc, ap, a.row_stride, bp, cp, ldc, add);
+                            else
+                                kernel<true>(kc, ap, 0, bp, cp, ldc, add);
                             continue;
                         }
-                        kernel(kc, ap, bp, tile, kNr, false);
+                        if (in_place)
+                            kernel<false>(kc, ap, a.row_stride, bp, tile, kNr, false);
+                        else
+                            kernel<true>(kc, ap, 0, bp, tile, kNr, false);
                         for (int64_t r = 0; r < m; ++r)
                             for (int64_t q = 0; q < n; ++q)
                                 cp[r * ldc + q] =
@@ -170,6 +211,31 @@ void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, in
             }
         }
     }
+}
+
+} // namespace
+
+void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
+              bool accumulate) {
+    gemm_blocks(c, ldc, a, &b, nullptr, M, N, K, accumulate);
+}
+
+int64_t gemm_packed_b_size(int64_t K, int64_t N) {
+    return std::max<int64_t>(K, 0) * padded_n(std::max<int64_t>(N, 0));
+}
+
+void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
+    const int64_t n_pad = padded_n(N);
+    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+        const int64_t kc = std::min(kKc, K - k0);
+        for (int64_t j0 = 0; j0 < N; j0 += kNc)
+            pack_b(packed + k0 * n_pad + j0 * kc, b, k0, kc, j0, std::min(kNc, N - j0));
+    }
+}
+
+void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
+                     int64_t N, int64_t K, bool accumulate) {
+    gemm_blocks(c, ldc, a, nullptr, packed_b, M, N, K, accumulate);
 }
 
 } // namespace pfcr

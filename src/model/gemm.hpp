@@ -39,4 +39,14 @@ template <typename T> inline constexpr bool kFastGemm = kHaveFastGemm&& std::is_
 void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
               bool accumulate);
 
+// The same product with B packed once beforehand, for a right-hand side shared by many calls
+// (a weight used by every chunk, the candidate matrix of every chunk's logits): gemm_pack_b
+// writes b (K, N) into `packed` (64-byte aligned, gemm_packed_b_size(K, N) floats) in the
+// layout gemm_f32 would build block by block, and gemm_f32_packed reads it. Same FMAs in the
+// same order as gemm_f32 on b, so the same bits.
+int64_t gemm_packed_b_size(int64_t K, int64_t N);
+void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N);
+void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
+                     int64_t N, int64_t K, bool accumulate);
+
 } // namespace pfcr

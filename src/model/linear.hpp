@@ -27,41 +27,72 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
     if (bias) y.rowwise() += vec(bias, OC);
 }
 
-// The same with the weight already transposed: weight_t (C,OC) = weightᵀ, row-major. Eigen's
-// GEMM runs x·Wt (both operands row-major) up to ~40 % faster than x·Wᵀ on the encoder's
-// N x 300 x 300 shapes (docs/PERFORMANCE.md), so the Trainer transposes each weight once per step;
-// gemm_f32 also packs a row-major Wt faster (contiguous copies).
+// Per-step forms of a weight (OC,C) for the products every chunk of a step repeats, made once
+// per step by prepare_weight (the Trainer): `fwd` for out = inp·Wᵀ, `bwd` for dinp = dout·W.
+// On fast-GEMM builds both are gemm_pack_b layouts (gemm.hpp: the chunks skip packing the
+// weight); otherwise fwd is Wᵀ row-major (C,OC), which Eigen multiplies up to ~40 % faster
+// than x·Wᵀ on the encoder's shapes (docs/PERFORMANCE.md), and bwd is unused (null).
+template <typename T> struct PreparedWeight {
+    const T* fwd = nullptr;
+    const T* bwd = nullptr;
+};
+
+// Sizes of the two forms of an (OC,C) weight (floats; multiples of 16, so forms laid out one
+// after another in a 64-byte aligned buffer stay aligned).
+template <typename T> int64_t prepared_fwd_size(int64_t OC, int64_t C) {
+    if constexpr (kFastGemm<T>) return gemm_packed_b_size(C, OC);
+    return (C * OC + 15) / 16 * 16;
+}
+template <typename T> int64_t prepared_bwd_size(int64_t OC, int64_t C) {
+    if constexpr (kFastGemm<T>) return gemm_packed_b_size(OC, C);
+    return 0;
+}
+
+// weight (OC,C) -> fwd (prepared_fwd_size) and bwd (prepared_bwd_size; may be null when 0).
+template <typename T> void prepare_weight(T* fwd, T* bwd, const T* weight, int64_t OC, int64_t C) {
+    if constexpr (kFastGemm<T>) {
+        gemm_pack_b(fwd, {weight, 1, C}, C, OC); // Wᵀ as the (C, OC) right operand
+        gemm_pack_b(bwd, {weight, C, 1}, OC, C); // W as the (OC, C) right operand
+    } else {
+        (void)bwd;
+        mat(fwd, C, OC).noalias() = mat(weight, OC, C).transpose();
+    }
+}
+
+// linear_forward with the weight's prepared forward form (same result up to the GEMM's
+// blocking: the fast path gives exactly linear_forward's bits).
 template <typename T>
-void linear_forward_t(T* out, const T* inp, const T* weight_t, const T* bias, int64_t N, int64_t C,
-                      int64_t OC) {
+void linear_forward_prepared(T* out, const T* inp, const T* fwd, const T* bias, int64_t N,
+                             int64_t C, int64_t OC) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
     if constexpr (kFastGemm<T>)
-        gemm_f32(out, OC, {inp, C, 1}, {weight_t, OC, 1}, N, OC, C, false);
+        gemm_f32_packed(out, OC, {inp, C, 1}, fwd, N, OC, C, false);
     else
-        y.noalias() = mat(inp, N, C) * mat(weight_t, C, OC);
+        y.noalias() = mat(inp, N, C) * mat(fwd, C, OC);
     if (bias) y.rowwise() += vec(bias, OC);
-}
-
-// weight (OC,C) -> weight_t (C,OC) = weightᵀ.
-template <typename T> void transpose_weight(T* weight_t, const T* weight, int64_t OC, int64_t C) {
-    mat(weight_t, C, OC).noalias() = mat(weight, OC, C).transpose();
 }
 
 // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each
 // or nullptr. All gradients are ACCUMULATED (+=); a nullptr skips that gradient (dinp for the
-// first layer, dbias for a bias-free layer, dweight/dbias of a frozen layer).
+// first layer, dbias for a bias-free layer, dweight/dbias of a frozen layer). weight_bwd, optional:
+// the weight's prepared backward form (PreparedWeight::bwd; same bits as without it).
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int64_t N, int64_t C, int64_t OC) {
+                     int64_t N, int64_t C, int64_t OC, const T* weight_bwd = nullptr) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
     const auto dy = mat(dout, N, OC);
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
     if (dinp) {
-        if constexpr (kFastGemm<T>)
-            gemm_f32(dinp, C, {dout, OC, 1}, {weight, C, 1}, N, C, OC, true);
-        else
+        if constexpr (kFastGemm<T>) {
+            if (weight_bwd)
+                gemm_f32_packed(dinp, C, {dout, OC, 1}, weight_bwd, N, C, OC, true);
+            else
+                gemm_f32(dinp, C, {dout, OC, 1}, {weight, C, 1}, N, C, OC, true);
+        } else {
+            (void)weight_bwd;
             mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+        }
     }
     // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)
     if (dweight) {

@@ -95,13 +95,31 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
 // s_hat (B,C), e_hat (V1,C), both already l2_normalize_forward-ed -> scores (B,V1) = Ŝ Êᵀ.
 // Column 0 (padding item) is left as computed; ranking ignores it. Normalise the candidates
 // once per evaluation or step, not per batch or chunk.
+// e_hat_fwd, optional on fast-GEMM builds: Êᵀ packed once by pack_candidates_fwd (the same bits,
+// without packing the candidates again for every chunk).
 template <typename T>
-void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t V1, int64_t C) {
+void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t V1, int64_t C,
+                   const T* e_hat_fwd = nullptr) {
     const prof::PhaseScope timer(prof::Phase::gemm_logits_fwd);
-    if constexpr (kFastGemm<T>)
-        gemm_f32(scores, V1, {s_hat, C, 1}, {e_hat, 1, C}, B, V1, C, false);
-    else
+    if constexpr (kFastGemm<T>) {
+        if (e_hat_fwd)
+            gemm_f32_packed(scores, V1, {s_hat, C, 1}, e_hat_fwd, B, V1, C, false);
+        else
+            gemm_f32(scores, V1, {s_hat, C, 1}, {e_hat, 1, C}, B, V1, C, false);
+    } else
         mat(scores, B, V1).noalias() = mat<T>(s_hat, B, C) * mat<T>(e_hat, V1, C).transpose();
+    (void)e_hat_fwd;
+}
+
+// The candidates' packed forms for the per-chunk products (fast-GEMM builds; gemm.hpp): Êᵀ as the
+// (C, V1) right operand of the scores, Ê as the (V1, C) right operand of dŜ = dcos Ê. Sizes:
+// gemm_packed_b_size(C, V1) and gemm_packed_b_size(V1, C).
+inline void pack_candidates(float* e_hat_fwd, float* e_hat_bwd, const float* e_hat, int64_t V1,
+                            int64_t C) {
+    if constexpr (kHaveFastGemm) {
+        if (e_hat_fwd) gemm_pack_b(e_hat_fwd, {e_hat, 1, C}, C, V1);
+        if (e_hat_bwd) gemm_pack_b(e_hat_bwd, {e_hat, C, 1}, V1, C);
+    }
 }
 
 // The training logits z = Ŝ Êᵀ · (1/tau), computed as the loss computes them (tests compare
@@ -170,6 +188,9 @@ template <typename T> struct CosineCeBuffers {
     T* d_logits; // (B,V1)  backward workspace: dloss/d(Ŝ Êᵀ). May alias probs (overwrites it).
     T* d_s_hat;  // (B,C)   backward workspace: dloss/dŜ
     T* d_e_hat;  // (V1,C)  backward workspace: dloss/dÊ
+    // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (pack_candidates).
+    const T* e_hat_fwd = nullptr;
+    const T* e_hat_bwd = nullptr;
 };
 
 // Forward of n rows (a whole batch, or a chunk whose view starts at its first row), with
@@ -179,7 +200,7 @@ template <typename T>
 double cosine_ce_rows_forward(const CosineCeBuffers<T>& buf, const T* s, const int32_t* targets,
                               int64_t n, int64_t V1, int64_t C, T inv_tau) {
     l2_normalize_forward(buf.s_hat, buf.s_norm, s, n, C);
-    cosine_scores(buf.probs, buf.s_hat, buf.e_hat, n, V1, C);
+    cosine_scores(buf.probs, buf.s_hat, buf.e_hat, n, V1, C, buf.e_hat_fwd);
     return softmax_ce_rows(buf.probs, targets, n, V1, inv_tau);
 }
 
@@ -194,9 +215,13 @@ void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t
     softmax_ce_rows_backward(buf.d_logits, buf.probs, targets, n, V1, scale);
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
-        if constexpr (kFastGemm<T>)
-            gemm_f32(buf.d_s_hat, C, {buf.d_logits, V1, 1}, {buf.e_hat, C, 1}, n, C, V1, false);
-        else
+        if constexpr (kFastGemm<T>) {
+            if (buf.e_hat_bwd)
+                gemm_f32_packed(buf.d_s_hat, C, {buf.d_logits, V1, 1}, buf.e_hat_bwd, n, C, V1,
+                                false);
+            else
+                gemm_f32(buf.d_s_hat, C, {buf.d_logits, V1, 1}, {buf.e_hat, C, 1}, n, C, V1, false);
+        } else
             mat(buf.d_s_hat, n, C).noalias() =
                 mat(detail::cst(buf.d_logits), n, V1) * mat(detail::cst(buf.e_hat), V1, C);
     }

@@ -104,9 +104,12 @@ struct TrainerScratch {
     int64_t chunk_grad_size = -1;                  // their size
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
-    // Transposed encoder linear weights of the current step/evaluation (forward GEMMs).
-    std::vector<float> wt_store;
-    TransposedWeights<float> wt;
+    // Per-step forms of the encoder's linear weights (packed GEMM operands, or Wᵀ for Eigen)
+    // and, on fast-GEMM builds, the candidates packed for the per-chunk products (Êᵀ for the
+    // scores, Ê for dŜ; in evaluation Êᵀ of the distinct rows): each made once per step or
+    // evaluation, read by every chunk.
+    AlignedBuffer<float> sw_store, e_hat_fwd, e_hat_bwd;
+    StepWeights<float> sw;
     PackedBatch batch; // train_batch's gathered rows
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
@@ -199,37 +202,62 @@ struct Trainer::Impl {
                 .probs = g_rows,
                 .d_logits = g_rows,
                 .d_s_hat = d_s_hat,
-                .d_e_hat = d_e_hat.data()};
+                .d_e_hat = d_e_hat.data(),
+                .e_hat_fwd = kHaveFastGemm ? scratch->e_hat_fwd.data() : nullptr,
+                .e_hat_bwd = kHaveFastGemm ? scratch->e_hat_bwd.data() : nullptr};
     }
 
-    // Wᵀ of each encoder linear weight of P into the scratch (per layer: q, k, v, o (C,C),
-    // dense_1ᵀ (C,F), dense_2ᵀ (F,C)); one matrix per task.
-    void transpose_weights(const EncoderTensors<const float>& P, const ModelShape& sh) {
+    // The per-step forms of each encoder linear weight of P into the scratch (linear.hpp's
+    // prepare_weight; per layer q, k, v, o (C,C), dense_1 (F,C), dense_2 (C,F)); one weight
+    // per task.
+    void prepare_weights(const EncoderTensors<const float>& P, const ModelShape& sh) {
         const int64_t Cs = sh.hidden, F = sh.inner, L = sh.layers;
-        const int64_t per_layer = 4 * Cs * Cs + 2 * Cs * F;
-        grow(scratch->wt_store, L * per_layer);
-        auto& wt = scratch->wt;
-        wt.layers.resize(size_t(L));
-        using Layer = TransposedWeights<float>::Layer;
+        // (weight, its rows OC, its columns C, field) of job j % 6 of a layer
+        using Field = PreparedWeight<float> StepWeights<float>::Layer::*;
+        using Item = std::tuple<int64_t, int64_t, Field>;
+        const std::array<Item, 6> items = {{{Cs, Cs, &StepWeights<float>::Layer::q},
+                                            {Cs, Cs, &StepWeights<float>::Layer::k},
+                                            {Cs, Cs, &StepWeights<float>::Layer::v},
+                                            {Cs, Cs, &StepWeights<float>::Layer::o},
+                                            {F, Cs, &StepWeights<float>::Layer::f1},
+                                            {Cs, F, &StepWeights<float>::Layer::f2}}};
+        // Offsets of each weight's two forms in the store (sizes are multiples of 16 floats).
+        std::array<int64_t, 7> at{};
+        for (size_t i = 0; i < 6; ++i) {
+            const auto& [oc, c, field] = items[i];
+            at[i + 1] = at[i] + prepared_fwd_size<float>(oc, c) + prepared_bwd_size<float>(oc, c);
+        }
+        const int64_t per_layer = at[6];
+        if (scratch->sw_store.size() < L * per_layer) scratch->sw_store.resize(L * per_layer);
+        auto& sw = scratch->sw;
+        sw.layers.resize(size_t(L));
         for_fixed_blocks(6 * L, 1, [&](int64_t job, int64_t) {
             const int64_t l = job / 6;
+            const size_t i = size_t(job % 6);
             const auto& W = P.layers[size_t(l)];
-            // (weight, its rows, its columns, offset in the layer's block, field to point)
-            using Item =
-                std::tuple<const float*, int64_t, int64_t, int64_t, const float * Layer::*>;
-            const std::array<Item, 6> items = {{
-                {W.q_w, Cs, Cs, 0, &Layer::q_wt},
-                {W.k_w, Cs, Cs, Cs * Cs, &Layer::k_wt},
-                {W.v_w, Cs, Cs, 2 * Cs * Cs, &Layer::v_wt},
-                {W.o_w, Cs, Cs, 3 * Cs * Cs, &Layer::o_wt},
-                {W.f1_w, F, Cs, 4 * Cs * Cs, &Layer::f1_wt},
-                {W.f2_w, Cs, F, 4 * Cs * Cs + Cs * F, &Layer::f2_wt},
-            }};
-            const auto& [weight, rows, cols, at, field] = items[size_t(job % 6)];
-            float* dst = scratch->wt_store.data() + l * per_layer + at;
-            transpose_weight(dst, weight, rows, cols);
-            wt.layers[size_t(l)].*field = dst;
+            const std::array<const float*, 6> weights = {W.q_w, W.k_w,  W.v_w,
+                                                         W.o_w, W.f1_w, W.f2_w};
+            const auto& [oc, c, field] = items[i];
+            float* fwd = scratch->sw_store.data() + l * per_layer + at[i];
+            float* bwd =
+                prepared_bwd_size<float>(oc, c) ? fwd + prepared_fwd_size<float>(oc, c) : nullptr;
+            prepare_weight(fwd, bwd, weights[i], oc, c);
+            sw.layers[size_t(l)].*field = {fwd, bwd};
         });
+    }
+
+    // Êᵀ and Ê (rows e of n, C columns) packed for the per-chunk products (fast-GEMM builds;
+    // loss.hpp's pack_candidates); bwd = false packs only Êᵀ (evaluation).
+    void pack_candidate_rows(const float* e, int64_t n, bool bwd) {
+        if constexpr (kHaveFastGemm) {
+            auto& f = scratch->e_hat_fwd;
+            auto& b = scratch->e_hat_bwd;
+            if (f.size() < gemm_packed_b_size(C, n)) f.resize(gemm_packed_b_size(C, n));
+            if (bwd && b.size() < gemm_packed_b_size(n, C)) b.resize(gemm_packed_b_size(n, C));
+            pack_candidates(f.data(), bwd ? b.data() : nullptr, e, n, C);
+        } else {
+            (void)e, (void)n, (void)bwd;
+        }
     }
 
     // Ê (V1,C) and ||E|| from the current code table; rows are independent, so fixed row
@@ -284,7 +312,8 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     TrainerScratch& S = *I.scratch;
 
     I.candidates(P.code_table, codes);
-    I.transpose_weights(P, opt_.hp.shape);
+    I.pack_candidate_rows(I.e_hat.data(), V1, true);
+    I.prepare_weights(P, opt_.hp.shape);
     grow(I.s, B * C);
     grow(I.s_hat, B * C);
     grow(I.s_norm, B);
@@ -313,7 +342,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, step_key, b0, true};
                 float* s = I.s.data() + b0 * C;
                 encoder_forward(s, P, opt_.hp, batch.items.data() + t0, ws.off.data(), Bc, codes,
-                                keys, ws.enc, static_cast<const float*>(I.e_all.data()), &S.wt);
+                                keys, ws.enc, static_cast<const float*>(I.e_all.data()), &S.sw);
                 // The loss reads the representation `rep`: s, or the head's o.
                 const float* rep = s;
                 if (head) {
@@ -355,7 +384,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                                          I.rows(b0), keys, ws.head);
                     d_enc = ws.d_enc.data();
                 }
-                encoder_backward(d_emb, G, d_enc, P, opt_.hp, keys, ws.enc);
+                encoder_backward(d_emb, G, d_enc, P, opt_.hp, keys, ws.enc, &S.sw);
             }
         },
         tbb::simple_partitioner());
@@ -497,7 +526,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
     const int64_t NP = I.NP, PH = I.PH;
     TrainerScratch& S = *I.scratch;
     I.candidates(P.code_table, codes);
-    I.transpose_weights(P, opt_.hp.shape);
+    I.prepare_weights(P, opt_.hp.shape);
     if (head) {
         for (auto* v : {&S.k, &S.v}) grow(*v, NP * C);
         prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
@@ -511,6 +540,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
     for (int64_t g = 0; g < U; ++g)
         std::copy_n(I.e_hat.data() + int64_t(items.representative[size_t(g)]) * C, C,
                     S.e_distinct.data() + g * C);
+    I.pack_candidate_rows(S.e_distinct.data(), U, false);
     std::vector<RankAccumulator> acc(static_cast<size_t>(n_chunks), RankAccumulator(ks));
     tbb::parallel_for(
         tbb::blocked_range<int64_t>(0, n_chunks, 1),
@@ -530,7 +560,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 const DropoutKeys keys{&I.dropout_rng, opt_.client, 0, r0, false};
                 encoder_forward(s, P, opt_.hp, ws.batch.items.data(), ws.batch.off.data(), Bc,
                                 codes, keys, ws.enc, static_cast<const float*>(I.e_all.data()),
-                                &S.wt);
+                                &S.sw);
                 const float* rep = s;
                 if (head) {
                     for (auto* v : {&ws.q, &ws.ctx}) grow(*v, Bc * C);
@@ -547,7 +577,9 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
                 // padding column ignored by the ranking.
                 grow(ws.scores, Bc * U);
                 cosine_scores(ws.scores.data(), static_cast<const float*>(s_hat),
-                              static_cast<const float*>(S.e_distinct.data()), Bc, U, C);
+                              static_cast<const float*>(S.e_distinct.data()), Bc, U, C,
+                              kHaveFastGemm ? static_cast<const float*>(S.e_hat_fwd.data())
+                                            : nullptr);
                 acc[size_t(k)].add_batch(ws.scores.data(), ws.batch.targets.data(), Bc, items,
                                          ties);
             }

@@ -1,12 +1,15 @@
 // gemm_f32 (model/gemm.hpp), pfcr's own float GEMM: against a double-precision product with the
 // classical rounding bound, for every operand layout (plain / transposed strides), edge tiles in
 // every dimension, K and N past one block, accumulate on and off, K = 0; and bitwise the same on
-// another thread and on repeated calls (the "same bits for any thread count" premise).
+// another thread and on repeated calls (the "same bits for any thread count" premise); bitwise the
+// same whatever the operands' storage (row-major A is read in place, transposed A packed) and
+// with B packed once beforehand (gemm_pack_b + gemm_f32_packed).
 // Skipped on builds without AVX-512, where callers use Eigen and gemm_f32 does not exist.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -67,6 +70,43 @@ void check_case(const Case& t) {
         }
     for (int64_t i = 0; i < t.M; ++i)
         for (int64_t j = t.N; j < ldc; ++j) ASSERT_EQ(c[size_t(i * ldc + j)], 7.0f);
+
+    // B packed once beforehand: the same bits.
+    std::vector<float> c_packed(size_t(t.M * ldc), 7.0f);
+    for (int64_t i = 0; i < t.M; ++i)
+        for (int64_t j = 0; j < t.N; ++j) c_packed[size_t(i * ldc + j)] = c0[size_t(i * t.N + j)];
+    if constexpr (kHaveFastGemm) {
+        float* packed = static_cast<float*>(
+            std::aligned_alloc(64, size_t(gemm_packed_b_size(t.K, t.N) + 16) * sizeof(float)));
+        gemm_pack_b(packed, B, t.K, t.N);
+        gemm_f32_packed(c_packed.data(), ldc, A, packed, t.M, t.N, t.K, t.accumulate);
+        std::free(packed);
+    }
+    ASSERT_EQ(std::memcmp(c.data(), c_packed.data(), c.size() * sizeof(float)), 0);
+}
+
+// The same logical product from A row-major (read in place by the kernel, with a leading
+// dimension wider than K), A transposed (packed) and B either way: bitwise equal.
+TEST(Gemm, SameBitsWhateverTheOperandStorage) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    const int64_t M = 149, N = 70, K = 403, lda = K + 5;
+    const auto a = randn_f(size_t(M * lda), 6), b = randn_f(size_t(K * N), 7);
+    std::vector<float> a_t(size_t(K * M)), b_t(size_t(N * K));
+    for (int64_t i = 0; i < M; ++i)
+        for (int64_t k = 0; k < K; ++k) a_t[size_t(k * M + i)] = a[size_t(i * lda + k)];
+    for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < N; ++j) b_t[size_t(j * K + k)] = b[size_t(k * N + j)];
+    const GemmOperand As[] = {{a.data(), lda, 1}, {a_t.data(), 1, M}};
+    const GemmOperand Bs[] = {{b.data(), N, 1}, {b_t.data(), 1, K}};
+    std::vector<float> first;
+    for (const GemmOperand& A : As)
+        for (const GemmOperand& B : Bs) {
+            std::vector<float> c(size_t(M * N));
+            if constexpr (kHaveFastGemm) gemm_f32(c.data(), N, A, B, M, N, K, false);
+            if (first.empty()) first = c;
+            EXPECT_EQ(std::memcmp(first.data(), c.data(), c.size() * sizeof(float)), 0)
+                << "A row stride " << A.row_stride << ", B row stride " << B.row_stride;
+        }
 }
 
 } // namespace

@@ -218,19 +218,27 @@ template <typename T> void expect_linear_paths_agree(int64_t N, int64_t C, int64
     };
     linear_forward(out.data(), inp.data(), w.data(), b.data(), N, C, OC);
     expect_forward_close(out, "forward");
-    // The transposed-weight path (linear_forward_t on transpose_weight's copy).
-    std::vector<T> wt(OC * C);
-    transpose_weight(wt.data(), w.data(), OC, C);
-    for (int64_t o = 0; o < OC; ++o)
-        for (int64_t c = 0; c < C; ++c) ASSERT_EQ(wt[c * OC + o], w[o * C + c]);
-    linear_forward_t(out.data(), inp.data(), wt.data(), b.data(), N, C, OC);
-    expect_forward_close(out, "forward (transposed weight)");
+    // The prepared-weight path (prepare_weight's per-step forms, as the Trainer uses them).
+    AlignedBuffer<T> fwd(prepared_fwd_size<T>(OC, C)), bwd(prepared_bwd_size<T>(OC, C) + 1);
+    prepare_weight(fwd.data(), bwd.data(), w.data(), OC, C);
+    std::vector<T> out_p(N * OC);
+    linear_forward_prepared(out_p.data(), inp.data(), fwd.data(), b.data(), N, C, OC);
+    expect_forward_close(out_p, "forward (prepared weight)");
+    if constexpr (kFastGemm<T>) { // the packed weight gives exactly the unpacked product's bits
+        ASSERT_EQ(std::memcmp(out.data(), out_p.data(), out.size() * sizeof(T)), 0);
+    }
 
     std::vector<T> g(g0_d.begin(), g0_d.end()), g_ref = g;
     T *dinp = g.data(), *dw = dinp + N * C, *db = dw + OC * C;
     T *dinp_r = g_ref.data(), *dw_r = dinp_r + N * C, *db_r = dw_r + OC * C;
     linear_backward(dinp, dw, db, dout.data(), inp.data(), w.data(), N, C, OC);
     linear_backward_reference(dinp_r, dw_r, db_r, dout.data(), inp.data(), w.data(), N, C, OC);
+    if constexpr (kFastGemm<T>) { // dinp through the packed weight: the same bits
+        std::vector<T> dinp_p(g0_d.begin(), g0_d.begin() + N * C);
+        linear_backward<T>(dinp_p.data(), nullptr, nullptr, dout.data(), inp.data(), w.data(), N, C,
+                           OC, bwd.data());
+        ASSERT_EQ(std::memcmp(dinp_p.data(), dinp, dinp_p.size() * sizeof(T)), 0);
+    }
     for (int64_t n = 0; n < N; ++n) // dinp[n,c] = g0 + sum_o dout[n,o] w[o,c]   (K = OC)
         for (int64_t c = 0; c < C; ++c) {
             double mag = std::abs(g0_d[n * C + c]);
