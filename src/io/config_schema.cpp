@@ -375,7 +375,7 @@ std::vector<KeySpec> make_schema() {
         ranged(key("run.threads", R::performance, K::integer, "0",
                    "worker threads per process; 0 = all hardware threads"),
                0, 4096),
-        ranged(key("run.chunk_rows", R::trajectory, K::integer, "128",
+        ranged(key("run.chunk_rows", R::trajectory, K::integer, "256",
                    "rows per parallel chunk of a batch; fixed, so results never depend on threads"),
                1, 1 << 20),
     };

@@ -27,7 +27,7 @@ struct TrainOptions {
     double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
     int64_t train_batch_size = 1024;
     int64_t eval_batch_size = 1024;
-    int64_t chunk_rows = 128; // run.chunk_rows: rows per parallel chunk (fixed, never per thread)
+    int64_t chunk_rows = 256; // run.chunk_rows: rows per parallel chunk (fixed, never per thread)
     uint64_t seed = 2020;
     uint32_t client = 0; // keys the client's shuffles and dropout masks
 };
