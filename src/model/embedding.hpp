@@ -9,9 +9,14 @@
 #include <algorithm>
 #include <cassert>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "core/phase_timer.hpp"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace pfcr {
 
@@ -23,8 +28,37 @@ inline constexpr int32_t kPaddingCodeRow = 0;
 
 namespace detail {
 // o (C) = (sum_m table[codes[m]]) / M : sum in m order, then one division (torch's mean).
+// With AVX-512 (float): columns in tiles of 64 whose partial sums stay in four registers over the
+// M rows, instead of loading and storing o once per row; per element the same additions in the
+// same order, so the same bits as the plain loops below.
 template <typename T>
 void code_mean_row(T* o, const int32_t* codes, const T* code_table, int64_t M, int64_t C) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+        const __m512 count = _mm512_set1_ps(float(M));
+        for (int64_t k0 = 0; k0 < C; k0 += 64) {
+            const int64_t w = std::min<int64_t>(64, C - k0);
+            __mmask16 mask[4];
+            for (int q = 0; q < 4; ++q) {
+                const int64_t n = std::clamp<int64_t>(w - 16 * q, 0, 16);
+                mask[q] = __mmask16(n == 16 ? 0xffff : (1u << n) - 1);
+            }
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t m = 0; m < M; ++m) {
+                const float* row = code_table + int64_t(codes[m]) * C + k0;
+                a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(mask[0], row));
+                a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mask[1], row + 16));
+                a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(mask[2], row + 32));
+                a3 = _mm512_add_ps(a3, _mm512_maskz_loadu_ps(mask[3], row + 48));
+            }
+            _mm512_mask_storeu_ps(o + k0, mask[0], _mm512_div_ps(a0, count));
+            _mm512_mask_storeu_ps(o + k0 + 16, mask[1], _mm512_div_ps(a1, count));
+            _mm512_mask_storeu_ps(o + k0 + 32, mask[2], _mm512_div_ps(a2, count));
+            _mm512_mask_storeu_ps(o + k0 + 48, mask[3], _mm512_div_ps(a3, count));
+        }
+        return;
+    }
+#endif
     for (int64_t k = 0; k < C; ++k) o[k] = T(0);
     for (int64_t m = 0; m < M; ++m) {
         const T* row = code_table + int64_t(codes[m]) * C;
@@ -88,21 +122,24 @@ void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t*
         detail::code_mean_row_backward(d_code_table, dout + j * C, item_codes + j * M, M, C);
 }
 
-// The same scatter restricted to code column m (items j ascending): d_code_table rows
-// item_codes[j, m] += dout[j] / M. When every column's code rows are disjoint from the other
-// columns' (PQ codes: column m uses rows m*(code_cap+1)+1 ...), each destination row receives
-// exactly the additions of all_item_embeddings_backward, in the same order, so columns may run
-// in parallel and give the same bits (codes_columns_disjoint checks the condition).
+// The same scatter restricted to code column m (items j ascending), on rows already divided by
+// M (dout_over_m = dout / M element-wise, computed once per item rather than once per column):
+// d_code_table rows item_codes[j, m] += dout_over_m[j]. When every column's code rows are
+// disjoint from the other columns' (PQ codes: column m uses rows m*(code_cap+1)+1 ...), each
+// destination row receives exactly the additions of all_item_embeddings_backward, in the same
+// order, so columns may run in parallel and give the same bits (codes_columns_disjoint checks
+// the condition).
 template <typename T>
-void all_item_embeddings_backward_column(T* d_code_table, const T* dout, const int32_t* item_codes,
-                                         int64_t V1, int64_t M, int64_t C, int64_t m) {
+void all_item_embeddings_backward_column(T* d_code_table, const T* dout_over_m,
+                                         const int32_t* item_codes, int64_t V1, int64_t M,
+                                         int64_t C, int64_t m) {
     const prof::PhaseScope timer(prof::Phase::embedding_bwd);
     for (int64_t j = 0; j < V1; ++j) {
         const int32_t code = item_codes[j * M + m];
         if (code == kPaddingCodeRow) continue;
         T* d = d_code_table + int64_t(code) * C;
-        const T* g = dout + j * C;
-        for (int64_t k = 0; k < C; ++k) d[k] += g[k] / T(M);
+        const T* g = dout_over_m + j * C;
+        for (int64_t k = 0; k < C; ++k) d[k] += g[k];
     }
 }
 

@@ -147,6 +147,30 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
     store(8, c80, c81), store(9, c90, c91), store(10, ca0, ca1), store(11, cb0, cb1);
 }
 
+// The same tile for a panel's first n <= 16 columns (the right edge of N = 300 = 9 x 32 + 12:
+// half the FMAs of a full tile): c (+)= sum_k a(r, k) * b[k][0..n-1], b still a 32-wide panel.
+// Each output element gets exactly the FMAs kernel() would give it, so the same bits.
+template <bool kPackedA>
+void kernel16(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+              int64_t m, int64_t n, bool accumulate) {
+    __m512 acc[kMr];
+    for (auto& x : acc) x = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; ++k, b += kNr) {
+        const __m512 b0 = _mm512_load_ps(b);
+        for (int64_t r = 0; r < kMr; ++r) {
+            const float ar = kPackedA ? a[k * kMr + r] : a[r * lda + k];
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ar), b0, acc[r]);
+        }
+    }
+    const __mmask16 valid = __mmask16((1u << n) - 1);
+    for (int64_t r = 0; r < m; ++r) {
+        float* row = c + r * ldc;
+        __m512 x = acc[r];
+        if (accumulate) x = _mm512_add_ps(_mm512_maskz_loadu_ps(valid, row), x);
+        _mm512_mask_storeu_ps(row, valid, x);
+    }
+}
+
 // Columns rounded up to whole 32-column panels: the width of one K block of a packed B.
 int64_t padded_n(int64_t N) {
     return (N + kNr - 1) / kNr * kNr;
@@ -196,6 +220,13 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
                                 kernel<false>(kc, ap, a.row_stride, bp, cp, ldc, add);
                             else
                                 kernel<true>(kc, ap, 0, bp, cp, ldc, add);
+                            continue;
+                        }
+                        if (n <= 16) { // the narrow right edge: a 16-wide tile, masked stores
+                            if (in_place)
+                                kernel16<false>(kc, ap, a.row_stride, bp, cp, ldc, m, n, add);
+                            else
+                                kernel16<true>(kc, ap, 0, bp, cp, ldc, m, n, add);
                             continue;
                         }
                         if (in_place)

@@ -448,6 +448,11 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
             const float* src = I.d_emb.data() + r * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
         }
+        // The column scatter below takes each row divided by M once (not once per column).
+        if (I.columns_disjoint) {
+            const float count = float(I.M);
+            for (float* x = I.d_e.data() + j0 * C; x < I.d_e.data() + j1 * C; ++x) *x /= count;
+        }
     });
     if (I.columns_disjoint) {
         for_fixed_blocks(I.M, 1, [&](int64_t m0, int64_t) {

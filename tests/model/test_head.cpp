@@ -68,6 +68,29 @@ TEST(ItemEmbedding, FloatMatchesDouble) {
     for (size_t i = 0; i < od.size(); ++i) EXPECT_NEAR(of[i], od[i], 1e-6) << i; // 2 float adds
 }
 
+// The code mean sums each column in registers, 64 columns at a time: per element the same
+// additions in the same order as the plain definition, so the same bits (C = 300: four full
+// tiles and a 44-wide one; C = 5: one partial tile).
+TEST(ItemEmbedding, TiledCodeMeanHasThePlainLoopsBits) {
+    for (const int64_t C : {int64_t(300), int64_t(5)}) {
+        const std::vector<double> td = probe_weights(size_t(kR * C), 4);
+        const std::vector<float> table(td.begin(), td.end());
+        const std::vector<int32_t> items = {2, 2, 1, 3, 0};
+        std::vector<float> got(items.size() * size_t(C)), plain(items.size() * size_t(C), 0.f);
+        item_embedding_forward(got.data(), items.data(), kItemCodes.data(), table.data(),
+                               int64_t(items.size()), kM, C);
+        for (size_t r = 0; r < items.size(); ++r) {
+            float* o = plain.data() + r * size_t(C);
+            for (int64_t m = 0; m < kM; ++m) {
+                const float* row = table.data() + kItemCodes[size_t(items[r] * kM + m)] * C;
+                for (int64_t k = 0; k < C; ++k) o[k] += row[k];
+            }
+            for (int64_t k = 0; k < C; ++k) o[k] /= float(kM);
+        }
+        EXPECT_EQ(got, plain) << "C = " << C;
+    }
+}
+
 // The table rows 1..R-1 are the parameters; row 0 is frozen (padding_idx), so the check
 // perturbs only rows >= 1 and separately asserts row 0 receives exactly nothing.
 TEST(ItemEmbedding, GradCheckCodeTable) {
@@ -126,8 +149,11 @@ TEST(ItemEmbedding, ColumnScatterEqualsSequentialBitForBitWhenColumnsAreDisjoint
     std::vector<float> gf(g.begin(), g.end());
     std::vector<float> seq(size_t(R * C), 0.5f), cols(size_t(R * C), 0.5f);
     all_item_embeddings_backward(seq.data(), gf.data(), codes.data(), V1, M, C);
+    std::vector<float> gf_over_m(gf.size()); // the column scatter takes rows divided by M
+    for (size_t i = 0; i < gf.size(); ++i) gf_over_m[i] = gf[i] / float(M);
     for (int64_t m = M - 1; m >= 0; --m) // any column order: columns touch disjoint rows
-        all_item_embeddings_backward_column(cols.data(), gf.data(), codes.data(), V1, M, C, m);
+        all_item_embeddings_backward_column(cols.data(), gf_over_m.data(), codes.data(), V1, M, C,
+                                            m);
     EXPECT_EQ(seq, cols);
     // The test layout above shares no row across columns either; one shared row breaks it.
     EXPECT_TRUE(codes_columns_disjoint(kItemCodes.data(), kV1, kM));
