@@ -1,9 +1,12 @@
 // gemm_f32 (gemm.hpp): packing, blocking and the 12 x 32 AVX-512 register kernel. Loop order,
-// outermost first: K blocks (kKc) -> column blocks (kNc; pack B) -> row blocks (kMc; pack A) ->
-// 12-row panels of A (in L1, reused over the block's columns) -> 32-column panels of B (from
-// L2) -> kernel.
-// Edge tiles (fewer than 12 rows or 32 columns) run the same kernel on zero-padded panels into a
-// local tile and copy its valid part, so every output element sees the same sequence of FMAs.
+// outermost first: K blocks (kKc) -> column blocks (kNc; B packed here, or taken packed from
+// gemm_pack_b) -> 12-row panels of A (read in place when A is row-major or transposed: the
+// kernel broadcasts straight from it; packed only for edge panels and general strides) ->
+// 32-column panels of B (from L2) -> kernel.
+// Edge tiles run the same FMAs on zero-padded panels: fewer than 12 rows or 17-31 columns into a
+// local tile whose valid part is copied out, at most 16 columns (N = 300's last 12) with a
+// 16-wide kernel and masked stores. Every output element sees the same sequence of FMAs
+// whichever path computes it.
 #include "model/gemm.hpp"
 
 #if defined(__AVX512F__)
@@ -22,7 +25,6 @@ namespace {
 constexpr int64_t kMr = 12;  // rows of the register tile: 12 broadcasts x 2 vectors = 24 FMAs
 constexpr int64_t kNr = 32;  // columns: two 16-lane vectors
 constexpr int64_t kKc = 384; // K block: a 12 x 384 A panel (18 KiB) stays in L1
-constexpr int64_t kMc = 120; // rows packed at a time (a multiple of kMr)
 constexpr int64_t kNc = 512; // columns packed at a time: a 384 x 512 B block is 768 KiB (L2)
 
 struct FreeDeleter {
@@ -38,7 +40,7 @@ Aligned aligned_floats(int64_t n) {
 
 // Per-thread packing buffers of fixed size (the blocking bounds them), made on first use.
 struct Packs {
-    Aligned a = aligned_floats(kKc * kMc);
+    Aligned a = aligned_floats(kKc * kMr); // one 12-row panel (edges, general strides)
     Aligned b = aligned_floats(kKc * kNc);
 };
 Packs& packs() {
@@ -93,20 +95,21 @@ void pack_b(float* dst, const GemmOperand& b, int64_t k0, int64_t kc, int64_t j0
 }
 
 // The 12 x 32 tile at c (leading dimension ldc) = (c +) sum_k a(r, k) * b[k][0..31], the sum
-// taken in k order in registers, then added to c once. A is read either from a packed panel
-// (kPackedA: a(r, k) = a[k * 12 + r]) or straight from 12 rows of a row-major matrix
-// (a(r, k) = a[r * lda + k]): the same FMAs in the same order, so the same bits either way.
-template <bool kPackedA>
+// taken in k order in registers, then added to c once. A is read with its 12 rows adjacent at
+// each k (kKMajor: a(r, k) = a[k * lda + r]: a packed panel, lda = 12, or a transposed matrix
+// in place) or straight from 12 rows of a row-major matrix (a(r, k) = a[r * lda + k]): the same
+// FMAs in the same order, so the same bits either way.
+template <bool kKMajor>
 void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
             bool accumulate) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
            c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00,
            cb0 = c00, cb1 = c00;
-    // Row r of A at k: packed a[r] (a advances by 12 per k); unpacked rows r = 3q + s at
+    // Row r of A at k: k-major a[r] (a advances by lda per k); row-major rows r = 3q + s at
     // a3[q][s * lda] (four row pointers, a advancing by 1 per k, offsets 0, lda, 2 lda).
-    const int64_t step = kPackedA ? kMr : 1, s1 = kPackedA ? 1 : lda, s2 = kPackedA ? 2 : 2 * lda;
-    const int64_t q3 = kPackedA ? 3 : 3 * lda;
+    const int64_t step = kKMajor ? lda : 1, s1 = kKMajor ? 1 : lda, s2 = kKMajor ? 2 : 2 * lda;
+    const int64_t q3 = kKMajor ? 3 : 3 * lda;
     const float* a0 = a;
     const float* a1 = a + q3;
     const float* a2 = a + 2 * q3;
@@ -150,7 +153,7 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
 // The same tile for a panel's first n <= 16 columns (the right edge of N = 300 = 9 x 32 + 12:
 // half the FMAs of a full tile): c (+)= sum_k a(r, k) * b[k][0..n-1], b still a 32-wide panel.
 // Each output element gets exactly the FMAs kernel() would give it, so the same bits.
-template <bool kPackedA>
+template <bool kKMajor>
 void kernel16(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
               int64_t m, int64_t n, bool accumulate) {
     __m512 acc[kMr];
@@ -158,7 +161,7 @@ void kernel16(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
     for (int64_t k = 0; k < kc; ++k, b += kNr) {
         const __m512 b0 = _mm512_load_ps(b);
         for (int64_t r = 0; r < kMr; ++r) {
-            const float ar = kPackedA ? a[k * kMr + r] : a[r * lda + k];
+            const float ar = kKMajor ? a[k * lda + r] : a[r * lda + k];
             acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ar), b0, acc[r]);
         }
     }
@@ -188,8 +191,10 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
     }
     Packs& ws = packs();
     alignas(64) float tile[kMr * kNr];
-    // Row-major A (unit column stride): full 12-row panels are read in place, no packing.
-    const bool direct_a = a.col_stride == 1;
+    // Full 12-row panels of a row-major A (unit column stride) or a transposed one (unit row
+    // stride) are read in place by the kernel; only edge panels and general strides are packed.
+    const bool rows_in_place = a.col_stride == 1,
+               k_major_in_place = !rows_in_place && a.row_stride == 1;
     const int64_t n_pad = padded_n(N);
     for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
@@ -198,46 +203,42 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
             const int64_t nc = std::min(kNc, N - j0);
             const float* b_block = packed ? packed + k0 * n_pad + j0 * kc : ws.b.get();
             if (!packed) pack_b(ws.b.get(), *b, k0, kc, j0, nc);
-            for (int64_t i0 = 0; i0 < M; i0 += kMc) {
-                const int64_t mc = std::min(kMc, M - i0);
-                if (!direct_a) pack_a(ws.a.get(), a, i0, mc, k0, kc);
-                for (int64_t ip = 0; ip < mc; ip += kMr) {
-                    const int64_t m = std::min(kMr, mc - ip);
-                    const bool in_place = direct_a && m == kMr;
-                    const float* ap = a.p + (i0 + ip) * a.row_stride + k0;
-                    if (direct_a && !in_place) { // a row-major edge panel: pack just it
-                        pack_a(ws.a.get(), a, i0 + ip, m, k0, kc);
-                        ap = ws.a.get();
-                    } else if (!direct_a) {
-                        ap = ws.a.get() + (ip / kMr) * kc * kMr;
-                    }
-                    for (int64_t jp = 0; jp < nc; jp += kNr) {
-                        const float* bp = b_block + (jp / kNr) * kc * kNr;
-                        const int64_t n = std::min(kNr, nc - jp);
-                        float* cp = c + (i0 + ip) * ldc + j0 + jp;
-                        if (m == kMr && n == kNr) {
-                            if (in_place)
-                                kernel<false>(kc, ap, a.row_stride, bp, cp, ldc, add);
-                            else
-                                kernel<true>(kc, ap, 0, bp, cp, ldc, add);
-                            continue;
-                        }
-                        if (n <= 16) { // the narrow right edge: a 16-wide tile, masked stores
-                            if (in_place)
-                                kernel16<false>(kc, ap, a.row_stride, bp, cp, ldc, m, n, add);
-                            else
-                                kernel16<true>(kc, ap, 0, bp, cp, ldc, m, n, add);
-                            continue;
-                        }
-                        if (in_place)
-                            kernel<false>(kc, ap, a.row_stride, bp, tile, kNr, false);
+            for (int64_t ip = 0; ip < M; ip += kMr) {
+                const int64_t m = std::min(kMr, M - ip);
+                // Where the kernel reads this panel of A, and how.
+                const float* ap;
+                int64_t lda;
+                bool k_major;
+                if (m == kMr && rows_in_place) {
+                    ap = a.p + ip * a.row_stride + k0, lda = a.row_stride, k_major = false;
+                } else if (m == kMr && k_major_in_place) {
+                    ap = a.p + k0 * a.col_stride + ip, lda = a.col_stride, k_major = true;
+                } else {
+                    pack_a(ws.a.get(), a, ip, m, k0, kc);
+                    ap = ws.a.get(), lda = kMr, k_major = true;
+                }
+                for (int64_t jp = 0; jp < nc; jp += kNr) {
+                    const float* bp = b_block + (jp / kNr) * kc * kNr;
+                    const int64_t n = std::min(kNr, nc - jp);
+                    float* cp = c + ip * ldc + j0 + jp;
+                    if (n <= 16) { // the narrow right edge: a 16-wide tile, masked stores
+                        if (k_major)
+                            kernel16<true>(kc, ap, lda, bp, cp, ldc, m, n, add);
                         else
-                            kernel<true>(kc, ap, 0, bp, tile, kNr, false);
-                        for (int64_t r = 0; r < m; ++r)
-                            for (int64_t q = 0; q < n; ++q)
-                                cp[r * ldc + q] =
-                                    add ? cp[r * ldc + q] + tile[r * kNr + q] : tile[r * kNr + q];
+                            kernel16<false>(kc, ap, lda, bp, cp, ldc, m, n, add);
+                        continue;
                     }
+                    float* out = m == kMr && n == kNr ? cp : tile;
+                    const int64_t ldo = out == cp ? ldc : kNr;
+                    if (k_major)
+                        kernel<true>(kc, ap, lda, bp, out, ldo, out == cp && add);
+                    else
+                        kernel<false>(kc, ap, lda, bp, out, ldo, out == cp && add);
+                    if (out == cp) continue;
+                    for (int64_t r = 0; r < m; ++r)
+                        for (int64_t q = 0; q < n; ++q)
+                            cp[r * ldc + q] =
+                                add ? cp[r * ldc + q] + tile[r * kNr + q] : tile[r * kNr + q];
                 }
             }
         }

@@ -188,9 +188,11 @@ template <typename T> struct CosineCeBuffers {
     T* d_logits; // (B,V1)  backward workspace: dloss/d(Ŝ Êᵀ). May alias probs (overwrites it).
     T* d_s_hat;  // (B,C)   backward workspace: dloss/dŜ
     T* d_e_hat;  // (V1,C)  backward workspace: dloss/dÊ
-    // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (pack_candidates).
+    // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (pack_candidates), and the
+    // whole batch's Ŝ packed once (gemm_pack_b of (B, C)) for every candidate block's dÊ.
     const T* e_hat_fwd = nullptr;
     const T* e_hat_bwd = nullptr;
+    const T* s_hat_bwd = nullptr;
 };
 
 // Forward of n rows (a whole batch, or a chunk whose view starts at its first row), with
@@ -238,10 +240,14 @@ void cosine_ce_candidates_backward(T* dE, const CosineCeBuffers<T>& buf, int64_t
                                    int64_t C, int64_t r0, int64_t r1) {
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
-        if constexpr (kFastGemm<T>)
-            gemm_f32(buf.d_e_hat + r0 * C, C, {buf.d_logits + r0, 1, V1}, {buf.s_hat, C, 1},
-                     r1 - r0, C, B, false);
-        else
+        if constexpr (kFastGemm<T>) {
+            if (buf.s_hat_bwd)
+                gemm_f32_packed(buf.d_e_hat + r0 * C, C, {buf.d_logits + r0, 1, V1}, buf.s_hat_bwd,
+                                r1 - r0, C, B, false);
+            else
+                gemm_f32(buf.d_e_hat + r0 * C, C, {buf.d_logits + r0, 1, V1}, {buf.s_hat, C, 1},
+                         r1 - r0, C, B, false);
+        } else
             mat(buf.d_e_hat + r0 * C, r1 - r0, C).noalias() =
                 mat(detail::cst(buf.d_logits), B, V1).middleCols(r0, r1 - r0).transpose() *
                 mat(detail::cst(buf.s_hat), B, C);

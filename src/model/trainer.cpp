@@ -108,7 +108,7 @@ struct TrainerScratch {
     // and, on fast-GEMM builds, the candidates packed for the per-chunk products (Êᵀ for the
     // scores, Ê for dŜ; in evaluation Êᵀ of the distinct rows): each made once per step or
     // evaluation, read by every chunk.
-    AlignedBuffer<float> sw_store, e_hat_fwd, e_hat_bwd;
+    AlignedBuffer<float> sw_store, e_hat_fwd, e_hat_bwd, s_hat_bwd;
     StepWeights<float> sw;
     PackedBatch batch; // train_batch's gathered rows
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
@@ -432,7 +432,13 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
     std::fill(GT.code_table, GT.code_table + table_size, 0.0f);
     std::fill(I.d_e.begin(), I.d_e.begin() + V1 * C, 0.0f);
-    const CosineCeBuffers<float> ce = I.loss_rows(0, nullptr);
+    CosineCeBuffers<float> ce = I.loss_rows(0, nullptr);
+    if constexpr (kHaveFastGemm) { // Ŝ packed once for every candidate block's dÊ = Gᵀ Ŝ
+        AlignedBuffer<float>& sp = S.s_hat_bwd;
+        if (sp.size() < gemm_packed_b_size(B, C)) sp.resize(gemm_packed_b_size(B, C));
+        gemm_pack_b(sp.data(), {I.s_hat.data(), C, 1}, B, C);
+        ce.s_hat_bwd = sp.data();
+    }
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
         cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
     });
