@@ -256,13 +256,23 @@ int64_t gemm_packed_b_size(int64_t K, int64_t N) {
     return std::max<int64_t>(K, 0) * padded_n(std::max<int64_t>(N, 0));
 }
 
-void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
-    const int64_t n_pad = padded_n(N);
-    for (int64_t k0 = 0; k0 < K; k0 += kKc) {
+int64_t gemm_pack_b_block_count(int64_t K, int64_t N) {
+    if (K <= 0 || N <= 0) return 0;
+    return ((K + kKc - 1) / kKc) * ((N + kNc - 1) / kNc);
+}
+
+void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int64_t first,
+                        int64_t last) {
+    const int64_t n_pad = padded_n(N), column_blocks = (N + kNc - 1) / kNc;
+    for (int64_t block = first; block < last; ++block) {
+        const int64_t k0 = (block / column_blocks) * kKc, j0 = (block % column_blocks) * kNc;
         const int64_t kc = std::min(kKc, K - k0);
-        for (int64_t j0 = 0; j0 < N; j0 += kNc)
-            pack_b(packed + k0 * n_pad + j0 * kc, b, k0, kc, j0, std::min(kNc, N - j0));
+        pack_b(packed + k0 * n_pad + j0 * kc, b, k0, kc, j0, std::min(kNc, N - j0));
     }
+}
+
+void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
+    gemm_pack_b_blocks(packed, b, K, N, 0, gemm_pack_b_block_count(K, N));
 }
 
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,

@@ -44,8 +44,14 @@ void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, in
 // writes b (K, N) into `packed` (64-byte aligned, gemm_packed_b_size(K, N) floats) in the
 // layout gemm_f32 would build block by block, and gemm_f32_packed reads it. Same FMAs in the
 // same order as gemm_f32 on b, so the same bits.
+// gemm_pack_b_blocks packs only blocks [first, last) of the gemm_pack_b_block_count(K, N)
+// independent blocks of that layout (for several threads to share one packing); gemm_pack_b is
+// all of them.
 int64_t gemm_packed_b_size(int64_t K, int64_t N);
 void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N);
+int64_t gemm_pack_b_block_count(int64_t K, int64_t N);
+void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int64_t first,
+                        int64_t last);
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
                      int64_t N, int64_t K, bool accumulate);
 

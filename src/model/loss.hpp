@@ -95,7 +95,7 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
 // s_hat (B,C), e_hat (V1,C), both already l2_normalize_forward-ed -> scores (B,V1) = Ŝ Êᵀ.
 // Column 0 (padding item) is left as computed; ranking ignores it. Normalise the candidates
 // once per evaluation or step, not per batch or chunk.
-// e_hat_fwd, optional on fast-GEMM builds: Êᵀ packed once by pack_candidates_fwd (the same bits,
+// e_hat_fwd, optional on fast-GEMM builds: Êᵀ packed once (gemm_pack_b of (C, V1); the same bits,
 // without packing the candidates again for every chunk).
 template <typename T>
 void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t V1, int64_t C,
@@ -109,17 +109,6 @@ void cosine_scores(T* scores, const T* s_hat, const T* e_hat, int64_t B, int64_t
     } else
         mat(scores, B, V1).noalias() = mat<T>(s_hat, B, C) * mat<T>(e_hat, V1, C).transpose();
     (void)e_hat_fwd;
-}
-
-// The candidates' packed forms for the per-chunk products (fast-GEMM builds; gemm.hpp): Êᵀ as the
-// (C, V1) right operand of the scores, Ê as the (V1, C) right operand of dŜ = dcos Ê. Sizes:
-// gemm_packed_b_size(C, V1) and gemm_packed_b_size(V1, C).
-inline void pack_candidates(float* e_hat_fwd, float* e_hat_bwd, const float* e_hat, int64_t V1,
-                            int64_t C) {
-    if constexpr (kHaveFastGemm) {
-        if (e_hat_fwd) gemm_pack_b(e_hat_fwd, {e_hat, 1, C}, C, V1);
-        if (e_hat_bwd) gemm_pack_b(e_hat_bwd, {e_hat, C, 1}, V1, C);
-    }
 }
 
 // The training logits z = Ŝ Êᵀ · (1/tau), computed as the loss computes them (tests compare
@@ -188,7 +177,8 @@ template <typename T> struct CosineCeBuffers {
     T* d_logits; // (B,V1)  backward workspace: dloss/d(Ŝ Êᵀ). May alias probs (overwrites it).
     T* d_s_hat;  // (B,C)   backward workspace: dloss/dŜ
     T* d_e_hat;  // (V1,C)  backward workspace: dloss/dÊ
-    // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (pack_candidates), and the
+    // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (gemm_pack_b of (C, V1) and of
+    // (V1, C)), and the
     // whole batch's Ŝ packed once (gemm_pack_b of (B, C)) for every candidate block's dÊ.
     const T* e_hat_fwd = nullptr;
     const T* e_hat_bwd = nullptr;

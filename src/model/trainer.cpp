@@ -246,18 +246,23 @@ struct Trainer::Impl {
         });
     }
 
-    // Êᵀ and Ê (rows e of n, C columns) packed for the per-chunk products (fast-GEMM builds;
-    // loss.hpp's pack_candidates); bwd = false packs only Êᵀ (evaluation).
-    void pack_candidate_rows(const float* e, int64_t n, bool bwd) {
+    // dst = b (K, N) packed as a right-hand GEMM operand (gemm.hpp), its blocks in parallel.
+    static void pack_b_parallel(AlignedBuffer<float>& dst, GemmOperand b, int64_t K, int64_t N) {
         if constexpr (kHaveFastGemm) {
-            auto& f = scratch->e_hat_fwd;
-            auto& b = scratch->e_hat_bwd;
-            if (f.size() < gemm_packed_b_size(C, n)) f.resize(gemm_packed_b_size(C, n));
-            if (bwd && b.size() < gemm_packed_b_size(n, C)) b.resize(gemm_packed_b_size(n, C));
-            pack_candidates(f.data(), bwd ? b.data() : nullptr, e, n, C);
+            if (dst.size() < gemm_packed_b_size(K, N)) dst.resize(gemm_packed_b_size(K, N));
+            for_fixed_blocks(gemm_pack_b_block_count(K, N), 1, [&](int64_t i0, int64_t i1) {
+                gemm_pack_b_blocks(dst.data(), b, K, N, i0, i1);
+            });
         } else {
-            (void)e, (void)n, (void)bwd;
+            (void)dst, (void)b, (void)K, (void)N;
         }
+    }
+
+    // The candidate rows e (n, C) packed for the per-chunk products (fast-GEMM builds): Êᵀ as the
+    // (C, n) right operand of the scores and, with bwd, Ê as the (n, C) one of dŜ = dcos Ê.
+    void pack_candidate_rows(const float* e, int64_t n, bool bwd) {
+        pack_b_parallel(scratch->e_hat_fwd, {e, 1, C}, C, n);
+        if (bwd) pack_b_parallel(scratch->e_hat_bwd, {e, C, 1}, n, C);
     }
 
     // Ê (V1,C) and ||E|| from the current code table; rows are independent, so fixed row
@@ -430,14 +435,16 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     // then the inputs'.
     const auto GT = bind_tensors<float>(grad, layout);
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
-    std::fill(GT.code_table, GT.code_table + table_size, 0.0f);
-    std::fill(I.d_e.begin(), I.d_e.begin() + V1 * C, 0.0f);
+    for_fixed_blocks(table_size, 1 << 16, [&](int64_t i0, int64_t i1) {
+        std::fill(GT.code_table + i0, GT.code_table + i1, 0.0f);
+    });
+    for_fixed_blocks(V1 * C, 1 << 16, [&](int64_t i0, int64_t i1) {
+        std::fill(I.d_e.data() + i0, I.d_e.data() + i1, 0.0f);
+    });
     CosineCeBuffers<float> ce = I.loss_rows(0, nullptr);
     if constexpr (kHaveFastGemm) { // Ŝ packed once for every candidate block's dÊ = Gᵀ Ŝ
-        AlignedBuffer<float>& sp = S.s_hat_bwd;
-        if (sp.size() < gemm_packed_b_size(B, C)) sp.resize(gemm_packed_b_size(B, C));
-        gemm_pack_b(sp.data(), {I.s_hat.data(), C, 1}, B, C);
-        ce.s_hat_bwd = sp.data();
+        Impl::pack_b_parallel(S.s_hat_bwd, {I.s_hat.data(), C, 1}, B, C);
+        ce.s_hat_bwd = S.s_hat_bwd.data();
     }
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
         cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
