@@ -120,12 +120,26 @@ public:
                 k0 += 0x9E3779B9u;
                 k1 += 0xBB67AE85u;
             }
+#if defined(__AVX512F__)
+            // Word k of block l goes to out[4 (i0 + l) + k]: narrow each x to its 8 low halves,
+            // then interleave the four with two two-source permutes (words of x0|x1 and x2|x3).
+            const __m512i a01 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(x0)), _mm512_cvtepi64_epi32(x1), 1);
+            const __m512i a23 = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(x2)), _mm512_cvtepi64_epi32(x3), 1);
+            const __m512i lo =
+                _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
+            const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
+            _mm512_storeu_si512(out + 4 * i0, _mm512_permutex2var_epi32(a01, lo, a23));
+            _mm512_storeu_si512(out + 4 * i0 + 16, _mm512_permutex2var_epi32(a01, hi, a23));
+#else
             L::store(w[0], x0);
             L::store(w[1], x1);
             L::store(w[2], x2);
             L::store(w[3], x3);
             for (int l = 0; l < L::n; ++l)
                 for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = uint32_t(w[k][l]);
+#endif
         }
 #endif
         for (; i0 < n; ++i0) {
