@@ -101,7 +101,11 @@ struct TrainerScratch {
     // (B,C) and probs, d_scores (B,PH,NP) of the whole batch; d_id (N,C) ID-embedding tokens.
     std::vector<float> o, k, v, dk, dv, q, ctx, d_ctx, probs, d_scores, d_id;
     std::vector<AlignedBuffer<float>> chunk_grads; // [chunk_begin, chunk_end), per chunk
-    int64_t chunk_grad_size = -1;                  // their size
+    // Every chunk buffer is zero: the reduction zeroes what it has read (cheaper than a
+    // separate pass over cold buffers), so the next step skips zeroing unless a step stopped
+    // between its chunks and its reduction (a non-finite loss).
+    bool chunk_grads_zero = true;
+    int64_t chunk_grad_size = -1; // their size
     std::vector<double> chunk_loss;
     AlignedBuffer<float> grad; // full layout
     // Per-step forms of the encoder's linear weights (packed GEMM operands, or Wᵀ for Eigen)
@@ -332,6 +336,8 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);
     }
     while (int64_t(I.chunk_grads.size()) < n_chunks) I.chunk_grads.emplace_back(I.chunk_size);
+    const bool grads_zero = S.chunk_grads_zero;
+    S.chunk_grads_zero = false; // until the reduction below has zeroed them again
     I.chunk_loss.assign(size_t(n_chunks), 0.0);
 
     tbb::parallel_for(
@@ -368,7 +374,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 cosine_ce_rows_backward(ws.ds.data(), ce, targets, Bc, V1, C, g_scale);
                 // Head and encoder backward into this chunk's gradient buffer and d_emb rows.
                 AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
-                cg.zero();
+                if (!grads_zero) cg.zero();
                 const auto G = bind_tensors<float>(cg.data(), layout, I.chunk_begin);
                 const int64_t n_tok = batch.off[size_t(b1)] - t0;
                 float* d_emb = I.d_emb.data() + t0 * C;
@@ -407,10 +413,14 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         float* out = grad + I.chunk_begin;
         std::fill(out + i0, out + i1, 0.0f);
         for (int64_t k = 0; k < n_chunks; ++k) {
-            const float* cg = I.chunk_grads[size_t(k)].data();
-            for (int64_t i = i0; i < i1; ++i) out[i] += cg[i];
+            float* cg = I.chunk_grads[size_t(k)].data();
+            for (int64_t i = i0; i < i1; ++i) {
+                out[i] += cg[i];
+                cg[i] = 0.0f; // ready for the next step (chunk_grads_zero)
+            }
         }
     });
+    S.chunk_grads_zero = true;
     if (head) {
         // Batch-level head gradients: dk, dv over every row in fixed prompt-row blocks, then the
         // prompts and the key/value in-projection; the ID embedding from its token rows.

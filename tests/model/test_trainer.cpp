@@ -178,6 +178,32 @@ TEST(Trainer, SharedScratchGivesTheSameBitsAsOwnScratch) {
     EXPECT_EQ(std::memcmp(own.data(), shared.data(), own.size() * sizeof(float)), 0);
 }
 
+TEST(Trainer, AStepStoppedByANonFiniteLossLeavesTheSharedScratchUsable) {
+    // The chunk gradient buffers are zeroed by the reduction that reads them, so a step that
+    // throws between its chunks and its reduction leaves them dirty; the next step through the
+    // same scratch must notice and still give the bits of a fresh scratch.
+    const auto& data = tiny_data();
+    TrainOptions bad = tiny_options();
+    bad.temperature = 1e-4; // some target's exp((z_t - z_max) / tau) underflows: loss = +inf
+    const TrainOptions good = tiny_options();
+    const auto train = [&](std::shared_ptr<TrainerScratch> scratch) {
+        ModelState st(good.hp.shape);
+        init_params(st.layout, st.params.data(), good.seed, 0.02);
+        Trainer(good, data.domains[0], std::move(scratch)).train_epoch(st, 0);
+        return std::vector<float>(st.params.data(), st.params.data() + st.layout.total());
+    };
+    auto scratch = make_trainer_scratch();
+    {
+        ModelState st(bad.hp.shape);
+        init_params(st.layout, st.params.data(), bad.seed, 0.02);
+        Trainer trainer(bad, data.domains[0], scratch);
+        EXPECT_THROW(trainer.train_batch(st, 0, 0), Error);
+    }
+    const auto after_failure = train(scratch), fresh = train(nullptr);
+    ASSERT_EQ(after_failure.size(), fresh.size());
+    EXPECT_EQ(std::memcmp(after_failure.data(), fresh.data(), fresh.size() * sizeof(float)), 0);
+}
+
 TEST(Trainer, PromptHeadsOneAndTwoThreadsGiveIdenticalBits) {
     for (auto mode : {HeadMode::prompt_light, HeadMode::prompt_full}) {
         const auto one = train_params(1, 2, mode);
