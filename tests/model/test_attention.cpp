@@ -360,3 +360,22 @@ TEST(AttentionChunking, SplitBatchGivesIdenticalBits) {
     EXPECT_EQ(dk2, dk);
     EXPECT_EQ(dv2, dv);
 }
+
+// attn_axpy_rows (registers across rows, AVX-512 float) against its plain definition, one
+// attn_axpy per row in row order: bit for bit, for widths around the 16- and 64-column tiles
+// (HS = 150 is the paper's) and 0 to 7 rows.
+TEST(AttentionKernels, AxpyRowsEqualsOneAxpyPerRowBitForBit) {
+    for (int64_t n : {1, 15, 16, 17, 63, 64, 65, 150, 300}) {
+        for (int64_t count : {0, 1, 2, 7}) {
+            const int64_t stride = n + 3;
+            const auto x = uniform<float>(count * stride + 1, 40 + n);
+            const auto a = uniform<float>(count + 1, 50 + count);
+            auto y = uniform<float>(n, 60);
+            auto expect = y;
+            for (int64_t i = 0; i < count; ++i)
+                attn_axpy(a[size_t(i)], x.data() + i * stride, expect.data(), n);
+            attn_axpy_rows(y.data(), a.data(), x.data(), stride, count, n);
+            EXPECT_EQ(y, expect) << n << " " << count;
+        }
+    }
+}
