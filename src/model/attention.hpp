@@ -279,7 +279,8 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
 }
 
 // Backward: dout (NQ,C), saved probs / probs_drop, q (NQ,C), k (N,C), v (N,C)
-//   -> dq (NQ,C) +=, dk (N,C) +=, dv (N,C) += .
+//   -> dq (NQ,C) +=, dk (N,C) +=, dv (N,C) += ; without accumulate they are written instead (each
+//   sequence's rows zeroed just before its terms are added: no separate pass over the buffers).
 // With m_j = keep_j/(1-p) (so Pd_j = m_j P_j) and dPd_j = <dout_h[t], v_h[j]>:
 //   dv_h[j]  += Pd[t,j] dout_h[t]                             inverts out = sum_j Pd v_j
 //   dP_j      = m_j dPd_j                                      inverts the dropout
@@ -293,7 +294,7 @@ template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* probs_drop,
                         const T* q, const T* k, const T* v, const int64_t* off, const int64_t* qoff,
                         const int64_t* first_query, const int64_t* probs_off, int64_t B, int64_t C,
-                        int64_t NH) {
+                        int64_t NH, bool accumulate = true) {
     const prof::PhaseScope timer(prof::Phase::attention_bwd);
     const int64_t HS = C / NH;
     assert(HS * NH == C);
@@ -313,6 +314,11 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
             attn_prefetch_rows(v, off[n], off[n + 1], C);
             attn_prefetch_rows(q, qoff[n], qoff[n + 1], C);
             attn_prefetch_rows(dout, qoff[n], qoff[n + 1], C);
+        }
+        if (!accumulate) {
+            std::fill(dkb, dkb + len * C, T(0));
+            std::fill(dvb, dvb + len * C, T(0));
+            std::fill(dq + qoff[b] * C, dq + qoff[b + 1] * C, T(0));
         }
         for (int64_t h = 0; h < NH; ++h) {
             for (int64_t t = fq; t < len; ++t) {

@@ -105,14 +105,19 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
     }
 }
 
-// dout (n), mask (n) -> dinp (n), ACCUMULATED (+=):  out = mask * inp / (1-p)
-//   =>  dinp = mask * dout / (1-p).
+// dout (n), mask (n) -> dinp (n), ACCUMULATED (+=), or written without accumulate:
+//   out = mask * inp / (1-p)  =>  dinp = mask * dout / (1-p).
 template <typename T>
-void dropout_backward(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p) {
+void dropout_backward(T* dinp, const T* dout, const uint8_t* mask, int64_t n, double p,
+                      bool accumulate = true) {
     const prof::PhaseScope timer(prof::Phase::dropout_bwd);
     const T scale = dropout_scale<T>(p);
-    for (int64_t i = 0; i < n; ++i)
-        if (mask[i]) dinp[i] += dout[i] * scale;
+    if (accumulate) {
+        for (int64_t i = 0; i < n; ++i)
+            if (mask[i]) dinp[i] += dout[i] * scale;
+    } else {
+        for (int64_t i = 0; i < n; ++i) dinp[i] = mask[i] ? dout[i] * scale : T(0);
+    }
 }
 
 // row_base for packed sequences: off (B+1) are the chunk's offsets, its row b is row

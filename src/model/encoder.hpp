@@ -300,7 +300,6 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                       const DropoutKeys& keys, EncoderWorkspace<T>& w,
                       const StepWeights<T>* sw = nullptr) {
     using detail::ensure;
-    using detail::zero;
     const typename StepWeights<T>::Layer no_sw{};
     const ModelShape& sh = hp.shape;
     const int64_t C = sh.hidden, F = sh.inner, NH = sh.heads, L = sh.layers;
@@ -308,8 +307,9 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
     const int64_t* off = w.off.data();
     const double p_hid = keys.train ? hp.hidden_dropout : 0.0;
 
-    // dh holds dLoss/d(output of the current layer), R rows.
-    zero(w.dh, N * C);
+    // dh holds dLoss/d(output of the current layer), R rows. Each scratch buffer is written by
+    // the first kernel that produces it (the kernels' accumulate = false), not zeroed first.
+    ensure(w.dh, N * C);
     std::copy(ds, ds + B * C, w.dh.begin());
     for (int64_t l = L - 1; l >= 0; --l) {
         auto& a = w.layers[size_t(l)];
@@ -319,47 +319,41 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         const bool last = l == L - 1;
         const int64_t R = last ? B : N;
         const T* h_in = l == 0 ? w.h0.data() : w.layers[size_t(l - 1)].h2.data();
+        for (auto* v : {&w.dres, &w.dtmp, &w.dhq}) ensure(*v, R * C);
+        for (auto* v : {&w.dff, &w.dq}) ensure(*v, R * std::max(C, F));
+        for (auto* v : {&w.dk, &w.dv, &w.dh_in}) ensure(*v, N * C);
 
         // h2 = LN(res2): dres2
-        zero(w.dres, R * C);
         layernorm_backward(w.dres.data(), D.ln2_w, D.ln2_b, w.dh.data(), a.res2.data(), W.ln2_w,
-                           a.mean2.data(), a.rstd2.data(), R, C);
+                           a.mean2.data(), a.rstd2.data(), R, C, false);
         // res2 = Dropout(f2) + h1: dh1 = dres2 (residual) + FFN path below
-        ensure(w.dtmp, R * C); // dtmp = dh1
-        std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dtmp.begin());
-        zero(w.dhq, R * C); // dhq = df2 here
-        dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid);
-        zero(w.dff, R * F); // dff = dg
+        std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dtmp.begin()); // dtmp = dh1
+        dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid,
+                         false); // dhq = df2 here
         linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dhq.data(), a.g.data(), W.f2_w, R, F, C,
-                        Wp.f2.bwd);
-        zero(w.dq, R * F); // dq = df1 (scratch of width F)
-        gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F);
+                        Wp.f2.bwd, false); // dff = dg
+        gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F,
+                      false); // dq = df1 (scratch of width F)
         linear_backward(w.dtmp.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F,
                         Wp.f1.bwd);
         // h1 = LN(res1): dres1
-        zero(w.dres, R * C);
         layernorm_backward(w.dres.data(), D.ln1_w, D.ln1_b, w.dtmp.data(), a.res1.data(), W.ln1_w,
-                           a.mean1.data(), a.rstd1.data(), R, C);
+                           a.mean1.data(), a.rstd1.data(), R, C, false);
         // res1 = Dropout(ao) + hq: dhq = dres1 + attention path below
-        ensure(w.dhq, R * C);
         std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dhq.begin());
-        zero(w.dtmp, R * C); // dtmp = dao
-        dropout_backward(w.dtmp.data(), w.dres.data(), a.mask1.data(), R * C, p_hid);
-        zero(w.dres, R * C); // dres = dctx
+        dropout_backward(w.dtmp.data(), w.dres.data(), a.mask1.data(), R * C, p_hid,
+                         false); // dtmp = dao
         linear_backward(w.dres.data(), D.o_w, D.o_b, w.dtmp.data(), a.ctx.data(), W.o_w, R, C, C,
-                        Wp.o.bwd);
-        zero(w.dq, R * C);
-        zero(w.dk, N * C);
-        zero(w.dv, N * C);
+                        Wp.o.bwd, false); // dres = dctx
         attention_backward(w.dq.data(), w.dk.data(), w.dv.data(), w.dres.data(), a.probs.data(),
                            keys.train && hp.attn_dropout > 0 ? a.probs_drop.data() : a.probs.data(),
                            a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
-                           a.first_query.data(), a.probs_off.data(), B, C, NH);
+                           a.first_query.data(), a.probs_off.data(), B, C, NH, false);
         // q = Wq hq, k = Wk h_in, v = Wv h_in
         linear_backward(w.dhq.data(), D.q_w, D.q_b, w.dq.data(), a.hq.data(), W.q_w, R, C, C,
                         Wp.q.bwd);
-        zero(w.dh_in, N * C);
-        linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd);
+        linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd,
+                        false);
         linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd);
         // hq rows are h_in rows (all, or the last position of each history)
         if (last) {
@@ -373,11 +367,11 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         std::swap(w.dh, w.dh_in);
     }
     // h0 = Dropout(LN(x)), x = emb + P[t]
-    zero(w.dtmp, N * C);
-    dropout_backward(w.dtmp.data(), w.dh.data(), w.mask0.data(), N * C, p_hid);
-    zero(w.dres, N * C);
+    ensure(w.dtmp, N * C);
+    ensure(w.dres, N * C);
+    dropout_backward(w.dtmp.data(), w.dh.data(), w.mask0.data(), N * C, p_hid, false);
     layernorm_backward(w.dres.data(), G.ln_w, G.ln_b, w.dtmp.data(), w.x.data(), P.ln_w,
-                       w.mean0.data(), w.rstd0.data(), N, C);
+                       w.mean0.data(), w.rstd0.data(), N, C, false);
     add_position_embedding_backward(d_emb, G.pos, w.dres.data(), off, B, C);
 }
 

@@ -21,10 +21,11 @@ template <typename T> void gelu_forward(T* out, const T* inp, int64_t n) {
     }
 }
 
-// inp (n), dout (n) -> dinp (n), ACCUMULATED (+=).
+// inp (n), dout (n) -> dinp (n), ACCUMULATED (+=), or written without accumulate.
 //   d gelu / dx = Phi(x) + x * phi(x),  Phi(x) = 0.5 * (1 + erf(x/sqrt(2))),
 //   phi(x) = exp(-x^2/2) / sqrt(2*pi)   (product rule on x * Phi(x)).
-template <typename T> void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n) {
+template <typename T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n, bool accumulate = true) {
     const prof::PhaseScope timer(prof::Phase::gelu_bwd);
     const T inv_sqrt2 = T(0.70710678118654752440084436210485);
     const T inv_sqrt_2pi = T(0.39894228040143267793994605993438);
@@ -32,7 +33,8 @@ template <typename T> void gelu_backward(T* dinp, const T* inp, const T* dout, i
         const T x = inp[i];
         const T cdf = T(0.5) * (T(1) + verf(x * inv_sqrt2));
         const T pdf = inv_sqrt_2pi * vexp(T(-0.5) * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
+        const T g = dout[i] * (cdf + x * pdf);
+        dinp[i] = accumulate ? dinp[i] + g : g;
     }
 }
 

@@ -38,13 +38,15 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
 }
 
 // dout (N,C), inp (N,C), weight (C), mean (N), rstd (N) -> dinp (N,C), dweight (C), dbias (C)
-// All three gradients are ACCUMULATED (+=); dweight and dbias may be nullptr (frozen). With norm =
+// All three gradients are ACCUMULATED (+=), dinp only with accumulate (otherwise it is written,
+// so a caller need not zero it first); dweight and dbias may be nullptr (frozen). With norm =
 // (x - mean) * rstd and dnorm = dout * weight, the exact gradient of the normalisation is
 //   dx = rstd * (dnorm - mean_i(dnorm) - norm * mean_i(dnorm * norm))
 // (the two subtracted terms come from the dependence of mean and rstd on every x_i).
 template <typename T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                        const T* mean, const T* rstd, int64_t N, int64_t C) {
+                        const T* mean, const T* rstd, int64_t N, int64_t C,
+                        bool accumulate = true) {
     const prof::PhaseScope timer(prof::Phase::layernorm_bwd);
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
@@ -64,7 +66,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
         for (int64_t i = 0; i < C; ++i) {
             const T norm = (x[i] - m) * s;
             const T dnorm = weight[i] * dy[i];
-            dx[i] += s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+            const T g = s * (dnorm - dnorm_mean - norm * dnorm_norm_mean);
+            dx[i] = accumulate ? dx[i] + g : g;
         }
     }
 }

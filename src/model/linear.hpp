@@ -74,24 +74,29 @@ void linear_forward_prepared(T* out, const T* inp, const T* fwd, const T* bias, 
 }
 
 // dout (N,OC), inp (N,C), weight (OC,C) -> dinp (N,C), dweight (OC,C), dbias (OC), each
-// or nullptr. All gradients are ACCUMULATED (+=); a nullptr skips that gradient (dinp for the
-// first layer, dbias for a bias-free layer, dweight/dbias of a frozen layer). weight_bwd, optional:
-// the weight's prepared backward form (PreparedWeight::bwd; same bits as without it).
+// or nullptr. All gradients are ACCUMULATED (+=), dinp only with accumulate_dinp (otherwise it
+// is written: no zeroing beforehand); a nullptr skips that gradient (dinp for the first layer,
+// dbias for a bias-free layer, dweight/dbias of a frozen layer). weight_bwd, optional: the
+// weight's prepared backward form (PreparedWeight::bwd; same bits as without it).
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int64_t N, int64_t C, int64_t OC, const T* weight_bwd = nullptr) {
+                     int64_t N, int64_t C, int64_t OC, const T* weight_bwd = nullptr,
+                     bool accumulate_dinp = true) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
     const auto dy = mat(dout, N, OC);
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
     if (dinp) {
         if constexpr (kFastGemm<T>) {
             if (weight_bwd)
-                gemm_f32_packed(dinp, C, {dout, OC, 1}, weight_bwd, N, C, OC, true);
+                gemm_f32_packed(dinp, C, {dout, OC, 1}, weight_bwd, N, C, OC, accumulate_dinp);
             else
-                gemm_f32(dinp, C, {dout, OC, 1}, {weight, C, 1}, N, C, OC, true);
+                gemm_f32(dinp, C, {dout, OC, 1}, {weight, C, 1}, N, C, OC, accumulate_dinp);
         } else {
             (void)weight_bwd;
-            mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+            if (accumulate_dinp)
+                mat(dinp, N, C).noalias() += dy * mat(weight, OC, C);
+            else
+                mat(dinp, N, C).noalias() = dy * mat(weight, OC, C);
         }
     }
     // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)

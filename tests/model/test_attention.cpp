@@ -379,3 +379,27 @@ TEST(AttentionKernels, AxpyRowsEqualsOneAxpyPerRowBitForBit) {
         }
     }
 }
+
+// Write mode (accumulate = false): each sequence's dq/dk/dv rows are zeroed by the kernel, so
+// buffers holding anything give the values of accumulating into zeros.
+TEST(AttentionKernels, BackwardWriteModeEqualsAccumulatingIntoZeros) {
+    const std::vector<int64_t> len = {5, 1, 9, 3};
+    const std::vector<int64_t> fq = {0, 0, 8, 1};
+    const int64_t C = 300, NH = 2, T_max = 12;
+    const Batch bt = make_batch(len, fq, C, NH, T_max);
+    const auto q = uniform<float>(bt.NQ * C, 31), k = uniform<float>(bt.N * C, 32),
+               v = uniform<float>(bt.N * C, 33), dout = uniform<float>(bt.NQ * C, 34);
+    const KeyedRng rng(2020, RngPurpose::dropout);
+    const auto f = forward(bt, q, k, v, make_dropout(bt, rng, 0.5));
+    const auto run = [&](float fill, bool accumulate) {
+        std::vector<float> dq(q.size(), fill), dk(k.size(), fill), dv(v.size(), fill);
+        attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), f.probs.data(),
+                           f.probs_drop.data(), q.data(), k.data(), v.data(), bt.off.data(),
+                           bt.qoff.data(), bt.first_query.data(), bt.probs_off.data(), bt.B, C, NH,
+                           accumulate);
+        dq.insert(dq.end(), dk.begin(), dk.end());
+        dq.insert(dq.end(), dv.begin(), dv.end());
+        return dq;
+    };
+    EXPECT_EQ(run(0.0f, true), run(std::numeric_limits<float>::quiet_NaN(), false));
+}

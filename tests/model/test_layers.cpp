@@ -704,3 +704,41 @@ TEST(FloatVsDouble, Dropout) {
         ASSERT_LE(std::abs(double(dxf[i]) - dx[i]), 2.01 * kUf * std::abs(dx[i]));
     }
 }
+
+// The backward kernels' write mode (accumulate = false: the encoder's scratch buffers are not
+// zeroed first) gives the values of accumulating into zeros, whatever the buffer held before
+// (NaN here). Float, the training path (the own GEMM on AVX-512 builds).
+TEST(WriteMode, BackwardKernelsEqualAccumulatingIntoZeros) {
+    const int64_t N = 13, C = 37, OC = 21;
+    const auto inp = to_float(randn(N * C, 70)), dout = to_float(randn(N * C, 71));
+    const auto w = to_float(randn(C, 72, 0.5, 1.0)), b = to_float(randn(C, 73));
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const auto check = [&](const char* what, auto&& run) {
+        std::vector<float> zeros(size_t(N * C), 0.0f), garbage(size_t(N * C), nan);
+        run(zeros.data(), true);
+        run(garbage.data(), false);
+        for (size_t i = 0; i < zeros.size(); ++i)
+            ASSERT_EQ(zeros[i], garbage[i]) << what << " " << i; // == : +0 and -0 agree
+    };
+    std::vector<float> out(size_t(N * C)), mean(static_cast<size_t>(N)),
+        rstd(static_cast<size_t>(N));
+    layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), b.data(), N, C,
+                      1e-12f);
+    check("layernorm", [&](float* d, bool acc) {
+        layernorm_backward(d, static_cast<float*>(nullptr), static_cast<float*>(nullptr),
+                           dout.data(), inp.data(), w.data(), mean.data(), rstd.data(), N, C, acc);
+    });
+    std::vector<uint8_t> mask(size_t(N * C));
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] = uint8_t(i % 3 != 0);
+    check("dropout", [&](float* d, bool acc) {
+        dropout_backward(d, dout.data(), mask.data(), N * C, 0.25, acc);
+    });
+    check("gelu",
+          [&](float* d, bool acc) { gelu_backward(d, inp.data(), dout.data(), N * C, acc); });
+    const auto weight = to_float(randn(OC * C, 74)), dy = to_float(randn(N * OC, 75));
+    check("linear", [&](float* d, bool acc) {
+        linear_backward(d, static_cast<float*>(nullptr), static_cast<float*>(nullptr), dy.data(),
+                        inp.data(), weight.data(), N, C, OC, static_cast<const float*>(nullptr),
+                        acc);
+    });
+}
