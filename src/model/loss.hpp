@@ -130,8 +130,12 @@ void cosine_scores(T* logits, const T* s_hat, const T* e_hat, int64_t B, int64_t
 //          above 0 in float for tau > 2/103 ≈ 0.02; below that the loss can be +inf, which
 //          the Trainer reports as a non-finite loss)
 //   p_j = e_j · (1/sum)
+// With grad_scale != 0 the last pass also applies softmax_ce_rows_backward (z_j <- p_j ·
+// grad_scale, then z_t -= grad_scale: the same two roundings, so the same bits) while the row is
+// still in cache, and z holds dLoss/dz on return instead of the probabilities.
 template <typename T>
-double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T inv_tau) {
+double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T inv_tau,
+                       T grad_scale = T(0)) {
     const prof::PhaseScope timer(prof::Phase::softmax_ce);
     double loss = 0;
     for (int64_t b = 0; b < n; ++b) {
@@ -144,7 +148,12 @@ double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T in
         const T sum = lane_sum(zb, V1);
         loss += double(std::log(sum)) - std::log(double(zb[t]));
         const T inv_sum = T(1) / sum;
-        for (int64_t j = 0; j < V1; ++j) zb[j] = zb[j] * inv_sum;
+        if (grad_scale == T(0)) {
+            for (int64_t j = 0; j < V1; ++j) zb[j] = zb[j] * inv_sum;
+        } else {
+            for (int64_t j = 0; j < V1; ++j) zb[j] = zb[j] * inv_sum * grad_scale;
+            zb[t] -= grad_scale;
+        }
     }
     return loss;
 }
@@ -188,12 +197,15 @@ template <typename T> struct CosineCeBuffers {
 // Forward of n rows (a whole batch, or a chunk whose view starts at its first row), with
 // buf.e_hat already normalised: s (n,C) -> buf.s_hat, buf.s_norm; cosines into buf.probs, then
 // softmax_ce_rows in place. Returns the rows' loss sum (the caller divides by B).
+// grad_scale != 0 (training, buf.d_logits == buf.probs): buf.probs is left holding dLoss/dcos
+// instead (softmax_ce_rows's fused pass), and the backward is called with logits_ready.
 template <typename T>
 double cosine_ce_rows_forward(const CosineCeBuffers<T>& buf, const T* s, const int32_t* targets,
-                              int64_t n, int64_t V1, int64_t C, T inv_tau) {
+                              int64_t n, int64_t V1, int64_t C, T inv_tau, T grad_scale = T(0)) {
+    assert(grad_scale == T(0) || buf.d_logits == buf.probs);
     l2_normalize_forward(buf.s_hat, buf.s_norm, s, n, C);
     cosine_scores(buf.probs, buf.s_hat, buf.e_hat, n, V1, C, buf.e_hat_fwd);
-    return softmax_ce_rows(buf.probs, targets, n, V1, inv_tau);
+    return softmax_ce_rows(buf.probs, targets, n, V1, inv_tau, grad_scale);
 }
 
 // Backward of the same n rows -> ds (n,C) +=; leaves dLoss/d(Ŝ Êᵀ) in buf.d_logits for
@@ -201,10 +213,11 @@ double cosine_ce_rows_forward(const CosineCeBuffers<T>& buf, const T* s, const i
 //   loss = Σ_b CE(softmax(z_b), t_b) dloss/B  =>  dcos[b][j] = (p[b][j] - 1[j == t_b]) · scale
 //   cos = Ŝ Êᵀ                                =>  dŜ = dcos Ê  (GEMM)
 //   Ŝ = normalize(s)                          =>  l2_normalize_backward into ds
+// logits_ready: the forward ran with grad_scale = scale, buf.d_logits already holds dcos.
 template <typename T>
 void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t* targets,
-                             int64_t n, int64_t V1, int64_t C, T scale) {
-    softmax_ce_rows_backward(buf.d_logits, buf.probs, targets, n, V1, scale);
+                             int64_t n, int64_t V1, int64_t C, T scale, bool logits_ready = false) {
+    if (!logits_ready) softmax_ce_rows_backward(buf.d_logits, buf.probs, targets, n, V1, scale);
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
         if constexpr (kFastGemm<T>) {

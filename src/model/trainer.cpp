@@ -369,9 +369,9 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 const CosineCeBuffers<float> ce = I.loss_rows(b0, ws.d_s_hat.data());
                 const int32_t* targets = batch.targets.data() + b0;
                 I.chunk_loss[size_t(k)] =
-                    cosine_ce_rows_forward(ce, rep, targets, Bc, V1, C, inv_tau);
+                    cosine_ce_rows_forward(ce, rep, targets, Bc, V1, C, inv_tau, g_scale);
                 ws.ds.assign(size_t(Bc * C), 0.0f);
-                cosine_ce_rows_backward(ws.ds.data(), ce, targets, Bc, V1, C, g_scale);
+                cosine_ce_rows_backward(ws.ds.data(), ce, targets, Bc, V1, C, g_scale, true);
                 // Head and encoder backward into this chunk's gradient buffer and d_emb rows.
                 AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
                 if (!grads_zero) cg.zero();

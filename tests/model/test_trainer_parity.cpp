@@ -344,6 +344,12 @@ TEST(CosineCeChunks, FloatSoftmaxRowsKeepTheTrainerOperationOrder) {
                              ce_grad_scale<float>(tau, B));
     EXPECT_EQ(loss, loss_spec);
     EXPECT_EQ(std::memcmp(k.data(), g.data(), g.size() * sizeof(float)), 0);
+    // The training step's fused form (gradient written by the forward's last pass): same bits.
+    std::vector<float> fused = cosines;
+    const double loss_fused = softmax_ce_rows(fused.data(), targets.data(), B, V1,
+                                              ce_inv_tau<float>(tau), ce_grad_scale<float>(tau, B));
+    EXPECT_EQ(loss_fused, loss_spec);
+    EXPECT_EQ(std::memcmp(fused.data(), g.data(), g.size() * sizeof(float)), 0);
 }
 
 // Evaluation ranks the cosines (no temperature); the 7-argument form is the loss's logits.
