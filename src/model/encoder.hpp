@@ -127,7 +127,9 @@ template <typename T> struct EncoderWorkspace {
     struct Layer {
         std::vector<int64_t> first_query, qoff, probs_off; // (B), (B+1), (B+1)
         std::vector<uint64_t> attn_row_base, hid_row_base; // (B), (R)
-        std::vector<T> hq;                         // (R,C) query-row inputs (last layer: gathered)
+        std::vector<T> hq;                         // (B,C) the last layer's query-row inputs
+        const T* q_in = nullptr;                   // (R,C) query-row inputs: the layer's input
+                                                   // rows, or (last layer) hq
         std::vector<T> q, k, v;                    // (R,C), (N,C), (N,C)
         std::vector<T> probs, probs_drop;          // packed causal rows (attention.hpp)
         std::vector<T> ctx, ao, res1, h1;          // (R,C)
@@ -243,16 +245,17 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         ensure(a.probs, n_probs);
         ensure(a.probs_drop, n_probs);
 
-        // Query-row inputs: every token, or (last layer) each history's last token.
-        ensure(a.hq, R * C);
+        // Query-row inputs: every token (the input itself), or (last layer) each history's last
+        // token, gathered.
+        a.q_in = h_in;
         if (last) {
+            ensure(a.hq, R * C);
             for (int64_t b = 0; b < B; ++b)
                 std::copy(h_in + (off[b + 1] - 1) * C, h_in + off[b + 1] * C, a.hq.data() + b * C);
-        } else {
-            std::copy(h_in, h_in + N * C, a.hq.data());
+            a.q_in = a.hq.data();
         }
         // Self-attention: q from the query rows, k and v from every token.
-        linear(a.q.data(), a.hq.data(), W.q_w, Wp.q, W.q_b, R, C, C);
+        linear(a.q.data(), a.q_in, W.q_w, Wp.q, W.q_b, R, C, C);
         linear(a.k.data(), h_in, W.k_w, Wp.k, W.k_b, N, C, C);
         linear(a.v.data(), h_in, W.v_w, Wp.v, W.v_b, N, C, C);
         AttentionDropout ad;
@@ -271,7 +274,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         linear(a.ao.data(), a.ctx.data(), W.o_w, Wp.o, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 1),
-                        a.hid_row_base.data(), static_cast<const T*>(a.hq.data()));
+                        a.hid_row_base.data(), a.q_in);
         layernorm_forward(a.h1.data(), a.mean1.data(), a.rstd1.data(), a.res1.data(), W.ln1_w,
                           W.ln1_b, R, C, eps);
         // h2 = LN(Dropout(W2 GELU(W1 h1 + b1) + b2) + h1)
@@ -323,35 +326,33 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         for (auto* v : {&w.dff, &w.dq}) ensure(*v, R * std::max(C, F));
         for (auto* v : {&w.dk, &w.dv, &w.dh_in}) ensure(*v, N * C);
 
-        // h2 = LN(res2): dres2
+        // h2 = LN(res2): dres = dres2
         layernorm_backward(w.dres.data(), D.ln2_w, D.ln2_b, w.dh.data(), a.res2.data(), W.ln2_w,
                            a.mean2.data(), a.rstd2.data(), R, C, false);
         // res2 = Dropout(f2) + h1: dh1 = dres2 (residual) + FFN path below
-        std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dtmp.begin()); // dtmp = dh1
         dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid,
                          false); // dhq = df2 here
         linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dhq.data(), a.g.data(), W.f2_w, R, F, C,
                         Wp.f2.bwd, false); // dff = dg
         gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F,
                       false); // dq = df1 (scratch of width F)
-        linear_backward(w.dtmp.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F,
-                        Wp.f1.bwd);
-        // h1 = LN(res1): dres1
-        layernorm_backward(w.dres.data(), D.ln1_w, D.ln1_b, w.dtmp.data(), a.res1.data(), W.ln1_w,
+        linear_backward(w.dres.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F,
+                        Wp.f1.bwd); // dres = dh1
+        // h1 = LN(res1): dtmp = dres1
+        layernorm_backward(w.dtmp.data(), D.ln1_w, D.ln1_b, w.dres.data(), a.res1.data(), W.ln1_w,
                            a.mean1.data(), a.rstd1.data(), R, C, false);
-        // res1 = Dropout(ao) + hq: dhq = dres1 + attention path below
-        std::copy(w.dres.begin(), w.dres.begin() + R * C, w.dhq.begin());
-        dropout_backward(w.dtmp.data(), w.dres.data(), a.mask1.data(), R * C, p_hid,
-                         false); // dtmp = dao
-        linear_backward(w.dres.data(), D.o_w, D.o_b, w.dtmp.data(), a.ctx.data(), W.o_w, R, C, C,
-                        Wp.o.bwd, false); // dres = dctx
-        attention_backward(w.dq.data(), w.dk.data(), w.dv.data(), w.dres.data(), a.probs.data(),
+        // res1 = Dropout(ao) + hq: dhq = dres1 (in dtmp) + attention path below
+        dropout_backward(w.dres.data(), w.dtmp.data(), a.mask1.data(), R * C, p_hid,
+                         false); // dres = dao
+        linear_backward(w.dff.data(), D.o_w, D.o_b, w.dres.data(), a.ctx.data(), W.o_w, R, C, C,
+                        Wp.o.bwd, false); // dff = dctx
+        attention_backward(w.dq.data(), w.dk.data(), w.dv.data(), w.dff.data(), a.probs.data(),
                            keys.train && hp.attn_dropout > 0 ? a.probs_drop.data() : a.probs.data(),
                            a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
                            a.first_query.data(), a.probs_off.data(), B, C, NH, false);
         // q = Wq hq, k = Wk h_in, v = Wv h_in
-        linear_backward(w.dhq.data(), D.q_w, D.q_b, w.dq.data(), a.hq.data(), W.q_w, R, C, C,
-                        Wp.q.bwd);
+        linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C,
+                        Wp.q.bwd); // dtmp = dhq
         linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd,
                         false);
         linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd);
@@ -359,10 +360,10 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         if (last) {
             for (int64_t b = 0; b < B; ++b) {
                 T* dst = w.dh_in.data() + (off[b + 1] - 1) * C;
-                for (int64_t c = 0; c < C; ++c) dst[c] += w.dhq[size_t(b * C + c)];
+                for (int64_t c = 0; c < C; ++c) dst[c] += w.dtmp[size_t(b * C + c)];
             }
         } else {
-            for (int64_t i = 0; i < N * C; ++i) w.dh_in[size_t(i)] += w.dhq[size_t(i)];
+            for (int64_t i = 0; i < N * C; ++i) w.dh_in[size_t(i)] += w.dtmp[size_t(i)];
         }
         std::swap(w.dh, w.dh_in);
     }
