@@ -147,6 +147,8 @@ template <typename T> struct EncoderWorkspace {
     std::vector<Layer> layers;
     // Backward scratch.
     std::vector<T> dh, dh_in, dres, dtmp, dq, dk, dv, dhq, dff;
+    // A layer's input rows packed once for the q, k and v weight gradients (fast-GEMM builds).
+    AlignedBuffer<T> h_in_packed;
 };
 
 namespace detail {
@@ -350,12 +352,23 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                            keys.train && hp.attn_dropout > 0 ? a.probs_drop.data() : a.probs.data(),
                            a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
                            a.first_query.data(), a.probs_off.data(), B, C, NH, false);
-        // q = Wq hq, k = Wk h_in, v = Wv h_in
-        linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C,
-                        Wp.q.bwd); // dtmp = dhq
+        // q = Wq hq, k = Wk h_in, v = Wv h_in; h_in packed once for their weight gradients
+        const T* h_in_packed = nullptr;
+        if constexpr (kFastGemm<T>) {
+            if (D.k_w || D.v_w) {
+                const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
+                const int64_t size = gemm_packed_b_size(N, C);
+                if (w.h_in_packed.size() < size) w.h_in_packed.resize(size);
+                gemm_pack_b(w.h_in_packed.data(), {h_in, C, 1}, N, C);
+                h_in_packed = w.h_in_packed.data();
+            }
+        }
+        linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C, Wp.q.bwd,
+                        true, a.q_in == h_in ? h_in_packed : nullptr); // dtmp = dhq
         linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd,
-                        false);
-        linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd);
+                        false, h_in_packed);
+        linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd,
+                        true, h_in_packed);
         // hq rows are h_in rows (all, or the last position of each history)
         if (last) {
             for (int64_t b = 0; b < B; ++b) {

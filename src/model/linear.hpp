@@ -77,11 +77,14 @@ void linear_forward_prepared(T* out, const T* inp, const T* fwd, const T* bias, 
 // or nullptr. All gradients are ACCUMULATED (+=), dinp only with accumulate_dinp (otherwise it
 // is written: no zeroing beforehand); a nullptr skips that gradient (dinp for the first layer,
 // dbias for a bias-free layer, dweight/dbias of a frozen layer). weight_bwd, optional: the
-// weight's prepared backward form (PreparedWeight::bwd; same bits as without it).
+// weight's prepared backward form (PreparedWeight::bwd; same bits as without it). inp_packed,
+// optional (fast-GEMM builds): inp packed as the (N, C) right operand of dweight's product
+// (gemm_pack_b), for an input that several layers share (the attention's q, k and v read the
+// same rows); same bits as without it.
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int64_t N, int64_t C, int64_t OC, const T* weight_bwd = nullptr,
-                     bool accumulate_dinp = true) {
+                     bool accumulate_dinp = true, const T* inp_packed = nullptr) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
     const auto dy = mat(dout, N, OC);
     // out = inp * W^T  =>  d inp = dout * W   (N,OC)x(OC,C)
@@ -101,10 +104,15 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
     }
     // out = inp * W^T  =>  d W = dout^T * inp (OC,N)x(N,C)
     if (dweight) {
-        if constexpr (kFastGemm<T>)
-            gemm_f32(dweight, C, {dout, 1, OC}, {inp, C, 1}, OC, C, N, true);
-        else
+        if constexpr (kFastGemm<T>) {
+            if (inp_packed)
+                gemm_f32_packed(dweight, C, {dout, 1, OC}, inp_packed, OC, C, N, true);
+            else
+                gemm_f32(dweight, C, {dout, 1, OC}, {inp, C, 1}, OC, C, N, true);
+        } else {
+            (void)inp_packed;
             mat(dweight, OC, C).noalias() += dy.transpose() * mat(inp, N, C);
+        }
     }
     // out = ... + bias (broadcast over rows)  =>  d bias = column sums of dout
     if (dbias) vec(dbias, OC) += dy.colwise().sum();

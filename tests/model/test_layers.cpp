@@ -742,3 +742,24 @@ TEST(WriteMode, BackwardKernelsEqualAccumulatingIntoZeros) {
                         acc);
     });
 }
+
+// linear_backward's optional packed input (one packing shared by the q, k and v weight
+// gradients) gives the weight gradient of packing inside the GEMM, bit for bit.
+TEST(Linear, PackedInputGivesTheSameWeightGradientBits) {
+    if constexpr (!kHaveFastGemm) {
+        GTEST_SKIP() << "no AVX-512: the Eigen path has no packed forms";
+    } else {
+        const int64_t N = 401, C = 37, OC = 21; // N above one K block of the GEMM (384)
+        const auto inp = to_float(randn(N * C, 80)), dy = to_float(randn(N * OC, 81));
+        const auto weight = to_float(randn(OC * C, 82));
+        AlignedBuffer<float> packed(gemm_packed_b_size(N, C));
+        gemm_pack_b(packed.data(), {inp.data(), C, 1}, N, C);
+        std::vector<float> dw(size_t(OC * C), 0.5f), dw_packed = dw;
+        linear_backward(static_cast<float*>(nullptr), dw.data(), static_cast<float*>(nullptr),
+                        dy.data(), inp.data(), weight.data(), N, C, OC);
+        linear_backward(static_cast<float*>(nullptr), dw_packed.data(),
+                        static_cast<float*>(nullptr), dy.data(), inp.data(), weight.data(), N, C,
+                        OC, static_cast<const float*>(nullptr), true, packed.data());
+        EXPECT_EQ(dw, dw_packed);
+    }
+}
