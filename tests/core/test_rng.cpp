@@ -35,10 +35,11 @@ TEST(KeyedRng, SameKeyAndCounterGiveSameDrawsRegardlessOfOrder) {
 
 TEST(KeyedRng, BlocksEqualsBlockByBlock) {
     const KeyedRng rng(77, RngPurpose::dropout);
-    // Lengths around the 16-lane groups, and a start that wraps the 32-bit counter.
+    // Lengths around the 4- and 8-lane groups (a partial last group is computed whole and cut),
+    // and a start that wraps the 32-bit counter. Nothing is written past the 4n words.
     for (const uint32_t d0 : {0u, 5u, 0xFFFFFFF0u})
-        for (const int64_t n : {1, 15, 16, 17, 40}) {
-            std::vector<uint32_t> words(size_t(4 * n), 0xDEADBEEFu);
+        for (const int64_t n : {1, 3, 7, 8, 9, 15, 16, 17, 40, 76}) {
+            std::vector<uint32_t> words(size_t(4 * n + 32), 0xDEADBEEFu);
             rng.blocks(3, 4, 5, d0, n, words.data());
             for (int64_t i = 0; i < n; ++i) {
                 const PhiloxCounter ref = rng.block(3, 4, 5, d0 + uint32_t(i));
@@ -46,6 +47,8 @@ TEST(KeyedRng, BlocksEqualsBlockByBlock) {
                     ASSERT_EQ(words[size_t(4 * i + w)], ref[size_t(w)])
                         << "d0 " << d0 << " n " << n << " block " << i;
             }
+            for (size_t i = size_t(4 * n); i < words.size(); ++i)
+                ASSERT_EQ(words[i], 0xDEADBEEFu) << "n " << n << " word " << i;
         }
 }
 
