@@ -35,6 +35,7 @@
 
 #include "core/phase_timer.hpp"
 #include "core/rng.hpp"
+#include "model/vmath.hpp"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -101,10 +102,7 @@ inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t
         for (int64_t k0 = 0; k0 < n; k0 += 64) {
             const int64_t w = std::min<int64_t>(64, n - k0);
             __mmask16 mask[4];
-            for (int q = 0; q < 4; ++q) {
-                const int64_t m = std::clamp<int64_t>(w - 16 * q, 0, 16);
-                mask[q] = __mmask16(m == 16 ? 0xffff : (1u << m) - 1);
-            }
+            tile64_masks(w, mask);
             float* yk = y + k0;
             __m512 y0 = _mm512_maskz_loadu_ps(mask[0], yk);
             __m512 y1 = _mm512_maskz_loadu_ps(mask[1], yk + 16);

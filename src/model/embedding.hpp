@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/phase_timer.hpp"
+#include "model/vmath.hpp"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -39,10 +40,7 @@ void code_mean_row(T* o, const int32_t* codes, const T* code_table, int64_t M, i
         for (int64_t k0 = 0; k0 < C; k0 += 64) {
             const int64_t w = std::min<int64_t>(64, C - k0);
             __mmask16 mask[4];
-            for (int q = 0; q < 4; ++q) {
-                const int64_t n = std::clamp<int64_t>(w - 16 * q, 0, 16);
-                mask[q] = __mmask16(n == 16 ? 0xffff : (1u << n) - 1);
-            }
+            tile64_masks(w, mask);
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t m = 0; m < M; ++m) {
                 const float* row = code_table + int64_t(codes[m]) * C + k0;

@@ -17,6 +17,10 @@
 #include <limits>
 #include <type_traits>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 namespace pfcr {
 
 // e^x. Float: x = n ln2 + r with |r| <= ln2/2 (n = round(x log2 e)), e^r by a degree-7
@@ -111,5 +115,17 @@ template <typename T> inline T lane_max(const T* x, int64_t n) {
     for (int l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
     return m;
 }
+
+#if defined(__AVX512F__)
+// Masks of a tile of w <= 64 float columns held as four 16-lane vectors: mask[q] selects the
+// lanes of columns 16q .. 16q+15 that lie below w (kernels that keep a 64-column tile of a row
+// in four registers, with a shorter last tile).
+inline void tile64_masks(int64_t w, __mmask16 mask[4]) {
+    for (int q = 0; q < 4; ++q) {
+        const int64_t n = std::clamp<int64_t>(w - 16 * q, 0, 16);
+        mask[q] = __mmask16(n == 16 ? 0xffff : (1u << n) - 1);
+    }
+}
+#endif
 
 } // namespace pfcr
