@@ -146,7 +146,7 @@ template <typename T> struct EncoderWorkspace {
     std::vector<uint8_t> mask0;     // (N*C)
     std::vector<Layer> layers;
     // Backward scratch.
-    std::vector<T> dh, dh_in, dres, dtmp, dq, dk, dv, dhq, dff;
+    std::vector<T> dh, dh_in, dres, dtmp, dq, dk, dv, dff;
     // A layer's input rows packed once for the q, k and v weight gradients (fast-GEMM builds).
     AlignedBuffer<T> h_in_packed;
 };
@@ -324,7 +324,7 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         const bool last = l == L - 1;
         const int64_t R = last ? B : N;
         const T* h_in = l == 0 ? w.h0.data() : w.layers[size_t(l - 1)].h2.data();
-        for (auto* v : {&w.dres, &w.dtmp, &w.dhq}) ensure(*v, R * C);
+        for (auto* v : {&w.dres, &w.dtmp}) ensure(*v, R * C);
         for (auto* v : {&w.dff, &w.dq}) ensure(*v, R * std::max(C, F));
         for (auto* v : {&w.dk, &w.dv, &w.dh_in}) ensure(*v, N * C);
 
@@ -332,9 +332,9 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         layernorm_backward(w.dres.data(), D.ln2_w, D.ln2_b, w.dh.data(), a.res2.data(), W.ln2_w,
                            a.mean2.data(), a.rstd2.data(), R, C, false);
         // res2 = Dropout(f2) + h1: dh1 = dres2 (residual) + FFN path below
-        dropout_backward(w.dhq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid,
-                         false); // dhq = df2 here
-        linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dhq.data(), a.g.data(), W.f2_w, R, F, C,
+        dropout_backward(w.dq.data(), w.dres.data(), a.mask2.data(), R * C, p_hid,
+                         false); // dq = df2 here
+        linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dq.data(), a.g.data(), W.f2_w, R, F, C,
                         Wp.f2.bwd, false); // dff = dg
         gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F,
                       false); // dq = df1 (scratch of width F)

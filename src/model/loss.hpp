@@ -187,8 +187,8 @@ template <typename T> struct CosineCeBuffers {
     T* d_s_hat;  // (B,C)   backward workspace: dloss/dŜ
     T* d_e_hat;  // (V1,C)  backward workspace: dloss/dÊ
     // Optional (fast-GEMM builds): Êᵀ and Ê packed once per step (gemm_pack_b of (C, V1) and of
-    // (V1, C)), and the
-    // whole batch's Ŝ packed once (gemm_pack_b of (B, C)) for every candidate block's dÊ.
+    // (V1, C)), and the whole batch's Ŝ packed once (gemm_pack_b of (B, C)) for every candidate
+    // block's dÊ.
     const T* e_hat_fwd = nullptr;
     const T* e_hat_bwd = nullptr;
     const T* s_hat_bwd = nullptr;
