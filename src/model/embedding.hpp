@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/phase_timer.hpp"
 #include "model/vmath.hpp"
 
@@ -120,42 +121,76 @@ void all_item_embeddings_backward(T* d_code_table, const T* dout, const int32_t*
         detail::code_mean_row_backward(d_code_table, dout + j * C, item_codes + j * M, M, C);
 }
 
-// The same scatter restricted to code column m (items j ascending), on rows already divided by
-// M (dout_over_m = dout / M element-wise, computed once per item rather than once per column):
-// d_code_table rows item_codes[j, m] += dout_over_m[j]. When every column's code rows are
-// disjoint from the other columns' (PQ codes: column m uses rows m*(code_cap+1)+1 ...), each
-// destination row receives exactly the additions of all_item_embeddings_backward, in the same
-// order, so columns may run in parallel and give the same bits (codes_columns_disjoint checks
-// the condition).
-template <typename T>
-void all_item_embeddings_backward_column(T* d_code_table, const T* dout_over_m,
-                                         const int32_t* item_codes, int64_t V1, int64_t M,
-                                         int64_t C, int64_t m) {
-    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
-    for (int64_t j = 0; j < V1; ++j) {
-        const int32_t code = item_codes[j * M + m];
-        if (code == kPaddingCodeRow) continue;
-        T* d = d_code_table + int64_t(code) * C;
-        const T* g = dout_over_m + j * C;
-        for (int64_t k = 0; k < C; ++k) d[k] += g[k];
-    }
-}
-
-// True iff no code row other than the padding row appears in two different columns of
-// item_codes (V1, M).
-inline bool codes_columns_disjoint(const int32_t* item_codes, int64_t V1, int64_t M) {
-    int32_t top = 0;
-    for (int64_t i = 0; i < V1 * M; ++i) top = std::max(top, item_codes[i]);
-    std::vector<int32_t> column_of(size_t(top) + 1, -1);
-    for (int64_t j = 0; j < V1; ++j)
-        for (int64_t m = 0; m < M; ++m) {
-            const int32_t code = item_codes[j * M + m];
-            if (code == kPaddingCodeRow) continue;
-            int32_t& owner = column_of[size_t(code)];
-            if (owner >= 0 && owner != int32_t(m)) return false;
-            owner = int32_t(m);
+// The same scatter turned around, for the training step: each code-table row gathers the rows
+// that feed it. CodeRowIndex lists, per table row r, the items j with item_codes[j, m] == r in
+// the scatter's order (j ascending, then m), the padding row's list empty.
+struct CodeRowIndex {
+    std::vector<int32_t> start; // R + 1 offsets into items
+    std::vector<int32_t> items; // item ids, row by row
+    CodeRowIndex() = default;
+    CodeRowIndex(const int32_t* item_codes, int64_t V1, int64_t M, int64_t R)
+        : start(size_t(R) + 1, 0) {
+        for (int64_t i = 0; i < V1 * M; ++i) {
+            const int32_t code = item_codes[i];
+            check(code >= 0 && code < R, "item code ", code, " outside the code table's ", R,
+                  " rows");
+            if (code != kPaddingCodeRow) ++start[size_t(code) + 1];
         }
-    return true;
+        for (int64_t r = 0; r < R; ++r) start[size_t(r + 1)] += start[size_t(r)];
+        items.resize(size_t(start[size_t(R)]));
+        std::vector<int32_t> next(start.begin(), start.end() - 1);
+        for (int64_t j = 0; j < V1; ++j)
+            for (int64_t m = 0; m < M; ++m) {
+                const int32_t code = item_codes[j * M + m];
+                if (code != kPaddingCodeRow) items[size_t(next[size_t(code)]++)] = int32_t(j);
+            }
+    }
+    int64_t rows() const { return int64_t(start.size()) - 1; }
+};
+
+// Rows [r0, r1) of the scatter above, WRITTEN (not accumulated), from rows already divided by M
+// (dout_over_m = dout / M element-wise, computed once per item rather than once per code):
+// d_code_table[r] = 0 + sum of dout_over_m[j] over index's list for r, in its order, i.e.
+// exactly the additions all_item_embeddings_backward makes into a zeroed row (g / M is the same
+// float either way). Each row is written once from a register sum and read rows come from the
+// (V1, C) matrix, instead of read-modify-writing table rows once per (item, code): in the step
+// that was ~4.2 ms against ~3 ms. Row blocks are independent, so they may run in parallel.
+template <typename T>
+void all_item_embeddings_backward_rows(T* d_code_table, const T* dout_over_m,
+                                       const CodeRowIndex& index, int64_t C, int64_t r0,
+                                       int64_t r1) {
+    const prof::PhaseScope timer(prof::Phase::embedding_bwd);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int32_t* first = index.items.data() + index.start[size_t(r)];
+        const int32_t* last = index.items.data() + index.start[size_t(r + 1)];
+        T* d = d_code_table + r * C;
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float>) {
+            for (int64_t k0 = 0; k0 < C; k0 += 64) {
+                __mmask16 mask[4];
+                tile64_masks(std::min<int64_t>(64, C - k0), mask);
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (const int32_t* j = first; j < last; ++j) {
+                    const float* g = dout_over_m + int64_t(*j) * C + k0;
+                    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(mask[0], g));
+                    a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mask[1], g + 16));
+                    a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(mask[2], g + 32));
+                    a3 = _mm512_add_ps(a3, _mm512_maskz_loadu_ps(mask[3], g + 48));
+                }
+                _mm512_mask_storeu_ps(d + k0, mask[0], a0);
+                _mm512_mask_storeu_ps(d + k0 + 16, mask[1], a1);
+                _mm512_mask_storeu_ps(d + k0 + 32, mask[2], a2);
+                _mm512_mask_storeu_ps(d + k0 + 48, mask[3], a3);
+            }
+            continue;
+        }
+#endif
+        for (int64_t k = 0; k < C; ++k) d[k] = T(0);
+        for (const int32_t* j = first; j < last; ++j) {
+            const T* g = dout_over_m + int64_t(*j) * C;
+            for (int64_t k = 0; k < C; ++k) d[k] += g[k];
+        }
+    }
 }
 
 // inp (N,C), pos_table (T,C), off (B+1) -> out (N,C)

@@ -9,9 +9,9 @@
 //     dŜ = G Ê -> ds; encoder backward into the chunk's own gradient buffer and d_emb rows
 //   then, in a fixed order: local gradients = sum of chunk buffers in chunk order;
 //     dÊ = Gᵀ Ŝ -> dE (loss.hpp's cosine_ce_candidates_backward, kCandidateBlock row blocks);
-//     dE[item] += d_emb of each token (token order); dE -> code table (items in order; code
-//     columns in parallel when their table rows are disjoint, as PQ codes' are); Adam on
-//     every trainable parameter (fixed blocks).
+//     dE[item] += d_emb of each token (token order); dE / M -> code table (each table row
+//     sums the rows of its items in item order: embedding.hpp's CodeRowIndex, row blocks in
+//     parallel); Adam on every trainable parameter (fixed blocks).
 //   The tokens' embeddings are rows of E (computed once per step, not gathered again).
 // The loss kernels are the ones the gradient checks and PyTorch parity tests run, in the
 // float operation order the results' bits depend on.
@@ -65,6 +65,10 @@ template <typename Fn> void for_fixed_blocks(int64_t n, int64_t block, Fn&& fn) 
         },
         tbb::simple_partitioner());
 }
+
+// Code-table rows per block of the training step's scatter (independent rows: any size gives
+// the same bits; 128 rows = 150 KB of output per block at C = 300).
+constexpr int64_t kCodeRowBlock = 128;
 
 EvalResult eval_result(const RankAccumulator& acc) {
     EvalResult r;
@@ -128,7 +132,7 @@ struct Trainer::Impl {
     // everything after the code table; with a frozen encoder only the head; never the ID
     // embedding (last in the layout, row-sparse, scattered like the code table).
     int64_t chunk_begin = 0, chunk_size = 0;
-    bool columns_disjoint = false; // code columns use disjoint table rows: scatter them in parallel
+    CodeRowIndex code_rows; // per code-table row, the items whose codes name it (the scatter)
     HeadMode head = HeadMode::none;
     int64_t NP = 0, PH = 0;
     std::vector<int32_t> id_codes;                        // identity codes of the ID branch
@@ -167,7 +171,8 @@ struct Trainer::Impl {
             id_codes = identity_item_codes(V1);
         }
         chunk_size = chunk_end - chunk_begin;
-        columns_disjoint = codes_columns_disjoint(d.item_codes.data(), V1, M);
+        code_rows = CodeRowIndex(d.item_codes.data(), V1, M,
+                                 layout.at("pq_code_embedding.weight").size / C);
         // Adam's runs: maximal runs of trainable entries (alignment gaps inside a run are
         // zeros with zero gradient, which Adam leaves at zero).
         for (const auto& e : layout.entries()) {
@@ -445,9 +450,6 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     // then the inputs'.
     const auto GT = bind_tensors<float>(grad, layout);
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
-    for_fixed_blocks(table_size, 1 << 16, [&](int64_t i0, int64_t i1) {
-        std::fill(GT.code_table + i0, GT.code_table + i1, 0.0f);
-    });
     for_fixed_blocks(V1 * C, 1 << 16, [&](int64_t i0, int64_t i1) {
         std::fill(I.d_e.data() + i0, I.d_e.data() + i1, 0.0f);
     });
@@ -471,21 +473,15 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
             const float* src = I.d_emb.data() + r * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
         }
-        // The column scatter below takes each row divided by M once (not once per column).
-        if (I.columns_disjoint) {
-            const float count = float(I.M);
-            for (float* x = I.d_e.data() + j0 * C; x < I.d_e.data() + j1 * C; ++x) *x /= count;
-        }
+        // The scatter below takes each row divided by M once (not once per code).
+        const float count = float(I.M);
+        for (float* x = I.d_e.data() + j0 * C; x < I.d_e.data() + j1 * C; ++x) *x /= count;
     });
-    if (I.columns_disjoint) {
-        for_fixed_blocks(I.M, 1, [&](int64_t m0, int64_t) {
-            all_item_embeddings_backward_column(
-                GT.code_table, static_cast<const float*>(I.d_e.data()), codes, V1, I.M, C, m0);
-        });
-    } else {
-        all_item_embeddings_backward(GT.code_table, static_cast<const float*>(I.d_e.data()), codes,
-                                     V1, I.M, C);
-    }
+    // Writes every table row (the padding row's sum is empty: 0), so no zeroing first.
+    for_fixed_blocks(I.code_rows.rows(), kCodeRowBlock, [&](int64_t r0, int64_t r1) {
+        all_item_embeddings_backward_rows(GT.code_table, static_cast<const float*>(I.d_e.data()),
+                                          I.code_rows, C, r0, r1);
+    });
 
     if (shared_acc_) {
         for_fixed_blocks(table_size, 1 << 14, [&](int64_t i0, int64_t i1) {

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <vector>
@@ -137,28 +138,36 @@ TEST(ItemEmbedding, AllItemsEqualsItemsZeroToV) {
     EXPECT_EQ(da, db);
 }
 
-TEST(ItemEmbedding, ColumnScatterEqualsSequentialBitForBitWhenColumnsAreDisjoint) {
-    // PQ-style codes: column m uses rows 1 + 3m .. 3 + 3m; item 0 is the padding item.
-    const int64_t M = 3, V1 = 40, C = 5, R = 1 + 3 * M;
-    std::vector<int32_t> codes(size_t(V1 * M), 0);
+TEST(ItemEmbedding, RowScatterEqualsSequentialBitForBit) {
+    // PQ-style codes (column m uses rows 1 + 3m .. 3 + 3m; item 0 is the padding item), then
+    // codes shared across columns and repeated within an item: the per-row sums must make the
+    // sequential scatter's additions in its order either way, and write every row (padding and
+    // unused rows 0) over whatever the output held.
+    const int64_t M = 3, V1 = 40, C = 37, R = 2 + 3 * M; // row R - 1 is never used
+    std::vector<int32_t> pq(size_t(V1 * M), 0), shared(size_t(V1 * M), 0);
     for (int64_t j = 1; j < V1; ++j)
-        for (int64_t m = 0; m < M; ++m)
-            codes[size_t(j * M + m)] = int32_t(1 + 3 * m + (j * 7 + m) % 3);
-    ASSERT_TRUE(codes_columns_disjoint(codes.data(), V1, M));
+        for (int64_t m = 0; m < M; ++m) {
+            pq[size_t(j * M + m)] = int32_t(1 + 3 * m + (j * 7 + m) % 3);
+            shared[size_t(j * M + m)] = int32_t(1 + (j * 5 + m * 3) % 4); // rows 1..4 only
+        }
     const auto g = probe_weights(size_t(V1 * C), 21);
-    std::vector<float> gf(g.begin(), g.end());
-    std::vector<float> seq(size_t(R * C), 0.5f), cols(size_t(R * C), 0.5f);
-    all_item_embeddings_backward(seq.data(), gf.data(), codes.data(), V1, M, C);
-    std::vector<float> gf_over_m(gf.size()); // the column scatter takes rows divided by M
+    const std::vector<float> gf(g.begin(), g.end());
+    std::vector<float> gf_over_m(gf.size()); // the row scatter takes rows divided by M
     for (size_t i = 0; i < gf.size(); ++i) gf_over_m[i] = gf[i] / float(M);
-    for (int64_t m = M - 1; m >= 0; --m) // any column order: columns touch disjoint rows
-        all_item_embeddings_backward_column(cols.data(), gf_over_m.data(), codes.data(), V1, M, C,
-                                            m);
-    EXPECT_EQ(seq, cols);
-    // The test layout above shares no row across columns either; one shared row breaks it.
-    EXPECT_TRUE(codes_columns_disjoint(kItemCodes.data(), kV1, kM));
-    const std::vector<int32_t> shared = {0, 0, 1, 4, 4, 2}; // row 4 in columns 1 and 0
-    EXPECT_FALSE(codes_columns_disjoint(shared.data(), 3, 2));
+    for (const auto* codes : {&pq, &shared}) {
+        std::vector<float> seq(size_t(R * C), 0.0f);
+        all_item_embeddings_backward(seq.data(), gf.data(), codes->data(), V1, M, C);
+        const CodeRowIndex index(codes->data(), V1, M, R);
+        ASSERT_EQ(index.rows(), R);
+        std::vector<float> rows(size_t(R * C), std::numeric_limits<float>::quiet_NaN());
+        for (int64_t r0 = R - 1; r0 >= 0; r0 -= 4) // blocks in any order
+            all_item_embeddings_backward_rows(rows.data(), gf_over_m.data(), index, C,
+                                              std::max<int64_t>(0, r0 - 3), r0 + 1);
+        EXPECT_EQ(0, std::memcmp(seq.data(), rows.data(), seq.size() * sizeof(float)));
+    }
+    // A code outside the table is an error, not a write out of bounds.
+    const std::vector<int32_t> bad = {0, 0, 1, 9};
+    EXPECT_THROW(CodeRowIndex(bad.data(), 2, 2, 9), Error);
 }
 
 TEST(ItemEmbedding, AllItemsGradCheckCodeTable) {
