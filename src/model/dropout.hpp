@@ -19,9 +19,14 @@
 #include <cassert>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/phase_timer.hpp"
 #include "core/rng.hpp"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace pfcr {
 
@@ -43,6 +48,47 @@ inline bool dropout_keep(const KeyedRng& rng, uint32_t a, uint32_t b, uint32_t c
     const uint32_t u = rng.block(a, b, c, uint32_t(e >> 2))[e & 3];
     return uint64_t(u) >= dropout_threshold(p);
 }
+
+namespace detail {
+// out[j] = (u[j] >= threshold ? inp[j] * scale : 0) (+ residual[j]), mask[j] = keep, j < len.
+// GCC leaves the plain loop scalar (the uint8_t mask may alias anything), so AVX-512 builds
+// compare 16 draws at a time; the same operations per element, so the same bits.
+template <typename T>
+void dropout_apply(T* out, uint8_t* mask, const T* inp, const T* residual, const uint32_t* u,
+                   int64_t len, uint32_t threshold, T scale) {
+    int64_t j = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if constexpr (std::is_same_v<T, float>) {
+        const __m512i thr = _mm512_set1_epi32(int32_t(threshold));
+        const __m512 sc = _mm512_set1_ps(scale);
+        const __m128i one = _mm_set1_epi8(1);
+        for (; j + 16 <= len; j += 16) {
+            const __mmask16 keep = _mm512_cmpge_epu32_mask(_mm512_loadu_si512(u + j), thr);
+            __m512 v = _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(inp + j), sc);
+            if (residual) v = _mm512_add_ps(v, _mm512_loadu_ps(residual + j));
+            _mm512_storeu_ps(out + j, v);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(mask + j), _mm_maskz_mov_epi8(keep, one));
+        }
+        if (j < len) { // the last len % 16 elements, masked
+            const __mmask16 in = __mmask16((1u << (len - j)) - 1);
+            const __mmask16 keep =
+                _mm512_mask_cmpge_epu32_mask(in, _mm512_maskz_loadu_epi32(in, u + j), thr);
+            __m512 v = _mm512_maskz_mul_ps(keep, _mm512_maskz_loadu_ps(in, inp + j), sc);
+            if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(in, residual + j));
+            _mm512_mask_storeu_ps(out + j, in, v);
+            _mm_mask_storeu_epi8(mask + j, in, _mm_maskz_mov_epi8(keep, one));
+        }
+        return;
+    }
+#endif
+    for (; j < len; ++j) {
+        const bool keep = u[j] >= threshold;
+        mask[j] = keep ? 1 : 0;
+        const T kept = keep ? inp[j] * scale : T(0);
+        out[j] = residual ? kept + residual[j] : kept;
+    }
+}
+} // namespace detail
 
 // inp (rows,C), row_base (rows) or nullptr -> out (rows,C), mask (rows,C) in {0,1}
 //   element (r, col) has index e = row_base[r] + col  (row_base == nullptr: e = r*C + col)
@@ -88,19 +134,8 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
                        words);
             const uint32_t* u = words + (e0 & 3);
             const int64_t i0 = r * C + col0;
-            if (residual) {
-                for (int64_t j = 0; j < len; ++j) {
-                    const bool keep = u[j] >= threshold32;
-                    mask[i0 + j] = keep ? 1 : 0;
-                    out[i0 + j] = (keep ? inp[i0 + j] * scale : T(0)) + residual[i0 + j];
-                }
-            } else {
-                for (int64_t j = 0; j < len; ++j) {
-                    const bool keep = u[j] >= threshold32;
-                    mask[i0 + j] = keep ? 1 : 0;
-                    out[i0 + j] = keep ? inp[i0 + j] * scale : T(0);
-                }
-            }
+            detail::dropout_apply(out + i0, mask + i0, inp + i0, residual ? residual + i0 : nullptr,
+                                  u, len, threshold32, scale);
         }
     }
 }

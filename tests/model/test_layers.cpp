@@ -434,6 +434,36 @@ TEST(Dropout, FusedResidualEqualsSeparateAddBitForBit) {
     }
 }
 
+// The float kernel (16 draws at a time on AVX-512 builds, a masked tail per segment) against
+// the draw scheme written out element by element, with and without the fused residual.
+TEST(Dropout, FloatKernelFollowsTheDrawSchemeBitForBit) {
+    const KeyedRng rng(2020, RngPurpose::dropout);
+    const int64_t rows = 4, C = 300;
+    const std::vector<uint64_t> row_base = {0, 4001, 78, 123457}; // any alignment mod 4
+    const double p = 0.3;
+    const uint64_t threshold = uint64_t(std::llround(p * 4294967296.0));
+    const float scale = float(1.0 / (1.0 - p));
+    const auto inp_d = randn(rows * C, 43), res_d = randn(rows * C, 44);
+    const std::vector<float> inp(inp_d.begin(), inp_d.end()), res(res_d.begin(), res_d.end());
+    for (const bool with_residual : {false, true}) {
+        std::vector<float> out(rows * C, std::numeric_limits<float>::quiet_NaN());
+        std::vector<uint8_t> mask(rows * C, 7);
+        dropout_forward(out.data(), mask.data(), inp.data(), rows, C, p, rng, 1, 2, 3,
+                        row_base.data(), with_residual ? res.data() : nullptr);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t col = 0; col < C; ++col) {
+                const size_t i = size_t(r * C + col);
+                const uint64_t e = row_base[size_t(r)] + uint64_t(col);
+                const bool keep = rng.block(1, 2, 3, uint32_t(e / 4))[e % 4] >= threshold;
+                const float kept = keep ? inp[i] * scale : 0.0f;
+                const float want = with_residual ? kept + res[i] : kept;
+                ASSERT_EQ(mask[i], keep ? 1 : 0) << "r=" << r << " col=" << col;
+                ASSERT_EQ(std::memcmp(&out[i], &want, sizeof(float)), 0)
+                    << "r=" << r << " col=" << col << " residual=" << with_residual;
+            }
+    }
+}
+
 // Regression pin of the draw scheme: these bits were recorded from this implementation (not an
 // independent source). If they change, every dropout mask, and so every training run, changes.
 TEST(Dropout, FrozenMaskBits) {
