@@ -101,25 +101,24 @@ inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t
     if constexpr (std::is_same_v<T, float>) {
         for (int64_t k0 = 0; k0 < n; k0 += 64) {
             const int64_t w = std::min<int64_t>(64, n - k0);
-            __mmask16 mask[4];
-            tile64_masks(w, mask);
+            const Tile64 tile(w);
             float* yk = y + k0;
-            __m512 y0 = _mm512_maskz_loadu_ps(mask[0], yk);
-            __m512 y1 = _mm512_maskz_loadu_ps(mask[1], yk + 16);
-            __m512 y2 = _mm512_maskz_loadu_ps(mask[2], yk + 32);
-            __m512 y3 = _mm512_maskz_loadu_ps(mask[3], yk + 48);
+            __m512 y0 = tile.load(0, yk);
+            __m512 y1 = tile.load(1, yk + 16);
+            __m512 y2 = tile.load(2, yk + 32);
+            __m512 y3 = tile.load(3, yk + 48);
             for (int64_t i = 0; i < count; ++i) {
                 const __m512 ai = _mm512_set1_ps(a[i]);
                 const float* xi = x + i * stride + k0;
-                y0 = _mm512_fmadd_ps(ai, _mm512_maskz_loadu_ps(mask[0], xi), y0);
-                y1 = _mm512_fmadd_ps(ai, _mm512_maskz_loadu_ps(mask[1], xi + 16), y1);
-                y2 = _mm512_fmadd_ps(ai, _mm512_maskz_loadu_ps(mask[2], xi + 32), y2);
-                y3 = _mm512_fmadd_ps(ai, _mm512_maskz_loadu_ps(mask[3], xi + 48), y3);
+                y0 = _mm512_fmadd_ps(ai, tile.load(0, xi), y0);
+                y1 = _mm512_fmadd_ps(ai, tile.load(1, xi + 16), y1);
+                y2 = _mm512_fmadd_ps(ai, tile.load(2, xi + 32), y2);
+                y3 = _mm512_fmadd_ps(ai, tile.load(3, xi + 48), y3);
             }
-            _mm512_mask_storeu_ps(yk, mask[0], y0);
-            _mm512_mask_storeu_ps(yk + 16, mask[1], y1);
-            _mm512_mask_storeu_ps(yk + 32, mask[2], y2);
-            _mm512_mask_storeu_ps(yk + 48, mask[3], y3);
+            tile.store(0, yk, y0);
+            tile.store(1, yk + 16, y1);
+            tile.store(2, yk + 32, y2);
+            tile.store(3, yk + 48, y3);
         }
         return;
     }

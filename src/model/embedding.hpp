@@ -40,20 +40,19 @@ void code_mean_row(T* o, const int32_t* codes, const T* code_table, int64_t M, i
         const __m512 count = _mm512_set1_ps(float(M));
         for (int64_t k0 = 0; k0 < C; k0 += 64) {
             const int64_t w = std::min<int64_t>(64, C - k0);
-            __mmask16 mask[4];
-            tile64_masks(w, mask);
+            const Tile64 tile(w);
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t m = 0; m < M; ++m) {
                 const float* row = code_table + int64_t(codes[m]) * C + k0;
-                a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(mask[0], row));
-                a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mask[1], row + 16));
-                a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(mask[2], row + 32));
-                a3 = _mm512_add_ps(a3, _mm512_maskz_loadu_ps(mask[3], row + 48));
+                a0 = _mm512_add_ps(a0, tile.load(0, row));
+                a1 = _mm512_add_ps(a1, tile.load(1, row + 16));
+                a2 = _mm512_add_ps(a2, tile.load(2, row + 32));
+                a3 = _mm512_add_ps(a3, tile.load(3, row + 48));
             }
-            _mm512_mask_storeu_ps(o + k0, mask[0], _mm512_div_ps(a0, count));
-            _mm512_mask_storeu_ps(o + k0 + 16, mask[1], _mm512_div_ps(a1, count));
-            _mm512_mask_storeu_ps(o + k0 + 32, mask[2], _mm512_div_ps(a2, count));
-            _mm512_mask_storeu_ps(o + k0 + 48, mask[3], _mm512_div_ps(a3, count));
+            tile.store(0, o + k0, _mm512_div_ps(a0, count));
+            tile.store(1, o + k0 + 16, _mm512_div_ps(a1, count));
+            tile.store(2, o + k0 + 32, _mm512_div_ps(a2, count));
+            tile.store(3, o + k0 + 48, _mm512_div_ps(a3, count));
         }
         return;
     }
@@ -167,20 +166,19 @@ void all_item_embeddings_backward_rows(T* d_code_table, const T* dout_over_m,
 #if defined(__AVX512F__)
         if constexpr (std::is_same_v<T, float>) {
             for (int64_t k0 = 0; k0 < C; k0 += 64) {
-                __mmask16 mask[4];
-                tile64_masks(std::min<int64_t>(64, C - k0), mask);
+                const Tile64 tile(std::min<int64_t>(64, C - k0));
                 __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
                 for (const int32_t* j = first; j < last; ++j) {
                     const float* g = dout_over_m + int64_t(*j) * C + k0;
-                    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(mask[0], g));
-                    a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(mask[1], g + 16));
-                    a2 = _mm512_add_ps(a2, _mm512_maskz_loadu_ps(mask[2], g + 32));
-                    a3 = _mm512_add_ps(a3, _mm512_maskz_loadu_ps(mask[3], g + 48));
+                    a0 = _mm512_add_ps(a0, tile.load(0, g));
+                    a1 = _mm512_add_ps(a1, tile.load(1, g + 16));
+                    a2 = _mm512_add_ps(a2, tile.load(2, g + 32));
+                    a3 = _mm512_add_ps(a3, tile.load(3, g + 48));
                 }
-                _mm512_mask_storeu_ps(d + k0, mask[0], a0);
-                _mm512_mask_storeu_ps(d + k0 + 16, mask[1], a1);
-                _mm512_mask_storeu_ps(d + k0 + 32, mask[2], a2);
-                _mm512_mask_storeu_ps(d + k0 + 48, mask[3], a3);
+                tile.store(0, d + k0, a0);
+                tile.store(1, d + k0 + 16, a1);
+                tile.store(2, d + k0 + 32, a2);
+                tile.store(3, d + k0 + 48, a3);
             }
             continue;
         }

@@ -143,7 +143,8 @@ TEST(ItemEmbedding, RowScatterEqualsSequentialBitForBit) {
     // codes shared across columns and repeated within an item: the per-row sums must make the
     // sequential scatter's additions in its order either way, and write every row (padding and
     // unused rows 0) over whatever the output held.
-    const int64_t M = 3, V1 = 40, C = 37, R = 2 + 3 * M; // row R - 1 is never used
+    const int64_t M = 3, V1 = 40, C = 101, R = 2 + 3 * M; // row R - 1 is never used; C: a full
+    // 64-column tile and a 37-wide one
     std::vector<int32_t> pq(size_t(V1 * M), 0), shared(size_t(V1 * M), 0);
     for (int64_t j = 1; j < V1; ++j)
         for (int64_t m = 0; m < M; ++m) {
