@@ -268,8 +268,11 @@ TEST(L2Normalize, ClampedBranchGradient) {
 
 // ---------------------------------------------------------------- cosine cross-entropy
 
+// 64-byte aligned like the Trainer's buffers: Eigen's small (lazy) products round differently
+// with the operands' alignment, and BackwardWithDLogitsAliasingProbs compares two of them bit for
+// bit (with std::vector it failed or passed depending on what earlier tests left on the heap).
 template <typename T> struct CeStore {
-    std::vector<T> s_hat, s_norm, e_hat, e_norm, probs, d_logits, d_s_hat, d_e_hat;
+    AlignedBuffer<T> s_hat, s_norm, e_hat, e_norm, probs, d_logits, d_s_hat, d_e_hat;
     CeStore(int64_t B, int64_t V1, int64_t C)
         : s_hat(B * C), s_norm(B), e_hat(V1 * C), e_norm(V1), probs(B * V1), d_logits(B * V1),
           d_s_hat(B * C), d_e_hat(V1 * C) {}
