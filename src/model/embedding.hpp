@@ -210,7 +210,8 @@ void add_position_embedding_forward(T* out, const T* inp, const T* pos_table, co
 // dout (N,C), off (B+1) -> dinp (N,C) +=, d_pos_table (T,C) +=
 // Inverts out[i] = inp[i] + pos_table[i - off[b]]: identity into dinp; position t collects the
 // sum over sequences b (ascending b, fixed order) of dout at that position; d_pos_table may be
-// nullptr (a frozen table). dinp must not alias dout (it accumulates).
+// nullptr (a frozen table), and so may dinp (a caller that uses dout as dinp itself). dinp must
+// not alias dout (it accumulates).
 template <typename T>
 void add_position_embedding_backward(T* dinp, T* d_pos_table, const T* dout, const int64_t* off,
                                      int64_t B, int64_t C) {
@@ -218,7 +219,8 @@ void add_position_embedding_backward(T* dinp, T* d_pos_table, const T* dout, con
     for (int64_t b = 0; b < B; ++b) {
         assert(off[b] <= off[b + 1]);
         for (int64_t i = off[b]; i < off[b + 1]; ++i) {
-            for (int64_t k = 0; k < C; ++k) dinp[i * C + k] += dout[i * C + k];
+            if (dinp)
+                for (int64_t k = 0; k < C; ++k) dinp[i * C + k] += dout[i * C + k];
             if (!d_pos_table) continue;
             T* dp = d_pos_table + (i - off[b]) * C;
             for (int64_t k = 0; k < C; ++k) dp[k] += dout[i * C + k];

@@ -295,7 +295,8 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
 
 // ds (B,C) -> parameter gradients accumulated into G (bound to a gradient buffer; its
 // code_table may be null, and so may any other tensor of a frozen part: that gradient is then
-// not computed) and d_emb (N,C) = dLoss/d(code-mean embedding of each token), which
+// not computed) and d_emb (N,C) = dLoss/d(code-mean embedding of each token), WRITTEN (not
+// accumulated: the caller need not zero it), which
 // the caller scatters into the code table (item_embedding_backward) so that the shared
 // table's gradient is summed in a fixed order across chunks. Uses the state of the last
 // encoder_forward on `w`.
@@ -384,9 +385,10 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
     ensure(w.dtmp, N * C);
     ensure(w.dres, N * C);
     dropout_backward(w.dtmp.data(), w.dh.data(), w.mask0.data(), N * C, p_hid, false);
-    layernorm_backward(w.dres.data(), G.ln_w, G.ln_b, w.dtmp.data(), w.x.data(), P.ln_w,
-                       w.mean0.data(), w.rstd0.data(), N, C, false);
-    add_position_embedding_backward(d_emb, G.pos, w.dres.data(), off, B, C);
+    // x = emb + pos: dLoss/dx is d_emb itself (written here), and the positions sum it.
+    layernorm_backward(d_emb, G.ln_w, G.ln_b, w.dtmp.data(), w.x.data(), P.ln_w, w.mean0.data(),
+                       w.rstd0.data(), N, C, false);
+    add_position_embedding_backward(static_cast<T*>(nullptr), G.pos, d_emb, off, B, C);
 }
 
 } // namespace pfcr

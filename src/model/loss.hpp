@@ -69,14 +69,14 @@ void l2_normalize_forward(T* out, T* norm, const T* inp, int64_t n, int64_t C) {
     }
 }
 
-// dout (n,C), out (n,C), norm (n) -> dinp (n,C) +=
+// dout (n,C), out (n,C), norm (n) -> dinp (n,C) +=, or written without accumulate
 // Unclamped (||x|| >= eps; torch's clamp_min passes the gradient at equality):
 //   y = x/||x||  =>  dx = (I - y yᵀ) dy / ||x|| = (dy - y <y,dy>) / ||x||
 // Clamped (||x|| < eps): y = x/eps is linear  =>  dx = dy / eps.
 // Row-wise independent: any split into row ranges gives the same bits.
 template <typename T>
 void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, int64_t n,
-                           int64_t C) {
+                           int64_t C, bool accumulate = true) {
     const prof::PhaseScope timer(prof::Phase::normalize);
     for (int64_t r = 0; r < n; ++r) {
         const T* y = out + r * C;
@@ -84,9 +84,14 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
         T* dx = dinp + r * C;
         if (norm[r] >= T(kNormalizeEps)) {
             const T ydy = lane_sum_of<T>(C, [y, dy](int64_t k) { return y[k] * dy[k]; });
-            for (int64_t k = 0; k < C; ++k) dx[k] += (dy[k] - y[k] * ydy) / norm[r];
-        } else {
+            if (accumulate)
+                for (int64_t k = 0; k < C; ++k) dx[k] += (dy[k] - y[k] * ydy) / norm[r];
+            else
+                for (int64_t k = 0; k < C; ++k) dx[k] = (dy[k] - y[k] * ydy) / norm[r];
+        } else if (accumulate) {
             for (int64_t k = 0; k < C; ++k) dx[k] += dy[k] / T(kNormalizeEps);
+        } else {
+            for (int64_t k = 0; k < C; ++k) dx[k] = dy[k] / T(kNormalizeEps);
         }
     }
 }
@@ -234,13 +239,14 @@ void cosine_ce_rows_backward(T* ds, const CosineCeBuffers<T>& buf, const int32_t
 }
 
 // Candidate rows [r0, r1) of the backward, once every row of the batch has run
-// cosine_ce_rows_backward (buf is the whole batch's view) -> dE rows r0..r1-1 +=:
+// cosine_ce_rows_backward (buf is the whole batch's view) -> dE rows r0..r1-1 += (written
+// without accumulate):
 //   dÊ = dcosᵀ Ŝ  (GEMM over the B rows)  =>  l2_normalize_backward into dE
 // Blocks write disjoint rows, so they may run in parallel; for the same bits, use the same
 // blocks everywhere (kCandidateBlock). E's gradient reaches every candidate, padding row 0 too.
 template <typename T>
 void cosine_ce_candidates_backward(T* dE, const CosineCeBuffers<T>& buf, int64_t B, int64_t V1,
-                                   int64_t C, int64_t r0, int64_t r1) {
+                                   int64_t C, int64_t r0, int64_t r1, bool accumulate = true) {
     {
         const prof::PhaseScope timer(prof::Phase::gemm_logits_bwd);
         if constexpr (kFastGemm<T>) {
@@ -256,7 +262,7 @@ void cosine_ce_candidates_backward(T* dE, const CosineCeBuffers<T>& buf, int64_t
                 mat(detail::cst(buf.s_hat), B, C);
     }
     l2_normalize_backward(dE + r0 * C, buf.d_e_hat + r0 * C, buf.e_hat + r0 * C, buf.e_norm + r0,
-                          r1 - r0, C);
+                          r1 - r0, C, accumulate);
 }
 
 // s (B,C), E (V1,C), targets (B) in 1..V1-1 -> returns mean_b CE; fills buf (see above).

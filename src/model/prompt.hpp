@@ -391,7 +391,8 @@ void prompt_head_forward(T* o, const PromptTensors<const T>& H, const EncoderHyp
 
 // d_o (B,C) -> ds (B,C) +=; the per-row parameter gradients into G (+=; null tensors are
 // skipped); r.d_ctx / r.d_scores for prompt_attention_kv_backward; prompt-full: d_id_emb (N,C)
-// += dLoss/d(ID embedding row of each token), which the caller scatters with
+// = dLoss/d(ID embedding row of each token) (written, as encoder_backward writes), which the
+// caller scatters with
 // item_embedding_backward(..., id_codes, N, 1, C), and the encoder's position-embedding
 // gradient into G.id.pos when that is not null. Uses the state of the last prompt_head_forward.
 template <typename T>

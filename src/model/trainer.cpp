@@ -381,18 +381,14 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
                 AlignedBuffer<float>& cg = I.chunk_grads[size_t(k)];
                 if (!grads_zero) cg.zero();
                 const auto G = bind_tensors<float>(cg.data(), layout, I.chunk_begin);
-                const int64_t n_tok = batch.off[size_t(b1)] - t0;
-                float* d_emb = I.d_emb.data() + t0 * C;
-                std::fill(d_emb, d_emb + n_tok * C, 0.0f);
+                float* d_emb = I.d_emb.data() + t0 * C; // written by encoder_backward
                 const float* d_enc = ws.ds.data();
                 if (head) {
                     const auto GH = bind_prompt_tensors<float>(cg.data(), layout, I.chunk_begin,
                                                                I.chunk_begin + I.chunk_size);
                     float* d_id = nullptr;
-                    if (I.head == HeadMode::prompt_full) {
-                        d_id = S.d_id.data() + t0 * C;
-                        std::fill(d_id, d_id + n_tok * C, 0.0f);
-                    }
+                    if (I.head == HeadMode::prompt_full)
+                        d_id = S.d_id.data() + t0 * C; // written by the ID branch's encoder
                     ws.d_enc.assign(size_t(Bc * C), 0.0f);
                     prompt_head_backward(ws.d_enc.data(), d_id, GH,
                                          static_cast<const float*>(ws.ds.data()), H, opt_.hp,
@@ -450,21 +446,18 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
     // then the inputs'.
     const auto GT = bind_tensors<float>(grad, layout);
     const int64_t table_size = layout.at("pq_code_embedding.weight").size;
-    for_fixed_blocks(V1 * C, 1 << 16, [&](int64_t i0, int64_t i1) {
-        std::fill(I.d_e.data() + i0, I.d_e.data() + i1, 0.0f);
-    });
     CosineCeBuffers<float> ce = I.loss_rows(0, nullptr);
     if constexpr (kHaveFastGemm) { // Ŝ packed once for every candidate block's dÊ = Gᵀ Ŝ
         Impl::pack_b_parallel(S.s_hat_bwd, {I.s_hat.data(), C, 1}, B, C);
         ce.s_hat_bwd = S.s_hat_bwd.data();
     }
-    for_fixed_blocks(V1, kCandidateBlock, [&](int64_t r0, int64_t r1) {
-        cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, r0, r1);
-    });
-    // The tokens' gradients join their item's candidate row first, in token order (each item
-    // block scans every token and takes its own: per item the order of one sequential pass), so
-    // each item's M code rows are scattered once, not once per candidate and once per token.
+    // Per block of candidates, while its rows are in cache: dE written from dÊ; then the tokens'
+    // gradients join their item's row, in token order (each block scans every token and takes
+    // its own: per item the order of one sequential pass), so each item's M code rows are
+    // scattered once, not once per candidate and once per token; then each row divided by M once
+    // for the scatter below (not once per code).
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t j0, int64_t j1) {
+        cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, j0, j1, false);
         const prof::PhaseScope timer(prof::Phase::embedding_bwd);
         for (int64_t r = 0; r < N; ++r) {
             const int64_t item = batch.items[size_t(r)];
@@ -473,7 +466,6 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
             const float* src = I.d_emb.data() + r * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
         }
-        // The scatter below takes each row divided by M once (not once per code).
         const float count = float(I.M);
         for (float* x = I.d_e.data() + j0 * C; x < I.d_e.data() + j1 * C; ++x) *x /= count;
     });

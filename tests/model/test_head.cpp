@@ -317,7 +317,7 @@ TEST(CosineCe, MatchesReference) {
     const double lr =
         cosine_ce_forward_reference(r.view(), s.data(), E.data(), targets.data(), B, V1, C, tau);
     EXPECT_NEAR(la, lr, 1e-13 * std::abs(lr));
-    for (size_t i = 0; i < a.probs.size(); ++i) EXPECT_NEAR(a.probs[i], r.probs[i], 1e-13);
+    for (int64_t i = 0; i < a.probs.size(); ++i) EXPECT_NEAR(a.probs[i], r.probs[i], 1e-13);
 
     std::vector<double> dsa(B * C, 0.0), dEa(V1 * C, 0.0), dsr(B * C, 0.0), dEr(V1 * C, 0.0);
     cosine_ce_backward(dsa.data(), dEa.data(), a.view(), targets.data(), B, V1, C, tau, 0.7);
@@ -347,7 +347,7 @@ TEST(CosineCe, FloatMatchesDouble) {
     const float lf =
         cosine_ce_forward(f.view(), sf.data(), Ef.data(), targets.data(), B, V1, C, 0.07f);
     EXPECT_NEAR(lf, ld, 1e-5 * std::abs(ld));
-    for (size_t i = 0; i < d.probs.size(); ++i) EXPECT_NEAR(f.probs[i], d.probs[i], 1e-5);
+    for (int64_t i = 0; i < d.probs.size(); ++i) EXPECT_NEAR(f.probs[i], d.probs[i], 1e-5);
 }
 
 // ds and dE with tau = 0.07 (the paper value), repeated targets, padding candidate row 0 present
