@@ -194,15 +194,18 @@ void all_item_embeddings_backward_rows(T* d_code_table, const T* dout_over_m,
 // inp (N,C), pos_table (T,C), off (B+1) -> out (N,C)
 // Packed tokens: token row i of sequence b (off[b] <= i < off[b+1]) is position t = i - off[b]
 // (0 = oldest item): out[i] = inp[i] + pos_table[t]. Caller guarantees every length <= T.
-// out may alias inp (element-wise).
-template <typename T>
+// out may alias inp (element-wise). With inp_rows (N), token i reads row inp_rows[i] of inp
+// instead (the training step's tokens take their item's row of the candidate matrix, so the
+// gather and the addition are one pass).
+template <typename T, typename Index = int32_t>
 void add_position_embedding_forward(T* out, const T* inp, const T* pos_table, const int64_t* off,
-                                    int64_t B, int64_t C) {
+                                    int64_t B, int64_t C, const Index* inp_rows = nullptr) {
     const prof::PhaseScope timer(prof::Phase::embedding_fwd);
     for (int64_t b = 0; b < B; ++b) {
         for (int64_t i = off[b]; i < off[b + 1]; ++i) {
             const T* p = pos_table + (i - off[b]) * C;
-            for (int64_t k = 0; k < C; ++k) out[i * C + k] = inp[i * C + k] + p[k];
+            const T* x = inp + (inp_rows ? int64_t(inp_rows[i]) : i) * C;
+            for (int64_t k = 0; k < C; ++k) out[i * C + k] = x[k] + p[k];
         }
     }
 }

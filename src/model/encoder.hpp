@@ -141,7 +141,7 @@ template <typename T> struct EncoderWorkspace {
     int64_t B = 0, N = 0;
     std::vector<int64_t> off;       // (B+1) local token offsets
     std::vector<uint64_t> row_base; // (N) hidden-dropout element base of every token
-    std::vector<T> emb, x, ln0, h0; // (N,C)
+    std::vector<T> emb, x, ln0, h0; // (N,C); emb only without item_rows
     std::vector<T> mean0, rstd0;    // (N)
     std::vector<uint8_t> mask0;     // (N*C)
     std::vector<Layer> layers;
@@ -185,20 +185,19 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
     w.off.assign(off, off + B + 1);
     ensure(w.row_base, N);
     dropout_row_base_packed(w.row_base.data(), off, B, keys.first_batch_row, Tm, C);
-    for (auto* v : {&w.emb, &w.x, &w.ln0, &w.h0}) ensure(*v, N * C);
+    for (auto* v : {&w.x, &w.ln0, &w.h0}) ensure(*v, N * C);
+    if (!item_rows) ensure(w.emb, N * C);
     ensure(w.mean0, N);
     ensure(w.rstd0, N);
     ensure(w.mask0, N * C);
 
     // x = E(items) + P[t];  h0 = Dropout(LN(x))
     if (item_rows) {
-        const prof::PhaseScope timer(prof::Phase::embedding_fwd);
-        for (int64_t r = 0; r < N; ++r)
-            std::copy_n(item_rows + int64_t(items[r]) * C, C, w.emb.data() + r * C);
+        add_position_embedding_forward(w.x.data(), item_rows, P.pos, off, B, C, items);
     } else {
         item_embedding_forward(w.emb.data(), items, item_codes, P.code_table, N, sh.code_dim, C);
+        add_position_embedding_forward(w.x.data(), w.emb.data(), P.pos, off, B, C);
     }
-    add_position_embedding_forward(w.x.data(), w.emb.data(), P.pos, off, B, C);
     layernorm_forward(w.ln0.data(), w.mean0.data(), w.rstd0.data(), w.x.data(), P.ln_w, P.ln_b, N,
                       C, eps);
     dropout_forward(w.h0.data(), w.mask0.data(), w.ln0.data(), N, C, p_hid, *keys.rng, keys.client,

@@ -200,9 +200,24 @@ TEST(PositionEmbedding, ForwardKnownValues) {
     add_position_embedding_forward(out.data(), inp.data(), pos.data(), off.data(), B, C);
     const std::vector<double> expect = {101, 201, 302, 402, 103, 203, 304, 404, 505, 605};
     EXPECT_EQ(out, expect);
+    // Token rows gathered from a row table (the training step's candidate matrix): token i reads
+    // row rows[i], so a table holding the tokens' rows in another order gives the same output.
+    const std::vector<double> table = {4, 4, 9, 9, 1, 1, 3, 3, 5, 5, 2, 2};
+    const std::vector<int32_t> rows = {2, 5, 3, 0, 4};
+    std::vector<double> gathered(inp.size());
+    add_position_embedding_forward(gathered.data(), table.data(), pos.data(), off.data(), B, C,
+                                   rows.data());
+    EXPECT_EQ(gathered, expect);
     // in place
     add_position_embedding_forward(inp.data(), inp.data(), pos.data(), off.data(), B, C);
     EXPECT_EQ(inp, expect);
+    // Backward without dinp (the caller's dout is the input gradient): only the table sums.
+    std::vector<double> dpos(pos.size(), 0.0), dpos_both(pos.size(), 0.0), dinp(inp.size(), 0.0);
+    add_position_embedding_backward(static_cast<double*>(nullptr), dpos.data(), expect.data(),
+                                    off.data(), B, C);
+    add_position_embedding_backward(dinp.data(), dpos_both.data(), expect.data(), off.data(), B, C);
+    EXPECT_EQ(dpos, dpos_both);
+    EXPECT_EQ(dinp, expect);
 }
 
 TEST(PositionEmbedding, GradCheckInputAndTable) {
