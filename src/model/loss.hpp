@@ -147,10 +147,11 @@ double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T in
         const int32_t t = targets[b];
         assert(t >= 1 && t < V1); // never the padding item
         T* zb = z + b * V1;
-        for (int64_t j = 0; j < V1; ++j) zb[j] *= inv_tau;
-        const T zmax = lane_max(zb, V1);
-        for (int64_t j = 0; j < V1; ++j) zb[j] = vexp(zb[j] - zmax);
-        const T sum = lane_sum(zb, V1);
+        // Two passes over the row, not four: the scaling inside the max, the exponentials
+        // inside the sum (the same values, summed in the same lanes and order).
+        const T zmax = lane_max_of<T>(V1, [zb, inv_tau](int64_t j) { return zb[j] *= inv_tau; });
+        const T sum =
+            lane_sum_of<T>(V1, [zb, zmax](int64_t j) { return zb[j] = vexp(zb[j] - zmax); });
         loss += double(std::log(sum)) - std::log(double(zb[t]));
         const T inv_sum = T(1) / sum;
         if (grad_scale == T(0)) {

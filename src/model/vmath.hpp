@@ -103,17 +103,27 @@ template <typename T> inline T lane_sum(const T* x, int64_t n) {
     return lane_sum_of<T>(n, [x](int64_t i) { return x[i]; });
 }
 
-// max over n >= 1 values (exact in any order; lanes only for speed).
-template <typename T> inline T lane_max(const T* x, int64_t n) {
+// max over f(i), i in [0, n), n >= 1 (exact in any order; lanes only for speed).
+template <typename T, typename F> inline T lane_max_of(int64_t n, F&& f) {
     T acc[kLanes];
     for (int l = 0; l < kLanes; ++l) acc[l] = -std::numeric_limits<T>::infinity();
     int64_t i = 0;
     for (; i + kLanes <= n; i += kLanes)
-        for (int l = 0; l < kLanes; ++l) acc[l] = acc[l] > x[i + l] ? acc[l] : x[i + l];
+        for (int l = 0; l < kLanes; ++l) {
+            const T x = f(i + l);
+            acc[l] = acc[l] > x ? acc[l] : x;
+        }
     T m = -std::numeric_limits<T>::infinity();
-    for (; i < n; ++i) m = m > x[i] ? m : x[i];
+    for (; i < n; ++i) {
+        const T x = f(i);
+        m = m > x ? m : x;
+    }
     for (int l = 0; l < kLanes; ++l) m = m > acc[l] ? m : acc[l];
     return m;
+}
+
+template <typename T> inline T lane_max(const T* x, int64_t n) {
+    return lane_max_of<T>(n, [x](int64_t i) { return x[i]; });
 }
 
 #if defined(__AVX512F__)
