@@ -84,14 +84,15 @@ void l2_normalize_backward(T* dinp, const T* dout, const T* out, const T* norm, 
         T* dx = dinp + r * C;
         if (norm[r] >= T(kNormalizeEps)) {
             const T ydy = lane_sum_of<T>(C, [y, dy](int64_t k) { return y[k] * dy[k]; });
-            if (accumulate)
-                for (int64_t k = 0; k < C; ++k) dx[k] += (dy[k] - y[k] * ydy) / norm[r];
-            else
-                for (int64_t k = 0; k < C; ++k) dx[k] = (dy[k] - y[k] * ydy) / norm[r];
-        } else if (accumulate) {
-            for (int64_t k = 0; k < C; ++k) dx[k] += dy[k] / T(kNormalizeEps);
+            for (int64_t k = 0; k < C; ++k) {
+                const T g = (dy[k] - y[k] * ydy) / norm[r];
+                dx[k] = accumulate ? dx[k] + g : g;
+            }
         } else {
-            for (int64_t k = 0; k < C; ++k) dx[k] = dy[k] / T(kNormalizeEps);
+            for (int64_t k = 0; k < C; ++k) {
+                const T g = dy[k] / T(kNormalizeEps);
+                dx[k] = accumulate ? dx[k] + g : g;
+            }
         }
     }
 }
