@@ -94,19 +94,22 @@ template <typename T> inline void attn_axpy(T alpha, const T* x, T* y, int64_t n
 // per element exactly the additions of `count` attn_axpy calls in i order. With AVX-512 (float)
 // y is held in registers across the rows, 64 columns at a time, instead of being loaded and
 // stored once per row (the attention's rows are short, so that round trip through memory was
-// what it waited on).
+// what it waited on). write: y is not read, the sum starts from zeros (the bits of zeroing y
+// first, without the pass).
 template <typename T>
-inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t count, int64_t n) {
+inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t count, int64_t n,
+                           bool write = false) {
 #if defined(__AVX512F__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>) {
         for (int64_t k0 = 0; k0 < n; k0 += 64) {
             const int64_t w = std::min<int64_t>(64, n - k0);
             const Tile64 tile(w);
             float* yk = y + k0;
-            __m512 y0 = tile.load(0, yk);
-            __m512 y1 = tile.load(1, yk + 16);
-            __m512 y2 = tile.load(2, yk + 32);
-            __m512 y3 = tile.load(3, yk + 48);
+            const __m512 z = _mm512_setzero_ps();
+            __m512 y0 = write ? z : tile.load(0, yk);
+            __m512 y1 = write ? z : tile.load(1, yk + 16);
+            __m512 y2 = write ? z : tile.load(2, yk + 32);
+            __m512 y3 = write ? z : tile.load(3, yk + 48);
             for (int64_t i = 0; i < count; ++i) {
                 const __m512 ai = _mm512_set1_ps(a[i]);
                 const float* xi = x + i * stride + k0;
@@ -123,6 +126,7 @@ inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t
         return;
     }
 #endif
+    if (write) std::fill(y, y + n, T(0));
     for (int64_t i = 0; i < count; ++i) attn_axpy(a[i], x + i * stride, y, n);
 }
 
@@ -227,7 +231,6 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
             attn_prefetch_rows(v, off[n], off[n + 1], C);
             attn_prefetch_rows(q, qoff[n], qoff[n + 1], C);
         }
-        std::fill(out + qoff[b] * C, out + qoff[b + 1] * C, T(0));
         for (int64_t h = 0; h < NH; ++h) {
             for (int64_t t = fq; t < len; ++t) {
                 const int64_t row = qoff[b] + t - fq; // packed query/output row
@@ -269,15 +272,15 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
                     for (int64_t j = 0; j <= t; ++j) pd_row[j] = p_row[j];
                 }
                 // Context: out_h[t] = sum_j Pd[t,j] v_h[j].
-                attn_axpy_rows(out + row * C + h * HS, pd_row, vb + h * HS, C, t + 1, HS);
+                attn_axpy_rows(out + row * C + h * HS, pd_row, vb + h * HS, C, t + 1, HS, true);
             }
         }
     }
 }
 
 // Backward: dout (NQ,C), saved probs / probs_drop, q (NQ,C), k (N,C), v (N,C)
-//   -> dq (NQ,C) +=, dk (N,C) +=, dv (N,C) += ; without accumulate they are written instead (each
-//   sequence's rows zeroed just before its terms are added: no separate pass over the buffers).
+//   -> dq (NQ,C) +=, dk (N,C) +=, dv (N,C) += ; without accumulate they are written instead (no
+//   separate zeroing pass over the buffers).
 // With m_j = keep_j/(1-p) (so Pd_j = m_j P_j) and dPd_j = <dout_h[t], v_h[j]>:
 //   dv_h[j]  += Pd[t,j] dout_h[t]                             inverts out = sum_j Pd v_j
 //   dP_j      = m_j dPd_j                                      inverts the dropout
@@ -285,8 +288,11 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
 //             = Pd_j dPd_j - P_j sum_k Pd_k dPd_k              (P_j m_j = Pd_j: no mask needed)
 //   dq_h[t]  += sum_j dS_j / sqrt(HS) k_h[j],  dk_h[j] += dS_j / sqrt(HS) q_h[t]   inverts S
 // No random draws: the dropout mask is carried by probs_drop.
-// dq[t] sums its terms in registers (attn_axpy_rows: per element the same additions in the same
-// order as one axpy per key).
+// Per (sequence, head), two passes: queries t first (dPd, dS into a triangle of scratch, dq[t]
+// summed over keys in registers), then keys j (dv[j] and dk[j] summed over queries t = j..len-1
+// in registers, attn_axpy_rows). Per element these are exactly the additions of one axpy per
+// (t, j) pair in t order, so the bits of the pairwise loop (the test's scheme), without its
+// load and store of dk[j] and dv[j] per pair.
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* probs_drop,
                         const T* q, const T* k, const T* v, const int64_t* off, const int64_t* qoff,
@@ -296,46 +302,62 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
     const int64_t HS = C / NH;
     assert(HS * NH == C);
     const T sqrt_hs = T(std::sqrt(double(HS)));
+    const bool write = !accumulate;
     T d_pd[kAttnMaxLen]; // dPd[t, 0..t] of the current query row
-    T d_s[kAttnMaxLen];  // dS[t, 0..t] / sqrt(HS)
+    T coef[kAttnMaxLen]; // one key's coefficients over its queries t
+    // dS[t, j] / sqrt(HS) of one (sequence, head), same packed triangle as probs (per thread:
+    // up to tri(kAttnMaxLen) entries, grown once).
+    thread_local std::vector<T> d_s_tri;
     for (int64_t b = 0; b < B; ++b) {
         const int64_t len = off[b + 1] - off[b], fq = first_query[b];
         assert(len <= kAttnMaxLen && qoff[b + 1] - qoff[b] == len - fq);
         const int64_t S_b = attn_tri(len) - attn_tri(fq);
+        if (int64_t(d_s_tri.size()) < S_b) d_s_tri.resize(size_t(S_b));
+        T* d_s = d_s_tri.data();
         const T* kb = k + off[b] * C;
         const T* vb = v + off[b] * C;
         T* dkb = dk + off[b] * C;
         T* dvb = dv + off[b] * C;
+        const T* dob = dout + qoff[b] * C; // query rows t = fq .. len-1
+        const T* qb = q + qoff[b] * C;
         if (const int64_t n = b + kAttnPrefetch; n < B) {
             attn_prefetch_rows(k, off[n], off[n + 1], C);
             attn_prefetch_rows(v, off[n], off[n + 1], C);
             attn_prefetch_rows(q, qoff[n], qoff[n + 1], C);
             attn_prefetch_rows(dout, qoff[n], qoff[n + 1], C);
         }
-        if (!accumulate) {
-            std::fill(dkb, dkb + len * C, T(0));
-            std::fill(dvb, dvb + len * C, T(0));
-            std::fill(dq + qoff[b] * C, dq + qoff[b + 1] * C, T(0));
-        }
         for (int64_t h = 0; h < NH; ++h) {
+            const T* p_h = probs + probs_off[b] + h * S_b;
+            const T* pd_h = probs_drop + probs_off[b] + h * S_b;
+            // Queries: dPd, dS (kept for the keys' pass), dq[t].
             for (int64_t t = fq; t < len; ++t) {
-                const int64_t row = qoff[b] + t - fq;
-                const int64_t pidx = probs_off[b] + h * S_b + attn_tri(t) - attn_tri(fq);
-                const T* p_row = probs + pidx;
-                const T* pd_row = probs_drop + pidx;
-                const T* do_t = dout + row * C + h * HS;
-                const T* q_t = q + row * C + h * HS;
+                const int64_t row = t - fq;
+                const int64_t pi = attn_tri(t) - attn_tri(fq); // row t in the triangle
+                const T* p_row = p_h + pi;
+                const T* pd_row = pd_h + pi;
+                const T* do_t = dob + row * C + h * HS;
                 T pd_dot = 0; // sum_k Pd_k dPd_k
                 for (int64_t j = 0; j <= t; ++j) {
                     d_pd[j] = attn_dot(do_t, vb + j * C + h * HS, HS);
                     pd_dot = attn_madd(pd_row[j], d_pd[j], pd_dot);
-                    attn_axpy(pd_row[j], do_t, dvb + j * C + h * HS, HS);
                 }
-                for (int64_t j = 0; j <= t; ++j) {
-                    d_s[j] = attn_madd(pd_row[j], d_pd[j], -(p_row[j] * pd_dot)) / sqrt_hs;
-                    attn_axpy(d_s[j], q_t, dkb + j * C + h * HS, HS);
-                }
-                attn_axpy_rows(dq + row * C + h * HS, d_s, kb + h * HS, C, t + 1, HS);
+                T* ds_row = d_s + pi;
+                for (int64_t j = 0; j <= t; ++j)
+                    ds_row[j] = attn_madd(pd_row[j], d_pd[j], -(p_row[j] * pd_dot)) / sqrt_hs;
+                attn_axpy_rows(dq + (qoff[b] + row) * C + h * HS, ds_row, kb + h * HS, C, t + 1, HS,
+                               write);
+            }
+            // Keys: dv[j] = sum_t Pd[t,j] dout[t], dk[j] = sum_t dS[t,j] q[t], t ascending.
+            for (int64_t j = 0; j < len; ++j) {
+                const int64_t t0 = std::max(j, fq), count = len - t0;
+                for (int64_t t = t0; t < len; ++t)
+                    coef[t - t0] = pd_h[attn_tri(t) - attn_tri(fq) + j];
+                attn_axpy_rows(dvb + j * C + h * HS, coef, dob + (t0 - fq) * C + h * HS, C, count,
+                               HS, write);
+                for (int64_t t = t0; t < len; ++t)
+                    coef[t - t0] = d_s[attn_tri(t) - attn_tri(fq) + j];
+                attn_axpy_rows(dkb + j * C + h * HS, coef, qb + (t0 - fq) * C + h * HS, C, count,
+                               HS, write);
             }
         }
     }

@@ -403,3 +403,71 @@ TEST(AttentionKernels, BackwardWriteModeEqualsAccumulatingIntoZeros) {
     };
     EXPECT_EQ(run(0.0f, true), run(std::numeric_limits<float>::quiet_NaN(), false));
 }
+
+namespace {
+// The backward as one axpy per (query t, key j) pair, in t order (the kernel before it summed
+// dk and dv per key in registers): the scheme whose bits attention_backward keeps.
+template <typename T>
+void backward_pairs_scheme(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* probs_drop,
+                           const T* q, const T* k, const T* v, const Batch& bt, int64_t C,
+                           int64_t NH) {
+    const int64_t HS = C / NH;
+    const T sqrt_hs = T(std::sqrt(double(HS)));
+    for (int64_t b = 0; b < bt.B; ++b) {
+        const int64_t o = bt.off[size_t(b)], len = bt.off[size_t(b + 1)] - o;
+        const int64_t fq = bt.first_query[size_t(b)];
+        const int64_t S_b = attn_tri(len) - attn_tri(fq);
+        for (int64_t h = 0; h < NH; ++h) {
+            for (int64_t t = fq; t < len; ++t) {
+                const int64_t row = bt.qoff[size_t(b)] + t - fq;
+                const int64_t pidx = bt.probs_off[size_t(b)] + h * S_b + attn_tri(t) - attn_tri(fq);
+                const T* do_t = dout + row * C + h * HS;
+                std::vector<T> d_pd(size_t(t + 1)), d_s(size_t(t + 1));
+                T pd_dot = 0;
+                for (int64_t j = 0; j <= t; ++j) {
+                    d_pd[size_t(j)] = attn_dot(do_t, v + (o + j) * C + h * HS, HS);
+                    pd_dot = attn_madd(probs_drop[pidx + j], d_pd[size_t(j)], pd_dot);
+                    attn_axpy(probs_drop[pidx + j], do_t, dv + (o + j) * C + h * HS, HS);
+                }
+                for (int64_t j = 0; j <= t; ++j) {
+                    d_s[size_t(j)] = attn_madd(probs_drop[pidx + j], d_pd[size_t(j)],
+                                               -(probs[pidx + j] * pd_dot)) /
+                                     sqrt_hs;
+                    attn_axpy(d_s[size_t(j)], q + row * C + h * HS, dk + (o + j) * C + h * HS, HS);
+                }
+                for (int64_t j = 0; j <= t; ++j)
+                    attn_axpy(d_s[size_t(j)], k + (o + j) * C + h * HS, dq + row * C + h * HS, HS);
+            }
+        }
+    }
+}
+} // namespace
+
+// The kernel's two passes (queries, then keys with dk and dv in registers) give the bits of the
+// pairwise scheme above, accumulating or writing, for all / last / suffix queries, with dropout,
+// at the paper's head size (HS = 150: a full and a short 64-column tile).
+TEST(AttentionKernels, BackwardEqualsPairwiseSchemeBitForBit) {
+    const std::vector<int64_t> len = {5, 1, 9, 3, 12, 2, 7};
+    const std::vector<int64_t> fq = {0, 0, 8, 1, 0, 1, 6};
+    const int64_t C = 300, NH = 2, T_max = 12;
+    const Batch bt = make_batch(len, fq, C, NH, T_max);
+    const auto q = uniform<float>(bt.NQ * C, 71), k = uniform<float>(bt.N * C, 72),
+               v = uniform<float>(bt.N * C, 73), dout = uniform<float>(bt.NQ * C, 74);
+    const KeyedRng rng(2020, RngPurpose::dropout);
+    const auto f = forward(bt, q, k, v, make_dropout(bt, rng, 0.5));
+    for (bool accumulate : {true, false}) {
+        const float fill = accumulate ? 0.25f : std::numeric_limits<float>::quiet_NaN();
+        std::vector<float> dq(q.size(), fill), dk(k.size(), fill), dv(v.size(), fill);
+        attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), f.probs.data(),
+                           f.probs_drop.data(), q.data(), k.data(), v.data(), bt.off.data(),
+                           bt.qoff.data(), bt.first_query.data(), bt.probs_off.data(), bt.B, C, NH,
+                           accumulate);
+        const float start = accumulate ? 0.25f : 0.0f;
+        std::vector<float> eq(q.size(), start), ek(k.size(), start), ev(v.size(), start);
+        backward_pairs_scheme(eq.data(), ek.data(), ev.data(), dout.data(), f.probs.data(),
+                              f.probs_drop.data(), q.data(), k.data(), v.data(), bt, C, NH);
+        EXPECT_EQ(dq, eq) << "accumulate " << accumulate;
+        EXPECT_EQ(dk, ek) << "accumulate " << accumulate;
+        EXPECT_EQ(dv, ev) << "accumulate " << accumulate;
+    }
+}
