@@ -99,9 +99,10 @@ void pack_b(float* dst, const GemmOperand& b, int64_t k0, int64_t kc, int64_t j0
 // each k (kKMajor: a(r, k) = a[k * lda + r]: a packed panel, lda = 12, or a transposed matrix
 // in place) or straight from 12 rows of a row-major matrix (a(r, k) = a[r * lda + k]): the same
 // FMAs in the same order, so the same bits either way.
+// bias (32 floats) or null: added to every row after the sum (and after c, with accumulate).
 template <bool kKMajor>
 void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-            bool accumulate) {
+            bool accumulate, const float* bias) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00,
            c70 = c00, c71 = c00, c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00,
@@ -136,11 +137,17 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
         PFCR_GEMM_ROW(a3[s2], cb0, cb1)
 #undef PFCR_GEMM_ROW
     }
+    const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
     const auto store = [&](int64_t r, __m512 x0, __m512 x1) {
         float* row = c + r * ldc;
         if (accumulate) {
             x0 = _mm512_add_ps(_mm512_loadu_ps(row), x0);
             x1 = _mm512_add_ps(_mm512_loadu_ps(row + 16), x1);
+        }
+        if (bias) {
+            x0 = _mm512_add_ps(x0, bias0);
+            x1 = _mm512_add_ps(x1, bias1);
         }
         _mm512_storeu_ps(row, x0);
         _mm512_storeu_ps(row + 16, x1);
@@ -155,7 +162,7 @@ void kernel(int64_t kc, const float* a, int64_t lda, const float* b, float* c, i
 // Each output element gets exactly the FMAs kernel() would give it, so the same bits.
 template <bool kKMajor>
 void kernel16(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
-              int64_t m, int64_t n, bool accumulate) {
+              int64_t m, int64_t n, bool accumulate, const float* bias) {
     __m512 acc[kMr];
     for (auto& x : acc) x = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; ++k, b += kNr) {
@@ -166,10 +173,12 @@ void kernel16(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
         }
     }
     const __mmask16 valid = __mmask16((1u << n) - 1);
+    const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(valid, bias) : _mm512_setzero_ps();
     for (int64_t r = 0; r < m; ++r) {
         float* row = c + r * ldc;
         __m512 x = acc[r];
         if (accumulate) x = _mm512_add_ps(_mm512_maskz_loadu_ps(valid, row), x);
+        if (bias) x = _mm512_add_ps(x, bias0);
         _mm512_mask_storeu_ps(row, valid, x);
     }
 }
@@ -179,14 +188,17 @@ int64_t padded_n(int64_t N) {
     return (N + kNr - 1) / kNr * kNr;
 }
 
-// C (+)= A·B with B either packed here block by block (packed == nullptr) or taken from a
-// gemm_pack_b layout. The loop nest and every FMA are the same in both cases.
+// C (+)= A·B (+ bias on every row) with B either packed here block by block (packed ==
+// nullptr) or taken from a gemm_pack_b layout. The loop nest and every FMA are the same in both
+// cases; the bias is added by the last K block's stores.
 void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand* b,
-                 const float* packed, int64_t M, int64_t N, int64_t K, bool accumulate) {
+                 const float* packed, int64_t M, int64_t N, int64_t K, bool accumulate,
+                 const float* bias) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        if (!accumulate)
-            for (int64_t i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.f);
+        for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+                c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + (bias ? bias[j] : 0.f);
         return;
     }
     Packs& ws = packs();
@@ -199,6 +211,7 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
     for (int64_t k0 = 0; k0 < K; k0 += kKc) {
         const int64_t kc = std::min(kKc, K - k0);
         const bool add = accumulate || k0 > 0;
+        const bool last_k = k0 + kc == K; // this block's stores add the bias
         for (int64_t j0 = 0; j0 < N; j0 += kNc) {
             const int64_t nc = std::min(kNc, N - j0);
             const float* b_block = packed ? packed + k0 * n_pad + j0 * kc : ws.b.get();
@@ -221,24 +234,29 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
                     const float* bp = b_block + (jp / kNr) * kc * kNr;
                     const int64_t n = std::min(kNr, nc - jp);
                     float* cp = c + ip * ldc + j0 + jp;
+                    const float* bias_p = bias && last_k ? bias + j0 + jp : nullptr;
                     if (n <= 16) { // the narrow right edge: a 16-wide tile, masked stores
                         if (k_major)
-                            kernel16<true>(kc, ap, lda, bp, cp, ldc, m, n, add);
+                            kernel16<true>(kc, ap, lda, bp, cp, ldc, m, n, add, bias_p);
                         else
-                            kernel16<false>(kc, ap, lda, bp, cp, ldc, m, n, add);
+                            kernel16<false>(kc, ap, lda, bp, cp, ldc, m, n, add, bias_p);
                         continue;
                     }
                     float* out = m == kMr && n == kNr ? cp : tile;
                     const int64_t ldo = out == cp ? ldc : kNr;
                     if (k_major)
-                        kernel<true>(kc, ap, lda, bp, out, ldo, out == cp && add);
+                        kernel<true>(kc, ap, lda, bp, out, ldo, out == cp && add,
+                                     out == cp ? bias_p : nullptr);
                     else
-                        kernel<false>(kc, ap, lda, bp, out, ldo, out == cp && add);
+                        kernel<false>(kc, ap, lda, bp, out, ldo, out == cp && add,
+                                      out == cp ? bias_p : nullptr);
                     if (out == cp) continue;
                     for (int64_t r = 0; r < m; ++r)
-                        for (int64_t q = 0; q < n; ++q)
-                            cp[r * ldc + q] =
-                                add ? cp[r * ldc + q] + tile[r * kNr + q] : tile[r * kNr + q];
+                        for (int64_t q = 0; q < n; ++q) {
+                            float x = add ? cp[r * ldc + q] + tile[r * kNr + q] : tile[r * kNr + q];
+                            if (bias_p) x += bias_p[q];
+                            cp[r * ldc + q] = x;
+                        }
                 }
             }
         }
@@ -248,8 +266,8 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
 } // namespace
 
 void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
-              bool accumulate) {
-    gemm_blocks(c, ldc, a, &b, nullptr, M, N, K, accumulate);
+              bool accumulate, const float* bias) {
+    gemm_blocks(c, ldc, a, &b, nullptr, M, N, K, accumulate, bias);
 }
 
 int64_t gemm_packed_b_size(int64_t K, int64_t N) {
@@ -276,8 +294,8 @@ void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
 }
 
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
-                     int64_t N, int64_t K, bool accumulate) {
-    gemm_blocks(c, ldc, a, nullptr, packed_b, M, N, K, accumulate);
+                     int64_t N, int64_t K, bool accumulate, const float* bias) {
+    gemm_blocks(c, ldc, a, nullptr, packed_b, M, N, K, accumulate, bias);
 }
 
 } // namespace pfcr

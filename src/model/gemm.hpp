@@ -34,10 +34,12 @@ inline constexpr bool kHaveFastGemm = false;
 template <typename T> inline constexpr bool kFastGemm = kHaveFastGemm&& std::is_same_v<T, float>;
 
 // c (M, N) row-major with leading dimension ldc: c = a·b, or c += a·b with accumulate, where a is
-// (M, K) and b is (K, N). Packing buffers are per thread, allocated on a thread's first call.
-// Only defined when kHaveFastGemm.
+// (M, K) and b is (K, N); then, with bias (N floats), c[i][j] += bias[j], added in the stores
+// of the last K block: the bits of a separate pass adding the bias after the product, without
+// the pass. Packing buffers are per thread, allocated on a thread's first call. Only defined
+// when kHaveFastGemm.
 void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
-              bool accumulate);
+              bool accumulate, const float* bias = nullptr);
 
 // The same product with B packed once beforehand, for a right-hand side shared by many calls
 // (a weight used by every chunk, the candidate matrix of every chunk's logits): gemm_pack_b
@@ -53,6 +55,6 @@ int64_t gemm_pack_b_block_count(int64_t K, int64_t N);
 void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int64_t first,
                         int64_t last);
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
-                     int64_t N, int64_t K, bool accumulate);
+                     int64_t N, int64_t K, bool accumulate, const float* bias = nullptr);
 
 } // namespace pfcr

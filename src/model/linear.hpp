@@ -20,10 +20,11 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
                     int64_t OC) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
-    if constexpr (kFastGemm<T>)
-        gemm_f32(out, OC, {inp, C, 1}, {weight, 1, C}, N, OC, C, false);
-    else
-        y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
+    if constexpr (kFastGemm<T>) {
+        gemm_f32(out, OC, {inp, C, 1}, {weight, 1, C}, N, OC, C, false, bias); // bias in the stores
+        return;
+    }
+    y.noalias() = mat(inp, N, C) * mat(weight, OC, C).transpose();
     if (bias) y.rowwise() += vec(bias, OC);
 }
 
@@ -66,10 +67,11 @@ void linear_forward_prepared(T* out, const T* inp, const T* fwd, const T* bias, 
                              int64_t C, int64_t OC) {
     const prof::PhaseScope timer(prof::Phase::gemm_linear_fwd);
     auto y = mat(out, N, OC);
-    if constexpr (kFastGemm<T>)
-        gemm_f32_packed(out, OC, {inp, C, 1}, fwd, N, OC, C, false);
-    else
-        y.noalias() = mat(inp, N, C) * mat(fwd, C, OC);
+    if constexpr (kFastGemm<T>) {
+        gemm_f32_packed(out, OC, {inp, C, 1}, fwd, N, OC, C, false, bias); // bias in the stores
+        return;
+    }
+    y.noalias() = mat(inp, N, C) * mat(fwd, C, OC);
     if (bias) y.rowwise() += vec(bias, OC);
 }
 

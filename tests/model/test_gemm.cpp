@@ -7,6 +7,7 @@
 // Skipped on builds without AVX-512, where callers use Eigen and gemm_f32 does not exist.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
+#include "core/tensor.hpp"
 #include "model/gemm.hpp"
 
 using namespace pfcr;
@@ -157,4 +159,36 @@ TEST(Gemm, SameBitsOnAnotherThreadAndOnRepeat) {
     }
     EXPECT_EQ(std::memcmp(here.data(), again.data(), here.size() * sizeof(float)), 0);
     EXPECT_EQ(std::memcmp(here.data(), there.data(), here.size() * sizeof(float)), 0);
+}
+
+// A bias added by the stores (of the last K block) gives the bits of the product followed by a
+// separate pass c[i][j] += bias[j]: full tiles, the 16-wide right edge (N = 300), the tile-copy
+// edges (rows past 12, 17-31 columns), two K blocks, accumulate on and off, B packed or not.
+TEST(Gemm, BiasInTheStoresEqualsASeparatePassBitForBit) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    for (const auto& [M, N, K] :
+         {std::array<int64_t, 3>{37, 300, 300}, {13, 49, 385}, {24, 256, 300}, {5, 20, 7}}) {
+        const auto a = randn_f(size_t(M * K), 8), b = randn_f(size_t(K * N), 9);
+        const auto bias = randn_f(size_t(N), 10), c0 = randn_f(size_t(M * N), 11);
+        const GemmOperand A{a.data(), K, 1}, B{b.data(), N, 1};
+        AlignedBuffer<float> packed(gemm_packed_b_size(K, N)); // 64-byte aligned, as required
+        if constexpr (kHaveFastGemm) gemm_pack_b(packed.data(), B, K, N);
+        for (bool accumulate : {false, true})
+            for (bool pre_packed : {false, true}) {
+                auto expect = c0, got = c0;
+                if constexpr (kHaveFastGemm) {
+                    gemm_f32(expect.data(), N, A, B, M, N, K, accumulate);
+                    if (pre_packed)
+                        gemm_f32_packed(got.data(), N, A, packed.data(), M, N, K, accumulate,
+                                        bias.data());
+                    else
+                        gemm_f32(got.data(), N, A, B, M, N, K, accumulate, bias.data());
+                }
+                for (int64_t i = 0; i < M; ++i)
+                    for (int64_t j = 0; j < N; ++j) expect[size_t(i * N + j)] += bias[size_t(j)];
+                EXPECT_EQ(std::memcmp(expect.data(), got.data(), got.size() * sizeof(float)), 0)
+                    << M << "x" << N << "x" << K << " accumulate " << accumulate << " packed "
+                    << pre_packed;
+            }
+    }
 }
