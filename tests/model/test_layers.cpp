@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
+#include "core/tensor.hpp"
 #include "gradcheck.hpp"
 #include "model/dropout.hpp"
 #include "model/gelu.hpp"
@@ -792,4 +793,30 @@ TEST(Linear, PackedInputGivesTheSameWeightGradientBits) {
                         OC, static_cast<const float*>(nullptr), true, packed.data());
         EXPECT_EQ(dw, dw_packed);
     }
+}
+
+// The bias gradient's column sums (linear.hpp's detail::add_column_sums, AVX-512 float) against
+// the Eigen expression they replace, bit for bit: row counts around the 4-row groups, widths
+// with and without a partial packet, db at every float offset from a 64-byte boundary (Eigen
+// sums the columns before it row by row).
+TEST(Linear, BiasGradientColumnSumsEqualEigenBitForBit) {
+#if defined(__AVX512F__)
+    for (int64_t R : {0, 1, 2, 3, 4, 5, 6, 9, 256, 995})
+        for (int64_t OC : {1, 15, 16, 17, 256, 300})
+            for (int64_t shift = 0; shift < 16; shift += 5) {
+                const auto dy = to_float(randn(size_t(R * OC), uint32_t(7 + R + OC)));
+                AlignedBuffer<float> store(OC + 16), ref(OC + 16);
+                const auto db0 = to_float(randn(size_t(OC), 99));
+                float* db = store.data() + shift;
+                float* expect = ref.data() + shift; // same alignment: Eigen's split depends on it
+                std::copy(db0.begin(), db0.end(), db);
+                std::copy(db0.begin(), db0.end(), expect);
+                detail::add_column_sums(db, dy.data(), R, OC);
+                vec(expect, OC) += mat(dy.data(), R, OC).colwise().sum();
+                EXPECT_EQ(std::memcmp(db, expect, size_t(OC) * sizeof(float)), 0)
+                    << R << " x " << OC << " shift " << shift;
+            }
+#else
+    GTEST_SKIP() << "AVX-512 kernel only";
+#endif
 }
