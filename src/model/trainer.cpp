@@ -119,6 +119,11 @@ struct TrainerScratch {
     AlignedBuffer<float> sw_store, e_hat_fwd, e_hat_bwd, s_hat_bwd;
     StepWeights<float> sw;
     PackedBatch batch; // train_batch's gathered rows
+    // The batch's token rows grouped by candidate block (kCandidateBlock items), in token order
+    // within a block: block k's tokens are block_tokens[block_token_start[k] ..
+    // block_token_start[k+1]).
+    std::vector<int32_t> block_tokens;
+    std::vector<int64_t> block_token_start;
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
 
@@ -451,19 +456,40 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         Impl::pack_b_parallel(S.s_hat_bwd, {I.s_hat.data(), C, 1}, B, C);
         ce.s_hat_bwd = S.s_hat_bwd.data();
     }
+    // The tokens of each candidate block, in token order (a counting sort by block), so that
+    // each block below reads only its own tokens' gradient rows and can prefetch them.
+    const int64_t n_cblocks = (V1 + kCandidateBlock - 1) / kCandidateBlock;
+    auto& tok_start = S.block_token_start;
+    tok_start.assign(size_t(n_cblocks + 1), 0);
+    for (int64_t r = 0; r < N; ++r)
+        ++tok_start[size_t(batch.items[size_t(r)] / kCandidateBlock + 1)];
+    for (int64_t k = 0; k < n_cblocks; ++k) tok_start[size_t(k + 1)] += tok_start[size_t(k)];
+    grow(S.block_tokens, N);
+    {
+        std::vector<int64_t> next(tok_start.begin(), tok_start.end() - 1);
+        for (int64_t r = 0; r < N; ++r)
+            S.block_tokens[size_t(next[size_t(batch.items[size_t(r)] / kCandidateBlock)]++)] =
+                int32_t(r);
+    }
     // Per block of candidates, while its rows are in cache: dE written from dÊ; then the tokens'
-    // gradients join their item's row, in token order (each block scans every token and takes
-    // its own: per item the order of one sequential pass), so each item's M code rows are
-    // scattered once, not once per candidate and once per token; then each row divided by M once
-    // for the scatter below (not once per code).
+    // gradients join their item's row, in token order (per item the order of one sequential
+    // pass), so each item's M code rows are scattered once, not once per candidate and once per
+    // token; then each row divided by M once for the scatter below (not once per code).
     for_fixed_blocks(V1, kCandidateBlock, [&](int64_t j0, int64_t j1) {
         cosine_ce_candidates_backward(I.d_e.data(), ce, B, V1, C, j0, j1, false);
         const prof::PhaseScope timer(prof::Phase::embedding_bwd);
-        for (int64_t r = 0; r < N; ++r) {
-            const int64_t item = batch.items[size_t(r)];
-            if (item < j0 || item >= j1) continue;
-            float* dst = I.d_e.data() + item * C;
-            const float* src = I.d_emb.data() + r * C;
+        const int64_t k = j0 / kCandidateBlock;
+        const int32_t* first = S.block_tokens.data() + tok_start[size_t(k)];
+        const int32_t* last = S.block_tokens.data() + tok_start[size_t(k + 1)];
+        constexpr int64_t kAhead = 4; // token rows prefetched ahead (they come from L3 or memory)
+        for (const int32_t* t = first; t < last; ++t) {
+            if (t + kAhead < last) {
+                const char* ahead = reinterpret_cast<const char*>(I.d_emb.data() + t[kAhead] * C);
+                for (int64_t b = 0; b < C * int64_t(sizeof(float)); b += 64)
+                    __builtin_prefetch(ahead + b, 0, 3);
+            }
+            float* dst = I.d_e.data() + int64_t(batch.items[size_t(*t)]) * C;
+            const float* src = I.d_emb.data() + int64_t(*t) * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
         }
         const float count = float(I.M);
