@@ -85,6 +85,26 @@ Fwd<T> forward(const Batch& bt, const std::vector<T>& q, const std::vector<T>& k
     return f;
 }
 
+// A float batch at the paper's width (C = 300, 2 heads, T_max = 12) with random q, k, v, dout
+// (test streams seed .. seed + 3) and its forward pass with dropout 0.5.
+struct FloatCase {
+    Batch bt;
+    std::vector<float> q, k, v, dout;
+    Fwd<float> f;
+};
+FloatCase float_case(const std::vector<int64_t>& len, const std::vector<int64_t>& fq,
+                     uint32_t seed) {
+    FloatCase c;
+    c.bt = make_batch(len, fq, 300, 2, 12);
+    c.q = uniform<float>(c.bt.NQ * 300, seed);
+    c.k = uniform<float>(c.bt.N * 300, seed + 1);
+    c.v = uniform<float>(c.bt.N * 300, seed + 2);
+    c.dout = uniform<float>(c.bt.NQ * 300, seed + 3);
+    const KeyedRng rng(2020, RngPurpose::dropout);
+    c.f = forward(c.bt, c.q, c.k, c.v, make_dropout(c.bt, rng, 0.5));
+    return c;
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -383,14 +403,9 @@ TEST(AttentionKernels, AxpyRowsEqualsOneAxpyPerRowBitForBit) {
 // Write mode (accumulate = false): each sequence's dq/dk/dv rows are zeroed by the kernel, so
 // buffers holding anything give the values of accumulating into zeros.
 TEST(AttentionKernels, BackwardWriteModeEqualsAccumulatingIntoZeros) {
-    const std::vector<int64_t> len = {5, 1, 9, 3};
-    const std::vector<int64_t> fq = {0, 0, 8, 1};
-    const int64_t C = 300, NH = 2, T_max = 12;
-    const Batch bt = make_batch(len, fq, C, NH, T_max);
-    const auto q = uniform<float>(bt.NQ * C, 31), k = uniform<float>(bt.N * C, 32),
-               v = uniform<float>(bt.N * C, 33), dout = uniform<float>(bt.NQ * C, 34);
-    const KeyedRng rng(2020, RngPurpose::dropout);
-    const auto f = forward(bt, q, k, v, make_dropout(bt, rng, 0.5));
+    const FloatCase fc = float_case({5, 1, 9, 3}, {0, 0, 8, 1}, 31);
+    const auto& [bt, q, k, v, dout, f] = fc;
+    const int64_t C = 300, NH = 2;
     const auto run = [&](float fill, bool accumulate) {
         std::vector<float> dq(q.size(), fill), dk(k.size(), fill), dv(v.size(), fill);
         attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), f.probs.data(),
@@ -447,14 +462,9 @@ void backward_pairs_scheme(T* dq, T* dk, T* dv, const T* dout, const T* probs, c
 // pairwise scheme above, accumulating or writing, for all / last / suffix queries, with dropout,
 // at the paper's head size (HS = 150: a full and a short 64-column tile).
 TEST(AttentionKernels, BackwardEqualsPairwiseSchemeBitForBit) {
-    const std::vector<int64_t> len = {5, 1, 9, 3, 12, 2, 7};
-    const std::vector<int64_t> fq = {0, 0, 8, 1, 0, 1, 6};
-    const int64_t C = 300, NH = 2, T_max = 12;
-    const Batch bt = make_batch(len, fq, C, NH, T_max);
-    const auto q = uniform<float>(bt.NQ * C, 71), k = uniform<float>(bt.N * C, 72),
-               v = uniform<float>(bt.N * C, 73), dout = uniform<float>(bt.NQ * C, 74);
-    const KeyedRng rng(2020, RngPurpose::dropout);
-    const auto f = forward(bt, q, k, v, make_dropout(bt, rng, 0.5));
+    const FloatCase fc = float_case({5, 1, 9, 3, 12, 2, 7}, {0, 0, 8, 1, 0, 1, 6}, 71);
+    const auto& [bt, q, k, v, dout, f] = fc;
+    const int64_t C = 300, NH = 2;
     for (bool accumulate : {true, false}) {
         const float fill = accumulate ? 0.25f : std::numeric_limits<float>::quiet_NaN();
         std::vector<float> dq(q.size(), fill), dk(k.size(), fill), dv(v.size(), fill);
