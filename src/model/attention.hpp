@@ -47,6 +47,9 @@ namespace pfcr {
 inline constexpr int64_t kAttnMaxLen = 256;
 
 // How many sequences ahead the kernels prefetch their rows.
+// (vmath.hpp's prefetch_rows: the attention walks the chunk's q/k/v rows sequence by sequence,
+// short bursts the hardware prefetcher does not follow, and by the backward those rows have
+// left L2; measured: the backward waited on them).
 inline constexpr int64_t kAttnPrefetch = 2;
 
 // Number of entries of the causal rows of positions 0..n-1: 1 + 2 + ... + n.
@@ -128,16 +131,6 @@ inline void attn_axpy_rows(T* y, const T* a, const T* x, int64_t stride, int64_t
 #endif
     if (write) std::fill(y, y + n, T(0));
     for (int64_t i = 0; i < count; ++i) attn_axpy(a[i], x + i * stride, y, n);
-}
-
-// Prefetch the rows [off[b], off[b+1]) of x (rows of C) ahead of use: the attention walks the
-// chunk's q/k/v rows sequence by sequence, short bursts the hardware prefetcher does not follow,
-// and by the backward those rows have left L2 (measured: the backward waited on them).
-template <typename T>
-inline void attn_prefetch_rows(const T* x, int64_t r0, int64_t r1, int64_t C) {
-    const T* p = x + r0 * C;
-    for (int64_t i = 0, n = (r1 - r0) * C; i < n; i += 64 / int64_t(sizeof(T)))
-        __builtin_prefetch(p + i, 0, 3);
 }
 
 // qoff (B+1) from off (B+1) and first_query (B): qoff[0] = 0, qoff[b+1] = qoff[b] + len_b - fq_b.
@@ -227,9 +220,9 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
         const T* kb = k + off[b] * C;
         const T* vb = v + off[b] * C;
         if (const int64_t n = b + kAttnPrefetch; n < B) {
-            attn_prefetch_rows(k, off[n], off[n + 1], C);
-            attn_prefetch_rows(v, off[n], off[n + 1], C);
-            attn_prefetch_rows(q, qoff[n], qoff[n + 1], C);
+            prefetch_rows(k, off[n], off[n + 1], C);
+            prefetch_rows(v, off[n], off[n + 1], C);
+            prefetch_rows(q, qoff[n], qoff[n + 1], C);
         }
         for (int64_t h = 0; h < NH; ++h) {
             for (int64_t t = fq; t < len; ++t) {
@@ -321,10 +314,10 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
         const T* dob = dout + qoff[b] * C; // query rows t = fq .. len-1
         const T* qb = q + qoff[b] * C;
         if (const int64_t n = b + kAttnPrefetch; n < B) {
-            attn_prefetch_rows(k, off[n], off[n + 1], C);
-            attn_prefetch_rows(v, off[n], off[n + 1], C);
-            attn_prefetch_rows(q, qoff[n], qoff[n + 1], C);
-            attn_prefetch_rows(dout, qoff[n], qoff[n + 1], C);
+            prefetch_rows(k, off[n], off[n + 1], C);
+            prefetch_rows(v, off[n], off[n + 1], C);
+            prefetch_rows(q, qoff[n], qoff[n + 1], C);
+            prefetch_rows(dout, qoff[n], qoff[n + 1], C);
         }
         for (int64_t h = 0; h < NH; ++h) {
             const T* p_h = probs + probs_off[b] + h * S_b;

@@ -45,6 +45,7 @@
 #include "model/embedding.hpp"
 #include "model/loss.hpp"
 #include "model/prompt.hpp"
+#include "model/vmath.hpp"
 
 namespace pfcr {
 namespace {
@@ -123,7 +124,7 @@ struct TrainerScratch {
     // within a block: block k's tokens are block_tokens[block_token_start[k] ..
     // block_token_start[k+1]).
     std::vector<int32_t> block_tokens;
-    std::vector<int64_t> block_token_start;
+    std::vector<int64_t> block_token_start, block_token_next;
     tbb::enumerable_thread_specific<ThreadWorkspace> tls;
 };
 
@@ -465,12 +466,11 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         ++tok_start[size_t(batch.items[size_t(r)] / kCandidateBlock + 1)];
     for (int64_t k = 0; k < n_cblocks; ++k) tok_start[size_t(k + 1)] += tok_start[size_t(k)];
     grow(S.block_tokens, N);
-    {
-        std::vector<int64_t> next(tok_start.begin(), tok_start.end() - 1);
-        for (int64_t r = 0; r < N; ++r)
-            S.block_tokens[size_t(next[size_t(batch.items[size_t(r)] / kCandidateBlock)]++)] =
-                int32_t(r);
-    }
+    auto& next = S.block_token_next;
+    next.assign(tok_start.begin(), tok_start.end() - 1);
+    for (int64_t r = 0; r < N; ++r)
+        S.block_tokens[size_t(next[size_t(batch.items[size_t(r)] / kCandidateBlock)]++)] =
+            int32_t(r);
     // Per block of candidates, while its rows are in cache: dE written from dÊ; then the tokens'
     // gradients join their item's row, in token order (per item the order of one sequential
     // pass), so each item's M code rows are scattered once, not once per candidate and once per
@@ -483,11 +483,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
         const int32_t* last = S.block_tokens.data() + tok_start[size_t(k + 1)];
         constexpr int64_t kAhead = 4; // token rows prefetched ahead (they come from L3 or memory)
         for (const int32_t* t = first; t < last; ++t) {
-            if (t + kAhead < last) {
-                const char* ahead = reinterpret_cast<const char*>(I.d_emb.data() + t[kAhead] * C);
-                for (int64_t b = 0; b < C * int64_t(sizeof(float)); b += 64)
-                    __builtin_prefetch(ahead + b, 0, 3);
-            }
+            if (t + kAhead < last) prefetch_rows(I.d_emb.data(), t[kAhead], t[kAhead] + 1, C);
             float* dst = I.d_e.data() + int64_t(batch.items[size_t(*t)]) * C;
             const float* src = I.d_emb.data() + int64_t(*t) * C;
             for (int64_t c = 0; c < C; ++c) dst[c] += src[c];

@@ -81,6 +81,14 @@ template <typename T> inline T verf(T x) {
     }
 }
 
+// Prefetch rows [r0, r1) of x (rows of C elements) into cache ahead of use, for kernels that
+// walk short runs of rows in an order the hardware prefetcher does not follow.
+template <typename T> inline void prefetch_rows(const T* x, int64_t r0, int64_t r1, int64_t C) {
+    const T* p = x + r0 * C;
+    for (int64_t i = 0, n = (r1 - r0) * C; i < n; i += 64 / int64_t(sizeof(T)))
+        __builtin_prefetch(p + i, 0, 3);
+}
+
 // Lane-wise reductions over n contiguous values: kLanes interleaved partials (the loop runs as
 // vector instructions), a sequential tail, then a fixed pairwise combination. The order is
 // fixed by n alone.
@@ -91,9 +99,9 @@ inline constexpr int kLanes = 16;
 // stack as scalars (~25 % of a LayerNorm row). The zero-masked shuffles avoid GCC 12's
 // -Wuninitialized on the plain ones (they start from _mm512_undefined_ps); lanes past the ones
 // combined are never read.
-inline float lane_combine(float acc[kLanes]) {
+template <typename T> inline T lane_combine(T acc[kLanes]) {
 #if defined(__AVX512F__)
-    if constexpr (kLanes == 16) {
+    if constexpr (std::is_same_v<T, float> && kLanes == 16) {
         const __mmask16 all = 0xffff;
         const __m512 a = _mm512_loadu_ps(acc);
         const __m512 s8 = _mm512_add_ps(a, _mm512_maskz_shuffle_f32x4(all, a, a, 0xEE));
@@ -116,13 +124,7 @@ template <typename T, typename F> inline T lane_sum_of(int64_t n, F&& f) {
         for (int l = 0; l < kLanes; ++l) acc[l] += f(i + l);
     T tail = 0;
     for (; i < n; ++i) tail += f(i);
-    if constexpr (std::is_same_v<T, float>) {
-        return lane_combine(acc) + tail;
-    } else {
-        for (int w = kLanes / 2; w > 0; w /= 2)
-            for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-        return acc[0] + tail;
-    }
+    return lane_combine(acc) + tail;
 }
 
 template <typename T> inline T lane_sum(const T* x, int64_t n) {
