@@ -42,8 +42,10 @@ struct PhiloxLanes {
     static V set1(uint64_t x) { return _mm512_set1_epi64(int64_t(x)); }
     static V load(const uint64_t* p) { return _mm512_load_si512(p); }
     static void store(uint64_t* p, V v) { _mm512_store_si512(p, v); }
-    static V mul_lo32(V x, V y) { return _mm512_mul_epu32(x, y); } // low 32 x low 32 -> 64
-    static V hi32(V x) { return _mm512_srli_epi64(x, 32); }
+    // Zero-masked forms with every lane on (the same instructions): GCC 12 warns of the plain
+    // intrinsics' undefined pass-through operand once they are inlined on arrays of vectors.
+    static V mul_lo32(V x, V y) { return _mm512_maskz_mul_epu32(0xFF, x, y); } // low32 x low32
+    static V hi32(V x) { return _mm512_maskz_srli_epi64(0xFF, x, 32); }
     static V bxor(V x, V y) { return _mm512_xor_si512(x, y); }
 };
 #elif defined(__AVX2__)
@@ -101,45 +103,20 @@ public:
     void blocks(uint32_t a, uint32_t b, uint32_t c, uint32_t d0, int64_t n, uint32_t* out) const {
         int64_t i0 = 0;
 #if defined(__AVX512F__) || defined(__AVX2__)
-        // Each 64-bit lane holds one 32-bit word of one block in its low half. mul_lo32 reads
-        // only the low halves, so the garbage the XORs leave in the high halves never reaches a
-        // result; the product's high word is a clean shift.
         using L = detail::PhiloxLanes;
-        const auto m0 = L::set1(0xD2511F53), m1 = L::set1(0xCD9E8D57);
-        for (; i0 + L::n <= n; i0 += L::n) {
-            alignas(64) uint64_t w[4][L::n];
-            for (int l = 0; l < L::n; ++l) w[0][l] = uint32_t(d0 + uint32_t(i0 + l));
-            auto x0 = L::load(w[0]), x1 = L::set1(c), x2 = L::set1(b), x3 = L::set1(a);
-            uint32_t k0 = key_[0], k1 = key_[1];
-            for (int round = 0; round < 10; ++round) {
-                const auto p0 = L::mul_lo32(x0, m0), p1 = L::mul_lo32(x2, m1);
-                x0 = L::bxor(L::bxor(L::hi32(p1), x1), L::set1(k0));
-                x2 = L::bxor(L::bxor(L::hi32(p0), x3), L::set1(k1));
-                x1 = p1;
-                x3 = p0;
-                k0 += 0x9E3779B9u;
-                k1 += 0xBB67AE85u;
-            }
-#if defined(__AVX512F__)
-            // Word k of block l goes to out[4 (i0 + l) + k]: narrow each x to its 8 low halves,
-            // then interleave the four with two two-source permutes (words of x0|x1 and x2|x3).
-            const __m512i a01 = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(x0)), _mm512_cvtepi64_epi32(x1), 1);
-            const __m512i a23 = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm512_cvtepi64_epi32(x2)), _mm512_cvtepi64_epi32(x3), 1);
-            const __m512i lo =
-                _mm512_setr_epi32(0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27);
-            const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(4));
-            _mm512_storeu_si512(out + 4 * i0, _mm512_permutex2var_epi32(a01, lo, a23));
-            _mm512_storeu_si512(out + 4 * i0 + 16, _mm512_permutex2var_epi32(a01, hi, a23));
-#else
-            L::store(w[0], x0);
-            L::store(w[1], x1);
-            L::store(w[2], x2);
-            L::store(w[3], x3);
-            for (int l = 0; l < L::n; ++l)
-                for (int k = 0; k < 4; ++k) out[4 * (i0 + l) + k] = uint32_t(w[k][l]);
-#endif
+        constexpr int64_t kSet = 4 * L::n; // blocks of one interleaved set of groups
+        for (; i0 + kSet <= n; i0 += kSet) groups<4>(a, b, c, d0 + uint32_t(i0), out + 4 * i0);
+        if (i0 < n) { // the last partial set: whole groups into a buffer, then the words needed
+            alignas(64) uint32_t tmp[4 * kSet];
+            const int64_t rest = n - i0;
+            if (rest > 2 * L::n)
+                groups<4>(a, b, c, d0 + uint32_t(i0), tmp);
+            else if (rest > L::n)
+                groups<2>(a, b, c, d0 + uint32_t(i0), tmp);
+            else
+                groups<1>(a, b, c, d0 + uint32_t(i0), tmp);
+            for (int64_t w = 0; w < 4 * rest; ++w) out[4 * i0 + w] = tmp[w];
+            i0 = n;
         }
 #endif
         for (; i0 < n; ++i0) {
@@ -205,6 +182,66 @@ public:
     }
 
 private:
+#if defined(__AVX512F__) || defined(__AVX2__)
+    // G groups of L::n consecutive blocks from block d, 4 G L::n words to out. Each group's ten
+    // rounds are one dependency chain (multiply, shift, two XORs: ~6 cycles a round) of ~1 vector
+    // operation per block per round, so one group at a time leaves the vector units mostly idle;
+    // G independent groups interleaved keep them busy (the same operations, so the same words).
+    template <int G>
+    void groups(uint32_t a, uint32_t b, uint32_t c, uint32_t d, uint32_t* out) const {
+        // Each 64-bit lane holds one 32-bit word of one block in its low half. mul_lo32 reads
+        // only the low halves, so the garbage the XORs leave in the high halves never reaches a
+        // result; the product's high word is a clean shift.
+        using L = detail::PhiloxLanes;
+        using V = typename L::V;
+        const V m0 = L::set1(0xD2511F53), m1 = L::set1(0xCD9E8D57);
+        V x0[G], x1[G], x2[G], x3[G];
+        for (int g = 0; g < G; ++g) {
+            alignas(64) uint64_t w[L::n];
+            for (int l = 0; l < L::n; ++l) w[l] = uint32_t(d + uint32_t(g * L::n + l));
+            x0[g] = L::load(w), x1[g] = L::set1(c), x2[g] = L::set1(b), x3[g] = L::set1(a);
+        }
+        uint32_t k0 = key_[0], k1 = key_[1];
+        for (int round = 0; round < 10; ++round) {
+            const V key0 = L::set1(k0), key1 = L::set1(k1);
+            for (int g = 0; g < G; ++g) {
+                const V p0 = L::mul_lo32(x0[g], m0), p1 = L::mul_lo32(x2[g], m1);
+                x0[g] = L::bxor(L::bxor(L::hi32(p1), x1[g]), key0);
+                x2[g] = L::bxor(L::bxor(L::hi32(p0), x3[g]), key1);
+                x1[g] = p1;
+                x3[g] = p0;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        for (int g = 0; g < G; ++g) {
+            uint32_t* o = out + 4 * g * L::n;
+#if defined(__AVX512F__)
+            // Word k of block l goes to o[4 l + k]. Word k of block l is 32-bit lane 2 l of x_k:
+            // pair x0 with x1 and x2 with x3 lane by lane (t01 = x0.l0 x1.l0 x0.l1 x1.l1 ...),
+            // then take two lanes of each pair in turn.
+            const __m512i pair =
+                _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+            const __m512i t01 = _mm512_permutex2var_epi32(x0[g], pair, x1[g]);
+            const __m512i t23 = _mm512_permutex2var_epi32(x2[g], pair, x3[g]);
+            const __m512i lo =
+                _mm512_setr_epi32(0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+            const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+            _mm512_storeu_si512(o, _mm512_permutex2var_epi32(t01, lo, t23));
+            _mm512_storeu_si512(o + 16, _mm512_permutex2var_epi32(t01, hi, t23));
+#else
+            alignas(64) uint64_t w[4][L::n];
+            L::store(w[0], x0[g]);
+            L::store(w[1], x1[g]);
+            L::store(w[2], x2[g]);
+            L::store(w[3], x3[g]);
+            for (int l = 0; l < L::n; ++l)
+                for (int k = 0; k < 4; ++k) o[4 * l + k] = uint32_t(w[k][l]);
+#endif
+        }
+    }
+#endif
+
     PhiloxKey key_{};
 };
 
