@@ -38,7 +38,8 @@ TEST(KeyedRng, BlocksEqualsBlockByBlock) {
     // Lengths around the 4- and 8-lane groups (a partial last group is computed whole and cut),
     // and a start that wraps the 32-bit counter. Nothing is written past the 4n words.
     for (const uint32_t d0 : {0u, 5u, 0xFFFFFFF0u})
-        for (const int64_t n : {1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 33, 40, 63, 64, 65, 76, 100}) {
+        for (const int64_t n :
+             {1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 33, 40, 63, 64, 65, 76, 100}) {
             std::vector<uint32_t> words(size_t(4 * n + 32), 0xDEADBEEFu);
             rng.blocks(3, 4, 5, d0, n, words.data());
             for (int64_t i = 0; i < n; ++i) {
