@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/heap.hpp"
 
 namespace pfcr {
 
@@ -38,6 +39,7 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
                 std::to_string(bits) + (opt.polysemous_training ? "" : "np");
     r.n = n;
     r.dim = dim;
+    const ScopedHeapReuse heap; // faiss's per-step 16 MiB scratch reused, not re-mapped
     const int saved_threads = omp_get_max_threads();
     if (opt.threads > 0) omp_set_num_threads(opt.threads);
     try {

@@ -6,13 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <tbb/global_control.h>
 
-#include <malloc.h>
-
 #include <iostream>
 #include <memory>
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/heap.hpp"
 #include "core/log.hpp"
 #include "io/comm.hpp"
 #include "io/config.hpp"
@@ -103,13 +102,7 @@ template <typename Body> int run_mpi(int& argc, char**& argv, const ConfigArgs& 
 namespace pfcr {
 
 int run_cli(int argc, char** argv, const FaultInjection& faults) {
-    // Buffers of 8 MiB and more (a client's model, Adam moments, best state; allocated once per
-    // client, never per step) get their own mappings, returned to the system when freed. With
-    // glibc's default, the mmap threshold grows to the size of the largest block freed, so a
-    // rank that trains or streams hundreds of clients one after another kept their buffers in
-    // a fragmented heap: measured +2 GB RSS per rank while writing 64 fine-tuned clients at
-    // the paper config (docs/PERFORMANCE.md). An explicit threshold also fixes it.
-    mallopt(M_MMAP_THRESHOLD, 8 << 20);
+    set_heap_policy();      // core/heap.hpp: large buffers in their own mappings
     pfcr::h5::initialize(); // before MPI_Init (io/h5.hpp)
     CLI::App app{"pfcr — federated cross-domain recommendation simulator (PFCR, WWW 2024)"};
     app.set_version_flag("--version", std::string("pfcr ") + pfcr::software_version);
