@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package pfcr needs to build, test and run (as root, or via sudo).
 # Idempotent: does nothing (and needs no network) when everything is already installed.
+# --with-torch adds python3-torch (large: libtorch and its dependencies), needed only by the
+# PyTorch side of the engine benchmark (analysis/bench_pytorch.py) and the fixture generator
+# (tests/reference/); the build, the tests and every pfcr command run without it.
 set -euo pipefail
+
+with_torch=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-torch) with_torch=1 ;;
+    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install-deps: unknown option '$arg' (known: --with-torch, --help)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   cmake g++ make git pkg-config
@@ -18,6 +30,7 @@ packages=(
   python3 python3-numpy python3-h5py    # analysis/ scripts and their tests
   python3-pandas python3-matplotlib     # analysis/ tables and plots
 )
+[ "$with_torch" -eq 0 ] || packages+=(python3-torch)
 
 missing=()
 for p in "${packages[@]}"; do
