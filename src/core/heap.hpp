@@ -1,6 +1,6 @@
 // pfcr's glibc heap policy: the mmap threshold every command sets at start (run_cli), and a
 // scope that suspends it while a library allocates the same large scratch block over and over
-// (faiss training). Process-wide settings (mallopt); not here: any allocation of pfcr's own.
+// (faiss training). Process-wide settings (mallopt); not here: allocating anything.
 #pragma once
 
 #include <malloc.h>
@@ -20,15 +20,18 @@ inline void set_heap_policy() {
     mallopt(M_MMAP_THRESHOLD, kMmapThresholdBytes);
 }
 
-// For the scope's lifetime, blocks up to 32 MiB come from the heap and freed memory stays in
-// it; afterwards the policy above is back and the heap is trimmed. faiss's k-means allocates a
+// For the scope's lifetime, blocks up to 32 MiB (glibc's maximum threshold on 64-bit) come from
+// the heap and freed memory stays in it; at its end the policy above is set (whatever was set
+// before: a reset, so scopes do not nest) and the heap is trimmed. faiss's k-means allocates a
 // 16 MiB distance block per assignment step (thousands per OPQ training): under the 8 MiB
 // threshold each was a fresh mapping, page-faulted in 4 KiB at a time, which made training
-// ~2.5x slower (docs/PERFORMANCE.md, "pfcr prepare"). Only heap reuse changes, never a result.
+// ~2x slower (docs/PERFORMANCE.md, "pfcr prepare"). Only where memory comes from changes, not
+// any arithmetic: prepared.h5 came out bit-identical (h5diff), as faiss and OpenBLAS do not
+// depend on a buffer's address beyond its alignment, which malloc guarantees either way.
 class ScopedHeapReuse {
 public:
     ScopedHeapReuse() {
-        mallopt(M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum on 64-bit
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
         mallopt(M_TRIM_THRESHOLD, 256 << 20);
     }
     ~ScopedHeapReuse() {

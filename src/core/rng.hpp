@@ -97,9 +97,11 @@ public:
     }
     // n consecutive blocks d0, d0+1, ... of stream (a, b, c): out[4i + w] = block(a, b, c,
     // d0 + i)[w] (4n words; d0 + i wraps at 2^32 like the uint32 counter). The same
-    // philox4x32, 8 blocks at a time in AVX-512 lanes or 4 in AVX2 lanes where the target has
-    // them (dropout draws millions of words a step; compilers do not vectorise the scalar form),
-    // else block by block. tests/core/test_rng.cpp checks every path against block().
+    // philox4x32, in groups of 8 blocks in AVX-512 lanes or 4 in AVX2 lanes where the target has
+    // them, four groups interleaved (groups() below; dropout draws millions of words a step and
+    // compilers do not vectorise the scalar form), else block by block. tests/core/test_rng.cpp
+    // checks the vector path against block(): the AVX-512 one in test_core, AVX2 in
+    // test_rng_avx2.
     void blocks(uint32_t a, uint32_t b, uint32_t c, uint32_t d0, int64_t n, uint32_t* out) const {
         int64_t i0 = 0;
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -199,7 +201,10 @@ private:
         for (int g = 0; g < G; ++g) {
             alignas(64) uint64_t w[L::n];
             for (int l = 0; l < L::n; ++l) w[l] = uint32_t(d + uint32_t(g * L::n + l));
-            x0[g] = L::load(w), x1[g] = L::set1(c), x2[g] = L::set1(b), x3[g] = L::set1(a);
+            x0[g] = L::load(w);
+            x1[g] = L::set1(c);
+            x2[g] = L::set1(b);
+            x3[g] = L::set1(a);
         }
         uint32_t k0 = key_[0], k1 = key_[1];
         for (int round = 0; round < 10; ++round) {

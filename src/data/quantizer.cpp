@@ -40,8 +40,15 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
     r.n = n;
     r.dim = dim;
     const ScopedHeapReuse heap; // faiss's per-step 16 MiB scratch reused, not re-mapped
-    const int saved_threads = omp_get_max_threads();
-    if (opt.threads > 0) omp_set_num_threads(opt.threads);
+    // OpenMP's thread count for faiss, restored on every exit (an error thrown by a check below
+    // as well as a FaissException).
+    struct OmpThreads {
+        int saved = omp_get_max_threads();
+        explicit OmpThreads(int n) {
+            if (n > 0) omp_set_num_threads(n);
+        }
+        ~OmpThreads() { omp_set_num_threads(saved); }
+    } const omp_threads(opt.threads);
     try {
         std::unique_ptr<faiss::Index> index(
             faiss::index_factory(int(dim), r.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
@@ -100,10 +107,8 @@ QuantizerResult fit_joint_quantizer(const std::vector<float>& x, int64_t n, int6
         }
         r.relative_mse = norm > 0 ? err / norm : 0.0;
     } catch (const faiss::FaissException& e) {
-        omp_set_num_threads(saved_threads);
         fail("faiss ", r.factory, ": ", e.what());
     }
-    omp_set_num_threads(saved_threads);
     return r;
 }
 

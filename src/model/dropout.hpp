@@ -121,8 +121,8 @@ void dropout_forward(T* out, uint8_t* mask, const T* inp, int64_t rows, int64_t 
     const uint32_t threshold32 = uint32_t(threshold);
     // The draws of up to kSegment consecutive elements at a time, from consecutive Philox
     // blocks generated together (KeyedRng::blocks); same decisions as dropout_keep(e). 320
-    // covers a whole row of the paper's C = 300 in one call (two calls, 256 + 44, left a small
-    // partial group of blocks at the end of each: ~10 % more time per row).
+    // covers a whole row of the paper's C = 300 in one call (as 256 + 44 the second call was a
+    // small partial set of blocks on its own: ~10 % more time per row measured alone).
     constexpr int64_t kSegment = 320;
     uint32_t words[kSegment + 8];
     for (int64_t r = 0; r < rows; ++r) {

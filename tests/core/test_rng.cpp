@@ -35,9 +35,11 @@ TEST(KeyedRng, SameKeyAndCounterGiveSameDrawsRegardlessOfOrder) {
 
 TEST(KeyedRng, BlocksEqualsBlockByBlock) {
     const KeyedRng rng(77, RngPurpose::dropout);
-    // Lengths around the 4- and 8-lane groups (a partial last group is computed whole and cut),
-    // and a start that wraps the 32-bit counter. Nothing is written past the 4n words.
-    for (const uint32_t d0 : {0u, 5u, 0xFFFFFFF0u})
+    // Lengths around the groups of 8 (AVX-512) or 4 (AVX2) blocks and the interleaved sets of 4
+    // groups (a partial last set is computed whole and cut: rest <= 1, 2 or 4 groups), and
+    // starts that wrap the 32-bit counter at a group boundary and inside a group. Nothing is
+    // written past the 4n words.
+    for (const uint32_t d0 : {0u, 5u, 0xFFFFFFF0u, 0xFFFFFFFBu})
         for (const int64_t n :
              {1, 3, 7, 8, 9, 15, 16, 17, 24, 25, 32, 33, 40, 63, 64, 65, 76, 100}) {
             std::vector<uint32_t> words(size_t(4 * n + 32), 0xDEADBEEFu);
