@@ -10,7 +10,7 @@ with_torch=0
 for arg in "$@"; do
   case "$arg" in
     --with-torch) with_torch=1 ;;
-    -h|--help) sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;; # header
     *) echo "install-deps: unknown option '$arg' (known: --with-torch, --help)" >&2; exit 2 ;;
   esac
 done
