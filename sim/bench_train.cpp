@@ -2,11 +2,15 @@
 // workload: hidden 300, 2 layers, 2 heads, inner 256, dropout 0.5, batch 1024 real Scientific
 // train histories, 4,386 candidates. Reports sequences/s, useful GFLOP/s (formula in
 // useful_flops below), and SGEMMs of the step's dominant shapes on 1 and 2 threads as the
-// yardstick (Eigen's, and pfcr's own gemm_f32 that the step runs on AVX-512 builds), under the
-// core's register-only FMA ceiling (BM_PeakFma). Needs
-// runs/scientific-office/prepared.h5 (or PFCR_BENCH_PREPARED=path):
+// yardsticks (Eigen's, pfcr's own gemm_f32 that the step runs on AVX-512 builds, and the system
+// BLAS: OpenBLAS here), under the core's register-only FMA ceiling (BM_PeakFma). At the end it
+// prints (stderr) the targets' ratios from this one run: useful GFLOP/s over each SGEMM's rate
+// on the step's FLOP mix, and the 2-thread speed-ups. Needs runs/scientific-office/prepared.h5
+// (or PFCR_BENCH_PREPARED=path):
 //   build/release/bin/pfcr prepare -c configs/scientific-office.yaml
-//   build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
+//   env -u OPENBLAS_CORETYPE build/release/bin/bench_train --benchmark_out=bench.json
+//       --benchmark_out_format=json          (one command line)
+// (OPENBLAS_CORETYPE unset: OpenBLAS picks its kernels for this CPU, the strongest yardstick.)
 // --phases (before the Google Benchmark flags) also times every kernel phase of the train step
 // (core/phase_timer.hpp) and reports ms per step for each as counters phase_<name>, plus
 // phase_unattributed (step time minus their sum: copies, residual adds, zeroing, scheduling).
@@ -17,10 +21,17 @@
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
+#include <dlfcn.h>
+
 #include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
@@ -72,6 +83,17 @@ double useful_flops(const PackedBatch& b, const ModelShape& s, int64_t V1) {
     return 3 * (inner + last + 2 * B * C * double(V1));
 }
 
+// The two shares of useful_flops that the SGEMM yardstick weighs at their own shape's rate (the
+// rest, the C x C layers and the attention, at 7000 x 300 x 300): the logits (x3) and the FFN.
+double logits_flops(const PackedBatch& b, const ModelShape& s, int64_t V1) {
+    return 3 * 2 * double(b.size()) * double(s.hidden) * double(V1);
+}
+double ffn_flops(const PackedBatch& b, const ModelShape& s) {
+    const double N = double(b.tokens()), B = double(b.size()), C = double(s.hidden),
+                 F = double(s.inner);
+    return 3 * (double(s.layers - 1) * 4 * N * C * F + 4 * B * C * F);
+}
+
 // The paper-config model on Scientific, freshly initialised (RecBole init, seed 2020).
 struct PaperModel {
     const PreparedDomain& d = scientific();
@@ -92,11 +114,13 @@ void BM_TrainStep(benchmark::State& state) {
     const auto perm = epoch_permutation(int64_t(d.train.rows()), opt.seed, 0, 0);
     const int64_t n_batches = int64_t(d.train.rows()) / opt.train_batch_size;
     std::vector<PackedBatch> batches(static_cast<size_t>(n_batches));
-    double flops = 0;
+    double flops = 0, logits = 0, ffn = 0;
     for (int64_t i = 0; i < n_batches; ++i) {
         gather_batch(d.train, perm.data() + i * opt.train_batch_size, opt.train_batch_size,
                      batches[size_t(i)]);
         flops += useful_flops(batches[size_t(i)], opt.hp.shape, d.n_items + 1);
+        logits += logits_flops(batches[size_t(i)], opt.hp.shape, d.n_items + 1);
+        ffn += ffn_flops(batches[size_t(i)], opt.hp.shape);
     }
     tr.train_step(st, batches[0]); // warm-up: workspaces reach their final size
     int64_t i = 0;
@@ -124,6 +148,10 @@ void BM_TrainStep(benchmark::State& state) {
     state.counters["useful_GFLOP_per_s"] = benchmark::Counter(
         double(state.iterations()) * flops / double(n_batches) * 1e-9, benchmark::Counter::kIsRate);
     state.counters["mean_tokens_per_batch"] = double(batches[0].tokens());
+    // The step's useful FLOP mix (GFLOP per step, mean over the batches) for the summary.
+    state.counters["useful_GFLOP_per_step"] = flops / double(n_batches) * 1e-9;
+    state.counters["logits_GFLOP_per_step"] = logits / double(n_batches) * 1e-9;
+    state.counters["ffn_GFLOP_per_step"] = ffn / double(n_batches) * 1e-9;
 }
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(8.0);
 
@@ -143,16 +171,60 @@ BENCHMARK(BM_EvaluateValid)
     ->UseRealTime()
     ->MinTime(4.0);
 
+// The system BLAS: cblas_sgemm of libblas.so.3, the library Debian's alternatives select (OpenBLAS
+// on the benchmark machine) and the one PyTorch and faiss call. Looked up at run time, so the
+// build needs no BLAS headers; OpenBLAS is held to one thread per call (its own threads would
+// make a "1 thread" yardstick use both cores), and its kernel is named in the summary, since
+// OPENBLAS_CORETYPE can select a slower one than the CPU supports. Its 2-thread yardstick is its
+// own threading over the whole product (two callers at once serialise inside OpenBLAS's OpenMP
+// build: measured 1.34x for two row halves).
+struct SystemBlas {
+    using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
+                           int, float, float*, int);
+    Sgemm sgemm = nullptr;
+    void (*set_threads)(int) = nullptr; // openblas_set_num_threads, if the BLAS is OpenBLAS
+    std::string name = "not found (no libblas.so.3 with cblas_sgemm)";
+    SystemBlas() {
+        void* lib = dlopen("libblas.so.3", RTLD_NOW | RTLD_GLOBAL);
+        if (!lib) return;
+        sgemm = reinterpret_cast<Sgemm>(dlsym(lib, "cblas_sgemm"));
+        if (!sgemm) return;
+        Dl_info info{};
+        name = dladdr(reinterpret_cast<void*>(sgemm), &info) && info.dli_fname ? info.dli_fname
+                                                                               : "libblas.so.3";
+        if (char* real = realpath(name.c_str(), nullptr)) name = real, std::free(real);
+        using SetThreads = void (*)(int);
+        using CoreName = const char* (*)();
+        set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+        if (set_threads) set_threads(1);
+        if (auto core = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
+            const char* env = std::getenv("OPENBLAS_CORETYPE");
+            name += std::string(" (OpenBLAS core ") + core() +
+                    ", OPENBLAS_CORETYPE=" + (env ? env : "unset") + ")";
+        }
+    }
+};
+const SystemBlas& system_blas() {
+    static const SystemBlas blas;
+    return blas;
+}
+
 // Yardstick: SGEMM of the step's dominant shapes, (M x K) * (K x N), on 1 thread, or on 2
 // threads as two row halves in parallel (the machine's own 2-thread SGEMM speed-up: Eigen is
-// built without its own threads, EIGEN_DONT_PARALLELIZE). Arguments: M, K, N, threads, kernel
-// (0: Eigen's product, the library yardstick; 1: pfcr's own gemm_f32, model/gemm.hpp, which the
-// step runs on AVX-512 builds, with B stored as the step stores it, [N, K]).
+// built without its own threads, EIGEN_DONT_PARALLELIZE), the system BLAS with its own threads.
+// Arguments: M, K, N, threads, kernel (0: Eigen's product; 1: pfcr's own gemm_f32,
+// model/gemm.hpp, which the step runs on AVX-512 builds; 2: the system BLAS's cblas_sgemm, see
+// SystemBlas), with B stored as the step stores it, [N, K].
 void BM_Sgemm(benchmark::State& state) {
     const int64_t M = state.range(0), K = state.range(1), N = state.range(2), T = state.range(3);
-    const bool own = state.range(4) == 1;
-    if (own && !kHaveFastGemm) {
+    const int64_t kernel = state.range(4);
+    if (kernel == 1 && !kHaveFastGemm) {
         state.SkipWithError("pfcr's own GEMM needs an AVX-512 build");
+        return;
+    }
+    const SystemBlas& blas = system_blas();
+    if (kernel == 2 && !blas.sgemm) {
+        state.SkipWithError("no system BLAS: libblas.so.3 with cblas_sgemm not found");
         return;
     }
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(T));
@@ -160,7 +232,12 @@ void BM_Sgemm(benchmark::State& state) {
     for (int64_t i = 0; i < M * K; ++i) a[i] = float(i % 7) * 0.1f;
     for (int64_t i = 0; i < N * K; ++i) b[i] = float(i % 5) * 0.1f;
     const auto rows = [&](int64_t r0, int64_t r1) {
-        if (own) {
+        if (kernel == 2) { // row-major C = A Bᵀ: CblasRowMajor 101, NoTrans 111, Trans 112
+            blas.sgemm(101, 111, 112, int(r1 - r0), int(N), int(K), 1.0f, a.data() + r0 * K, int(K),
+                       b.data(), int(K), 0.0f, c.data() + r0 * N, int(N));
+            return;
+        }
+        if (kernel == 1) {
             if constexpr (kHaveFastGemm)
                 gemm_f32(c.data() + r0 * N, N, {a.data() + r0 * K, K, 1}, {b.data(), 1, K}, r1 - r0,
                          N, K, false);
@@ -170,18 +247,21 @@ void BM_Sgemm(benchmark::State& state) {
             mat(static_cast<const float*>(a.data()) + r0 * K, r1 - r0, K) *
             mat(static_cast<const float*>(b.data()), N, K).transpose();
     };
+    const bool blas_threads = kernel == 2 && T > 1 && blas.set_threads;
+    if (blas_threads) blas.set_threads(int(T));
     for (auto _ : state) {
-        if (T == 1)
+        if (T == 1 || blas_threads)
             rows(0, M);
         else
             tbb::parallel_for(int64_t(0), T, [&](int64_t t) { rows(t * M / T, (t + 1) * M / T); });
         benchmark::ClobberMemory();
     }
+    if (blas_threads) blas.set_threads(1);
     state.counters["GFLOP_per_s"] = benchmark::Counter(
         double(state.iterations()) * 2.0 * double(M * K * N) * 1e-9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Sgemm)
-    ->ArgNames({"M", "K", "N", "threads", "own"})
+    ->ArgNames({"M", "K", "N", "threads", "kernel"})
     ->Args({7000, 300, 300, 1, 0})  // Q/K/V/dense over the tokens
     ->Args({7000, 300, 256, 1, 0})  // FFN over the tokens
     ->Args({1024, 300, 4386, 1, 0}) // logits over every candidate
@@ -194,6 +274,12 @@ BENCHMARK(BM_Sgemm)
     ->Args({7000, 300, 300, 2, 1})
     ->Args({7000, 300, 256, 2, 1})
     ->Args({1024, 300, 4386, 2, 1})
+    ->Args({7000, 300, 300, 1, 2})
+    ->Args({7000, 300, 256, 1, 2})
+    ->Args({1024, 300, 4386, 1, 2})
+    ->Args({7000, 300, 300, 2, 2})
+    ->Args({7000, 300, 256, 2, 2})
+    ->Args({1024, 300, 4386, 2, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -263,6 +349,74 @@ void BM_PeakFma(benchmark::State& state) {
 }
 BENCHMARK(BM_PeakFma)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// Passes every report to the display reporter that --benchmark_format selects and keeps the
+// counters the summary needs, keyed by run name.
+class KeepingReporter : public benchmark::BenchmarkReporter {
+public:
+    explicit KeepingReporter(benchmark::BenchmarkReporter* display) : display_(display) {}
+    bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
+    void ReportRuns(const std::vector<Run>& runs) override {
+        for (const Run& r : runs) {
+            if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
+            auto& kept = counters_[r.benchmark_name()];
+            for (const auto& [name, counter] : r.counters) kept[name] = counter.value;
+        }
+        display_->ReportRuns(runs);
+    }
+    void Finalize() override { display_->Finalize(); }
+    // counter of the first run whose name starts with prefix, or NaN
+    double get(const std::string& prefix, const std::string& counter) const {
+        for (const auto& [name, kept] : counters_)
+            if (name.rfind(prefix, 0) == 0)
+                if (auto it = kept.find(counter); it != kept.end()) return it->second;
+        return std::nan("");
+    }
+
+private:
+    std::unique_ptr<benchmark::BenchmarkReporter> display_;
+    std::map<std::string, std::map<std::string, double>> counters_;
+};
+
+// The targets' ratios from this one run (docs/PERFORMANCE.md): pfcr's useful GFLOP/s against
+// each SGEMM's rate on the step's FLOP mix (the time that SGEMM would take for the step's useful
+// FLOPs, each share at the rate of its shape), and the 2-thread speed-ups. Printed to stderr
+// (stdout may be JSON), only for what ran (e.g. --benchmark_filter='BM_TrainStep|BM_Sgemm').
+void print_summary(const KeepingReporter& kept) {
+    const double total = kept.get("BM_TrainStep/1/", "useful_GFLOP_per_step");
+    const double logits = kept.get("BM_TrainStep/1/", "logits_GFLOP_per_step");
+    const double ffn = kept.get("BM_TrainStep/1/", "ffn_GFLOP_per_step");
+    const double step1 = kept.get("BM_TrainStep/1/", "useful_GFLOP_per_s");
+    const double step2 = kept.get("BM_TrainStep/2/", "useful_GFLOP_per_s");
+    if (std::isnan(total)) return; // the summary needs the 1-thread train step
+    const auto mix = [&](int kernel, int threads) {
+        const auto rate = [&](const char* shape) {
+            return kept.get(std::string("BM_Sgemm/") + shape + "/threads:" +
+                                std::to_string(threads) + "/kernel:" + std::to_string(kernel) + "/",
+                            "GFLOP_per_s");
+        };
+        return total / (logits / rate("M:1024/K:300/N:4386") + ffn / rate("M:7000/K:300/N:256") +
+                        (total - logits - ffn) / rate("M:7000/K:300/N:300"));
+    };
+    std::fprintf(stderr,
+                 "\nSummary of this run: useful FLOPs per step %.2f GFLOP (logits %.2f, FFN %.2f, "
+                 "C x C layers and attention %.2f)\n",
+                 total, logits, ffn, total - logits - ffn);
+    std::fprintf(stderr, "  %-44s %9s %9s %9s\n", "GFLOP/s", "1 thread", "2 threads", "speed-up");
+    std::fprintf(stderr, "  %-44s %9.1f %9.1f %8.2fx\n", "pfcr train step, useful", step1, step2,
+                 step2 / step1);
+    const char* names[] = {"Eigen SGEMM, step's mix", "pfcr gemm_f32, step's mix",
+                           "system BLAS SGEMM, step's mix"};
+    for (int k = 0; k < 3; ++k) {
+        const double m1 = mix(k, 1), m2 = mix(k, 2);
+        if (std::isnan(m1)) continue;
+        std::fprintf(
+            stderr, "  %-44s %9.1f %9.1f %8.2fx   useful / mix %5.1f %%, speed-up / its %5.1f %%\n",
+            names[k], m1, m2, m2 / m1, 100 * step1 / m1, 100 * (step2 / step1) / (m2 / m1));
+    }
+    if (!std::isnan(mix(2, 1)))
+        std::fprintf(stderr, "  system BLAS: %s\n", system_blas().name.c_str());
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -277,7 +431,9 @@ int main(int argc, char** argv) {
     argc = kept;
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-    benchmark::RunSpecifiedBenchmarks();
+    KeepingReporter reporter(benchmark::CreateDefaultDisplayReporter());
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    print_summary(reporter);
     benchmark::Shutdown();
     return 0;
 }
