@@ -99,17 +99,21 @@ inline constexpr int kLanes = 16;
 // stack as scalars (~25 % of a LayerNorm row). The zero-masked shuffles avoid GCC 12's
 // -Wuninitialized on the plain ones (they start from _mm512_undefined_ps); lanes past the ones
 // combined are never read.
+#if defined(__AVX512F__)
+// The same combination of the 16 lanes of a register (lane l = acc[l]).
+inline float lane_combine16(__m512 a) {
+    const __mmask16 all = 0xffff;
+    const __m512 s8 = _mm512_add_ps(a, _mm512_maskz_shuffle_f32x4(all, a, a, 0xEE));
+    const __m512 s4 = _mm512_add_ps(s8, _mm512_maskz_shuffle_f32x4(all, s8, s8, 0x01));
+    const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_shuffle_ps(all, s4, s4, 0xEE));
+    const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_shuffle_ps(all, s2, s2, 0x55));
+    return _mm512_cvtss_f32(s1);
+}
+#endif
 template <typename T> inline T lane_combine(T acc[kLanes]) {
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float> && kLanes == 16) {
-        const __mmask16 all = 0xffff;
-        const __m512 a = _mm512_loadu_ps(acc);
-        const __m512 s8 = _mm512_add_ps(a, _mm512_maskz_shuffle_f32x4(all, a, a, 0xEE));
-        const __m512 s4 = _mm512_add_ps(s8, _mm512_maskz_shuffle_f32x4(all, s8, s8, 0x01));
-        const __m512 s2 = _mm512_add_ps(s4, _mm512_maskz_shuffle_ps(all, s4, s4, 0xEE));
-        const __m512 s1 = _mm512_add_ps(s2, _mm512_maskz_shuffle_ps(all, s2, s2, 0x55));
-        return _mm512_cvtss_f32(s1);
-    }
+    if constexpr (std::is_same_v<T, float> && kLanes == 16)
+        return lane_combine16(_mm512_loadu_ps(acc));
 #endif
     for (int w = kLanes / 2; w > 0; w /= 2)
         for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
