@@ -150,7 +150,7 @@ double softmax_ce_rows(T* z, const int32_t* targets, int64_t n, int64_t V1, T in
         T* zb = z + b * V1;
         // Two passes over the row, not four: the scaling inside the max, the exponentials
         // inside the sum (the same values, summed in the same lanes and order).
-        const T zmax = lane_max_of<T>(V1, [zb, inv_tau](int64_t j) { return zb[j] *= inv_tau; });
+        const T zmax = scale_and_max(zb, V1, inv_tau);
         const T sum =
             lane_sum_of<T>(V1, [zb, zmax](int64_t j) { return zb[j] = vexp(zb[j] - zmax); });
         loss += double(std::log(sum)) - std::log(double(zb[t]));

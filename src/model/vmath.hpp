@@ -158,6 +158,40 @@ template <typename T> inline T lane_max(const T* x, int64_t n) {
     return lane_max_of<T>(n, [x](int64_t i) { return x[i]; });
 }
 
+// x[i] *= s for i in [0, n), n >= 1, returning the max of the products: lane_max_of over the
+// scaled values, as one vector pass with AVX-512 (float). GCC left the loop with the store in it
+// scalar (a third of the softmax's time over 4,387 candidates). The products are the same; the
+// max is the same value (a max is exact in any order; only the sign of a zero maximum may
+// differ, and x - (+0) equals x - (-0) for every x a caller subtracts it from, up to the sign
+// of an exact zero, which exp maps to 1 either way).
+template <typename T> inline T scale_and_max(T* x, int64_t n, T s) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+        const __mmask16 all = 0xffff; // zero-masked forms: see lane_combine
+        const __m512 vs = _mm512_set1_ps(s);
+        __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(x + i), vs);
+            _mm512_storeu_ps(x + i, y);
+            m = _mm512_maskz_max_ps(all, m, y);
+        }
+        if (i < n) {
+            const __mmask16 k = __mmask16((1u << (n - i)) - 1);
+            const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs);
+            _mm512_mask_storeu_ps(x + i, k, y);
+            m = _mm512_mask_max_ps(m, k, m, y);
+        }
+        m = _mm512_maskz_max_ps(all, m, _mm512_maskz_shuffle_f32x4(all, m, m, 0xEE));
+        m = _mm512_maskz_max_ps(all, m, _mm512_maskz_shuffle_f32x4(all, m, m, 0x01));
+        m = _mm512_maskz_max_ps(all, m, _mm512_maskz_shuffle_ps(all, m, m, 0xEE));
+        m = _mm512_maskz_max_ps(all, m, _mm512_maskz_shuffle_ps(all, m, m, 0x55));
+        return _mm512_cvtss_f32(m);
+    }
+#endif
+    return lane_max_of<T>(n, [x, s](int64_t i) { return x[i] *= s; });
+}
+
 #if defined(__AVX512F__)
 // A tile of w <= 64 float columns of a row, held as four 16-lane vectors (kernels that keep a
 // 64-column tile of a row in four registers, with a shorter last tile). Full tiles use plain

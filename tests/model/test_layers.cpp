@@ -328,6 +328,28 @@ TEST(Vmath, LaneReductionsHaveTheDocumentedOrder) {
     EXPECT_EQ(lane_max(x.data(), 3), *std::max_element(x.begin(), x.begin() + 3));
 }
 
+// scale_and_max: the same products as x[i] * s and their max, for lengths around the 16-lane
+// groups, all-negative rows and a zero maximum.
+TEST(Vmath, ScaleAndMaxEqualsScalarLoops) {
+    for (int64_t n = 1; n <= 50; ++n) {
+        for (float shift : {0.0f, -5.0f}) {
+            std::vector<float> x(static_cast<size_t>(n));
+            for (int64_t i = 0; i < n; ++i)
+                x[size_t(i)] = float(std::sin(double(i) * 2.3 + double(n))) + shift;
+            if (shift == 0.0f && n > 3) x[size_t(n / 2)] = 0.0f; // not the max unless all < 0
+            const float s = 14.285714f;
+            std::vector<float> expect = x;
+            float m = -std::numeric_limits<float>::infinity();
+            for (float& v : expect) m = std::max(m, v *= s);
+            EXPECT_EQ(scale_and_max(x.data(), n, s), m) << n;
+            EXPECT_EQ(x, expect) << n;
+        }
+    }
+    std::vector<float> zeros(20, -1.0f);
+    zeros[7] = 0.0f;
+    EXPECT_EQ(scale_and_max(zeros.data(), 20, 3.0f), 0.0f);
+}
+
 TEST(Gelu, KnownValues) {
     // Reference values: Python math.erf, 0.5*x*(1+erf(x/sqrt(2))) and Phi(x) + x*phi(x).
     const std::vector<double> x = {0.0, 1.0, -1.0, 0.5, -2.0, 3.0};
