@@ -136,6 +136,7 @@ template <typename T> struct EncoderWorkspace {
         std::vector<T> mean1, rstd1, mean2, rstd2; // (R)
         std::vector<uint8_t> mask1, mask2;         // (R*C)
         std::vector<T> f1, g;                      // (R,F)
+        std::vector<T> cdf;                        // (R,F) GELU's Phi(f1)
         std::vector<T> f2, res2, h2;               // (R,C)
     };
     int64_t B = 0, N = 0;
@@ -243,6 +244,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         ensure(a.mask2, R * C);
         ensure(a.f1, R * F);
         ensure(a.g, R * F);
+        ensure(a.cdf, R * F);
         ensure(a.probs, n_probs);
         ensure(a.probs_drop, n_probs);
 
@@ -280,7 +282,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                           W.ln1_b, R, C, eps);
         // h2 = LN(Dropout(W2 GELU(W1 h1 + b1) + b2) + h1)
         linear(a.f1.data(), a.h1.data(), W.f1_w, Wp.f1, W.f1_b, R, C, F);
-        gelu_forward(a.g.data(), a.f1.data(), R * F);
+        gelu_forward(a.g.data(), a.cdf.data(), a.f1.data(), R * F);
         linear(a.f2.data(), a.g.data(), W.f2_w, Wp.f2, W.f2_b, R, F, C);
         dropout_forward(a.res2.data(), a.mask2.data(), a.f2.data(), R, C, p_hid, *keys.rng,
                         keys.client, keys.step, keys.site_base + dropout_site(l, 2),
@@ -336,8 +338,8 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                          false); // dq = df2 here
         linear_backward(w.dff.data(), D.f2_w, D.f2_b, w.dq.data(), a.g.data(), W.f2_w, R, F, C,
                         Wp.f2.bwd, false); // dff = dg
-        gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F,
-                      false); // dq = df1 (scratch of width F)
+        gelu_backward(w.dq.data(), a.f1.data(), w.dff.data(), R * F, false,
+                      static_cast<const T*>(a.cdf.data())); // dq = df1 (scratch of width F)
         linear_backward(w.dres.data(), D.f1_w, D.f1_b, w.dq.data(), a.h1.data(), W.f1_w, R, C, F,
                         Wp.f1.bwd); // dres = dh1
         // h1 = LN(res1): dtmp = dres1

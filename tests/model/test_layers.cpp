@@ -372,6 +372,28 @@ TEST(Gelu, KnownValues) {
     for (size_t i = 0; i < xd.size(); ++i) EXPECT_NEAR(dinp[i], dy[i], 1e-15) << "x=" << xd[i];
 }
 
+// Saving Phi(x) in the forward changes no bits: the same output, and the backward from the
+// saved values equals the backward that computes them (accumulating and written).
+TEST(Gelu, SavedCdfGivesTheSameBits) {
+    const int64_t n = 1000;
+    std::vector<float> x(static_cast<size_t>(n)), dy(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+        x[size_t(i)] = float(std::sin(double(i) * 0.37)) * 6.0f; // both erf branches
+        dy[size_t(i)] = float(std::cos(double(i) * 0.11));
+    }
+    std::vector<float> out(x.size()), out_saved(x.size()), cdf(x.size());
+    gelu_forward(out.data(), x.data(), n);
+    gelu_forward(out_saved.data(), cdf.data(), x.data(), n);
+    EXPECT_EQ(out, out_saved);
+    for (bool acc : {false, true}) {
+        std::vector<float> dx(x.size(), 0.25f), dx_saved(x.size(), 0.25f);
+        gelu_backward(dx.data(), x.data(), dy.data(), n, acc);
+        gelu_backward(dx_saved.data(), x.data(), dy.data(), n, acc,
+                      static_cast<const float*>(cdf.data()));
+        EXPECT_EQ(dx, dx_saved) << acc;
+    }
+}
+
 TEST(Gelu, GradCheckDouble) {
     const int64_t n = 40;
     std::vector<double> inp(n);
