@@ -397,21 +397,27 @@ void print_summary(const KeepingReporter& kept) {
         return total / (logits / rate("M:1024/K:300/N:4386") + ffn / rate("M:7000/K:300/N:256") +
                         (total - logits - ffn) / rate("M:7000/K:300/N:300"));
     };
+    // A value, or "-" where its benchmark did not run.
+    const auto num = [](double x, const char* format) {
+        char buf[32] = "-";
+        if (!std::isnan(x)) std::snprintf(buf, sizeof buf, format, x);
+        return std::string(buf);
+    };
     std::fprintf(stderr,
                  "\nSummary of this run: useful FLOPs per step %.2f GFLOP (logits %.2f, FFN %.2f, "
                  "C x C layers and attention %.2f)\n",
                  total, logits, ffn, total - logits - ffn);
-    std::fprintf(stderr, "  %-44s %9s %9s %9s\n", "GFLOP/s", "1 thread", "2 threads", "speed-up");
-    std::fprintf(stderr, "  %-44s %9.1f %9.1f %8.2fx\n", "pfcr train step, useful", step1, step2,
-                 step2 / step1);
+    std::fprintf(stderr, "  %-32s %9s %9s %9s\n", "GFLOP/s", "1 thread", "2 threads", "speed-up");
+    std::fprintf(stderr, "  %-32s %9.1f %9s %9s\n", "pfcr train step, useful", step1,
+                 num(step2, "%.1f").c_str(), num(step2 / step1, "%.2fx").c_str());
     const char* names[] = {"Eigen SGEMM, step's mix", "pfcr gemm_f32, step's mix",
                            "system BLAS SGEMM, step's mix"};
     for (int k = 0; k < 3; ++k) {
         const double m1 = mix(k, 1), m2 = mix(k, 2);
         if (std::isnan(m1)) continue;
-        std::fprintf(
-            stderr, "  %-44s %9.1f %9.1f %8.2fx   useful / mix %5.1f %%, speed-up / its %5.1f %%\n",
-            names[k], m1, m2, m2 / m1, 100 * step1 / m1, 100 * (step2 / step1) / (m2 / m1));
+        std::fprintf(stderr, "  %-32s %9.1f %9s %9s   useful / mix %5.1f %%, speed-up / its %s\n",
+                     names[k], m1, num(m2, "%.1f").c_str(), num(m2 / m1, "%.2fx").c_str(),
+                     100 * step1 / m1, num(100 * (step2 / step1) / (m2 / m1), "%.1f %%").c_str());
     }
     if (!std::isnan(mix(2, 1)))
         std::fprintf(stderr, "  system BLAS: %s\n", system_blas().name.c_str());
