@@ -13,8 +13,13 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
 
 namespace pfcr {
 
@@ -148,16 +153,43 @@ TargetStanding target_standing(const T* scores_row, const DistinctItems& items, 
     TargetStanding s;
     s.tied = items.size[size_t(gt)] - 1;
     s.tied_lower = items.rank_in_group[size_t(target)];
-    for (int64_t g = 0; g < items.groups(); ++g) {
-        if (g == gt) continue;
+    // Group g's contribution (g != gt): its members ahead, or tied (a cross-group tie: different
+    // codes, equal score).
+    const auto group = [&](int64_t g) {
         const int64_t n = items.size[size_t(g)];
         s.ahead += (scores_row[g] > st) ? n : 0;
-        if (scores_row[g] == st) { // different codes, equal score: a tie all the same
+        if (scores_row[g] == st) {
             s.tied += n;
             if (items.representative[size_t(g)] < target)
                 s.tied_lower += items.members_below(int32_t(g), target);
         }
+    };
+    int64_t g = 0;
+#if defined(__AVX512F__) && defined(__AVX512VL__)
+    // 8 groups per step: the members ahead summed in 64-bit lanes (integer sums: exact in any
+    // order, so the same counts), the rare ties and the target's own group left to group().
+    // The scalar loop was a fifth of the full-sort evaluation.
+    if constexpr (std::is_same_v<T, float>) {
+        const __m256 vst = _mm256_set1_ps(st);
+        __m512i ahead = _mm512_setzero_si512();
+        for (; g + 8 <= items.groups(); g += 8) {
+            const __m256 sc = _mm256_loadu_ps(scores_row + g);
+            __mmask8 gt_mask = _mm256_cmp_ps_mask(sc, vst, _CMP_GT_OQ);
+            __mmask8 eq_mask = _mm256_cmp_ps_mask(sc, vst, _CMP_EQ_OQ);
+            if (gt >= g && gt < g + 8) { // the target's group: counted above
+                gt_mask &= __mmask8(~(1u << (gt - g)));
+                eq_mask &= __mmask8(~(1u << (gt - g)));
+            }
+            ahead = _mm512_mask_add_epi64(ahead, gt_mask, ahead,
+                                          _mm512_loadu_si512(items.size.data() + g));
+            for (int l = 0; l < 8; ++l)
+                if (eq_mask & (1u << l)) group(g + l); // a tie: ahead adds 0 there
+        }
+        s.ahead += _mm512_reduce_add_epi64(ahead);
     }
+#endif
+    for (; g < items.groups(); ++g)
+        if (g != gt) group(g);
     return s;
 }
 

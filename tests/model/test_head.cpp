@@ -695,5 +695,30 @@ TEST(MetricsTies, DistinctItemsStandingEqualsExpandedRow) {
     EXPECT_EQ(s9.tied_lower, 3);
 }
 
+// The same on enough groups for the vectorised path (8 groups a step, AVX-512 builds), with many
+// cross-group ties, the target's group in every lane position and a NaN group score.
+TEST(MetricsTies, DistinctItemsStandingEqualsExpandedRowManyGroups) {
+    const int64_t V = 300, M = 1;
+    std::vector<int32_t> codes(size_t(V + 1));
+    for (int64_t j = 1; j <= V; ++j) codes[size_t(j)] = int32_t((j * 7919) % 83); // 83 groups
+    const DistinctItems items(codes.data(), V, M);
+    ASSERT_EQ(items.groups(), 83);
+    std::vector<float> group_scores(size_t(items.groups()));
+    for (int64_t g = 0; g < items.groups(); ++g)
+        group_scores[size_t(g)] = float((g * 37) % 11) * 0.125f; // 11 values: many ties
+    group_scores[40] = std::nanf("");
+    std::vector<float> expanded(size_t(V + 1), 1e9f);
+    for (int64_t j = 1; j <= V; ++j)
+        expanded[size_t(j)] = group_scores[size_t(items.group_of[size_t(j)])];
+    for (int32_t t = 1; t <= V; ++t) {
+        if (items.group_of[size_t(t)] == 40) continue; // a NaN target score throws
+        const TargetStanding a = target_standing(expanded.data(), V, t);
+        const TargetStanding b = target_standing(group_scores.data(), items, t);
+        EXPECT_EQ(a.ahead, b.ahead) << "target " << t;
+        EXPECT_EQ(a.tied, b.tied) << "target " << t;
+        EXPECT_EQ(a.tied_lower, b.tied_lower) << "target " << t;
+    }
+}
+
 } // namespace
 } // namespace pfcr
