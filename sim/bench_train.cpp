@@ -24,7 +24,6 @@
 #include <dlfcn.h>
 
 #include <chrono>
-#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -175,9 +174,9 @@ BENCHMARK(BM_EvaluateValid)
 // on the benchmark machine) and the one PyTorch and faiss call. Looked up at run time, so the
 // build needs no BLAS headers; OpenBLAS is held to one thread per call (its own threads would
 // make a "1 thread" yardstick use both cores), and its kernel is named in the summary, since
-// OPENBLAS_CORETYPE can select a slower one than the CPU supports. Its 2-thread yardstick is its
-// own threading over the whole product (two callers at once serialise inside OpenBLAS's OpenMP
-// build: measured 1.34x for two row halves).
+// OPENBLAS_CORETYPE can select a slower one than the CPU supports. OpenBLAS's 2-thread yardstick
+// is its own threading over the whole product (two callers at once serialise inside its OpenMP
+// build: measured 1.34x for two row halves); another BLAS runs as two row halves like Eigen.
 struct SystemBlas {
     using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*,
                            int, float, float*, int);
@@ -185,7 +184,7 @@ struct SystemBlas {
     void (*set_threads)(int) = nullptr; // openblas_set_num_threads, if the BLAS is OpenBLAS
     std::string name = "not found (no libblas.so.3 with cblas_sgemm)";
     SystemBlas() {
-        void* lib = dlopen("libblas.so.3", RTLD_NOW | RTLD_GLOBAL);
+        void* lib = dlopen("libblas.so.3", RTLD_NOW | RTLD_LOCAL);
         if (!lib) return;
         sgemm = reinterpret_cast<Sgemm>(dlsym(lib, "cblas_sgemm"));
         if (!sgemm) return;
@@ -195,9 +194,9 @@ struct SystemBlas {
         if (char* real = realpath(name.c_str(), nullptr)) name = real, std::free(real);
         using SetThreads = void (*)(int);
         using CoreName = const char* (*)();
-        set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+        set_threads = reinterpret_cast<SetThreads>(dlsym(lib, "openblas_set_num_threads"));
         if (set_threads) set_threads(1);
-        if (auto core = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) {
+        if (auto core = reinterpret_cast<CoreName>(dlsym(lib, "openblas_get_corename"))) {
             const char* env = std::getenv("OPENBLAS_CORETYPE");
             name += std::string(" (OpenBLAS core ") + core() +
                     ", OPENBLAS_CORETYPE=" + (env ? env : "unset") + ")";

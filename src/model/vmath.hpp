@@ -100,7 +100,8 @@ inline constexpr int kLanes = 16;
 // -Wuninitialized on the plain ones (they start from _mm512_undefined_ps); lanes past the ones
 // combined are never read.
 #if defined(__AVX512F__)
-// The same combination of the 16 lanes of a register (lane l = acc[l]).
+// lane_combine16: that combination of the 16 lanes of a register (lane l = acc[l]);
+// lane_combine: of an array of partials.
 inline float lane_combine16(__m512 a) {
     const __mmask16 all = 0xffff;
     const __m512 s8 = _mm512_add_ps(a, _mm512_maskz_shuffle_f32x4(all, a, a, 0xEE));
@@ -135,7 +136,8 @@ template <typename T> inline T lane_sum(const T* x, int64_t n) {
     return lane_sum_of<T>(n, [x](int64_t i) { return x[i]; });
 }
 
-// max over f(i), i in [0, n), n >= 1 (exact in any order; lanes only for speed).
+// max over f(i), i in [0, n), n >= 1 (exact in any order but for NaN and the sign of a zero
+// maximum; lanes only for speed).
 template <typename T, typename F> inline T lane_max_of(int64_t n, F&& f) {
     T acc[kLanes];
     for (int l = 0; l < kLanes; ++l) acc[l] = -std::numeric_limits<T>::infinity();
@@ -163,7 +165,8 @@ template <typename T> inline T lane_max(const T* x, int64_t n) {
 // scalar (a third of the softmax's time over 4,387 candidates). The products are the same; the
 // max is the same value (a max is exact in any order; only the sign of a zero maximum may
 // differ, and x - (+0) equals x - (-0) for every x a caller subtracts it from, up to the sign
-// of an exact zero, which exp maps to 1 either way).
+// of an exact zero, which exp maps to 1 either way; with a NaN in the row the order decides
+// which value comes back, but the softmax's sum and every probability are NaN either way).
 template <typename T> inline T scale_and_max(T* x, int64_t n, T s) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {

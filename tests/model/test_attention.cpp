@@ -381,10 +381,8 @@ TEST(AttentionChunking, SplitBatchGivesIdenticalBits) {
     EXPECT_EQ(dv2, dv);
 }
 
-// attn_axpy_rows (registers across rows, AVX-512 float) against its plain definition, one
-// attn_axpy per row in row order: bit for bit, for widths around the 16- and 64-column tiles
-// (HS = 150 is the paper's) and 0 to 7 rows.
-// attn_dot's documented order, written out with std::fma: 16 lane partials over the full
+// attn_dot's documented order, written out with attn_madd (std::fma where the target has FMA,
+// as attn_dot's own scalar path): 16 lane partials over the full
 // groups, a sequential tail, the lanes combined pairwise (l + 8, + 4, + 2, + 1), the tail last.
 // The AVX-512 path keeps the partials in a register and combines them with shuffles.
 TEST(AttentionKernels, DotHasTheDocumentedOrderBitForBit) {
@@ -395,15 +393,18 @@ TEST(AttentionKernels, DotHasTheDocumentedOrderBitForBit) {
         int64_t i = 0;
         for (; i + 16 <= n; i += 16)
             for (int l = 0; l < 16; ++l)
-                acc[l] = std::fma(x[size_t(i + l)], y[size_t(i + l)], acc[l]);
+                acc[l] = attn_madd(x[size_t(i + l)], y[size_t(i + l)], acc[l]);
         float tail = 0;
-        for (; i < n; ++i) tail = std::fma(x[size_t(i)], y[size_t(i)], tail);
+        for (; i < n; ++i) tail = attn_madd(x[size_t(i)], y[size_t(i)], tail);
         for (int w = 8; w > 0; w /= 2)
             for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
         EXPECT_EQ(attn_dot(x.data(), y.data(), n), acc[0] + tail) << n;
     }
 }
 
+// attn_axpy_rows (registers across rows, AVX-512 float) against its plain definition, one
+// attn_axpy per row in row order: bit for bit, for widths around the 16- and 64-column tiles
+// (HS = 150 is the paper's) and 0 to 7 rows.
 TEST(AttentionKernels, AxpyRowsEqualsOneAxpyPerRowBitForBit) {
     for (int64_t n : {1, 15, 16, 17, 63, 64, 65, 150, 300}) {
         for (int64_t count : {0, 1, 2, 7}) {
