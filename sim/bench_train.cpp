@@ -1,11 +1,13 @@
 // Google Benchmark of the training engine on the "paper config on Scientific"
 // workload: hidden 300, 2 layers, 2 heads, inner 256, dropout 0.5, batch 1024 real Scientific
 // train histories, 4,386 candidates. Reports sequences/s, useful GFLOP/s (formula in
-// useful_flops below), and SGEMMs of the step's dominant shapes on 1 and 2 threads as the
-// yardsticks (Eigen's, pfcr's own gemm_f32 that the step runs on AVX-512 builds, and the system
-// BLAS: OpenBLAS here), under the core's register-only FMA ceiling (BM_PeakFma). At the end it
-// prints (stderr) the targets' ratios from this one run: useful GFLOP/s over each SGEMM's rate
-// on the step's FLOP mix, and the 2-thread speed-ups. Needs runs/scientific-office/prepared.h5
+// useful_flops below), and two SGEMM yardsticks on 1 and 2 threads: the step's three dominant
+// shapes (BM_Sgemm) and every GEMM call of one step replayed alone (BM_SgemmStep), each run by
+// Eigen, by pfcr's own gemm_f32 that the step runs on AVX-512 builds, and by the system BLAS
+// (OpenBLAS here), under the core's register-only FMA ceiling (BM_PeakFma). At the end it prints
+// (stderr) the targets' ratios from this one run: useful GFLOP/s over each SGEMM's rate on the
+// step's FLOP mix and on the step's own calls, and the 2-thread speed-ups. Needs
+// runs/scientific-office/prepared.h5
 // (or PFCR_BENCH_PREPARED=path):
 //   build/release/bin/pfcr prepare -c configs/scientific-office.yaml
 //   env -u OPENBLAS_CORETYPE build/release/bin/bench_train --benchmark_out=bench.json
@@ -282,6 +284,124 @@ BENCHMARK(BM_Sgemm)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The GEMM calls of one training step (batch 0 of the paper model, recorded by gemm.hpp's
+// gemm_record_calls): every product the step runs, with its shape, operand storage and accumulate
+// flag. Empty on builds without the fast GEMM (the step's products are Eigen's there).
+const std::vector<GemmCall>& step_gemm_calls() {
+    static const std::vector<GemmCall> calls = [] {
+        PaperModel m;
+        const PreparedDomain& d = m.d;
+        const auto perm = epoch_permutation(int64_t(d.train.rows()), m.opt.seed, 0, 0);
+        PackedBatch batch;
+        gather_batch(d.train, perm.data(), m.opt.train_batch_size, batch);
+        std::vector<GemmCall> out;
+        gemm_record_calls(&out);
+        m.tr.train_step(m.st, batch);
+        gemm_record_calls(nullptr);
+        return out;
+    }();
+    return calls;
+}
+
+// Yardstick on the step's own products, the literal "SGEMM of the same shapes": every GEMM call
+// of one training step (step_gemm_calls) run alone, one after another, by the chosen SGEMM as a
+// plain call (it packs what it needs; the step shares packed weights between calls), on operands
+// stored as the step stores them, on 1 thread or 2 (as BM_Sgemm: two row halves, the system BLAS
+// with its own threads). Its rate (the calls' FLOPs over their time) differs from BM_Sgemm's
+// three shapes by the backward products' forms and the chunks' row counts. Arguments: threads,
+// kernel (as BM_Sgemm).
+void BM_SgemmStep(benchmark::State& state) {
+    const int64_t T = state.range(0), kernel = state.range(1);
+    const std::vector<GemmCall>& calls = step_gemm_calls();
+    if (calls.empty()) {
+        state.SkipWithError("no GEMM calls recorded: the step uses Eigen on this build");
+        return;
+    }
+    const SystemBlas& blas = system_blas();
+    if (kernel == 2 && !blas.sgemm) {
+        state.SkipWithError("no system BLAS: libblas.so.3 with cblas_sgemm not found");
+        return;
+    }
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(T));
+    int64_t a_size = 0, b_size = 0, c_size = 0;
+    double flops = 0;
+    for (const GemmCall& g : calls) {
+        a_size = std::max(a_size, g.M * g.K), b_size = std::max(b_size, g.K * g.N);
+        c_size = std::max(c_size, g.M * g.N), flops += 2.0 * double(g.M * g.N * g.K);
+    }
+    AlignedBuffer<float> a(a_size), b(b_size), c(c_size);
+    for (int64_t i = 0; i < a_size; ++i) a[i] = float(i % 7) * 0.1f;
+    for (int64_t i = 0; i < b_size; ++i) b[i] = float(i % 5) * 0.1f;
+    c.zero();
+    // Rows [r0, r1) of call g: C rows are contiguous, A's rows start r0 rows (or columns) in.
+    const auto rows = [&](const GemmCall& g, int64_t r0, int64_t r1) {
+        const int64_t M = r1 - r0, N = g.N, K = g.K;
+        const int64_t lda = g.a_transposed ? g.M : K, ldb = g.b_transposed ? K : N;
+        const float* ap = a.data() + (g.a_transposed ? r0 : r0 * K);
+        float* cp = c.data() + r0 * N;
+        if (kernel == 2) { // CblasRowMajor 101, NoTrans 111, Trans 112
+            blas.sgemm(101, g.a_transposed ? 112 : 111, g.b_transposed ? 112 : 111, int(M), int(N),
+                       int(K), 1.0f, ap, int(lda), b.data(), int(ldb), g.accumulate ? 1.0f : 0.0f,
+                       cp, int(N));
+            return;
+        }
+        if (kernel == 1) {
+            if constexpr (kHaveFastGemm) {
+                const GemmOperand ao =
+                    g.a_transposed ? GemmOperand{ap, 1, lda} : GemmOperand{ap, lda, 1};
+                const GemmOperand bo =
+                    g.b_transposed ? GemmOperand{b.data(), 1, ldb} : GemmOperand{b.data(), ldb, 1};
+                gemm_f32(cp, N, ao, bo, M, N, K, g.accumulate);
+            }
+            return;
+        }
+        using Stride = Eigen::OuterStride<>;
+        using Map =
+            Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
+                       0, Stride>;
+        auto out = mat(cp, M, N);
+        const auto run = [&](const auto& lhs, const auto& rhs) {
+            if (g.accumulate)
+                out.noalias() += lhs * rhs;
+            else
+                out.noalias() = lhs * rhs;
+        };
+        const Map am = g.a_transposed ? Map(ap, K, M, Stride(lda)) : Map(ap, M, K, Stride(lda));
+        const Map bm =
+            g.b_transposed ? Map(b.data(), N, K, Stride(ldb)) : Map(b.data(), K, N, Stride(ldb));
+        if (g.a_transposed && g.b_transposed)
+            run(am.transpose(), bm.transpose());
+        else if (g.a_transposed)
+            run(am.transpose(), bm);
+        else if (g.b_transposed)
+            run(am, bm.transpose());
+        else
+            run(am, bm);
+    };
+    const bool blas_threads = kernel == 2 && T > 1 && blas.set_threads;
+    if (blas_threads) blas.set_threads(int(T));
+    for (auto _ : state) {
+        for (const GemmCall& g : calls) {
+            if (T == 1 || blas_threads)
+                rows(g, 0, g.M);
+            else
+                tbb::parallel_for(int64_t(0), T,
+                                  [&](int64_t t) { rows(g, t * g.M / T, (t + 1) * g.M / T); });
+        }
+        benchmark::ClobberMemory();
+    }
+    if (blas_threads) blas.set_threads(1);
+    state.counters["GFLOP_per_s"] =
+        benchmark::Counter(double(state.iterations()) * flops * 1e-9, benchmark::Counter::kIsRate);
+    state.counters["GFLOP_per_step"] = flops * 1e-9;
+    state.counters["calls_per_step"] = double(calls.size());
+}
+BENCHMARK(BM_SgemmStep)
+    ->ArgNames({"threads", "kernel"})
+    ->ArgsProduct({{1, 2}, {0, 1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // Ceiling: the core's FP32 fused multiply-add rate with everything in registers (no memory,
 // no packing): 16 independent accumulator chains, enough to cover the FMA latency of every
 // x86 core with two FMA pipes, in the widest vectors the build targets (AVX-512: 16 lanes,
@@ -418,7 +538,23 @@ void print_summary(const KeepingReporter& kept) {
                      names[k], m1, num(m2, "%.1f").c_str(), num(m2 / m1, "%.2fx").c_str(),
                      100 * step1 / m1, num(100 * (step2 / step1) / (m2 / m1), "%.1f %%").c_str());
     }
-    if (!std::isnan(mix(2, 1)))
+    // The step's own products (BM_SgemmStep): the same ratios against each SGEMM's rate on them.
+    const char* step_names[] = {"Eigen SGEMM, step's calls", "pfcr gemm_f32, step's calls",
+                                "system BLAS SGEMM, step's calls"};
+    for (int k = 0; k < 3; ++k) {
+        const auto rate = [&](int threads) {
+            return kept.get("BM_SgemmStep/threads:" + std::to_string(threads) +
+                                "/kernel:" + std::to_string(k) + "/",
+                            "GFLOP_per_s");
+        };
+        const double r1 = rate(1), r2 = rate(2);
+        if (std::isnan(r1)) continue;
+        std::fprintf(stderr, "  %-32s %9.1f %9s %9s   useful / it  %5.1f %%, speed-up / its %s\n",
+                     step_names[k], r1, num(r2, "%.1f").c_str(), num(r2 / r1, "%.2fx").c_str(),
+                     100 * step1 / r1, num(100 * (step2 / step1) / (r2 / r1), "%.1f %%").c_str());
+    }
+    if (!std::isnan(mix(2, 1)) ||
+        !std::isnan(kept.get("BM_SgemmStep/threads:1/kernel:2/", "GFLOP_per_s")))
         std::fprintf(stderr, "  system BLAS: %s\n", system_blas().name.c_str());
 }
 

@@ -9,6 +9,32 @@
 // whichever path computes it.
 #include "model/gemm.hpp"
 
+#include <atomic>
+#include <map>
+#include <mutex>
+
+namespace pfcr {
+namespace {
+std::atomic<std::vector<GemmCall>*> g_sink{nullptr};
+std::mutex g_sink_mutex;
+std::map<const float*, bool> g_packed_b_transposed; // packed buffer -> B's storage, while recording
+
+void record_call(const GemmOperand& a, bool b_transposed, int64_t M, int64_t N, int64_t K,
+                 bool accumulate) {
+    std::vector<GemmCall>* sink = g_sink.load(std::memory_order_relaxed);
+    if (!sink) return;
+    const std::lock_guard<std::mutex> lock(g_sink_mutex);
+    sink->push_back({M, N, K, a.col_stride != 1, b_transposed, accumulate});
+}
+} // namespace
+
+void gemm_record_calls(std::vector<GemmCall>* sink) {
+    const std::lock_guard<std::mutex> lock(g_sink_mutex);
+    g_packed_b_transposed.clear();
+    g_sink.store(sink, std::memory_order_relaxed);
+}
+} // namespace pfcr
+
 #if defined(__AVX512F__)
 
 #include <immintrin.h>
@@ -310,6 +336,7 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
 
 void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
               bool accumulate, const float* bias) {
+    record_call(a, b.col_stride != 1, M, N, K, accumulate);
     gemm_blocks(c, ldc, a, &b, nullptr, M, N, K, accumulate, bias);
 }
 
@@ -324,6 +351,10 @@ int64_t gemm_pack_b_block_count(int64_t K, int64_t N) {
 
 void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int64_t first,
                         int64_t last) {
+    if (g_sink.load(std::memory_order_relaxed)) {
+        const std::lock_guard<std::mutex> lock(g_sink_mutex);
+        g_packed_b_transposed[packed] = b.col_stride != 1;
+    }
     const int64_t n_pad = padded_n(N), column_blocks = (N + kNc - 1) / kNc;
     for (int64_t block = first; block < last; ++block) {
         const int64_t k0 = (block / column_blocks) * kKc, j0 = (block % column_blocks) * kNc;
@@ -338,6 +369,15 @@ void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
 
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
                      int64_t N, int64_t K, bool accumulate, const float* bias) {
+    if (g_sink.load(std::memory_order_relaxed)) {
+        bool b_transposed = false;
+        {
+            const std::lock_guard<std::mutex> lock(g_sink_mutex);
+            const auto it = g_packed_b_transposed.find(packed_b);
+            b_transposed = it != g_packed_b_transposed.end() && it->second;
+        }
+        record_call(a, b_transposed, M, N, K, accumulate);
+    }
     gemm_blocks(c, ldc, a, nullptr, packed_b, M, N, K, accumulate, bias);
 }
 

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 namespace pfcr {
 
@@ -56,5 +57,17 @@ void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int6
                         int64_t last);
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
                      int64_t N, int64_t K, bool accumulate, const float* bias = nullptr);
+
+// Benchmarks only (bench_train's yardstick "the step's own products"): while a sink is installed,
+// every gemm_f32 / gemm_f32_packed call appends its shape to it (from any thread, under a lock),
+// with B's storage as given to gemm_f32 or to the gemm_pack_b that packed it. Off by default:
+// then a call pays one relaxed atomic load. Nothing is recorded on builds without the fast GEMM.
+struct GemmCall {
+    int64_t M, N, K;
+    bool a_transposed; // A stored (K, M) (unit row stride); else (M, K) row-major
+    bool b_transposed; // B stored (N, K) (unit row stride); else (K, N) row-major
+    bool accumulate;
+};
+void gemm_record_calls(std::vector<GemmCall>* sink); // nullptr stops recording
 
 } // namespace pfcr

@@ -192,3 +192,40 @@ TEST(Gemm, BiasInTheStoresEqualsASeparatePassBitForBit) {
             }
     }
 }
+
+// gemm_record_calls (bench_train's "step's own products"): while a sink is installed every call
+// appends its shape, A's and B's storage (B's as given to the gemm_pack_b that packed it) and the
+// accumulate flag; nothing before installing or after removing it.
+TEST(Gemm, RecordsEachCallsShapeAndStorageWhileASinkIsInstalled) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    const int64_t M = 13, N = 40, K = 17;
+    const auto a = randn_f(size_t(M * K), 12), b = randn_f(size_t(K * N), 13);
+    std::vector<float> c(size_t(M * N));
+    AlignedBuffer<float> packed(gemm_packed_b_size(K, N)), packed_t(gemm_packed_b_size(K, N));
+    std::vector<GemmCall> calls;
+    if constexpr (kHaveFastGemm) {
+        gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false); // not recorded
+        gemm_record_calls(&calls);
+        gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false);
+        gemm_f32(c.data(), N, {a.data(), 1, M}, {b.data(), 1, K}, M, N, K, true);
+        gemm_pack_b(packed.data(), {b.data(), N, 1}, K, N);
+        gemm_pack_b(packed_t.data(), {b.data(), 1, K}, K, N);
+        gemm_f32_packed(c.data(), N, {a.data(), K, 1}, packed_t.data(), M, N, K, true);
+        gemm_f32_packed(c.data(), N, {a.data(), 1, M}, packed.data(), M - 1, N, K, false);
+        gemm_record_calls(nullptr);
+        gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false); // not recorded
+    }
+    ASSERT_EQ(calls.size(), 4u);
+    const auto expect = [&](size_t i, int64_t m, bool ta, bool tb, bool acc) {
+        EXPECT_EQ(calls[i].M, m) << i;
+        EXPECT_EQ(calls[i].N, N) << i;
+        EXPECT_EQ(calls[i].K, K) << i;
+        EXPECT_EQ(calls[i].a_transposed, ta) << i;
+        EXPECT_EQ(calls[i].b_transposed, tb) << i;
+        EXPECT_EQ(calls[i].accumulate, acc) << i;
+    };
+    expect(0, M, false, false, false);
+    expect(1, M, true, true, true);
+    expect(2, M, false, true, true);
+    expect(3, M - 1, true, false, false);
+}
