@@ -25,6 +25,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -33,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/phase_timer.hpp"
 #include "core/tensor.hpp"
@@ -303,46 +305,59 @@ const std::vector<GemmCall>& step_gemm_calls() {
     return calls;
 }
 
-// Yardstick on the step's own products, the literal "SGEMM of the same shapes": every GEMM call
-// of one training step (step_gemm_calls) run alone, one after another, by the chosen SGEMM as a
-// plain call (it packs what it needs; the step shares packed weights between calls), on operands
-// stored as the step stores them, on 1 thread or 2 (as BM_Sgemm: two row halves, the system BLAS
-// with its own threads). Its rate (the calls' FLOPs over their time) differs from BM_Sgemm's
-// three shapes by the backward products' forms and the chunks' row counts. Arguments: threads,
-// kernel (as BM_Sgemm).
-void BM_SgemmStep(benchmark::State& state) {
-    const int64_t T = state.range(0), kernel = state.range(1);
-    const std::vector<GemmCall>& calls = step_gemm_calls();
-    if (calls.empty()) {
-        state.SkipWithError("no GEMM calls recorded: the step uses Eigen on this build");
-        return;
+// Runs recorded GEMM calls alone, one after another, by one SGEMM (kernel as BM_Sgemm: 0 Eigen,
+// 1 pfcr's gemm_f32, 2 the system BLAS) as plain calls (each packs what it needs; the step
+// shares packed weights between calls), on operands stored as the step stores them, on 1
+// thread or 2 (as BM_Sgemm: two row halves, the system BLAS with its own threads). Buffers grow
+// to the largest call and are reused, so every call reads warm operands, as in BM_Sgemm.
+class CallReplay {
+public:
+    // FLOPs of the calls (multiply-add = 2).
+    static double flops(const std::vector<GemmCall>& calls) {
+        double f = 0;
+        for (const GemmCall& g : calls) f += 2.0 * double(g.M * g.N * g.K);
+        return f;
     }
-    const SystemBlas& blas = system_blas();
-    if (kernel == 2 && !blas.sgemm) {
-        state.SkipWithError("no system BLAS: libblas.so.3 with cblas_sgemm not found");
-        return;
+    void run(const std::vector<GemmCall>& calls, int64_t kernel, int64_t T) {
+        for (const GemmCall& g : calls) fit(g);
+        const SystemBlas& blas = system_blas();
+        const bool blas_threads = kernel == 2 && T > 1 && blas.set_threads;
+        if (blas_threads) blas.set_threads(int(T));
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(T));
+        for (const GemmCall& g : calls) {
+            if (T == 1 || blas_threads)
+                rows(g, 0, g.M, kernel);
+            else
+                tbb::parallel_for(int64_t(0), T, [&](int64_t t) {
+                    rows(g, t * g.M / T, (t + 1) * g.M / T, kernel);
+                });
+        }
+        if (blas_threads) blas.set_threads(1);
+        benchmark::ClobberMemory();
     }
-    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(T));
-    int64_t a_size = 0, b_size = 0, c_size = 0;
-    double flops = 0;
-    for (const GemmCall& g : calls) {
-        a_size = std::max(a_size, g.M * g.K), b_size = std::max(b_size, g.K * g.N);
-        c_size = std::max(c_size, g.M * g.N), flops += 2.0 * double(g.M * g.N * g.K);
+
+private:
+    AlignedBuffer<float> a_, b_, c_;
+
+    static void grow(AlignedBuffer<float>& v, int64_t n, int64_t pattern) {
+        if (v.size() >= n) return;
+        v.resize(n);
+        for (int64_t i = 0; i < n; ++i) v[i] = float(i % pattern) * 0.1f;
     }
-    AlignedBuffer<float> a(a_size), b(b_size), c(c_size);
-    for (int64_t i = 0; i < a_size; ++i) a[i] = float(i % 7) * 0.1f;
-    for (int64_t i = 0; i < b_size; ++i) b[i] = float(i % 5) * 0.1f;
-    c.zero();
+    void fit(const GemmCall& g) {
+        grow(a_, g.M * g.K, 7), grow(b_, g.K * g.N, 5), grow(c_, g.M * g.N, 3);
+    }
     // Rows [r0, r1) of call g: C rows are contiguous, A's rows start r0 rows (or columns) in.
-    const auto rows = [&](const GemmCall& g, int64_t r0, int64_t r1) {
+    void rows(const GemmCall& g, int64_t r0, int64_t r1, int64_t kernel) {
         const int64_t M = r1 - r0, N = g.N, K = g.K;
         const int64_t lda = g.a_transposed ? g.M : K, ldb = g.b_transposed ? K : N;
-        const float* ap = a.data() + (g.a_transposed ? r0 : r0 * K);
-        float* cp = c.data() + r0 * N;
+        const float* ap = a_.data() + (g.a_transposed ? r0 : r0 * K);
+        const float* bp = b_.data();
+        float* cp = c_.data() + r0 * N;
         if (kernel == 2) { // CblasRowMajor 101, NoTrans 111, Trans 112
-            blas.sgemm(101, g.a_transposed ? 112 : 111, g.b_transposed ? 112 : 111, int(M), int(N),
-                       int(K), 1.0f, ap, int(lda), b.data(), int(ldb), g.accumulate ? 1.0f : 0.0f,
-                       cp, int(N));
+            system_blas().sgemm(101, g.a_transposed ? 112 : 111, g.b_transposed ? 112 : 111, int(M),
+                                int(N), int(K), 1.0f, ap, int(lda), bp, int(ldb),
+                                g.accumulate ? 1.0f : 0.0f, cp, int(N));
             return;
         }
         if (kernel == 1) {
@@ -350,7 +365,7 @@ void BM_SgemmStep(benchmark::State& state) {
                 const GemmOperand ao =
                     g.a_transposed ? GemmOperand{ap, 1, lda} : GemmOperand{ap, lda, 1};
                 const GemmOperand bo =
-                    g.b_transposed ? GemmOperand{b.data(), 1, ldb} : GemmOperand{b.data(), ldb, 1};
+                    g.b_transposed ? GemmOperand{bp, 1, ldb} : GemmOperand{bp, ldb, 1};
                 gemm_f32(cp, N, ao, bo, M, N, K, g.accumulate);
             }
             return;
@@ -360,37 +375,47 @@ void BM_SgemmStep(benchmark::State& state) {
             Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>,
                        0, Stride>;
         auto out = mat(cp, M, N);
-        const auto run = [&](const auto& lhs, const auto& rhs) {
+        const auto product = [&](const auto& lhs, const auto& rhs) {
             if (g.accumulate)
                 out.noalias() += lhs * rhs;
             else
                 out.noalias() = lhs * rhs;
         };
         const Map am = g.a_transposed ? Map(ap, K, M, Stride(lda)) : Map(ap, M, K, Stride(lda));
-        const Map bm =
-            g.b_transposed ? Map(b.data(), N, K, Stride(ldb)) : Map(b.data(), K, N, Stride(ldb));
+        const Map bm = g.b_transposed ? Map(bp, N, K, Stride(ldb)) : Map(bp, K, N, Stride(ldb));
         if (g.a_transposed && g.b_transposed)
-            run(am.transpose(), bm.transpose());
+            product(am.transpose(), bm.transpose());
         else if (g.a_transposed)
-            run(am.transpose(), bm);
+            product(am.transpose(), bm);
         else if (g.b_transposed)
-            run(am, bm.transpose());
+            product(am, bm.transpose());
         else
-            run(am, bm);
-    };
-    const bool blas_threads = kernel == 2 && T > 1 && blas.set_threads;
-    if (blas_threads) blas.set_threads(int(T));
-    for (auto _ : state) {
-        for (const GemmCall& g : calls) {
-            if (T == 1 || blas_threads)
-                rows(g, 0, g.M);
-            else
-                tbb::parallel_for(int64_t(0), T,
-                                  [&](int64_t t) { rows(g, t * g.M / T, (t + 1) * g.M / T); });
-        }
-        benchmark::ClobberMemory();
+            product(am, bm);
     }
-    if (blas_threads) blas.set_threads(1);
+};
+
+// Why a kernel cannot run here, or nullptr.
+const char* replay_unavailable(const std::vector<GemmCall>& calls, int64_t kernel) {
+    if (calls.empty()) return "no GEMM calls recorded: the step uses Eigen on this build";
+    if (kernel == 2 && !system_blas().sgemm)
+        return "no system BLAS: libblas.so.3 with cblas_sgemm not found";
+    return nullptr;
+}
+
+// Yardstick on the step's own products, the literal "SGEMM of the same shapes": every GEMM call
+// of one training step (step_gemm_calls) replayed alone (CallReplay). Its rate (the calls' FLOPs
+// over their time) differs from BM_Sgemm's three shapes by the backward products' forms and the
+// chunks' row counts. Arguments: threads, kernel (as BM_Sgemm).
+void BM_SgemmStep(benchmark::State& state) {
+    const int64_t T = state.range(0), kernel = state.range(1);
+    const std::vector<GemmCall>& calls = step_gemm_calls();
+    if (const char* why = replay_unavailable(calls, kernel)) {
+        state.SkipWithError(why);
+        return;
+    }
+    CallReplay replay;
+    for (auto _ : state) replay.run(calls, kernel, T);
+    const double flops = CallReplay::flops(calls);
     state.counters["GFLOP_per_s"] =
         benchmark::Counter(double(state.iterations()) * flops * 1e-9, benchmark::Counter::kIsRate);
     state.counters["GFLOP_per_step"] = flops * 1e-9;
@@ -401,6 +426,85 @@ BENCHMARK(BM_SgemmStep)
     ->ArgsProduct({{1, 2}, {0, 1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// The two ratios of the targets measured in adjacent pairs, so that the VM's speed, which
+// drifts by 10-25 % over a run, cancels: each iteration takes the next batch and runs, back to
+// back, the train step on 1 thread (recording its GEMM calls), those calls replayed alone by the
+// chosen SGEMM on 1 thread (CallReplay), then the same step and replay on 2 threads; each of the
+// four is run twice and the second run timed (warm caches, as in a run of many steps: a step timed
+// right after a replay ran 3 % slower). Reports the
+// median over the iterations, and the quartiles, of
+//   useful_over_sgemm_pct = (useful FLOPs / step time) / (the calls' FLOPs / replay time), 1 thread
+//   speedup_over_sgemm_pct = (2-thread step speed-up) / (2-thread replay speed-up).
+// Argument: kernel (as BM_Sgemm). A fixed 16 iterations (pairs).
+void BM_StepVsSgemm(benchmark::State& state) {
+    const int64_t kernel = state.range(0);
+    PaperModel m;
+    const PreparedDomain& d = m.d;
+    const auto perm = epoch_permutation(int64_t(d.train.rows()), m.opt.seed, 0, 0);
+    const int64_t n_batches = int64_t(d.train.rows()) / m.opt.train_batch_size;
+    std::vector<GemmCall> calls;
+    PackedBatch batch;
+    gather_batch(d.train, perm.data(), m.opt.train_batch_size, batch);
+    gemm_record_calls(&calls);
+    m.tr.train_step(m.st, batch); // warm-up: workspaces reach their final size
+    gemm_record_calls(nullptr);
+    if (const char* why = replay_unavailable(calls, kernel)) {
+        state.SkipWithError(why);
+        return;
+    }
+    CallReplay replay;
+    replay.run(calls, kernel, 1); // warm-up: buffers and the BLAS's threads
+    const auto seconds = [](auto&& f) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    const auto step = [&](int64_t threads) {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, size_t(threads));
+        benchmark::DoNotOptimize(m.tr.train_step(m.st, batch));
+    };
+    std::vector<double> useful_ratio, speedup_ratio;
+    int64_t i = 0;
+    for (auto _ : state) {
+        gather_batch(d.train, perm.data() + (i++ % n_batches) * m.opt.train_batch_size,
+                     m.opt.train_batch_size, batch);
+        calls.clear();
+        gemm_record_calls(&calls);
+        step(1); // each timed run follows an untimed one: caches as in a run of many steps
+        gemm_record_calls(nullptr);
+        const double step1 = seconds([&] { step(1); });
+        replay.run(calls, kernel, 1);
+        const double sgemm1 = seconds([&] { replay.run(calls, kernel, 1); });
+        step(2);
+        const double step2 = seconds([&] { step(2); });
+        replay.run(calls, kernel, 2);
+        const double sgemm2 = seconds([&] { replay.run(calls, kernel, 2); });
+        state.SetIterationTime(step1 + sgemm1 + step2 + sgemm2);
+        const double useful = useful_flops(batch, m.opt.hp.shape, d.n_items + 1);
+        useful_ratio.push_back((useful / step1) / (CallReplay::flops(calls) / sgemm1));
+        speedup_ratio.push_back((step1 / step2) / (sgemm1 / sgemm2));
+    }
+    // The q-quantile (nearest rank) of v, in percent.
+    const auto pct = [](std::vector<double> v, double q) {
+        std::sort(v.begin(), v.end());
+        return 100 * v[size_t(std::lround(q * double(v.size() - 1)))];
+    };
+    state.counters["useful_over_sgemm_pct"] = pct(useful_ratio, 0.5);
+    state.counters["useful_over_sgemm_q1"] = pct(useful_ratio, 0.25);
+    state.counters["useful_over_sgemm_q3"] = pct(useful_ratio, 0.75);
+    state.counters["speedup_over_sgemm_pct"] = pct(speedup_ratio, 0.5);
+    state.counters["speedup_over_sgemm_q1"] = pct(speedup_ratio, 0.25);
+    state.counters["speedup_over_sgemm_q3"] = pct(speedup_ratio, 0.75);
+}
+BENCHMARK(BM_StepVsSgemm)
+    ->ArgName("kernel")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Iterations(16)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 // Ceiling: the core's FP32 fused multiply-add rate with everything in registers (no memory,
 // no packing): 16 independent accumulator chains, enough to cover the FMA latency of every
@@ -498,7 +602,8 @@ private:
 
 // The targets' ratios from this one run (docs/PERFORMANCE.md): pfcr's useful GFLOP/s against
 // each SGEMM's rate on the step's FLOP mix (the time that SGEMM would take for the step's useful
-// FLOPs, each share at the rate of its shape), and the 2-thread speed-ups. Printed to stderr
+// FLOPs, each share at the rate of its shape) and on the step's own calls, and the 2-thread
+// speed-ups; then the same ratios from adjacent pairs (BM_StepVsSgemm). Printed to stderr
 // (stdout may be JSON), only for what ran (e.g. --benchmark_filter='BM_TrainStep|BM_Sgemm').
 void print_summary(const KeepingReporter& kept) {
     const double total = kept.get("BM_TrainStep/1/", "useful_GFLOP_per_step");
@@ -506,56 +611,72 @@ void print_summary(const KeepingReporter& kept) {
     const double ffn = kept.get("BM_TrainStep/1/", "ffn_GFLOP_per_step");
     const double step1 = kept.get("BM_TrainStep/1/", "useful_GFLOP_per_s");
     const double step2 = kept.get("BM_TrainStep/2/", "useful_GFLOP_per_s");
-    if (std::isnan(total)) return; // the summary needs the 1-thread train step
-    const auto mix = [&](int kernel, int threads) {
-        const auto rate = [&](const char* shape) {
-            return kept.get(std::string("BM_Sgemm/") + shape + "/threads:" +
-                                std::to_string(threads) + "/kernel:" + std::to_string(kernel) + "/",
-                            "GFLOP_per_s");
-        };
-        return total / (logits / rate("M:1024/K:300/N:4386") + ffn / rate("M:7000/K:300/N:256") +
-                        (total - logits - ffn) / rate("M:7000/K:300/N:300"));
-    };
+    const double paired = kept.get("BM_StepVsSgemm/", "useful_over_sgemm_pct");
+    if (std::isnan(total) && std::isnan(paired)) return; // nothing to compare
+    const char* mix_names[] = {"Eigen SGEMM, step's mix", "pfcr gemm_f32, step's mix",
+                               "system BLAS SGEMM, step's mix"};
+    const char* call_names[] = {"Eigen SGEMM, step's calls", "pfcr gemm_f32, step's calls",
+                                "system BLAS SGEMM, step's calls"};
     // A value, or "-" where its benchmark did not run.
     const auto num = [](double x, const char* format) {
         char buf[32] = "-";
         if (!std::isnan(x)) std::snprintf(buf, sizeof buf, format, x);
         return std::string(buf);
     };
-    std::fprintf(stderr,
-                 "\nSummary of this run: useful FLOPs per step %.2f GFLOP (logits %.2f, FFN %.2f, "
-                 "C x C layers and attention %.2f)\n",
-                 total, logits, ffn, total - logits - ffn);
-    std::fprintf(stderr, "  %-32s %9s %9s %9s\n", "GFLOP/s", "1 thread", "2 threads", "speed-up");
-    std::fprintf(stderr, "  %-32s %9.1f %9s %9s\n", "pfcr train step, useful", step1,
-                 num(step2, "%.1f").c_str(), num(step2 / step1, "%.2fx").c_str());
-    const char* names[] = {"Eigen SGEMM, step's mix", "pfcr gemm_f32, step's mix",
-                           "system BLAS SGEMM, step's mix"};
-    for (int k = 0; k < 3; ++k) {
-        const double m1 = mix(k, 1), m2 = mix(k, 2);
-        if (std::isnan(m1)) continue;
-        std::fprintf(stderr, "  %-32s %9.1f %9s %9s   useful / mix %5.1f %%, speed-up / its %s\n",
-                     names[k], m1, num(m2, "%.1f").c_str(), num(m2 / m1, "%.2fx").c_str(),
-                     100 * step1 / m1, num(100 * (step2 / step1) / (m2 / m1), "%.1f %%").c_str());
-    }
-    // The step's own products (BM_SgemmStep): the same ratios against each SGEMM's rate on them.
-    const char* step_names[] = {"Eigen SGEMM, step's calls", "pfcr gemm_f32, step's calls",
-                                "system BLAS SGEMM, step's calls"};
-    for (int k = 0; k < 3; ++k) {
-        const auto rate = [&](int threads) {
+    bool blas_ran = false;
+    std::fprintf(stderr, "\nSummary of this run");
+    if (!std::isnan(total)) { // the ratios of separate benchmarks need the 1-thread train step
+        std::fprintf(stderr,
+                     ": useful FLOPs per step %.2f GFLOP (logits %.2f, FFN %.2f, C x C layers and "
+                     "attention %.2f)\n",
+                     total, logits, ffn, total - logits - ffn);
+        const auto mix = [&](int kernel, int threads) {
+            const auto rate = [&](const char* shape) {
+                return kept.get(std::string("BM_Sgemm/") + shape +
+                                    "/threads:" + std::to_string(threads) +
+                                    "/kernel:" + std::to_string(kernel) + "/",
+                                "GFLOP_per_s");
+            };
+            return total /
+                   (logits / rate("M:1024/K:300/N:4386") + ffn / rate("M:7000/K:300/N:256") +
+                    (total - logits - ffn) / rate("M:7000/K:300/N:300"));
+        };
+        const auto calls = [&](int kernel, int threads) {
             return kept.get("BM_SgemmStep/threads:" + std::to_string(threads) +
-                                "/kernel:" + std::to_string(k) + "/",
+                                "/kernel:" + std::to_string(kernel) + "/",
                             "GFLOP_per_s");
         };
-        const double r1 = rate(1), r2 = rate(2);
-        if (std::isnan(r1)) continue;
-        std::fprintf(stderr, "  %-32s %9.1f %9s %9s   useful / it  %5.1f %%, speed-up / its %s\n",
-                     step_names[k], r1, num(r2, "%.1f").c_str(), num(r2 / r1, "%.2fx").c_str(),
-                     100 * step1 / r1, num(100 * (step2 / step1) / (r2 / r1), "%.1f %%").c_str());
+        std::fprintf(stderr, "  %-32s %9s %9s %9s\n", "GFLOP/s", "1 thread", "2 threads",
+                     "speed-up");
+        std::fprintf(stderr, "  %-32s %9.1f %9s %9s\n", "pfcr train step, useful", step1,
+                     num(step2, "%.1f").c_str(), num(step2 / step1, "%.2fx").c_str());
+        const auto line = [&](const char* name, double r1, double r2) {
+            if (std::isnan(r1)) return false;
+            std::fprintf(
+                stderr, "  %-32s %9.1f %9s %9s   useful / it %5.1f %%, speed-up / its %s\n", name,
+                r1, num(r2, "%.1f").c_str(), num(r2 / r1, "%.2fx").c_str(), 100 * step1 / r1,
+                num(100 * (step2 / step1) / (r2 / r1), "%.1f %%").c_str());
+            return true;
+        };
+        for (int k = 0; k < 3; ++k) blas_ran |= line(mix_names[k], mix(k, 1), mix(k, 2)) && k == 2;
+        for (int k = 0; k < 3; ++k)
+            blas_ran |= line(call_names[k], calls(k, 1), calls(k, 2)) && k == 2;
+    } else {
+        std::fprintf(stderr, "\n");
     }
-    if (!std::isnan(mix(2, 1)) ||
-        !std::isnan(kept.get("BM_SgemmStep/threads:1/kernel:2/", "GFLOP_per_s")))
-        std::fprintf(stderr, "  system BLAS: %s\n", system_blas().name.c_str());
+    for (int k = 0; k < 3; ++k) {
+        const std::string run = "BM_StepVsSgemm/kernel:" + std::to_string(k) + "/";
+        const auto get = [&](const char* counter) { return kept.get(run, counter); };
+        if (std::isnan(get("useful_over_sgemm_pct"))) continue;
+        blas_ran |= k == 2;
+        std::fprintf(stderr,
+                     "  paired, %s: useful / its rate %.1f %% (quartiles %.1f-%.1f), 2-thread "
+                     "speed-up / its %.1f %% (%.1f-%.1f)\n",
+                     call_names[k], get("useful_over_sgemm_pct"), get("useful_over_sgemm_q1"),
+                     get("useful_over_sgemm_q3"), get("speedup_over_sgemm_pct"),
+                     get("speedup_over_sgemm_q1"), get("speedup_over_sgemm_q3"));
+    }
+    if (blas_ran) std::fprintf(stderr, "  system BLAS: %s\n", system_blas().name.c_str());
 }
 
 } // namespace
