@@ -229,3 +229,44 @@ TEST(Gemm, RecordsEachCallsShapeAndStorageWhileASinkIsInstalled) {
     expect(2, M, false, true, true);
     expect(3, M - 1, true, false, false);
 }
+
+// A row's bits do not depend on the row panel it falls in (what lets callers split M anywhere,
+// e.g. the Trainer's candidate blocks and the 2-thread row halves): rows in the bottom-edge
+// panel of an M-row call (M = 12q + r, packed and zero-padded) equal the same rows computed
+// inside full 12-row panels of a 36-row call, for full,
+// 17-31 and <= 16-column tiles, one and two K blocks, accumulate and bias, A row-major (full
+// panels in place) and transposed.
+TEST(Gemm, EdgeRowPanelsGiveTheBitsOfFullPanels) {
+    if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
+    const int64_t M0 = 36;
+    for (const auto& [N, K] : {std::array<int64_t, 2>{64, 7}, {300, 300}, {49, 385}}) {
+        const auto a = randn_f(size_t(M0 * K), 14), b = randn_f(size_t(K * N), 15);
+        const auto bias = randn_f(size_t(N), 16), c0 = randn_f(size_t(M0 * N), 17);
+        std::vector<float> at(size_t(K * M0)); // a transposed, (K, M0)
+        for (int64_t i = 0; i < M0; ++i)
+            for (int64_t k = 0; k < K; ++k) at[size_t(k * M0 + i)] = a[size_t(i * K + k)];
+        for (bool transposed : {false, true})
+            for (bool accumulate : {false, true}) {
+                const GemmOperand A =
+                    transposed ? GemmOperand{at.data(), 1, M0} : GemmOperand{a.data(), K, 1};
+                const GemmOperand B{b.data(), N, 1};
+                auto full = c0;
+                if constexpr (kHaveFastGemm)
+                    gemm_f32(full.data(), N, A, B, M0, N, K, accumulate, bias.data());
+                for (int64_t M : {1, 4, 5, 8, 9, 11, 13, 16, 20, 23, 28, 32, 35}) {
+                    auto got = c0;
+                    if constexpr (kHaveFastGemm)
+                        gemm_f32(got.data(), N, A, B, M, N, K, accumulate, bias.data());
+                    EXPECT_EQ(std::memcmp(full.data(), got.data(), size_t(M * N) * sizeof(float)),
+                              0)
+                        << M << "x" << N << "x" << K << " transposed " << transposed
+                        << " accumulate " << accumulate;
+                    // Rows past M untouched.
+                    EXPECT_EQ(std::memcmp(c0.data() + M * N, got.data() + M * N,
+                                          size_t((M0 - M) * N) * sizeof(float)),
+                              0)
+                        << M;
+                }
+            }
+    }
+}
