@@ -33,6 +33,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -578,11 +579,19 @@ class KeepingReporter : public benchmark::BenchmarkReporter {
 public:
     explicit KeepingReporter(benchmark::BenchmarkReporter* display) : display_(display) {}
     bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
+    // With --benchmark_repetitions the median aggregate is kept (also when only aggregates are
+    // reported: --benchmark_report_aggregates_only); otherwise the run itself.
     void ReportRuns(const std::vector<Run>& runs) override {
         for (const Run& r : runs) {
-            if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
-            auto& kept = counters_[r.benchmark_name()];
-            for (const auto& [name, counter] : r.counters) kept[name] = counter.value;
+            if (r.error_occurred) continue;
+            const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+            if (r.run_type != Run::RT_Iteration && !median) continue;
+            const std::string name = r.run_name.str();
+            if (!median && medians_.count(name)) continue;
+            if (median) medians_.insert(name);
+            auto& kept = counters_[name + "/"];
+            for (const auto& [counter_name, counter] : r.counters)
+                kept[counter_name] = counter.value;
         }
         display_->ReportRuns(runs);
     }
@@ -598,6 +607,7 @@ public:
 private:
     std::unique_ptr<benchmark::BenchmarkReporter> display_;
     std::map<std::string, std::map<std::string, double>> counters_;
+    std::set<std::string> medians_;
 };
 
 // The targets' ratios from this one run (docs/PERFORMANCE.md): pfcr's useful GFLOP/s against
