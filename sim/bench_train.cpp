@@ -288,8 +288,10 @@ BENCHMARK(BM_Sgemm)
     ->UseRealTime();
 
 // The GEMM calls of one training step (batch 0 of the paper model, recorded by gemm.hpp's
-// gemm_record_calls): every product the step runs, with its shape, operand storage and accumulate
-// flag. Empty on builds without the fast GEMM (the step's products are Eigen's there).
+// gemm_record_calls): every gemm_f32 / gemm_f32_packed call of the step (the linear layers' and
+// the logits' products; not the attention's, which has its own kernels), with its shape, operand
+// storage and accumulate flag. Empty on builds without the fast GEMM (Eigen's products there).
+// Throws if the recording is inexact (a B packed before it began: see gemm_record_calls).
 const std::vector<GemmCall>& step_gemm_calls() {
     static const std::vector<GemmCall> calls = [] {
         PaperModel m;
@@ -300,7 +302,8 @@ const std::vector<GemmCall>& step_gemm_calls() {
         std::vector<GemmCall> out;
         gemm_record_calls(&out);
         m.tr.train_step(m.st, batch);
-        gemm_record_calls(nullptr);
+        if (gemm_record_calls(nullptr) != 0)
+            throw Error("bench_train: a GEMM's packed B was packed before the step began");
         return out;
     }();
     return calls;
@@ -308,9 +311,11 @@ const std::vector<GemmCall>& step_gemm_calls() {
 
 // Runs recorded GEMM calls alone, one after another, by one SGEMM (kernel as BM_Sgemm: 0 Eigen,
 // 1 pfcr's gemm_f32, 2 the system BLAS) as plain calls (each packs what it needs; the step
-// shares packed weights between calls), on operands stored as the step stores them, on 1
-// thread or 2 (as BM_Sgemm: two row halves, the system BLAS with its own threads). Buffers grow
-// to the largest call and are reused, so every call reads warm operands, as in BM_Sgemm.
+// shares packed weights between calls), on operands with the step's transposes but stored
+// tightly (leading dimension = the operand's own width: the step's dÊ reads its A with the
+// gradient's stride instead), on 1 thread or 2 (as BM_Sgemm: two row halves, the system BLAS
+// with its own threads). Buffers grow to the largest call and are reused, so every call reads
+// warm operands, as in BM_Sgemm.
 class CallReplay {
 public:
     // FLOPs of the calls (multiply-add = 2).
@@ -449,13 +454,16 @@ void BM_StepVsSgemm(benchmark::State& state) {
     gather_batch(d.train, perm.data(), m.opt.train_batch_size, batch);
     gemm_record_calls(&calls);
     m.tr.train_step(m.st, batch); // warm-up: workspaces reach their final size
-    gemm_record_calls(nullptr);
+    if (gemm_record_calls(nullptr) != 0) {
+        state.SkipWithError("a GEMM's packed B was packed before the step began");
+        return;
+    }
     if (const char* why = replay_unavailable(calls, kernel)) {
         state.SkipWithError(why);
         return;
     }
     CallReplay replay;
-    replay.run(calls, kernel, 1); // warm-up: buffers and the BLAS's threads
+    replay.run(calls, kernel, 1); // warm-up: the replay's buffers reach their final size
     const auto seconds = [](auto&& f) {
         const auto t0 = std::chrono::steady_clock::now();
         f();
@@ -473,7 +481,10 @@ void BM_StepVsSgemm(benchmark::State& state) {
         calls.clear();
         gemm_record_calls(&calls);
         step(1); // each timed run follows an untimed one: caches as in a run of many steps
-        gemm_record_calls(nullptr);
+        if (gemm_record_calls(nullptr) != 0) {
+            state.SkipWithError("a GEMM's packed B was packed before the step began");
+            break; // Google Benchmark: leave the loop at once after SkipWithError
+        }
         const double step1 = seconds([&] { step(1); });
         replay.run(calls, kernel, 1);
         const double sgemm1 = seconds([&] { replay.run(calls, kernel, 1); });
@@ -486,10 +497,14 @@ void BM_StepVsSgemm(benchmark::State& state) {
         useful_ratio.push_back((useful / step1) / (CallReplay::flops(calls) / sgemm1));
         speedup_ratio.push_back((step1 / step2) / (sgemm1 / sgemm2));
     }
-    // The q-quantile (nearest rank) of v, in percent.
+    if (state.error_occurred()) return;
+    // The q-quantile of v in percent, interpolated between order statistics (NaN if v is empty).
     const auto pct = [](std::vector<double> v, double q) {
+        if (v.empty()) return std::nan("");
         std::sort(v.begin(), v.end());
-        return 100 * v[size_t(std::lround(q * double(v.size() - 1)))];
+        const double pos = q * double(v.size() - 1);
+        const size_t lo = size_t(pos), hi = std::min(lo + 1, v.size() - 1);
+        return 100 * (v[lo] + (pos - double(lo)) * (v[hi] - v[lo]));
     };
     state.counters["useful_over_sgemm_pct"] = pct(useful_ratio, 0.5);
     state.counters["useful_over_sgemm_q1"] = pct(useful_ratio, 0.25);

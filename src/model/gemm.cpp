@@ -16,22 +16,49 @@
 namespace pfcr {
 namespace {
 std::atomic<std::vector<GemmCall>*> g_sink{nullptr};
-std::mutex g_sink_mutex;
+std::mutex g_sink_mutex; // guards the sink's vector, the map and the count below
 std::map<const float*, bool> g_packed_b_transposed; // packed buffer -> B's storage, while recording
+int64_t g_unknown_packed_b = 0; // packed calls whose B was packed before recording began
 
-void record_call(const GemmOperand& a, bool b_transposed, int64_t M, int64_t N, int64_t K,
-                 bool accumulate) {
-    std::vector<GemmCall>* sink = g_sink.load(std::memory_order_relaxed);
-    if (!sink) return;
+// Storage of a strided (rows, cols) operand: transposed = unit row stride (stored (cols, rows)).
+bool transposed(const GemmOperand& x) {
+    return x.row_stride == 1 && x.col_stride != 1;
+}
+
+// Appends one call to the sink, if one is installed: B's storage from b, or (b null) from the
+// gemm_pack_b call that packed `packed`. Unused on builds without the fast GEMM.
+[[maybe_unused]] void record_call(const GemmOperand& a, const GemmOperand* b, const float* packed,
+                                  int64_t M, int64_t N, int64_t K, bool accumulate) {
+    if (!g_sink.load(std::memory_order_relaxed)) return;
     const std::lock_guard<std::mutex> lock(g_sink_mutex);
-    sink->push_back({M, N, K, a.col_stride != 1, b_transposed, accumulate});
+    std::vector<GemmCall>* sink = g_sink.load(std::memory_order_relaxed); // again, under the lock
+    if (!sink) return;
+    bool b_transposed = false;
+    if (b) {
+        b_transposed = transposed(*b);
+    } else if (const auto it = g_packed_b_transposed.find(packed);
+               it != g_packed_b_transposed.end()) {
+        b_transposed = it->second;
+    } else {
+        ++g_unknown_packed_b;
+    }
+    sink->push_back({M, N, K, transposed(a), b_transposed, accumulate});
+}
+
+[[maybe_unused]] void record_packing(const float* packed, const GemmOperand& b) {
+    if (!g_sink.load(std::memory_order_relaxed)) return;
+    const std::lock_guard<std::mutex> lock(g_sink_mutex);
+    if (g_sink.load(std::memory_order_relaxed)) g_packed_b_transposed[packed] = transposed(b);
 }
 } // namespace
 
-void gemm_record_calls(std::vector<GemmCall>* sink) {
+int64_t gemm_record_calls(std::vector<GemmCall>* sink) {
     const std::lock_guard<std::mutex> lock(g_sink_mutex);
+    const int64_t unknown = g_unknown_packed_b;
+    g_unknown_packed_b = 0;
     g_packed_b_transposed.clear();
     g_sink.store(sink, std::memory_order_relaxed);
+    return unknown;
 }
 } // namespace pfcr
 
@@ -336,7 +363,7 @@ void gemm_blocks(float* c, int64_t ldc, const GemmOperand& a, const GemmOperand*
 
 void gemm_f32(float* c, int64_t ldc, GemmOperand a, GemmOperand b, int64_t M, int64_t N, int64_t K,
               bool accumulate, const float* bias) {
-    record_call(a, b.col_stride != 1, M, N, K, accumulate);
+    record_call(a, &b, nullptr, M, N, K, accumulate);
     gemm_blocks(c, ldc, a, &b, nullptr, M, N, K, accumulate, bias);
 }
 
@@ -351,10 +378,7 @@ int64_t gemm_pack_b_block_count(int64_t K, int64_t N) {
 
 void gemm_pack_b_blocks(float* packed, GemmOperand b, int64_t K, int64_t N, int64_t first,
                         int64_t last) {
-    if (g_sink.load(std::memory_order_relaxed)) {
-        const std::lock_guard<std::mutex> lock(g_sink_mutex);
-        g_packed_b_transposed[packed] = b.col_stride != 1;
-    }
+    record_packing(packed, b);
     const int64_t n_pad = padded_n(N), column_blocks = (N + kNc - 1) / kNc;
     for (int64_t block = first; block < last; ++block) {
         const int64_t k0 = (block / column_blocks) * kKc, j0 = (block % column_blocks) * kNc;
@@ -369,15 +393,7 @@ void gemm_pack_b(float* packed, GemmOperand b, int64_t K, int64_t N) {
 
 void gemm_f32_packed(float* c, int64_t ldc, GemmOperand a, const float* packed_b, int64_t M,
                      int64_t N, int64_t K, bool accumulate, const float* bias) {
-    if (g_sink.load(std::memory_order_relaxed)) {
-        bool b_transposed = false;
-        {
-            const std::lock_guard<std::mutex> lock(g_sink_mutex);
-            const auto it = g_packed_b_transposed.find(packed_b);
-            b_transposed = it != g_packed_b_transposed.end() && it->second;
-        }
-        record_call(a, b_transposed, M, N, K, accumulate);
-    }
+    record_call(a, nullptr, packed_b, M, N, K, accumulate);
     gemm_blocks(c, ldc, a, nullptr, packed_b, M, N, K, accumulate, bias);
 }
 

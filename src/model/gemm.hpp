@@ -68,6 +68,9 @@ struct GemmCall {
     bool b_transposed; // B stored (N, K) (unit row stride); else (K, N) row-major
     bool accumulate;
 };
-void gemm_record_calls(std::vector<GemmCall>* sink); // nullptr stops recording
+// Installs `sink` (nullptr stops recording). Returns how many packed calls since the previous
+// install had a B packed before recording began, whose storage is unknown (recorded as (K, N)):
+// a recording is exact when this is 0.
+int64_t gemm_record_calls(std::vector<GemmCall>* sink);
 
 } // namespace pfcr

@@ -195,7 +195,8 @@ TEST(Gemm, BiasInTheStoresEqualsASeparatePassBitForBit) {
 
 // gemm_record_calls (bench_train's "step's own products"): while a sink is installed every call
 // appends its shape, A's and B's storage (B's as given to the gemm_pack_b that packed it) and the
-// accumulate flag; nothing before installing or after removing it.
+// accumulate flag; nothing before installing or after removing it; a B packed before installing
+// is counted as unknown, and the count restarts with each install.
 TEST(Gemm, RecordsEachCallsShapeAndStorageWhileASinkIsInstalled) {
     if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
     const int64_t M = 13, N = 40, K = 17;
@@ -203,18 +204,26 @@ TEST(Gemm, RecordsEachCallsShapeAndStorageWhileASinkIsInstalled) {
     std::vector<float> c(size_t(M * N));
     AlignedBuffer<float> packed(gemm_packed_b_size(K, N)), packed_t(gemm_packed_b_size(K, N));
     std::vector<GemmCall> calls;
+    int64_t unknown_first = -1, unknown_second = -1;
     if constexpr (kHaveFastGemm) {
         gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false); // not recorded
+        // Packed before recording: its storage is unknown to the recorder (counted).
+        gemm_pack_b(packed_t.data(), {b.data(), 1, K}, K, N);
         gemm_record_calls(&calls);
+        gemm_f32_packed(c.data(), N, {a.data(), K, 1}, packed_t.data(), M, N, K, false);
+        unknown_first = gemm_record_calls(&calls);
+        calls.clear();
         gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false);
         gemm_f32(c.data(), N, {a.data(), 1, M}, {b.data(), 1, K}, M, N, K, true);
         gemm_pack_b(packed.data(), {b.data(), N, 1}, K, N);
         gemm_pack_b(packed_t.data(), {b.data(), 1, K}, K, N);
         gemm_f32_packed(c.data(), N, {a.data(), K, 1}, packed_t.data(), M, N, K, true);
         gemm_f32_packed(c.data(), N, {a.data(), 1, M}, packed.data(), M - 1, N, K, false);
-        gemm_record_calls(nullptr);
+        unknown_second = gemm_record_calls(nullptr);
         gemm_f32(c.data(), N, {a.data(), K, 1}, {b.data(), N, 1}, M, N, K, false); // not recorded
     }
+    EXPECT_EQ(unknown_first, 1);  // the call on the B packed before recording
+    EXPECT_EQ(unknown_second, 0); // both B packed while recording (the map restarts)
     ASSERT_EQ(calls.size(), 4u);
     const auto expect = [&](size_t i, int64_t m, bool ta, bool tb, bool acc) {
         EXPECT_EQ(calls[i].M, m) << i;
@@ -230,13 +239,13 @@ TEST(Gemm, RecordsEachCallsShapeAndStorageWhileASinkIsInstalled) {
     expect(3, M - 1, true, false, false);
 }
 
-// A row's bits do not depend on the row panel it falls in (what lets callers split M anywhere,
-// e.g. the Trainer's candidate blocks and the 2-thread row halves): rows in the bottom-edge
-// panel of an M-row call (M = 12q + r, packed and zero-padded) equal the same rows computed
-// inside full 12-row panels of a 36-row call, for full,
+// A row's bits do not depend on the row panel it falls in nor on its place in it (what lets
+// callers split M anywhere, e.g. the Trainer's candidate blocks and the 2-thread row halves):
+// rows in the bottom-edge panel of an M-row call (M = 12q + r, packed and zero-padded), and
+// rows of calls that start at row r0, equal the same rows of a 36-row call, for full,
 // 17-31 and <= 16-column tiles, one and two K blocks, accumulate and bias, A row-major (full
 // panels in place) and transposed.
-TEST(Gemm, EdgeRowPanelsGiveTheBitsOfFullPanels) {
+TEST(Gemm, RowBitsDoNotDependOnWhereTheCallSplitsM) {
     if constexpr (!kHaveFastGemm) GTEST_SKIP() << "no AVX-512: callers use Eigen";
     const int64_t M0 = 36;
     for (const auto& [N, K] : {std::array<int64_t, 2>{64, 7}, {300, 300}, {49, 385}}) {
@@ -266,6 +275,20 @@ TEST(Gemm, EdgeRowPanelsGiveTheBitsOfFullPanels) {
                                           size_t((M0 - M) * N) * sizeof(float)),
                               0)
                         << M;
+                }
+                // Calls starting at row r0: each row at another position within its panel.
+                for (int64_t r0 : {1, 5, 8, 13, 30}) {
+                    auto got = c0;
+                    const GemmOperand Ar = transposed ? GemmOperand{at.data() + r0, 1, M0}
+                                                      : GemmOperand{a.data() + r0 * K, K, 1};
+                    if constexpr (kHaveFastGemm)
+                        gemm_f32(got.data() + r0 * N, N, Ar, B, M0 - r0, N, K, accumulate,
+                                 bias.data());
+                    EXPECT_EQ(std::memcmp(full.data() + r0 * N, got.data() + r0 * N,
+                                          size_t((M0 - r0) * N) * sizeof(float)),
+                              0)
+                        << "rows from " << r0 << ", " << N << "x" << K << " transposed "
+                        << transposed << " accumulate " << accumulate;
                 }
             }
     }
