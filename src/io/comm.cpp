@@ -2,8 +2,10 @@
 #include "io/comm.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "core/error.hpp"
 
@@ -122,6 +124,17 @@ void MpiComm::broadcast(void* data, int64_t bytes, int root) {
 
 void MpiComm::barrier() {
     check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
+}
+
+void MpiComm::quiet_barrier() {
+    MPI_Request request = MPI_REQUEST_NULL;
+    check_mpi(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+    for (;;) {
+        int done = 0;
+        check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test(MPI_Ibarrier)");
+        if (done) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
 }
 
 bool MpiComm::any(bool flag) {

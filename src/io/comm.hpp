@@ -4,7 +4,8 @@
 // communicator through it (parallel_io_handle).
 // Only integer reductions are offered on purpose: cross-rank sums of float contributions go
 // through fixed point (fixed_point.hpp), which keeps them exact and order-free (§4).
-// Not a general MPI wrapper: no point-to-point, no non-blocking calls, no sub-communicators.
+// Not a general MPI wrapper: no point-to-point, no non-blocking calls (quiet_barrier uses one
+// inside), no sub-communicators.
 #pragma once
 
 #include <mpi.h>
@@ -26,6 +27,11 @@ public:
     // Copies `bytes` bytes from `root`'s buffer into every other rank's buffer.
     virtual void broadcast(void* data, int64_t bytes, int root) = 0;
     virtual void barrier() = 0;
+    // A barrier whose waiting ranks sleep instead of spinning, for ranks that wait while another
+    // works alone (rank 0's prepare, minutes of faiss on every core): Open MPI's blocking
+    // collectives poll and would take a core from that work. Wakes within ~10 ms of the last
+    // rank's arrival.
+    virtual void quiet_barrier() { barrier(); }
     // Logical OR of `flag` over ranks, e.g. "did any rank hit a NaN?".
     virtual bool any(bool flag) = 0;
     // The MPI communicator for parallel HDF5 (MPI-IO) files, or nullopt: then files are
@@ -65,6 +71,7 @@ public:
     void allreduce_max(int64_t* data, int64_t n) override;
     void broadcast(void* data, int64_t bytes, int root) override;
     void barrier() override;
+    void quiet_barrier() override; // MPI_Ibarrier, tested every 10 ms with sleeps between
     bool any(bool flag) override;
     std::optional<MPI_Comm> parallel_io_handle() const override { return comm_; }
 

@@ -3,8 +3,9 @@
 # finetune -> results.json; a second run reuses prepared.h5 (up to date) and the finished
 # pre-training (resumed, nothing to do) and gives the same results; a changed data key makes
 # prepared.h5 stale; algorithm local skips pre-training; `pfcr evaluate` of its checkpoints
-# reproduces results.json; SIGUSR1 to mpirun during fine-tuning stops it with 75, and the same
-# command on 1 rank finishes with the uninterrupted run's results.json bytes.
+# reproduces results.json; a prepare error on rank 0 ends both ranks cleanly; SIGUSR1 to mpirun
+# during fine-tuning stops it with 75, and the same command on 1 rank finishes with the
+# uninterrupted run's results.json bytes.
 # Usage: test_run.sh PFCR SRC [MPIEXEC]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -110,6 +111,18 @@ grep -q "config key 'data.text_ngrams' changed" "$work/r3.err" && pass "changed 
 run --set output_dir="$work/local" --set federation.algorithm=local >"$work/l.out" 2>&1
 [ ! -d "$work/local/pretrain" ] && grep -q '"from": ""' "$work/local/finetune/results.json" \
   && pass "algorithm local: no pre-training, fine-tuning from scratch" || failed "local: $(tail -3 "$work/l.out")"
+# --- prepare failing on rank 0 (a malformed line), 2 ranks: rank 1 waits asleep in
+#     quiet_barrier, then both agree on rank 0's error; printed once, non-zero exit, no hang.
+cp -r "$work/syn" "$work/bad"
+sed -i "s#$work/syn#$work/bad#" "$work/bad/synth.yaml"
+printf 'garbage line\n' >>"$work/bad/synth001/synth001.test.inter"
+rc=0
+timeout 120 "$mpiexec" -n 2 --oversubscribe "$pfcr" run -c "$src/configs/tiny.yaml" -c "$work/bad/synth.yaml" \
+  --set output_dir="$work/badrun" >/dev/null 2>"$work/badrun.err" || rc=$?
+[ "$rc" != 0 ] && [ "$rc" != 124 ] && [ "$(grep -c 'synth001.test.inter:[0-9]*: expected 3 tab-separated columns' "$work/badrun.err")" = 1 ] &&
+  ! grep -q MPI_ABORT "$work/badrun.err" && [ ! -e "$work/badrun/prepared.h5" ] &&
+  pass "run: a prepare error on rank 0 ends both ranks, printed once, no prepared.h5" ||
+  failed "prepare error under 2 ranks: rc $rc; $(head -3 "$work/badrun.err")"
 # --- pre-emption during fine-tuning, through mpirun (which forwards SIGUSR1 to every rank):
 #     each rank ends its epoch, saves its client's progress, all exit 75; the same command on
 #     1 rank continues and ends with the uninterrupted run's bytes. 150 epochs: a few seconds.
