@@ -435,10 +435,11 @@ BENCHMARK(BM_SgemmStep)
 
 // The two ratios of the targets measured in adjacent pairs, so that the VM's speed, which
 // drifts by 10-25 % over a run, cancels: each iteration takes the next batch and runs, back to
-// back, the train step on 1 thread (recording its GEMM calls), those calls replayed alone by the
-// chosen SGEMM on 1 thread (CallReplay), then the same step and replay on 2 threads; each of the
-// four is run twice and the second run timed (warm caches, as in a run of many steps: a step timed
-// right after a replay ran 3 % slower). Reports the
+// back, the train step on 1 thread (untimed, recording its GEMM calls), then the step and those
+// calls replayed alone by the chosen SGEMM (CallReplay) on 1 thread, then both on 2 threads; each
+// is run twice and the second run timed (warm caches, as in a run of many steps: a step timed
+// right after a replay ran 3 % slower), and every other iteration runs the replay before the
+// step. Reports the
 // median over the iterations, and the quartiles, of
 //   useful_over_sgemm_pct = (useful FLOPs / step time) / (the calls' FLOPs / replay time), 1 thread
 //   speedup_over_sgemm_pct = (2-thread step speed-up) / (2-thread replay speed-up).
@@ -480,18 +481,29 @@ void BM_StepVsSgemm(benchmark::State& state) {
                      m.opt.train_batch_size, batch);
         calls.clear();
         gemm_record_calls(&calls);
-        step(1); // each timed run follows an untimed one: caches as in a run of many steps
+        step(1); // untimed
         if (gemm_record_calls(nullptr) != 0) {
             state.SkipWithError("a GEMM's packed B was packed before the step began");
             break; // Google Benchmark: leave the loop at once after SkipWithError
         }
-        const double step1 = seconds([&] { step(1); });
-        replay.run(calls, kernel, 1);
-        const double sgemm1 = seconds([&] { replay.run(calls, kernel, 1); });
-        step(2);
-        const double step2 = seconds([&] { step(2); });
-        replay.run(calls, kernel, 2);
-        const double sgemm2 = seconds([&] { replay.run(calls, kernel, 2); });
+        // Each timed run follows an untimed run of the same (caches as in a run of many steps);
+        // every other iteration times the replay first, so that a drift of the VM's speed within
+        // a pair tilts half the pairs one way and half the other.
+        const bool replay_first = i % 2 == 0;
+        double step1 = 0, sgemm1 = 0, step2 = 0, sgemm2 = 0;
+        for (int64_t threads : {1, 2}) {
+            double& t_step = threads == 1 ? step1 : step2;
+            double& t_sgemm = threads == 1 ? sgemm1 : sgemm2;
+            for (int half = 0; half < 2; ++half) {
+                if ((half == 0) == replay_first) {
+                    replay.run(calls, kernel, threads);
+                    t_sgemm = seconds([&] { replay.run(calls, kernel, threads); });
+                } else {
+                    step(threads);
+                    t_step = seconds([&] { step(threads); });
+                }
+            }
+        }
         state.SetIterationTime(step1 + sgemm1 + step2 + sgemm2);
         const double useful = useful_flops(batch, m.opt.hp.shape, d.n_items + 1);
         useful_ratio.push_back((useful / step1) / (CallReplay::flops(calls) / sgemm1));
