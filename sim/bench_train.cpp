@@ -287,6 +287,15 @@ BENCHMARK(BM_Sgemm)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// Runs `step` (one training step) while recording its GEMM calls into `calls` (cleared first).
+// False if the recording is inexact: a packed B of the step was packed before it began.
+template <typename Step> bool record_gemm_calls(std::vector<GemmCall>& calls, Step&& step) {
+    calls.clear();
+    gemm_record_calls(&calls);
+    step();
+    return gemm_record_calls(nullptr) == 0;
+}
+
 // The GEMM calls of one training step (batch 0 of the paper model, recorded by gemm.hpp's
 // gemm_record_calls): every gemm_f32 / gemm_f32_packed call of the step (the linear layers' and
 // the logits' products; not the attention's, which has its own kernels), with its shape, operand
@@ -300,9 +309,7 @@ const std::vector<GemmCall>& step_gemm_calls() {
         PackedBatch batch;
         gather_batch(d.train, perm.data(), m.opt.train_batch_size, batch);
         std::vector<GemmCall> out;
-        gemm_record_calls(&out);
-        m.tr.train_step(m.st, batch);
-        if (gemm_record_calls(nullptr) != 0)
+        if (!record_gemm_calls(out, [&] { m.tr.train_step(m.st, batch); }))
             throw Error("bench_train: a GEMM's packed B was packed before the step began");
         return out;
     }();
@@ -453,9 +460,8 @@ void BM_StepVsSgemm(benchmark::State& state) {
     std::vector<GemmCall> calls;
     PackedBatch batch;
     gather_batch(d.train, perm.data(), m.opt.train_batch_size, batch);
-    gemm_record_calls(&calls);
-    m.tr.train_step(m.st, batch); // warm-up: workspaces reach their final size
-    if (gemm_record_calls(nullptr) != 0) {
+    // Warm-up (workspaces reach their final size), recording the calls to check the kernel.
+    if (!record_gemm_calls(calls, [&] { m.tr.train_step(m.st, batch); })) {
         state.SkipWithError("a GEMM's packed B was packed before the step began");
         return;
     }
@@ -479,10 +485,7 @@ void BM_StepVsSgemm(benchmark::State& state) {
     for (auto _ : state) {
         gather_batch(d.train, perm.data() + (i++ % n_batches) * m.opt.train_batch_size,
                      m.opt.train_batch_size, batch);
-        calls.clear();
-        gemm_record_calls(&calls);
-        step(1); // untimed
-        if (gemm_record_calls(nullptr) != 0) {
+        if (!record_gemm_calls(calls, [&] { step(1); })) { // untimed
             state.SkipWithError("a GEMM's packed B was packed before the step began");
             break; // Google Benchmark: leave the loop at once after SkipWithError
         }
