@@ -4,7 +4,8 @@
 // useful_flops below), and two SGEMM yardsticks on 1 and 2 threads: the step's three dominant
 // shapes (BM_Sgemm) and every GEMM call of one step replayed alone (BM_SgemmStep), each run by
 // Eigen, by pfcr's own gemm_f32 that the step runs on AVX-512 builds, and by the system BLAS
-// (OpenBLAS here), under the core's register-only FMA ceiling (BM_PeakFma). At the end it prints
+// (OpenBLAS here), under the core's register-only FMA ceiling (BM_PeakFma); BM_GemmResidency
+// shows what the kernel loses when its operands come from memory. At the end it prints
 // (stderr) the targets' ratios from this one run: useful GFLOP/s over each SGEMM's rate on the
 // step's FLOP mix and on the step's own calls, and the 2-thread speed-ups. Needs
 // runs/scientific-office/prepared.h5
@@ -316,6 +317,15 @@ const std::vector<GemmCall>& step_gemm_calls() {
     return calls;
 }
 
+// The q-quantile of v, interpolated between order statistics (NaN if v is empty).
+double quantile(std::vector<double> v, double q) {
+    if (v.empty()) return std::nan("");
+    std::sort(v.begin(), v.end());
+    const double pos = q * double(v.size() - 1);
+    const size_t lo = size_t(pos), hi = std::min(lo + 1, v.size() - 1);
+    return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
+}
+
 // Runs recorded GEMM calls alone, one after another, by one SGEMM (kernel as BM_Sgemm: 0 Eigen,
 // 1 pfcr's gemm_f32, 2 the system BLAS) as plain calls (each packs what it needs; the step
 // shares packed weights between calls), on operands with the step's transposes but stored
@@ -513,14 +523,7 @@ void BM_StepVsSgemm(benchmark::State& state) {
         speedup_ratio.push_back((step1 / step2) / (sgemm1 / sgemm2));
     }
     if (state.error_occurred()) return;
-    // The q-quantile of v in percent, interpolated between order statistics (NaN if v is empty).
-    const auto pct = [](std::vector<double> v, double q) {
-        if (v.empty()) return std::nan("");
-        std::sort(v.begin(), v.end());
-        const double pos = q * double(v.size() - 1);
-        const size_t lo = size_t(pos), hi = std::min(lo + 1, v.size() - 1);
-        return 100 * (v[lo] + (pos - double(lo)) * (v[hi] - v[lo]));
-    };
+    const auto pct = [](const std::vector<double>& v, double q) { return 100 * quantile(v, q); };
     state.counters["useful_over_sgemm_pct"] = pct(useful_ratio, 0.5);
     state.counters["useful_over_sgemm_q1"] = pct(useful_ratio, 0.25);
     state.counters["useful_over_sgemm_q3"] = pct(useful_ratio, 0.75);
@@ -602,6 +605,45 @@ void BM_PeakFma(benchmark::State& state) {
 #endif
 }
 BENCHMARK(BM_PeakFma)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Where a GEMM's operands live, measured: pfcr's kernel on the shape of one chunk's linear
+// forward (1,000 tokens x 300 x 300, B packed once as the step packs its weights, 1 thread),
+// in pairs: the call run twice back to back on the same buffers, the second timed (warm: B in
+// L2, A and C, 1.2 MB each, in L2/L3), then after writing 64 MB (untimed) once more (evicted:
+// A, B and C from memory). Medians over the pairs; docs/PERFORMANCE.md (window N): the kernel
+// warm runs near the FMA ceiling, the step's products at rates between the two.
+void BM_GemmResidency(benchmark::State& state) {
+    if constexpr (!kHaveFastGemm) {
+        state.SkipWithError("pfcr's own GEMM needs an AVX-512 build");
+        return;
+    } else {
+        constexpr int64_t M = 1000, K = 300, N = 300;
+        AlignedBuffer<float> a(M * K), b(N * K), c(M * N), packed(gemm_packed_b_size(K, N));
+        for (int64_t i = 0; i < M * K; ++i) a[i] = float(i % 7) * 0.1f;
+        for (int64_t i = 0; i < N * K; ++i) b[i] = float(i % 5) * 0.1f;
+        gemm_pack_b(packed.data(), {b.data(), 1, K}, K, N); // Bᵀ stored (N, K), as a weight
+        std::vector<float> junk(size_t(16) << 20);          // 64 MB
+        const auto call = [&] {
+            const auto t0 = std::chrono::steady_clock::now();
+            gemm_f32_packed(c.data(), N, {a.data(), K, 1}, packed.data(), M, N, K, false);
+            benchmark::ClobberMemory();
+            return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        };
+        std::vector<double> warm, evicted;
+        for (auto _ : state) {
+            call();
+            warm.push_back(call());
+            for (size_t i = 0; i < junk.size(); i += 16) junk[i] += 1.0f;
+            benchmark::ClobberMemory();
+            evicted.push_back(call());
+            state.SetIterationTime(warm.back() + evicted.back());
+        }
+        const double flop = 2.0 * double(M * K * N);
+        state.counters["warm_GFLOP_per_s"] = flop / quantile(warm, 0.5) * 1e-9;
+        state.counters["evicted_GFLOP_per_s"] = flop / quantile(evicted, 0.5) * 1e-9;
+    }
+}
+BENCHMARK(BM_GemmResidency)->Unit(benchmark::kMicrosecond)->UseManualTime()->MinTime(2.0);
 
 // Passes every report to the display reporter that --benchmark_format selects and keeps the
 // counters the summary needs, keyed by run name.
