@@ -763,6 +763,29 @@ void print_summary(const KeepingReporter& kept) {
 
 } // namespace
 
+constexpr const char* kUsage =
+    R"(bench_train: the training engine's benchmark (docs/PERFORMANCE.md, issue 17).
+Paper model on 1,024 real Scientific histories: train step (BM_TrainStep/<threads>), full-sort
+evaluation (BM_EvaluateValid), SGEMM yardsticks (BM_Sgemm, BM_SgemmStep: Eigen, pfcr's own,
+the system BLAS), step and yardstick in pairs (BM_StepVsSgemm), the FMA ceiling (BM_PeakFma),
+one product with warm and evicted operands (BM_GemmResidency); then a summary of the targets'
+ratios on stderr. --benchmark_list_tests=true lists every benchmark.
+
+  env -u OPENBLAS_CORETYPE build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
+  build/release/bin/bench_train --phases --benchmark_filter=BM_TrainStep/1/
+
+Own flag:
+  --phases                  also time every kernel phase of the train step (counters phase_<name>,
+                            ms per step; at 2 threads CPU ms)
+Environment:
+  PFCR_BENCH_PREPARED=path  the prepared data (default runs/scientific-office/prepared.h5, made by
+                            pfcr prepare -c configs/scientific-office.yaml)
+  PFCR_BENCH_CHUNK_ROWS=n   run.chunk_rows for the train step (default 256; changes the bits)
+  OPENBLAS_CORETYPE         unset it: OpenBLAS then picks its kernels for this CPU (the strongest)
+
+Google Benchmark's flags:
+)";
+
 int main(int argc, char** argv) {
     // Our own flag first (Google Benchmark rejects flags it does not know).
     int kept = 1;
@@ -771,12 +794,22 @@ int main(int argc, char** argv) {
             g_phases = true;
         else
             argv[kept++] = argv[a];
+        if (std::strcmp(argv[a], "--help") == 0 || std::strcmp(argv[a], "-h") == 0)
+            std::fputs(kUsage, stdout); // Google Benchmark then prints its flags and exits
     }
     argc = kept;
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     KeepingReporter reporter(benchmark::CreateDefaultDisplayReporter());
-    benchmark::RunSpecifiedBenchmarks(&reporter);
+    try {
+        benchmark::RunSpecifiedBenchmarks(&reporter);
+    } catch (const std::exception& e) { // e.g. no prepared data: say so instead of aborting
+        std::fprintf(stderr,
+                     "bench_train: error: %s\n(the data: pfcr prepare -c "
+                     "configs/scientific-office.yaml, or PFCR_BENCH_PREPARED=path; --help)\n",
+                     e.what());
+        return 1;
+    }
     print_summary(reporter);
     benchmark::Shutdown();
     return 0;
