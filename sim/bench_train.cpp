@@ -50,14 +50,18 @@ namespace {
 
 bool g_phases = false; // --phases
 
+// The benchmark's domain: Scientific, or PFCR_BENCH_DOMAIN (e.g. Office2014, 2.3x the tokens per
+// history), from the prepared file.
 const PreparedDomain& scientific() {
     static const PreparedData data = [] {
         const char* env = std::getenv("PFCR_BENCH_PREPARED");
         return read_prepared(env ? env : "runs/scientific-office/prepared.h5");
     }();
+    const char* env = std::getenv("PFCR_BENCH_DOMAIN");
+    const std::string name = env ? env : "Scientific";
     for (const auto& d : data.domains)
-        if (d.name == "Scientific") return d;
-    throw Error("bench_train: no domain 'Scientific' in the prepared file");
+        if (d.name == name) return d;
+    throw Error("bench_train: no domain '" + name + "' in the prepared file");
 }
 
 TrainOptions paper_options() {
@@ -780,6 +784,7 @@ Own flag:
 Environment:
   PFCR_BENCH_PREPARED=path  the prepared data (default runs/scientific-office/prepared.h5, made by
                             pfcr prepare -c configs/scientific-office.yaml)
+  PFCR_BENCH_DOMAIN=name    the domain (default Scientific; Office2014: 2.3x the tokens per row)
   PFCR_BENCH_CHUNK_ROWS=n   run.chunk_rows for the train step (default 256; changes the bits)
   OPENBLAS_CORETYPE         unset it: OpenBLAS then picks its kernels for this CPU (the strongest)
 
