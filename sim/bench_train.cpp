@@ -50,9 +50,9 @@ namespace {
 
 bool g_phases = false; // --phases
 
-// The benchmark's domain: Scientific, or PFCR_BENCH_DOMAIN (e.g. Office2014, 2.3x the tokens per
-// history), from the prepared file.
-const PreparedDomain& scientific() {
+// The benchmark's domain: Scientific, or PFCR_BENCH_DOMAIN (e.g. Office2014: 2.4x the tokens per
+// batch), from the prepared file.
+const PreparedDomain& bench_domain() {
     static const PreparedData data = [] {
         const char* env = std::getenv("PFCR_BENCH_PREPARED");
         return read_prepared(env ? env : "runs/scientific-office/prepared.h5");
@@ -105,7 +105,7 @@ double ffn_flops(const PackedBatch& b, const ModelShape& s) {
 
 // The paper-config model on Scientific, freshly initialised (RecBole init, seed 2020).
 struct PaperModel {
-    const PreparedDomain& d = scientific();
+    const PreparedDomain& d = bench_domain();
     TrainOptions opt = paper_options();
     ModelState st{opt.hp.shape};
     Trainer tr{opt, d};
@@ -614,8 +614,8 @@ BENCHMARK(BM_PeakFma)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTim
 // forward (1,000 tokens x 300 x 300, B packed once as the step packs its weights, 1 thread),
 // in pairs: the call run twice back to back on the same buffers, the second timed (warm: B in
 // L2, A and C, 1.2 MB each, in L2/L3), then after writing 64 MB (untimed) once more (evicted:
-// A, B and C from memory). Medians over the pairs; docs/PERFORMANCE.md (window N): the kernel
-// warm runs near the FMA ceiling, the step's products at rates between the two.
+// A, B and C from memory). Medians over the pairs (~20 s of wall time for 2 s of timed calls);
+// docs/PERFORMANCE.md (window N): warm it runs at 90-94 % of the FMA ceiling, evicted ~6 % lower.
 void BM_GemmResidency(benchmark::State& state) {
     if constexpr (!kHaveFastGemm) {
         state.SkipWithError("pfcr's own GEMM needs an AVX-512 build");
@@ -769,13 +769,15 @@ void print_summary(const KeepingReporter& kept) {
 
 constexpr const char* kUsage =
     R"(bench_train: the training engine's benchmark (docs/PERFORMANCE.md, issue 17).
-Paper model on 1,024 real Scientific histories: train step (BM_TrainStep/<threads>), full-sort
-evaluation (BM_EvaluateValid), SGEMM yardsticks (BM_Sgemm, BM_SgemmStep: Eigen, pfcr's own,
-the system BLAS), step and yardstick in pairs (BM_StepVsSgemm), the FMA ceiling (BM_PeakFma),
-one product with warm and evicted operands (BM_GemmResidency); then a summary of the targets'
-ratios on stderr. --benchmark_list_tests=true lists every benchmark.
+The paper model on 1,024 real train histories: train step (BM_TrainStep/<threads>), full-sort
+evaluation (BM_EvaluateValid), SGEMM yardsticks (BM_Sgemm, BM_SgemmStep: Eigen, pfcr's own, the
+system BLAS), step and yardstick in pairs (BM_StepVsSgemm), the FMA ceiling (BM_PeakFma), one
+product with warm and evicted operands (BM_GemmResidency); then a summary of the targets'
+ratios on stderr. --benchmark_list_tests=true lists every benchmark. BM_Sgemm, BM_PeakFma and
+BM_GemmResidency need no data (e.g. --benchmark_filter='BM_PeakFma|BM_GemmResidency', ~25 s).
 
-  env -u OPENBLAS_CORETYPE build/release/bin/bench_train --benchmark_out=bench.json --benchmark_out_format=json
+  env -u OPENBLAS_CORETYPE build/release/bin/bench_train --benchmark_out=bench.json \
+      --benchmark_out_format=json
   build/release/bin/bench_train --phases --benchmark_filter=BM_TrainStep/1/
 
 Own flag:
@@ -784,8 +786,11 @@ Own flag:
 Environment:
   PFCR_BENCH_PREPARED=path  the prepared data (default runs/scientific-office/prepared.h5, made by
                             pfcr prepare -c configs/scientific-office.yaml)
-  PFCR_BENCH_DOMAIN=name    the domain (default Scientific; Office2014: 2.3x the tokens per row)
-  PFCR_BENCH_CHUNK_ROWS=n   run.chunk_rows for the train step (default 256; changes the bits)
+  PFCR_BENCH_DOMAIN=name    the domain (default Scientific; Office2014: 2.4x the tokens per batch;
+                            BM_Sgemm's three shapes, so the summary's "step's mix", stay
+                            Scientific's)
+  PFCR_BENCH_CHUNK_ROWS=n   run.chunk_rows of the paper model in every benchmark that builds it
+                            (default 256; changes the bits)
   OPENBLAS_CORETYPE         unset it: OpenBLAS then picks its kernels for this CPU (the strongest)
 
 Google Benchmark's flags:
@@ -797,21 +802,23 @@ int main(int argc, char** argv) {
     for (int a = 1; a < argc; ++a) {
         if (std::strcmp(argv[a], "--phases") == 0)
             g_phases = true;
+        else if (std::strcmp(argv[a], "-h") == 0)
+            argv[kept++] = const_cast<char*>("--help");
         else
             argv[kept++] = argv[a];
-        if (std::strcmp(argv[a], "--help") == 0 || std::strcmp(argv[a], "-h") == 0)
-            std::fputs(kUsage, stdout); // Google Benchmark then prints its flags and exits
     }
     argc = kept;
-    benchmark::Initialize(&argc, argv);
+    // --help: our usage, then Google Benchmark's flags (it exits after printing).
+    benchmark::Initialize(&argc, argv, [] {
+        std::fputs(kUsage, stdout);
+        benchmark::PrintDefaultHelp();
+    });
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     KeepingReporter reporter(benchmark::CreateDefaultDisplayReporter());
     try {
         benchmark::RunSpecifiedBenchmarks(&reporter);
     } catch (const std::exception& e) { // e.g. no prepared data: say so instead of aborting
-        std::fprintf(stderr,
-                     "bench_train: error: %s\n(the data: pfcr prepare -c "
-                     "configs/scientific-office.yaml, or PFCR_BENCH_PREPARED=path; --help)\n",
+        std::fprintf(stderr, "bench_train: error: %s\n(--help: the data and the variables)\n",
                      e.what());
         return 1;
     }
