@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <thread>
 
@@ -57,6 +58,19 @@ void agree_on_errors(Comm& comm, const std::function<void()>& f) {
     const std::string message = broadcast_string(comm, error, first);
     comm.broadcast(&status, int64_t(sizeof status), first); // that rank's exit status
     throw CollectiveError(message, int(status));
+}
+
+void agree_on_errors_quietly(Comm& comm, const std::function<void()>& f) {
+    std::exception_ptr failure; // rethrown inside the agreement, after the quiet wait
+    try {
+        f();
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    comm.quiet_barrier();
+    agree_on_errors(comm, [&] {
+        if (failure) std::rethrow_exception(failure);
+    });
 }
 
 void SerialComm::allreduce_sum(int64_t* /*data*/, int64_t n) {

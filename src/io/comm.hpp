@@ -97,6 +97,12 @@ std::string broadcast_string(Comm& comm, const std::string& s, int root);
 // job cleanly and is printed once. Collective.
 void agree_on_errors(Comm& comm, const std::function<void()>& f);
 
+// agree_on_errors for rank-local work of very different lengths (rank 0's prepare, each rank's
+// fine-tuning clients): a rank done with `f` waits asleep (Comm::quiet_barrier) until every rank
+// is, then the same agreement. A blocking collective would poll and take a core from the ranks
+// still working wherever ranks share cores. Collective.
+void agree_on_errors_quietly(Comm& comm, const std::function<void()>& f);
+
 // MPI for the lifetime of main(): initialises with MPI_THREAD_FUNNELED (only the main thread
 // calls MPI; TBB workers never do) unless MPI is already initialised, and finalises in the
 // destructor only if it initialised. Create it first in main() and let it go out of scope

@@ -360,13 +360,14 @@ FinetuneReport run_finetune(const Options& opt, Comm& comm, const Logger& log, s
     // This rank's clients, one after another, sharing one trainer scratch (chunk-parallel
     // batches inside each). A stop signal ends the loop after the current epoch, once that
     // client's progress is saved. A client's failure (e.g. a non-finite loss) stops this
-    // rank's loop; the ranks agree on it before the next collective, so every rank ends
-    // cleanly with the failing rank's message.
+    // rank's loop; the ranks agree on it once all are done, so every rank ends cleanly with the
+    // failing rank's message. A rank done first waits asleep: domains differ in size (in the
+    // quick start one rank trains ~170 s longer than the other).
     std::map<int64_t, ClientOutcome> outcomes;
     bool stopped = false;
     const auto scratch = make_trainer_scratch();
     FinetuneProgress progress(log, n_stage <= 16, my_clients, my_rows);
-    agree_on_errors(comm, [&] {
+    agree_on_errors_quietly(comm, [&] {
         if (finished_stage) { // every outcome is in the stage's checkpoint
             for (const auto& m : finished_stage->clients())
                 if (rc.owner[size_t(m.id)] == comm.rank())

@@ -5,7 +5,6 @@
 // checkpoint into <output_dir>/finetune -> <output_dir>/results.json and a printed table.
 // The stages are the same drivers as the subcommands; nothing is computed here.
 #include <cmath>
-#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -86,28 +85,20 @@ int run_experiment(const Options& opt, Comm& comm, const Logger& log, std::ostre
     const std::string prepared = opt.prepared;
     const Options run_opt = with(opt, "data.prepared", prepared);
 
-    // 1. prepare, on rank 0; the others wait asleep (quiet_barrier: a blocking collective would
-    //    poll and take a core from faiss's threads), then all learn the outcome (rank 0's message).
-    std::exception_ptr prepare_error;
-    if (comm.rank() == 0) {
-        try {
-            const std::string why = stale_reason(cfg, prepared);
-            if (why.empty()) {
-                log.info("prepare: " + prepared + " is up to date");
-            } else {
-                log.info("prepare: " + prepared + " " + why + "; preparing");
-                std::ostringstream summary; // the table stays quiet; the summary line is logged
-                log.info(prepared_line(run_prepare(
-                    with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
-                    log, summary)));
-            }
-        } catch (...) {
-            prepare_error = std::current_exception(); // rethrown below, inside the agreement
+    // 1. prepare, on rank 0; the others wait asleep (a blocking collective would poll and take a
+    //    core from faiss's threads), then all learn the outcome (rank 0's message).
+    agree_on_errors_quietly(comm, [&] {
+        if (comm.rank() != 0) return;
+        const std::string why = stale_reason(cfg, prepared);
+        if (why.empty()) {
+            log.info("prepare: " + prepared + " is up to date");
+        } else {
+            log.info("prepare: " + prepared + " " + why + "; preparing");
+            std::ostringstream summary; // the table stays quiet; the summary line is logged
+            log.info(prepared_line(run_prepare(
+                with(opt, "output_dir", std::filesystem::path(prepared).parent_path().string()),
+                log, summary)));
         }
-    }
-    comm.quiet_barrier();
-    agree_on_errors(comm, [&] {
-        if (prepare_error) std::rethrow_exception(prepare_error);
     });
     const double t_prepare = total.seconds();
 

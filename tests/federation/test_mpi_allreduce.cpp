@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "../support/mpi_test_main.hpp"
@@ -206,6 +207,44 @@ TEST(MpiComm, QuietBarrierWaitsWithoutSpinning) {
     const bool waiter = comm.rank() != 0;
     int64_t worst[2] = {waiter ? -int64_t(1000 * wall) : INT64_MIN,
                         waiter ? int64_t(1000 * cpu / wall) : 0};
+    comm.allreduce_max(worst, 2);
+    if (comm.size() == 1) return; // nobody waits
+    EXPECT_GE(-worst[0], 950) << "a waiting rank left after " << -worst[0] << " ms";
+    EXPECT_LE(worst[1], 200) << "a waiting rank's thread used " << worst[1] / 10.0
+                             << " % of a CPU while it waited";
+}
+
+// agree_on_errors_quietly (fine-tuning's clients, `pfcr run`'s prepare): the last rank works 1 s
+// and then fails; the others, done at once, wait for it asleep (CPU under a fifth of the wait,
+// as above) and then every rank throws the same CollectiveError with the last rank's message.
+TEST(MpiComm, AgreeOnErrorsQuietlyWaitsAsleepThenAgrees) {
+    MpiComm comm;
+    const auto now = [] { return std::chrono::steady_clock::now(); };
+    const auto thread_cpu = [] {
+        timespec t{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+    };
+    const bool last = comm.rank() == comm.size() - 1;
+    comm.barrier(); // start together
+    const auto t0 = now();
+    const double cpu0 = thread_cpu();
+    std::string message = "no error";
+    try {
+        agree_on_errors_quietly(comm, [&] {
+            if (!last) return;
+            while (now() - t0 < std::chrono::seconds(1)) {
+            } // the last rank works alone, then fails
+            throw Error("late failure on the last rank");
+        });
+    } catch (const CollectiveError& e) {
+        message = e.what();
+    }
+    const double wall = std::chrono::duration<double>(now() - t0).count();
+    const double cpu = thread_cpu() - cpu0;
+    EXPECT_NE(message.find("late failure on the last rank"), std::string::npos) << message;
+    int64_t worst[2] = {!last ? -int64_t(1000 * wall) : INT64_MIN,
+                        !last ? int64_t(1000 * cpu / wall) : 0};
     comm.allreduce_max(worst, 2);
     if (comm.size() == 1) return; // nobody waits
     EXPECT_GE(-worst[0], 950) << "a waiting rank left after " << -worst[0] << " ms";
