@@ -183,17 +183,23 @@ TEST(MpiComm, BroadcastCopiesTheRootBufferInChunks) {
     EXPECT_THROW(comm.broadcast(buf.data(), 1, -1), Error);
 }
 
+namespace {
+// Wall clock and this thread's CPU time (s), for the quiet-wait tests below.
+std::chrono::steady_clock::time_point now() {
+    return std::chrono::steady_clock::now();
+}
+double thread_cpu() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+} // namespace
+
 // quiet_barrier: the ranks that wait while rank 0 works alone (a 1 s busy loop, as prepare) wait
 // for it (wall time) asleep: their thread's CPU time stays under a fifth of the wait, where
 // Open MPI's blocking barrier polls (measured: the whole wait at 2 ranks on 2 cores).
 TEST(MpiComm, QuietBarrierWaitsWithoutSpinning) {
     MpiComm comm;
-    const auto now = [] { return std::chrono::steady_clock::now(); };
-    const auto thread_cpu = [] {
-        timespec t{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-        return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-    };
     comm.barrier(); // start together
     const auto t0 = now();
     const double cpu0 = thread_cpu();
@@ -219,12 +225,6 @@ TEST(MpiComm, QuietBarrierWaitsWithoutSpinning) {
 // as above) and then every rank throws the same CollectiveError with the last rank's message.
 TEST(MpiComm, AgreeOnErrorsQuietlyWaitsAsleepThenAgrees) {
     MpiComm comm;
-    const auto now = [] { return std::chrono::steady_clock::now(); };
-    const auto thread_cpu = [] {
-        timespec t{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-        return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-    };
     const bool last = comm.rank() == comm.size() - 1;
     comm.barrier(); // start together
     const auto t0 = now();
