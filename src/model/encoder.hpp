@@ -14,6 +14,9 @@
 //  * the last layer: only position len-1 is read (the sequence representation). Its keys and
 //    values still need every position (computed by the previous layer), but its queries,
 //    attention output, residuals, LayerNorms and FFN are needed only at len-1: R = B rows.
+//    With one query per sequence its key and value projections fold into that query
+//    (read_attention.hpp, EncoderHyper::fold_read_kv): products over B rows instead of N
+//    tokens, the same function up to rounding.
 // Dropout masks are keyed by (client, step, site) and by each element's (batch row, position,
 // channel), exactly as if every padded position were computed, so they do not depend on the
 // chunking, the thread count, or the skipped work.
@@ -33,6 +36,7 @@
 #include "model/layernorm.hpp"
 #include "model/linear.hpp"
 #include "model/params.hpp"
+#include "model/read_attention.hpp"
 
 namespace pfcr {
 
@@ -41,6 +45,10 @@ struct EncoderHyper {
     double hidden_dropout = 0.5; // hidden_dropout_prob
     double attn_dropout = 0.5;   // attn_dropout_prob
     double layer_norm_eps = 1e-12;
+    // The last layer's attention with its key/value projections folded into the one query per
+    // sequence (read_attention.hpp); false: the plain path (k, v of every token, then
+    // attention.hpp), the reference the folded one is tested against.
+    bool fold_read_kv = true;
 };
 
 // Pointers to every tensor of the model inside one flat buffer of a ParamLayout (parameters,
@@ -130,7 +138,8 @@ template <typename T> struct EncoderWorkspace {
         std::vector<T> hq;                         // (B,C) the last layer's query-row inputs
         const T* q_in = nullptr;                   // (R,C) query-row inputs: the layer's input
                                                    // rows, or (last layer) hq
-        std::vector<T> q, k, v;                    // (R,C), (N,C), (N,C)
+        std::vector<T> q, k, v;                    // (R,C), (N,C), (N,C); k, v unused when folded
+        ReadAttentionState<T> read;                // the folded last layer's (read_attention.hpp)
         std::vector<T> probs, probs_drop;          // packed causal rows (attention.hpp)
         std::vector<T> ctx, ao, res1, h1;          // (R,C)
         std::vector<T> mean1, rstd1, mean2, rstd2; // (R)
@@ -220,6 +229,7 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         const auto& W = P.layers[size_t(l)];
         const auto& Wp = sw ? sw->layers[size_t(l)] : no_sw;
         const bool last = l == L - 1;
+        const bool fold = last && hp.fold_read_kv;
         const int64_t R = last ? B : N;
         ensure(a.first_query, B);
         ensure(a.qoff, B + 1);
@@ -238,7 +248,8 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
             attention_probs_offsets(off, a.first_query.data(), B, NH, a.probs_off.data());
         for (auto* v : {&a.q, &a.ctx, &a.ao, &a.res1, &a.h1, &a.f2, &a.res2, &a.h2})
             ensure(*v, R * C);
-        for (auto* v : {&a.k, &a.v}) ensure(*v, N * C);
+        if (!fold)
+            for (auto* v : {&a.k, &a.v}) ensure(*v, N * C);
         for (auto* v : {&a.mean1, &a.rstd1, &a.mean2, &a.rstd2}) ensure(*v, R);
         ensure(a.mask1, R * C);
         ensure(a.mask2, R * C);
@@ -257,10 +268,12 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
                 std::copy(h_in + (off[b + 1] - 1) * C, h_in + off[b + 1] * C, a.hq.data() + b * C);
             a.q_in = a.hq.data();
         }
-        // Self-attention: q from the query rows, k and v from every token.
+        // Self-attention: q from the query rows, k and v from every token (or folded into q).
         linear(a.q.data(), a.q_in, W.q_w, Wp.q, W.q_b, R, C, C);
-        linear(a.k.data(), h_in, W.k_w, Wp.k, W.k_b, N, C, C);
-        linear(a.v.data(), h_in, W.v_w, Wp.v, W.v_b, N, C, C);
+        if (!fold) {
+            linear(a.k.data(), h_in, W.k_w, Wp.k, W.k_b, N, C, C);
+            linear(a.v.data(), h_in, W.v_w, Wp.v, W.v_b, N, C, C);
+        }
         AttentionDropout ad;
         ad.p = p_att;
         ad.rng = keys.rng;
@@ -269,10 +282,15 @@ void encoder_forward(T* s, const EncoderTensors<const T>& P, const EncoderHyper&
         ad.c = keys.site_base + dropout_site(l, 0);
         ad.row_base = a.attn_row_base.data();
         ad.T_max = Tm;
-        attention_forward(a.ctx.data(), a.probs.data(),
-                          p_att > 0 ? a.probs_drop.data() : a.probs.data(), a.q.data(), a.k.data(),
-                          a.v.data(), off, a.qoff.data(), a.first_query.data(), a.probs_off.data(),
-                          B, C, NH, ad);
+        T* probs_drop = p_att > 0 ? a.probs_drop.data() : a.probs.data();
+        if (fold)
+            read_attention_forward(a.ctx.data(), a.probs.data(), probs_drop, a.read, a.q.data(),
+                                   h_in, W.k_w, W.k_b, W.v_w, W.v_b, off, a.probs_off.data(), B, C,
+                                   NH, ad);
+        else
+            attention_forward(a.ctx.data(), a.probs.data(), probs_drop, a.q.data(), a.k.data(),
+                              a.v.data(), off, a.qoff.data(), a.first_query.data(),
+                              a.probs_off.data(), B, C, NH, ad);
         // h1 = LN(Dropout(Dense(ctx)) + hq)
         linear(a.ao.data(), a.ctx.data(), W.o_w, Wp.o, W.o_b, R, C, C);
         dropout_forward(a.res1.data(), a.mask1.data(), a.ao.data(), R, C, p_hid, *keys.rng,
@@ -324,6 +342,7 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
         const auto& D = G.layers[size_t(l)];
         const auto& Wp = sw ? sw->layers[size_t(l)] : no_sw;
         const bool last = l == L - 1;
+        const bool fold = last && hp.fold_read_kv;
         const int64_t R = last ? B : N;
         const T* h_in = l == 0 ? w.h0.data() : w.layers[size_t(l - 1)].h2.data();
         for (auto* v : {&w.dres, &w.dtmp}) ensure(*v, R * C);
@@ -350,27 +369,38 @@ void encoder_backward(T* d_emb, const EncoderTensors<T>& G, const T* ds,
                          false); // dres = dao
         linear_backward(w.dff.data(), D.o_w, D.o_b, w.dres.data(), a.ctx.data(), W.o_w, R, C, C,
                         Wp.o.bwd, false); // dff = dctx
-        attention_backward(w.dq.data(), w.dk.data(), w.dv.data(), w.dff.data(), a.probs.data(),
-                           keys.train && hp.attn_dropout > 0 ? a.probs_drop.data() : a.probs.data(),
-                           a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
-                           a.first_query.data(), a.probs_off.data(), B, C, NH, false);
-        // q = Wq hq, k = Wk h_in, v = Wv h_in; h_in packed once for their weight gradients
-        const T* h_in_packed = nullptr;
-        if constexpr (kFastGemm<T>) {
-            if (D.k_w || D.v_w) {
-                const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
-                const int64_t size = gemm_packed_b_size(N, C);
-                if (w.h_in_packed.size() < size) w.h_in_packed.resize(size);
-                gemm_pack_b(w.h_in_packed.data(), {h_in, C, 1}, N, C);
-                h_in_packed = w.h_in_packed.data();
+        const T* probs_drop =
+            keys.train && hp.attn_dropout > 0 ? a.probs_drop.data() : a.probs.data();
+        if (fold) {
+            // dq, and dh_in = dLoss/dh_in through the folded keys and values (written)
+            read_attention_backward(w.dq.data(), w.dh_in.data(), D.k_w, D.k_b, D.v_w, D.v_b,
+                                    static_cast<const T*>(w.dff.data()), a.probs.data(), probs_drop,
+                                    a.read, a.q.data(), h_in, W.k_w, W.k_b, W.v_w, W.v_b, off,
+                                    a.probs_off.data(), B, C, NH);
+            linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C,
+                            Wp.q.bwd, true); // dtmp = dhq
+        } else {
+            attention_backward(w.dq.data(), w.dk.data(), w.dv.data(), w.dff.data(), a.probs.data(),
+                               probs_drop, a.q.data(), a.k.data(), a.v.data(), off, a.qoff.data(),
+                               a.first_query.data(), a.probs_off.data(), B, C, NH, false);
+            // q = Wq hq, k = Wk h_in, v = Wv h_in; h_in packed once for their weight gradients
+            const T* h_in_packed = nullptr;
+            if constexpr (kFastGemm<T>) {
+                if (D.k_w || D.v_w) {
+                    const prof::PhaseScope timer(prof::Phase::gemm_linear_bwd);
+                    const int64_t size = gemm_packed_b_size(N, C);
+                    if (w.h_in_packed.size() < size) w.h_in_packed.resize(size);
+                    gemm_pack_b(w.h_in_packed.data(), {h_in, C, 1}, N, C);
+                    h_in_packed = w.h_in_packed.data();
+                }
             }
+            linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C,
+                            Wp.q.bwd, true, a.q_in == h_in ? h_in_packed : nullptr); // dtmp = dhq
+            linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C,
+                            Wp.k.bwd, false, h_in_packed);
+            linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C,
+                            Wp.v.bwd, true, h_in_packed);
         }
-        linear_backward(w.dtmp.data(), D.q_w, D.q_b, w.dq.data(), a.q_in, W.q_w, R, C, C, Wp.q.bwd,
-                        true, a.q_in == h_in ? h_in_packed : nullptr); // dtmp = dhq
-        linear_backward(w.dh_in.data(), D.k_w, D.k_b, w.dk.data(), h_in, W.k_w, N, C, C, Wp.k.bwd,
-                        false, h_in_packed);
-        linear_backward(w.dh_in.data(), D.v_w, D.v_b, w.dv.data(), h_in, W.v_w, N, C, C, Wp.v.bwd,
-                        true, h_in_packed);
         // hq rows are h_in rows (all, or the last position of each history)
         if (last) {
             for (int64_t b = 0; b < B; ++b) {

@@ -224,8 +224,10 @@ struct Trainer::Impl {
 
     // The per-step forms of each encoder linear weight of P into the scratch (linear.hpp's
     // prepare_weight; per layer q, k, v, o (C,C), dense_1 (F,C), dense_2 (C,F)); one weight
-    // per task.
-    void prepare_weights(const EncoderTensors<const float>& P, const ModelShape& sh) {
+    // per task. Not the last layer's k and v when the encoder folds them (read_attention.hpp
+    // multiplies per-head slices of the plain weights).
+    void prepare_weights(const EncoderTensors<const float>& P, const EncoderHyper& hp) {
+        const ModelShape& sh = hp.shape;
         const int64_t Cs = sh.hidden, F = sh.inner, L = sh.layers;
         // (weight, its rows OC, its columns C, field) of job j % 6 of a layer
         using Field = PreparedWeight<float> StepWeights<float>::Layer::*;
@@ -253,6 +255,10 @@ struct Trainer::Impl {
             const std::array<const float*, 6> weights = {W.q_w, W.k_w,  W.v_w,
                                                          W.o_w, W.f1_w, W.f2_w};
             const auto& [oc, c, field] = items[i];
+            if (hp.fold_read_kv && l == L - 1 && (i == 1 || i == 2)) {
+                sw.layers[size_t(l)].*field = {}; // unused: the encoder folds them
+                return;
+            }
             float* fwd = scratch->sw_store.data() + l * per_layer + at[i];
             float* bwd =
                 prepared_bwd_size<float>(oc, c) ? fwd + prepared_fwd_size<float>(oc, c) : nullptr;
@@ -333,7 +339,7 @@ double Trainer::train_step(ModelState& state, const PackedBatch& batch) {
 
     I.candidates(P.code_table, codes);
     I.pack_candidate_rows(I.e_hat.data(), V1, true);
-    I.prepare_weights(P, opt_.hp.shape);
+    I.prepare_weights(P, opt_.hp);
     grow(I.s, B * C);
     grow(I.s_hat, B * C);
     grow(I.s_norm, B);
@@ -564,7 +570,7 @@ EvalResult Trainer::evaluate(const ModelState& state, const Split& split,
     const int64_t NP = I.NP, PH = I.PH;
     TrainerScratch& S = *I.scratch;
     I.candidates(P.code_table, codes);
-    I.prepare_weights(P, opt_.hp.shape);
+    I.prepare_weights(P, opt_.hp);
     if (head) {
         for (auto* v : {&S.k, &S.v}) grow(*v, NP * C);
         prompt_kv_forward(S.k.data(), S.v.data(), H.prompts, H.in_w, H.in_b, NP, C);

@@ -1,0 +1,145 @@
+// The last layer's folded attention (read_attention.hpp) against the plain path it replaces
+// (k, v projections of every token + attention.hpp), through the whole encoder: the same
+// representations and the same gradient of every parameter (and of the token embeddings), with
+// dropout on and off, in double (agreement to rounding: 1e-12 relative, when a wrong term
+// gives O(1)) and in float on larger shapes that run pfcr's own GEMM (1e-4 of the double
+// reference's norm, the float path's rounding through two layers). The folded path's own
+// central-difference gradient check is test_encoder's (the encoder folds by default).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gradcheck.hpp"
+#include "model/encoder.hpp"
+
+using namespace pfcr;
+
+namespace {
+
+struct Case {
+    EncoderHyper hp;
+    ParamLayout layout;
+    std::vector<double> params;
+    std::vector<int32_t> item_codes, items;
+    std::vector<int64_t> off;
+    int64_t B = 0;
+
+    Case(int64_t C, int64_t NH, int64_t F, int64_t T_max, int64_t V, int64_t B_, double p)
+        : hp(hyper(C, NH, F, T_max, p)), layout(hp.shape), B(B_) {
+        std::vector<float> f(size_t(layout.total()));
+        init_params(layout, f.data(), 5, 0.5);
+        params.assign(f.begin(), f.end());
+        // Biases and LayerNorm parameters away from 0 / 1, so the bias terms of the fold
+        // (c_h = q_h·bk_h, σ_h bv_h) are exercised.
+        const auto probe = test::probe_weights(size_t(layout.total()), 4);
+        for (const auto& e : layout.entries())
+            if (e.init != ParamInit::normal)
+                for (int64_t i = 0; i < e.size; ++i)
+                    params[size_t(e.offset + i)] += 0.3 * probe[size_t(e.offset + i)];
+        const int64_t M = hp.shape.code_dim, cap = hp.shape.code_cap;
+        item_codes.assign(size_t((V + 1) * M), 0);
+        for (int64_t i = 1; i <= V; ++i)
+            for (int64_t m = 0; m < M; ++m)
+                item_codes[size_t(i * M + m)] = int32_t(m * (cap + 1) + (i * 7 + m * 3) % cap + 1);
+        off.push_back(0);
+        for (int64_t b = 0; b < B; ++b) {
+            const int64_t len = b == 0 ? 1 : b == 1 ? T_max : 1 + (b * 13) % T_max;
+            for (int64_t t = 0; t < len; ++t) items.push_back(int32_t(1 + (b * 31 + t * 17) % V));
+            off.push_back(off.back() + len);
+        }
+    }
+    static EncoderHyper hyper(int64_t C, int64_t NH, int64_t F, int64_t T_max, double p) {
+        EncoderHyper h;
+        h.shape.hidden = C;
+        h.shape.heads = NH;
+        h.shape.inner = F;
+        h.shape.layers = 2;
+        h.shape.max_positions = T_max;
+        h.shape.code_dim = 3;
+        h.shape.code_cap = 8;
+        h.hidden_dropout = p;
+        h.attn_dropout = p;
+        return h;
+    }
+};
+
+struct Result {
+    std::vector<double> s, grad, d_emb;
+};
+
+// Forward and backward of loss = Σ probe·s in precision T, folded or plain.
+template <typename T> Result run(const Case& c, bool fold, bool train) {
+    EncoderHyper hp = c.hp;
+    hp.fold_read_kv = fold;
+    const KeyedRng rng(11, RngPurpose::dropout);
+    const DropoutKeys keys{&rng, 2, 5, 0, train};
+    const std::vector<T> params(c.params.begin(), c.params.end());
+    const auto P = bind_tensors<const T>(params.data(), c.layout);
+    const int64_t C = hp.shape.hidden, N = c.off.back();
+    EncoderWorkspace<T> ws;
+    std::vector<T> s(size_t(c.B * C));
+    encoder_forward(s.data(), P, hp, c.items.data(), c.off.data(), c.B, c.item_codes.data(), keys,
+                    ws);
+    const auto probe = test::probe_weights(s.size(), 9);
+    const std::vector<T> ds(probe.begin(), probe.end());
+    std::vector<T> grad(size_t(c.layout.total()), T(0)), d_emb(size_t(N * C));
+    const auto G = bind_tensors<T>(grad.data(), c.layout);
+    encoder_backward(d_emb.data(), G, ds.data(), P, hp, keys, ws);
+    return {std::vector<double>(s.begin(), s.end()), std::vector<double>(grad.begin(), grad.end()),
+            std::vector<double>(d_emb.begin(), d_emb.end())};
+}
+
+// ||a - b|| / max(||b||, 1e-30) over [first, first + n)
+double rel(const std::vector<double>& a, const std::vector<double>& b, int64_t first = 0,
+           int64_t n = -1) {
+    if (n < 0) n = int64_t(b.size()) - first;
+    double d2 = 0, b2 = 0;
+    for (int64_t i = first; i < first + n; ++i) {
+        d2 += (a[size_t(i)] - b[size_t(i)]) * (a[size_t(i)] - b[size_t(i)]);
+        b2 += b[size_t(i)] * b[size_t(i)];
+    }
+    return std::sqrt(d2) / std::max(std::sqrt(b2), 1e-30);
+}
+
+// Every output of `got` within tol (relative, per tensor) of `want`; the last layer's key bias,
+// whose gradient is zero up to rounding on both paths (softmax is shift-invariant), within
+// abs_zero of zero instead.
+void expect_close(const Case& c, const Result& got, const Result& want, double tol, double abs_zero,
+                  const std::string& what) {
+    EXPECT_LE(rel(got.s, want.s), tol) << what << ": representations";
+    EXPECT_LE(rel(got.d_emb, want.d_emb), tol) << what << ": token embedding gradient";
+    for (const auto& e : c.layout.entries()) {
+        if (e.name.find("key.bias") != std::string::npos) {
+            for (int64_t i = 0; i < e.size; ++i) {
+                EXPECT_LE(std::abs(got.grad[size_t(e.offset + i)]), abs_zero) << what << e.name;
+                EXPECT_LE(std::abs(want.grad[size_t(e.offset + i)]), abs_zero) << what << e.name;
+            }
+            continue;
+        }
+        EXPECT_LE(rel(got.grad, want.grad, e.offset, e.size), tol) << what << ": " << e.name;
+    }
+}
+
+} // namespace
+
+TEST(ReadAttention, FoldedEqualsPlainPathInDouble) {
+    for (const double p : {0.0, 0.3}) {
+        const Case c(8, 2, 6, 6, 10, 5, p);
+        const bool train = p > 0;
+        const Result folded = run<double>(c, true, train), plain = run<double>(c, false, train);
+        expect_close(c, folded, plain, 1e-12, 1e-12, p > 0 ? "dropout on" : "dropout off");
+    }
+}
+
+TEST(ReadAttention, FoldedFloatMatchesDoubleOnGemmSizedShapes) {
+    // C = 64 with 2 heads, lengths 1..50 over 48 histories: the products run pfcr's own GEMM
+    // (fast-GEMM builds) on strided per-head views, partial register tiles included.
+    const Case c(64, 2, 48, 50, 300, 48, 0.3);
+    const Result want = run<double>(c, false, true);
+    const Result folded = run<float>(c, true, true), plain = run<float>(c, false, true);
+    expect_close(c, folded, want, 1e-4, 1e-5, "float folded");
+    // The plain float path as a yardstick of float rounding on these shapes.
+    expect_close(c, plain, want, 1e-4, 1e-5, "float plain");
+}
