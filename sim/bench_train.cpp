@@ -69,6 +69,9 @@ TrainOptions paper_options() {
     o.train_batch_size = 1024;
     // PFCR_BENCH_CHUNK_ROWS overrides run.chunk_rows (rows per parallel chunk) for experiments.
     if (const char* env = std::getenv("PFCR_BENCH_CHUNK_ROWS")) o.chunk_rows = std::atoll(env);
+    // PFCR_BENCH_FOLD=0 runs the last layer's plain path (every token's k and v) instead of the
+    // folded one (read_attention.hpp): the before/after of the fold in one binary.
+    if (const char* env = std::getenv("PFCR_BENCH_FOLD")) o.hp.fold_read_kv = std::atoi(env) != 0;
     return o;
 }
 
@@ -806,6 +809,8 @@ Environment:
                             Scientific's)
   PFCR_BENCH_CHUNK_ROWS=n   run.chunk_rows of the paper model in every benchmark that builds it
                             (default 256; changes the bits)
+  PFCR_BENCH_FOLD=0         the last layer's plain attention path (every token's keys and values)
+                            instead of the folded one (read_attention.hpp; default 1)
   OPENBLAS_CORETYPE         unset it: OpenBLAS then picks its kernels for this CPU (the strongest)
 
 Google Benchmark's flags:
