@@ -2,18 +2,21 @@
 // each history has (position len-1, the only one read), forward and backward side by side.
 // It replaces, for that layer only, k = x Wkᵀ + bk and v = x Wvᵀ + bv over EVERY token followed
 // by attention.hpp's kernels: with one query per sequence, per head h (rows h·HS.. of Wk, Wv):
-//   scores   q_h·k_hj = q_h·(Wk_h x_j + bk_h) = u_h·x_j + c_h,   u_h = Wk_hᵀ q_h (C),  c_h =
-//   q_h·bk_h context  Σ_j Pd_j v_hj = Wv_h x̄_h + σ_h bv_h,               x̄_h = Σ_j Pd_j x_j (C),
-//   σ_h = Σ_j Pd_j
+// clang-format off
+//   scores   q_h·k_hj = q_h·(Wk_h x_j + bk_h) = u_h·x_j + c_h,   u_h = Wk_hᵀ q_h (C values),
+//                                                                c_h = q_h·bk_h
+//   context  Σ_j Pd_j v_hj = Wv_h x̄_h + σ_h bv_h,               x̄_h = Σ_j Pd_j x_j (C values),
+//                                                                σ_h = Σ_j Pd_j
+// clang-format on
 // so the two (N,C)x(C,C) products become (B,HS)x(HS,C) and (B,C)x(C,HS) products per head: B
-// rows instead of N tokens (the paper's batches: 1,024 histories, ~4,000 tokens; the step does
-// ~3.2 of its 26.7 GEMM GFLOP less). The scores, softmax, dropout draws (same element indices)
-// and context are the same functions of the parameters as the unfolded layer's, evaluated in a
-// different order, so they agree to rounding (tests/model/test_read_attention.cpp, in double,
-// against the unfolded linear + attention_forward / attention_backward: the plain path, which
-// EncoderHyper::fold_read_kv = false keeps in the encoder). c_h is constant over the keys, so
-// the softmax removes it; it is kept so that the key bias gets the reference's (zero up to
-// rounding) gradient from the same formula.
+// rows instead of N tokens (the paper's batches: 1,024 histories, ~4,000 tokens; the step's GEMM
+// calls execute 23.3 GFLOP instead of 26.4, docs/PERFORMANCE.md window O). The scores, softmax,
+// dropout draws (same element indices) and context are the same functions of the parameters as the
+// unfolded layer's, evaluated in a different order, so they agree to rounding
+// (tests/model/test_read_attention.cpp, in double, against the unfolded linear + attention_forward
+// / attention_backward: the plain path, which EncoderHyper::fold_read_kv = false keeps in the
+// encoder). c_h is constant over the keys, so the softmax removes it; it is kept so that the key
+// bias gets the reference's (zero up to rounding) gradient from the same formula.
 //
 // Not here: the query projection and the output dense layer (ordinary linear layers, done by
 // the encoder), the other layers (attention.hpp). Letters: B sequences (= query rows), N packed

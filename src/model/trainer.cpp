@@ -255,7 +255,9 @@ struct Trainer::Impl {
             const std::array<const float*, 6> weights = {W.q_w, W.k_w,  W.v_w,
                                                          W.o_w, W.f1_w, W.f2_w};
             const auto& [oc, c, field] = items[i];
-            if (hp.fold_read_kv && l == L - 1 && (i == 1 || i == 2)) {
+            if (hp.fold_read_kv && l == L - 1 &&
+                (field == &StepWeights<float>::Layer::k ||
+                 field == &StepWeights<float>::Layer::v)) {
                 sw.layers[size_t(l)].*field = {}; // unused: the encoder folds them
                 return;
             }

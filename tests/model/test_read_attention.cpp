@@ -1,10 +1,14 @@
 // The last layer's folded attention (read_attention.hpp) against the plain path it replaces
 // (k, v projections of every token + attention.hpp), through the whole encoder: the same
 // representations and the same gradient of every parameter (and of the token embeddings), with
-// dropout on and off, in double (agreement to rounding: 1e-12 relative, when a wrong term
-// gives O(1)) and in float on larger shapes that run pfcr's own GEMM (1e-4 of the double
-// reference's norm, the float path's rounding through two layers). The folded path's own
-// central-difference gradient check is test_encoder's (the encoder folds by default).
+// dropout on, off, and on the hidden states only (the probabilities' buffers then alias), and
+// with some last-layer gradients not requested (frozen), in double (agreement to rounding: 1e-12
+// relative, when a wrong term gives O(1)); and in float on larger shapes that run pfcr's own
+// GEMM, edge tiles included (5e-4 of the double reference's norm: the plain float path itself is
+// at up to 1.2e-4 on those shapes, float rounding through two layers). The folded path's own
+// central-difference gradient check is test_encoder's (the encoder folds by default). The terms
+// from c_h = q_h·bk_h (the key bias's gradient, its share of dq) are zero in exact arithmetic, so
+// only their size is checked.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -26,13 +30,14 @@ struct Case {
     std::vector<int64_t> off;
     int64_t B = 0;
 
-    Case(int64_t C, int64_t NH, int64_t F, int64_t T_max, int64_t V, int64_t B_, double p)
-        : hp(hyper(C, NH, F, T_max, p)), layout(hp.shape), B(B_) {
+    Case(int64_t C, int64_t NH, int64_t F, int64_t T_max, int64_t V, int64_t B_, double p_hid,
+         double p_att)
+        : hp(hyper(C, NH, F, T_max, p_hid, p_att)), layout(hp.shape), B(B_) {
         std::vector<float> f(size_t(layout.total()));
         init_params(layout, f.data(), 5, 0.5);
         params.assign(f.begin(), f.end());
-        // Biases and LayerNorm parameters away from 0 / 1, so the bias terms of the fold
-        // (c_h = q_h·bk_h, σ_h bv_h) are exercised.
+        // Biases and LayerNorm parameters away from 0 / 1, so the value bias's term of the fold
+        // (σ_h bv_h) is exercised.
         const auto probe = test::probe_weights(size_t(layout.total()), 4);
         for (const auto& e : layout.entries())
             if (e.init != ParamInit::normal)
@@ -50,7 +55,8 @@ struct Case {
             off.push_back(off.back() + len);
         }
     }
-    static EncoderHyper hyper(int64_t C, int64_t NH, int64_t F, int64_t T_max, double p) {
+    static EncoderHyper hyper(int64_t C, int64_t NH, int64_t F, int64_t T_max, double p_hid,
+                              double p_att) {
         EncoderHyper h;
         h.shape.hidden = C;
         h.shape.heads = NH;
@@ -59,8 +65,8 @@ struct Case {
         h.shape.max_positions = T_max;
         h.shape.code_dim = 3;
         h.shape.code_cap = 8;
-        h.hidden_dropout = p;
-        h.attn_dropout = p;
+        h.hidden_dropout = p_hid;
+        h.attn_dropout = p_att;
         return h;
     }
 };
@@ -69,8 +75,9 @@ struct Result {
     std::vector<double> s, grad, d_emb;
 };
 
-// Forward and backward of loss = Σ probe·s in precision T, folded or plain.
-template <typename T> Result run(const Case& c, bool fold, bool train) {
+// Forward and backward of loss = Σ probe·s in precision T, folded or plain; with frozen, the last
+// layer's key weight and value bias gradients are not requested (null).
+template <typename T> Result run(const Case& c, bool fold, bool train, bool frozen = false) {
     EncoderHyper hp = c.hp;
     hp.fold_read_kv = fold;
     const KeyedRng rng(11, RngPurpose::dropout);
@@ -85,7 +92,8 @@ template <typename T> Result run(const Case& c, bool fold, bool train) {
     const auto probe = test::probe_weights(s.size(), 9);
     const std::vector<T> ds(probe.begin(), probe.end());
     std::vector<T> grad(size_t(c.layout.total()), T(0)), d_emb(size_t(N * C));
-    const auto G = bind_tensors<T>(grad.data(), c.layout);
+    auto G = bind_tensors<T>(grad.data(), c.layout);
+    if (frozen) G.layers.back().k_w = G.layers.back().v_b = nullptr;
     encoder_backward(d_emb.data(), G, ds.data(), P, hp, keys, ws);
     return {std::vector<double>(s.begin(), s.end()), std::vector<double>(grad.begin(), grad.end()),
             std::vector<double>(d_emb.begin(), d_emb.end())};
@@ -103,11 +111,14 @@ double rel(const std::vector<double>& a, const std::vector<double>& b, int64_t f
     return std::sqrt(d2) / std::max(std::sqrt(b2), 1e-30);
 }
 
-// Every output of `got` within tol (relative, per tensor) of `want`; the last layer's key bias,
-// whose gradient is zero up to rounding on both paths (softmax is shift-invariant), within
-// abs_zero of zero instead.
-void expect_close(const Case& c, const Result& got, const Result& want, double tol, double abs_zero,
+// Every output of `got` within tol (relative, per tensor) of `want`; the key biases, whose
+// gradients are zero up to rounding on both paths (softmax is shift-invariant), within
+// zero_tol times the largest gradient of `want` of zero instead.
+void expect_close(const Case& c, const Result& got, const Result& want, double tol, double zero_tol,
                   const std::string& what) {
+    double g_max = 0;
+    for (double g : want.grad) g_max = std::max(g_max, std::abs(g));
+    const double abs_zero = zero_tol * g_max;
     EXPECT_LE(rel(got.s, want.s), tol) << what << ": representations";
     EXPECT_LE(rel(got.d_emb, want.d_emb), tol) << what << ": token embedding gradient";
     for (const auto& e : c.layout.entries()) {
@@ -125,21 +136,31 @@ void expect_close(const Case& c, const Result& got, const Result& want, double t
 } // namespace
 
 TEST(ReadAttention, FoldedEqualsPlainPathInDouble) {
-    for (const double p : {0.0, 0.3}) {
-        const Case c(8, 2, 6, 6, 10, 5, p);
-        const bool train = p > 0;
-        const Result folded = run<double>(c, true, train), plain = run<double>(c, false, train);
-        expect_close(c, folded, plain, 1e-12, 1e-12, p > 0 ? "dropout on" : "dropout off");
+    struct Setting {
+        double p_hid, p_att;
+        bool frozen;
+        const char* what;
+    };
+    for (const Setting& x :
+         {Setting{0.0, 0.0, false, "dropout off"}, Setting{0.3, 0.3, false, "dropout on"},
+          Setting{0.3, 0.0, false, "hidden dropout only"},
+          Setting{0.3, 0.3, true, "last layer partly frozen"}}) {
+        const Case c(8, 2, 6, 6, 10, 5, x.p_hid, x.p_att);
+        const bool train = x.p_hid > 0 || x.p_att > 0;
+        const Result folded = run<double>(c, true, train, x.frozen);
+        const Result plain = run<double>(c, false, train, x.frozen);
+        expect_close(c, folded, plain, 1e-12, 1e-12, x.what);
     }
 }
 
 TEST(ReadAttention, FoldedFloatMatchesDoubleOnGemmSizedShapes) {
-    // C = 64 with 2 heads, lengths 1..50 over 48 histories: the products run pfcr's own GEMM
-    // (fast-GEMM builds) on strided per-head views, partial register tiles included.
-    const Case c(64, 2, 48, 50, 300, 48, 0.3);
+    // C = 96 with 2 heads (HS = 48: a full and a partial 32-column panel), lengths 1..50 over
+    // 50 histories (four 12-row panels and a 2-row one): the products run pfcr's own GEMM
+    // (fast-GEMM builds) on strided per-head views, edge tiles included.
+    const Case c(96, 2, 48, 50, 300, 50, 0.3, 0.3);
     const Result want = run<double>(c, false, true);
     const Result folded = run<float>(c, true, true), plain = run<float>(c, false, true);
-    expect_close(c, folded, want, 1e-4, 1e-5, "float folded");
+    expect_close(c, folded, want, 5e-4, 1e-5, "float folded");
     // The plain float path as a yardstick of float rounding on these shapes.
-    expect_close(c, plain, want, 1e-4, 1e-5, "float plain");
+    expect_close(c, plain, want, 5e-4, 1e-5, "float plain");
 }
