@@ -40,23 +40,40 @@
 namespace pfcr {
 
 namespace detail {
+// f(view) with view the (rows, cols) matrix whose element (i, k) is p[i*rs + k*cs], as an Eigen
+// expression: a row-major map when cs == 1, the transpose of one when rs == 1 (both read in
+// place), else a map with both strides (which Eigen's product copies first).
+template <typename T, typename F>
+void with_strided_view(const T* p, int64_t rows, int64_t cols, int64_t rs, int64_t cs, F&& f) {
+    using Outer = Eigen::Map<const RowMat<T>, 0, Eigen::OuterStride<>>;
+    using Both = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
+    if (cs == 1)
+        f(Outer(p, rows, cols, Eigen::OuterStride<>(rs)));
+    else if (rs == 1)
+        f(Outer(p, cols, rows, Eigen::OuterStride<>(cs)).transpose());
+    else
+        f(Eigen::Map<const RowMat<T>, 0, Both>(p, rows, cols, Both(rs, cs)));
+}
+
 // c (M,N), leading dimension ldc, = (or += with accumulate) a·b for strided views a (M,K) and
 // b (K,N) (element (i,k) at p[i*row_stride + k*col_stride], as GemmOperand): pfcr's GEMM for
-// float on fast-GEMM builds, else an Eigen product on strided maps (double: gradient checks).
+// float on fast-GEMM builds, else an Eigen product (double: gradient checks; float without
+// AVX-512).
 template <typename T>
 void strided_product(T* c, int64_t ldc, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
                      int64_t b_rs, int64_t b_cs, int64_t M, int64_t N, int64_t K, bool accumulate) {
     if constexpr (kFastGemm<T>) {
         gemm_f32(c, ldc, {a, a_rs, a_cs}, {b, b_rs, b_cs}, M, N, K, accumulate);
     } else {
-        using S = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-        const Eigen::Map<const RowMat<T>, 0, S> am(a, M, K, S(a_rs, a_cs));
-        const Eigen::Map<const RowMat<T>, 0, S> bm(b, K, N, S(b_rs, b_cs));
         Eigen::Map<RowMat<T>, 0, Eigen::OuterStride<>> cm(c, M, N, Eigen::OuterStride<>(ldc));
-        if (accumulate)
-            cm.noalias() += am * bm;
-        else
-            cm.noalias() = am * bm;
+        with_strided_view(a, M, K, a_rs, a_cs, [&](const auto& am) {
+            with_strided_view(b, K, N, b_rs, b_cs, [&](const auto& bm) {
+                if (accumulate)
+                    cm.noalias() += am * bm;
+                else
+                    cm.noalias() = am * bm;
+            });
+        });
     }
 }
 } // namespace detail
