@@ -199,6 +199,47 @@ inline bool attn_dropout_keep(const KeyedRng& rng, uint32_t a, uint32_t b, uint3
     return uint64_t(u) >= uint64_t(std::llround(std::ldexp(p, 32)));
 }
 
+// One causal row's softmax and probability dropout (attention_forward, read_attention_forward):
+// p_row holds the row's n scores and max_s their maximum; afterwards p_row is their softmax (max
+// subtracted, as torch.softmax) and pd_row its dropout, or a copy when p == 0 (pd_row may then
+// alias p_row). Row (sequence b, head h, query t) draws for key j the element
+// e = row_base[b] + (h * T_max + t) * T_max + j: the decisions of attn_dropout_keep(e), one
+// Philox block for the (up to) 4 consecutive e that share it.
+template <typename T> struct AttnRowSoftmax {
+    const AttentionDropout& drop;
+    // 1/(1-p); p = 1 drops everything (PyTorch returns zeros), so any finite scale will do.
+    T scale;
+    uint64_t threshold; // see attn_dropout_keep
+    explicit AttnRowSoftmax(const AttentionDropout& d)
+        : drop(d), scale(d.p < 1 ? T(1.0 / (1.0 - d.p)) : T(0)),
+          threshold(uint64_t(std::llround(std::ldexp(d.p, 32)))) {}
+    void operator()(T* p_row, T* pd_row, int64_t n, T max_s, int64_t b, int64_t h,
+                    int64_t t) const {
+        T sum = 0;
+        for (int64_t j = 0; j < n; ++j) {
+            p_row[j] = std::exp(p_row[j] - max_s);
+            sum += p_row[j];
+        }
+        for (int64_t j = 0; j < n; ++j) p_row[j] /= sum;
+        if (drop.p > 0) {
+            const uint64_t e0 = drop.row_base[b] + uint64_t((h * drop.T_max + t) * drop.T_max);
+            PhiloxCounter bits{};
+            uint64_t block = UINT64_MAX;
+            for (int64_t j = 0; j < n; ++j) {
+                const uint64_t e = e0 + uint64_t(j);
+                assert((e >> 34) == 0);
+                if ((e >> 2) != block) {
+                    block = e >> 2;
+                    bits = drop.rng->block(drop.a, drop.b, drop.c, uint32_t(block));
+                }
+                pd_row[j] = uint64_t(bits[e & 3]) >= threshold ? p_row[j] * scale : T(0);
+            }
+        } else if (pd_row != p_row) {
+            for (int64_t j = 0; j < n; ++j) pd_row[j] = p_row[j];
+        }
+    }
+};
+
 // Forward.
 // q (NQ,C), k (N,C), v (N,C) -> out (NQ,C); saves probs (softmax output, pre-dropout) and
 // probs_drop (post-dropout, what multiplies V), both in the packed layout above. probs_drop may
@@ -221,11 +262,9 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
     const int64_t HS = C / NH;
     assert(HS * NH == C);
     const T sqrt_hs = T(std::sqrt(double(HS)));
-    const bool dropout = drop.p > 0;
+    [[maybe_unused]] const bool dropout = drop.p > 0; // asserts only
     assert(!dropout || (drop.rng && drop.row_base && probs_drop != probs));
-    // 1/(1-p); p = 1 drops everything (PyTorch returns zeros), so any finite scale will do.
-    const T scale = drop.p < 1 ? T(1.0 / (1.0 - drop.p)) : T(0);
-    const uint64_t drop_threshold = uint64_t(std::llround(std::ldexp(drop.p, 32))); // see keep
+    const AttnRowSoftmax<T> softmax_dropout(drop);
     for (int64_t b = 0; b < B; ++b) {
         const int64_t len = off[b + 1] - off[b], fq = first_query[b];
         assert(qoff[b + 1] - qoff[b] == len - fq);
@@ -251,33 +290,7 @@ void attention_forward(T* out, T* probs, T* probs_drop, const T* q, const T* k, 
                     p_row[j] = attn_dot(q_t, kb + j * C + h * HS, HS) / sqrt_hs;
                     max_s = std::max(max_s, p_row[j]);
                 }
-                T sum = 0;
-                for (int64_t j = 0; j <= t; ++j) {
-                    p_row[j] = std::exp(p_row[j] - max_s);
-                    sum += p_row[j];
-                }
-                for (int64_t j = 0; j <= t; ++j) p_row[j] /= sum;
-                // Dropout on the probabilities; element index e keyed as documented above.
-                // Same decisions as attn_dropout_keep(e), reusing one Philox block for the (up
-                // to) 4 consecutive e that share it.
-                if (dropout) {
-                    const uint64_t e0 =
-                        drop.row_base[b] + uint64_t((h * drop.T_max + t) * drop.T_max);
-                    PhiloxCounter bits{};
-                    uint64_t block = UINT64_MAX;
-                    for (int64_t j = 0; j <= t; ++j) {
-                        const uint64_t e = e0 + uint64_t(j);
-                        assert((e >> 34) == 0);
-                        if ((e >> 2) != block) {
-                            block = e >> 2;
-                            bits = drop.rng->block(drop.a, drop.b, drop.c, uint32_t(block));
-                        }
-                        pd_row[j] =
-                            uint64_t(bits[e & 3]) >= drop_threshold ? p_row[j] * scale : T(0);
-                    }
-                } else if (pd_row != p_row) {
-                    for (int64_t j = 0; j <= t; ++j) pd_row[j] = p_row[j];
-                }
+                softmax_dropout(p_row, pd_row, t + 1, max_s, b, h, t);
                 // Context: out_h[t] = sum_j Pd[t,j] v_h[j].
                 attn_axpy_rows(out + row * C + h * HS, pd_row, vb + h * HS, C, t + 1, HS, true);
             }

@@ -116,10 +116,9 @@ void read_attention_forward(T* ctx, T* probs, T* probs_drop, ReadAttentionState<
     {
         const prof::PhaseScope timer(prof::Phase::attention_fwd);
         const T sqrt_hs = T(std::sqrt(double(HS)));
-        const bool dropout = drop.p > 0;
+        [[maybe_unused]] const bool dropout = drop.p > 0; // asserts only
         assert(!dropout || (drop.rng && drop.row_base && probs_drop != probs));
-        const T scale = drop.p < 1 ? T(1.0 / (1.0 - drop.p)) : T(0); // as attention_forward
-        const uint64_t drop_threshold = uint64_t(std::llround(std::ldexp(drop.p, 32)));
+        const AttnRowSoftmax<T> softmax_dropout(drop); // attention_forward's, query t = len-1
         for (int64_t b = 0; b < B; ++b) {
             const int64_t len = off[b + 1] - off[b], t = len - 1;
             assert(len >= 1 && (!dropout || len <= drop.T_max));
@@ -135,30 +134,7 @@ void read_attention_forward(T* ctx, T* probs, T* probs_drop, ReadAttentionState<
                     p_row[j] = (attn_dot(u_bh, xb + j * C, C) + c_bh) / sqrt_hs;
                     max_s = std::max(max_s, p_row[j]);
                 }
-                T sum = 0;
-                for (int64_t j = 0; j < len; ++j) {
-                    p_row[j] = std::exp(p_row[j] - max_s);
-                    sum += p_row[j];
-                }
-                for (int64_t j = 0; j < len; ++j) p_row[j] /= sum;
-                if (dropout) { // attention_forward's draws for query t
-                    const uint64_t e0 =
-                        drop.row_base[b] + uint64_t((h * drop.T_max + t) * drop.T_max);
-                    PhiloxCounter bits{};
-                    uint64_t block = UINT64_MAX;
-                    for (int64_t j = 0; j < len; ++j) {
-                        const uint64_t e = e0 + uint64_t(j);
-                        assert((e >> 34) == 0);
-                        if ((e >> 2) != block) {
-                            block = e >> 2;
-                            bits = drop.rng->block(drop.a, drop.b, drop.c, uint32_t(block));
-                        }
-                        pd_row[j] =
-                            uint64_t(bits[e & 3]) >= drop_threshold ? p_row[j] * scale : T(0);
-                    }
-                } else if (pd_row != p_row) {
-                    for (int64_t j = 0; j < len; ++j) pd_row[j] = p_row[j];
-                }
+                softmax_dropout(p_row, pd_row, len, max_s, b, h, t);
                 // x̄_h = Σ_j Pd_j x_j, σ_h = Σ_j Pd_j (j ascending).
                 attn_axpy_rows(xbar + b * W + h * C, pd_row, xb, C, len, C, true);
                 T sigma = 0;

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/tensor.hpp"
+#include "encoder_fixture.hpp"
 #include "gradcheck.hpp"
 #include "model/encoder.hpp"
 
@@ -39,21 +40,8 @@ struct Tiny {
         return h;
     }
     Tiny(double p_hid, double p_att) : hp(hyper(p_hid, p_att)), layout(hp.shape) {
-        // Larger-than-paper init scale so the non-linear parts are exercised.
-        std::vector<float> f(size_t(layout.total()));
-        init_params(layout, f.data(), 7, 0.5);
-        params.assign(f.begin(), f.end());
-        // LayerNorm gains/biases away from 1/0 so their gradients are tested non-trivially.
-        auto probe = test::probe_weights(size_t(layout.total()), 3);
-        for (const auto& e : layout.entries())
-            if (e.init != ParamInit::normal)
-                for (int64_t i = 0; i < e.size; ++i)
-                    params[size_t(e.offset + i)] += 0.3 * probe[size_t(e.offset + i)];
-        const int64_t M = hp.shape.code_dim, cap = hp.shape.code_cap;
-        item_codes.assign(size_t((V + 1) * M), 0);
-        for (int64_t i = 1; i <= V; ++i)
-            for (int64_t m = 0; m < M; ++m)
-                item_codes[size_t(i * M + m)] = int32_t(m * (cap + 1) + (i * 7 + m * 3) % cap + 1);
+        params = test::encoder_test_params(layout, 7, 0.5, 3);
+        item_codes = test::encoder_test_item_codes(V, hp.shape.code_dim, hp.shape.code_cap);
         // Lengths 1, 4 and T_max; item 3 repeats (its codes get two contributions).
         items = {5, 1, 2, 3, 3, 4, 6, 7, 8, 9, 10};
         off = {0, 1, 5, 11};

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "encoder_fixture.hpp"
 #include "gradcheck.hpp"
 #include "model/encoder.hpp"
 
@@ -33,21 +34,9 @@ struct Case {
     Case(int64_t C, int64_t NH, int64_t F, int64_t T_max, int64_t V, int64_t B_, double p_hid,
          double p_att)
         : hp(hyper(C, NH, F, T_max, p_hid, p_att)), layout(hp.shape), B(B_) {
-        std::vector<float> f(size_t(layout.total()));
-        init_params(layout, f.data(), 5, 0.5);
-        params.assign(f.begin(), f.end());
-        // Biases and LayerNorm parameters away from 0 / 1, so the value bias's term of the fold
-        // (σ_h bv_h) is exercised.
-        const auto probe = test::probe_weights(size_t(layout.total()), 4);
-        for (const auto& e : layout.entries())
-            if (e.init != ParamInit::normal)
-                for (int64_t i = 0; i < e.size; ++i)
-                    params[size_t(e.offset + i)] += 0.3 * probe[size_t(e.offset + i)];
-        const int64_t M = hp.shape.code_dim, cap = hp.shape.code_cap;
-        item_codes.assign(size_t((V + 1) * M), 0);
-        for (int64_t i = 1; i <= V; ++i)
-            for (int64_t m = 0; m < M; ++m)
-                item_codes[size_t(i * M + m)] = int32_t(m * (cap + 1) + (i * 7 + m * 3) % cap + 1);
+        // Biases away from 0, so the value bias's term of the fold (σ_h bv_h) is exercised.
+        params = test::encoder_test_params(layout, 5, 0.5, 4);
+        item_codes = test::encoder_test_item_codes(V, hp.shape.code_dim, hp.shape.code_cap);
         off.push_back(0);
         for (int64_t b = 0; b < B; ++b) {
             const int64_t len = b == 0 ? 1 : b == 1 ? T_max : 1 + (b * 13) % T_max;
